@@ -1,0 +1,1 @@
+"""Tortoise native migrations of the `models` app; generate with `python -m server makemigrations`."""

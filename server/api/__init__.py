@@ -1,0 +1,1 @@
+"""HTTP layer: endpoint declarations (path, auth rule, schemas), handlers, problem+json mapping, OpenAPI."""

@@ -1,0 +1,103 @@
+"""The OpenAPI 3.1 document, generated from the endpoint declarations (so it cannot drift from the routes)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel
+
+from server.api.endpoints import LINK_TOKEN, PUBLIC, Endpoint
+from server.settings import SCOPES
+
+PROBLEM = {
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string", "format": "uri-reference"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+    },
+}
+
+
+def build_openapi(endpoints: Sequence[Endpoint], server_url: str) -> dict[str, Any]:
+    schemas: dict[str, Any] = {"Problem": PROBLEM}
+    paths: dict[str, dict[str, Any]] = {}
+    for ep in endpoints:
+        if not ep.in_schema:
+            continue
+        operation: dict[str, Any] = {
+            "operationId": ep.operation_id,
+            "summary": ep.summary,
+            "tags": [ep.tag],
+            "parameters": [
+                {
+                    "name": p.name,
+                    "in": p.where,
+                    "required": p.where == "path" or p.required,
+                    "description": p.description,
+                    "schema": p.schema,
+                }
+                for p in ep.params
+            ],
+            "responses": _responses(ep, schemas),
+        }
+        if ep.auth == PUBLIC or ep.auth == LINK_TOKEN:
+            operation["security"] = []
+        else:
+            operation["security"] = [{"oauth2": [ep.auth]}]
+        if ep.body is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {ep.body_media_type: {"schema": _ref(ep.body, schemas)}},
+            }
+        elif ep.body_media_type != "application/json":
+            operation["requestBody"] = {"required": True, "content": {ep.body_media_type: {"schema": {}}}}
+        paths.setdefault(ep.path, {})[ep.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Consent ledger API",
+            "version": "1",
+            "description": "Record, check and prove consent (GDPR / ePrivacy). Errors are RFC 9457 problem+json.",
+        },
+        "servers": [{"url": server_url}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "oauth2": {
+                    "type": "oauth2",
+                    "flows": {
+                        "clientCredentials": {
+                            "tokenUrl": "/oauth/token",
+                            "scopes": {s: f"{s} access" for s in SCOPES},
+                        }
+                    },
+                }
+            },
+        },
+    }
+
+
+def _responses(ep: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
+    ok = "201" if ep.method == "POST" and ep.path.endswith("/consents") else "200"
+    content: dict[str, Any] = {ep.response_media_type: {"schema": _ref(ep.response, schemas) if ep.response else {}}}
+    responses: dict[str, Any] = {ok: {"description": "success", "content": content}}
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    if ep.auth not in (PUBLIC, LINK_TOKEN):
+        responses["401"] = {"description": "missing or invalid access token", "content": problem}
+        responses["403"] = {"description": "the token lacks the scope", "content": problem}
+    if ep.body is not None or ep.params:
+        responses["422"] = {"description": "invalid request", "content": problem}
+    return responses
+
+
+def _ref(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, str]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, definition in schema.pop("$defs", {}).items():
+        schemas[name] = definition
+    schemas[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}

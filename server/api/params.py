@@ -1,0 +1,46 @@
+"""Parsing path and query parameters into domain values, with errors that name the parameter."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from server.errors import InvalidRequest
+
+_REF = re.compile(r"^[^\x00-\x1f\x7f]{1,255}$")
+
+
+def subject_ref(value: str, name: str = "ref") -> str:
+    """A subject ref: 1-255 characters, no control characters, not blank."""
+    if not _REF.match(value) or not value.strip():
+        shown = value[:40] + ("..." if len(value) > 40 else "")
+        raise InvalidRequest(
+            f"{name} must be 1-255 characters without control characters (got {len(value)} characters)",
+            parameter=name,
+            value=shown.encode("unicode_escape").decode(),
+        )
+    return value
+
+
+def instant(value: str | None, name: str) -> datetime | None:
+    if value is None or value == "":
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "+"))
+    except ValueError:
+        raise InvalidRequest(f"{name}={value[:64]!r} is not an ISO-8601 date-time", parameter=name) from None
+    if parsed.tzinfo is None:
+        raise InvalidRequest(f"{name}={value[:64]!r} needs a time zone (e.g. Z)", parameter=name)
+    return parsed.astimezone(UTC)
+
+
+def bounded_int(value: str | None, name: str, default: int, low: int, high: int) -> int:
+    if value is None:
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise InvalidRequest(f"{name}={value[:20]!r} must be an integer in [{low}, {high}]", parameter=name)
+    return int(value)
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None

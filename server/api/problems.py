@@ -1,0 +1,56 @@
+"""Mapping errors to RFC 9457 problem+json responses (one place for the whole app)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from server.errors import AuthenticationRequired, ConsentError, InsufficientScope
+
+log = logging.getLogger("server.errors")
+MEDIA_TYPE = "application/problem+json"
+
+
+def problem(
+    status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> Response:
+    body = {"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail, **extra}
+    return Response(orjson.dumps(body), status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+async def consent_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ConsentError)
+    headers: dict[str, str] = {}
+    if isinstance(exc, AuthenticationRequired):
+        headers["WWW-Authenticate"] = (
+            f'Bearer realm="consent", error="{exc.error}", error_description="{_quote(exc.detail)}"'
+        )
+    elif isinstance(exc, InsufficientScope):
+        headers["WWW-Authenticate"] = (
+            f'Bearer realm="consent", error="insufficient_scope", scope="{exc.scope}", '
+            f'error_description="{_quote(exc.detail)}"'
+        )
+    return problem(exc.status, exc.slug, exc.title, exc.detail, headers, **exc.extensions)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+    return problem(exc.status_code, slug, str(exc.detail), str(exc.detail), dict(exc.headers or {}))
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", extra={"request_id": getattr(request.state, "request_id", None)})
+    return problem(500, "internal-error", "Internal error", "the server failed; the request id is in the logs")
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "").replace('"', "'")
+
+
+EXCEPTION_HANDLERS = {ConsentError: consent_error, HTTPException: http_error, Exception: server_error}

@@ -1,0 +1,119 @@
+"""The list of every endpoint of the service, with its auth rule. Nothing is routed that is not listed here."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from server.api import oauth, ops, policies, schemas, subjects, wellknown
+from server.api.endpoints import PUBLIC, Endpoint, Param
+from server.api.openapi import build_openapi
+
+REF = Param("ref", "path", "the company's own id of the subject (1-255 characters)")
+
+
+async def openapi(request: Request) -> JSONResponse:
+    """This document."""
+    return JSONResponse(build_openapi(ENDPOINTS, request.app.state.services.settings.issuer))
+
+
+ENDPOINTS: list[Endpoint] = [
+    Endpoint(
+        "/oauth/token",
+        "POST",
+        oauth.token,
+        PUBLIC,
+        "Get an access token (client credentials)",
+        "auth",
+        body_media_type="application/x-www-form-urlencoded",
+        response=schemas.TokenOut,
+    ),
+    Endpoint("/.well-known/jwks.json", "GET", wellknown.jwks, PUBLIC, "Signing keys (JWKS)", "auth"),
+    Endpoint(
+        "/.well-known/oauth-authorization-server",
+        "GET",
+        wellknown.oauth_metadata,
+        PUBLIC,
+        "OAuth2 server metadata (RFC 8414)",
+        "auth",
+    ),
+    Endpoint(
+        "/v1/subjects/{ref}/consents",
+        "POST",
+        subjects.record_consents,
+        "consent:write",
+        "Record decisions (one transaction)",
+        "ledger",
+        params=[REF],
+        body=schemas.RecordIn,
+        response=schemas.RecordOut,
+    ),
+    Endpoint(
+        "/v1/subjects/{ref}/consents",
+        "GET",
+        subjects.read_consents,
+        "consent:read",
+        "Current consent matrix, or at an instant",
+        "ledger",
+        params=[
+            REF,
+            Param(
+                "at",
+                "query",
+                "ISO-8601 instant with time zone",
+                schema={"type": "string", "format": "date-time"},
+            ),
+        ],
+        response=schemas.MatrixOut,
+    ),
+    Endpoint(
+        "/v1/subjects/{ref}/events",
+        "GET",
+        subjects.read_events,
+        "consent:read",
+        "The subject's ledger, paginated",
+        "ledger",
+        params=[
+            REF,
+            Param("limit", "query", "page size, 1-1000 (default 100)", schema={"type": "integer"}),
+            Param("cursor", "query", "next_cursor of the previous page"),
+        ],
+        response=schemas.EventsOut,
+    ),
+    Endpoint(
+        "/v1/policies",
+        "GET",
+        policies.list_policies,
+        PUBLIC,
+        "Published policy versions",
+        "policies",
+        response=None,
+    ),
+    Endpoint(
+        "/policies/{document}/{version}/{lang}",
+        "GET",
+        policies.policy_text,
+        PUBLIC,
+        "The exact published text, with its SHA-256",
+        "policies",
+        params=[
+            Param("document", "path", "document"),
+            Param("version", "path", "version"),
+            Param("lang", "path", "language"),
+        ],
+        response_media_type="text/markdown",
+    ),
+    Endpoint("/healthz", "GET", ops.healthz, PUBLIC, "Liveness", "ops"),
+    Endpoint("/readyz", "GET", ops.readyz, PUBLIC, "Readiness (database reachable)", "ops"),
+    Endpoint(
+        "/problems/{slug}",
+        "GET",
+        ops.problem_type,
+        PUBLIC,
+        "Documentation of a problem type",
+        "ops",
+        params=[Param("slug", "path", "problem type")],
+        response_media_type="text/plain",
+    ),
+    Endpoint("/openapi.json", "GET", openapi, PUBLIC, "This OpenAPI document", "ops"),
+]

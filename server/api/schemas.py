@@ -1,0 +1,148 @@
+"""Request and response bodies of the v1 API (strict: unknown fields and wrong types are refused)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from server.ledger.append import TOUCHPOINTS
+from server.ledger.transitions import ACTIONS
+
+Code = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")]
+Text = Annotated[str, StringConstraints(max_length=1024, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")]
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Touchpoint = Literal[TOUCHPOINTS]  # type: ignore[valid-type]
+Action = Literal[ACTIONS]  # type: ignore[valid-type]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class PolicyRef(Strict):
+    document: Code
+    version: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._\-]{1,32}$")]
+    lang: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[A-Z]{2})?$")]
+
+    @property
+    def label(self) -> str:
+        return f"{self.document}/{self.version}/{self.lang}"
+
+
+class DecisionIn(Strict):
+    purpose: Code
+    channel: Code
+    action: Action
+
+
+class EvidenceIn(Strict):
+    ip: Annotated[str, StringConstraints(max_length=64)] | None = None
+    user_agent: Text | None = None
+    origin: Text | None = None
+    gpc: bool | None = None
+    reference: Text | None = Field(default=None, description="call or ticket reference, order id, ...")
+
+
+class SnapshotIn(Strict):
+    kind: Code
+    content: Annotated[str, StringConstraints(min_length=1, max_length=256 * 1024)]
+    content_type: Annotated[str, StringConstraints(max_length=64)] = "text/html; charset=utf-8"
+
+
+class RecordIn(Strict):
+    """Decisions to record in one transaction, all shown under one policy version."""
+
+    policy: PolicyRef
+    decisions: Annotated[list[DecisionIn], Field(min_length=1, max_length=100)]
+    touchpoint: Touchpoint = "api"
+    method: Code = "api"
+    evidence: EvidenceIn | None = None
+    ui_snapshot: SnapshotIn | None = None
+    ui_snapshot_sha256: Sha256 | None = None
+    actor_id: Text | None = Field(default=None, description="agent id when touchpoint is agent")
+
+
+class EventOut(BaseModel):
+    id: str
+    seq: int
+    purpose: str
+    channel: str
+    action: str
+    status: str
+    policy_version: str
+    recorded_at: str
+    valid_until: str | None
+    prev_hash: str
+    hash: str
+
+
+class RecordOut(BaseModel):
+    subject: str
+    events: list[EventOut]
+
+
+class ConsentOut(BaseModel):
+    purpose: str
+    channel: str
+    allowed: bool
+    reason: str
+    status: str
+    since: str | None
+    valid_until: str | None
+    policy_version: str | None
+    event_id: str | None
+
+
+class MatrixOut(BaseModel):
+    subject: str
+    at: str
+    consents: list[ConsentOut]
+
+
+class LedgerEventOut(BaseModel):
+    """An event as hashed: recompute `hash` as SHA-256 of the RFC 8785 form of every field but `hash`."""
+
+    id: str
+    subject: str
+    seq: int
+    purpose: str
+    channel: str
+    action: str
+    status: str
+    policy: dict[str, str]
+    touchpoint: str
+    method: str
+    actor: dict[str, str | None]
+    ui_snapshot: str | None
+    evidence: dict[str, object]
+    recorded_at: str
+    valid_until: str | None
+    prev_hash: str
+    hash: str
+
+
+class EventsOut(BaseModel):
+    subject: str
+    events: list[LedgerEventOut]
+    next_cursor: str | None
+
+
+class PolicyOut(BaseModel):
+    document: str
+    version: str
+    lang: str
+    title: str
+    sha256: str
+    effective_at: str
+    material: bool
+    purposes: list[str]
+    summary: str
+    url: str
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int
+    scope: str

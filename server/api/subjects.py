@@ -1,0 +1,173 @@
+"""`/v1/subjects/{ref}/...`: record decisions, read the consent matrix and the subject's ledger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from server.api.bodies import read_json
+from server.api.params import bounded_int, instant, iso, subject_ref
+from server.api.schemas import RecordIn
+from server.consent.decide import StateView, SubjectFlags, decide
+from server.errors import InvalidRequest, NotFound
+from server.ledger.append import Decision, RecordRequest, Snapshot
+from server.ledger.chain import event_body
+from server.ledger.replay import replay
+from server.models import ConsentEvent, ConsentState, Subject
+from server.services import Services
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json", headers=headers)
+
+
+async def record_consents(request: Request) -> Response:
+    """Record one or more decisions for a subject in one transaction (the subject is created on first write)."""
+    services: Services = request.app.state.services
+    ref = subject_ref(request.path_params["ref"])
+    body = await read_json(request, RecordIn)
+    evidence = body.evidence.model_dump(exclude_none=True) if body.evidence else {}
+    result = await services.ledger.record(
+        RecordRequest(
+            ref=ref,
+            policy=body.policy.label,
+            decisions=[Decision(d.purpose, d.channel, d.action) for d in body.decisions],
+            touchpoint=body.touchpoint,
+            method=body.method,
+            actor_type="agent" if body.touchpoint == "agent" else "client",
+            actor_id=body.actor_id if body.touchpoint == "agent" else request.state.access.client_id,
+            evidence=evidence,
+            snapshot=Snapshot(body.ui_snapshot.kind, body.ui_snapshot.content, body.ui_snapshot.content_type)
+            if body.ui_snapshot
+            else None,
+            snapshot_sha256=body.ui_snapshot_sha256,
+        )
+    )
+    events = [
+        {
+            "id": e.id,
+            "seq": e.seq,
+            "purpose": e.purpose,
+            "channel": e.channel,
+            "action": e.action,
+            "status": e.status,
+            "policy_version": e.policy_version,
+            "recorded_at": iso(e.recorded_at),
+            "valid_until": iso(e.valid_until),
+            "prev_hash": e.prev_hash,
+            "hash": e.hash,
+        }
+        for e in result.events
+    ]
+    location = f"/v1/subjects/{request.path_params['ref']}/events"
+    return _json({"subject": ref, "events": events}, status=201, headers={"Location": location})
+
+
+async def read_consents(request: Request) -> Response:
+    """The subject's consent matrix now, or at `?at=` (derived from the ledger itself)."""
+    services: Services = request.app.state.services
+    ref = subject_ref(request.path_params["ref"])
+    at_param = instant(request.query_params.get("at"), "at")
+    subject = await _subject(ref)
+    catalog = await services.catalog.get()
+    now = services.clock()
+    at = at_param or now
+    if at_param is None:
+        rows = await ConsentState.filter(subject_id=subject.id).values(
+            "purpose_id", "channel_id", "status", "since", "valid_until", "policy_version_id", "event_id"
+        )
+        states = {
+            (r["purpose_id"], r["channel_id"]): StateView(
+                r["status"], r["since"], r["valid_until"], r["policy_version_id"], str(r["event_id"])
+            )
+            for r in rows
+        }
+    else:
+        states = replay(await _event_rows(subject.id), at)
+    flags = SubjectFlags(subject.erased_at, subject.restricted_at)
+    consents = []
+    for code, purpose in sorted(catalog.purposes.items()):
+        for channel in sorted(purpose.channels):
+            answer = decide(catalog, flags, states.get((code, channel)), code, channel, at)
+            consents.append(
+                {
+                    "purpose": code,
+                    "channel": channel,
+                    "allowed": answer.allowed,
+                    "reason": answer.reason,
+                    "status": answer.status,
+                    "since": iso(answer.since),
+                    "valid_until": iso(answer.valid_until),
+                    "policy_version": answer.policy_version,
+                    "event_id": answer.event_id,
+                }
+            )
+    return _json({"subject": ref, "at": iso(at), "consents": consents})
+
+
+async def read_events(request: Request) -> Response:
+    """The subject's ledger in `seq` order, `limit` per page, with an opaque cursor to the next page."""
+    services: Services = request.app.state.services
+    ref = subject_ref(request.path_params["ref"])
+    limit = bounded_int(request.query_params.get("limit"), "limit", 100, 1, 1000)
+    cursor = request.query_params.get("cursor")
+    after = 0
+    if cursor:
+        if not (cursor.startswith("s") and cursor[1:].isdigit()):
+            raise InvalidRequest(f"cursor={cursor[:40]!r} is not a cursor this API issued", parameter="cursor")
+        after = int(cursor[1:])
+    subject = await _subject(ref)
+    rows = await ConsentEvent.filter(subject_id=subject.id, seq__gt=after).order_by("seq").limit(limit + 1).values()
+    catalog = await services.catalog.get()
+    if any(r["policy_version_id"] not in catalog.policies_by_id for r in rows):
+        catalog = await services.catalog.reload()
+    events = []
+    for row in rows[:limit]:
+        policy = catalog.policies_by_id[row["policy_version_id"]]
+        body = event_body(
+            event_id=str(row["id"]),
+            subject=subject.pseudonym,
+            seq=row["seq"],
+            purpose=row["purpose_id"],
+            channel=row["channel_id"],
+            action=row["action"],
+            status=row["status"],
+            policy={
+                "document": policy.document,
+                "version": policy.version,
+                "lang": policy.lang,
+                "sha256": policy.sha256,
+            },
+            touchpoint=row["touchpoint"],
+            method=row["method"],
+            actor={"type": row["actor_type"], "id": row["actor_id"]},
+            ui_snapshot=row["ui_snapshot_sha256"],
+            evidence=row["evidence"],
+            recorded_at=row["recorded_at"],
+            valid_until=row["valid_until"],
+            prev_hash=row["prev_hash"],
+        )
+        events.append({**body, "hash": row["hash"]})
+    next_cursor = f"s{rows[limit - 1]['seq']}" if len(rows) > limit else None
+    headers = {}
+    if next_cursor:
+        headers["Link"] = f'<{request.url.path}?limit={limit}&cursor={next_cursor}>; rel="next"'
+    return _json({"subject": ref, "events": events, "next_cursor": next_cursor}, headers=headers)
+
+
+async def _subject(ref: str) -> Subject:
+    subject = await Subject.get_or_none(ref=ref)
+    if subject is None:
+        raise NotFound("no subject with this ref", parameter="ref")
+    return subject
+
+
+async def _event_rows(subject_id: Any) -> list[dict[str, Any]]:
+    return (
+        await ConsentEvent.filter(subject_id=subject_id)
+        .order_by("seq")
+        .values("id", "purpose_id", "channel_id", "status", "recorded_at", "valid_until", "policy_version_id")
+    )

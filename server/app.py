@@ -1,0 +1,44 @@
+"""`create_app(settings)`: the whole service built from explicit lists; Tortoise is opened in the lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from tortoise import Tortoise
+
+from server.api.problems import EXCEPTION_HANDLERS
+from server.api.routes import ENDPOINTS
+from server.db import tortoise_config
+from server.middleware.request_log import RequestLogMiddleware
+from server.services import build_services
+from server.settings import Settings
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Starlette:
+    services = build_services(settings, clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await Tortoise.init(config=tortoise_config(settings.database_url), _enable_global_fallback=True)
+        try:
+            await services.catalog.reload()
+            yield
+        finally:
+            await Tortoise.close_connections()
+
+    app = Starlette(
+        routes=[endpoint.route() for endpoint in ENDPOINTS],
+        middleware=[Middleware(RequestLogMiddleware)],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    return app

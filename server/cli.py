@@ -1,0 +1,170 @@
+"""`python -m server <verb>`: serve, migrate, makemigrations, policies sync, clients create, keys rotate,
+demo, ledger verify."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from server.settings import Settings, SettingsError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m server", description=__doc__)
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    verbs.add_parser("serve", help="run the HTTP server")
+    verbs.add_parser("migrate", help="apply database migrations")
+    make = verbs.add_parser("makemigrations", help="write a migration for model changes")
+    make.add_argument("--name")
+    policies = verbs.add_parser("policies", help="policy documents").add_subparsers(dest="action", required=True)
+    policies.add_parser("sync", help="register new policy versions from POLICY_DIR")
+    clients = verbs.add_parser("clients", help="API clients").add_subparsers(dest="action", required=True)
+    create = clients.add_parser("create", help="create a client; prints its id and secret as JSON")
+    create.add_argument("--name", required=True)
+    create.add_argument("--scopes", required=True, help='space-separated, e.g. "consent:check consent:read"')
+    keys = verbs.add_parser("keys", help="signing keys").add_subparsers(dest="action", required=True)
+    keys.add_parser("rotate", help="add a new active signing key (old keys stay published)")
+    verbs.add_parser("demo", help="migrate, sync policies, seed demo data, print URLs and serve")
+    ledger = verbs.add_parser("ledger", help="the consent ledger").add_subparsers(dest="action", required=True)
+    ledger.add_parser("verify", help="recompute every hash chain and the state projection")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    command = f"{args.verb} {getattr(args, 'action', '')}".strip()
+    handler = COMMANDS[command]
+    return handler(settings, args)
+
+
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    return asyncio.run(coro)
+
+
+async def _with_db(settings: Settings, work: Callable[[], Awaitable[int]]) -> int:
+    from tortoise import Tortoise
+
+    from server.db import tortoise_config
+
+    await Tortoise.init(config=tortoise_config(settings.database_url))
+    try:
+        return await work()
+    finally:
+        await Tortoise.close_connections()
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from server.app import create_app
+    from server.logs import configure_logging
+
+    configure_logging(settings.log_level)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False)
+    return 0
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from server.migrate import apply_migrations
+
+    asyncio.run(apply_migrations(settings.database_url, quiet=False))
+    print("migrations applied")
+    return 0
+
+
+def cmd_makemigrations(settings: Settings, args: argparse.Namespace) -> int:
+    from server.migrate import make_migrations
+
+    paths = asyncio.run(make_migrations(settings.database_url, args.name))
+    print("\n".join(paths) if paths else "no changes detected")
+    return 0
+
+
+def cmd_policies_sync(settings: Settings, args: argparse.Namespace) -> int:
+    from server.policies.documents import PolicySourceError
+    from server.policies.sync import PublishedPolicyChanged, sync_policies
+
+    async def work() -> int:
+        try:
+            report = await sync_policies(settings.policy_dir)
+        except (PublishedPolicyChanged, PolicySourceError) as exc:
+            print(f"policies sync refused: {exc}", file=sys.stderr)
+            return 1
+        for label in report.published:
+            print(f"published {label}")
+        print(f"{len(report.published)} new, {len(report.unchanged)} unchanged, {len(report.purposes)} purposes")
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> int:
+    from server.auth.clients import UnknownScope, create_client
+
+    async def work() -> int:
+        try:
+            client = await create_client(args.name, args.scopes)
+        except UnknownScope as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        print(
+            json.dumps(
+                {
+                    "client_id": client.client_id,
+                    "client_secret": client.client_secret,
+                    "name": client.name,
+                    "scopes": client.scopes,
+                }
+            )
+        )
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> int:
+    from server.auth.keys import KeyStore
+
+    store = KeyStore(settings.signing_keys_dir).load()
+    print(json.dumps({"kid": store.rotate(), "keys": len(store.jwks()["keys"])}))
+    return 0
+
+
+def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from server.ledger.verify import verify_ledger
+
+    async def work() -> int:
+        report = await verify_ledger()
+        for broken in report.breaks:
+            print(f"BROKEN {broken}")
+        verdict = "OK" if report.ok else f"FAILED ({len(report.breaks)} broken chain(s))"
+        print(f"ledger verify: {report.subjects} subjects, {report.events} events: {verdict}")
+        return 0 if report.ok else 1
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from server.demo import prepare_demo
+
+    info = asyncio.run(prepare_demo(settings))
+    print(info)
+    return cmd_serve(settings, args)
+
+
+COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "serve": cmd_serve,
+    "migrate": cmd_migrate,
+    "makemigrations": cmd_makemigrations,
+    "policies sync": cmd_policies_sync,
+    "clients create": cmd_clients_create,
+    "keys rotate": cmd_keys_rotate,
+    "ledger verify": cmd_ledger_verify,
+    "demo": cmd_demo,
+}

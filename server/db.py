@@ -1,0 +1,89 @@
+"""Database wiring: the Tortoise configuration built from settings, and the dialect helpers raw SQL needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from tortoise import Tortoise, connections
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+APP_LABEL = "models"
+MIGRATIONS_MODULE = "migrations"
+
+
+def credentials(database_url: str, *, migrating: bool = False) -> dict[str, Any]:
+    """Tortoise connection dict for `database_url`.
+
+    SQLite runs in WAL mode with `synchronous=FULL` so an acknowledged commit survives a crash (DESIGN invariant 5),
+    and a busy timeout so a CLI command and the server can share the file. While migrating, foreign keys are off: a
+    table rebuild would otherwise cascade into child rows (checked afterwards with `PRAGMA foreign_key_check`).
+    """
+    parts = urlsplit(database_url)
+    if parts.scheme == "sqlite":
+        path = unquote(parts.netloc + parts.path)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return {
+            "engine": "tortoise.backends.sqlite",
+            "credentials": {
+                "file_path": path,
+                "journal_mode": "WAL",
+                "synchronous": "FULL",
+                "busy_timeout": 10000,
+                "foreign_keys": "OFF" if migrating else "ON",
+            },
+        }
+    query = dict(parse_qsl(parts.query))
+    return {
+        "engine": "tortoise.backends.asyncpg",
+        "credentials": {
+            "host": parts.hostname or "127.0.0.1",
+            "port": parts.port or 5432,
+            "user": unquote(parts.username or "postgres"),
+            "password": unquote(parts.password or ""),
+            "database": parts.path.lstrip("/") or "postgres",
+            "minsize": int(query.get("minsize", "1")),
+            "maxsize": int(query.get("maxsize", "10")),
+            **({"schema": query["schema"]} if "schema" in query else {}),
+        },
+    }
+
+
+def tortoise_config(database_url: str, *, migrating: bool = False) -> dict[str, Any]:
+    return {
+        "connections": {"default": credentials(database_url, migrating=migrating)},
+        "apps": {
+            APP_LABEL: {
+                "models": ["server.models"],
+                "default_connection": "default",
+                "migrations": MIGRATIONS_MODULE,
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+async def init_db(database_url: str) -> None:
+    await Tortoise.init(config=tortoise_config(database_url))
+
+
+async def close_db() -> None:
+    await Tortoise.close_connections()
+
+
+def connection() -> BaseDBAsyncClient:
+    return connections.get("default")
+
+
+def is_postgres(conn: BaseDBAsyncClient | None = None) -> bool:
+    return (conn or connection()).capabilities.dialect == "postgres"
+
+
+def placeholders(conn: BaseDBAsyncClient, count: int, start: int = 1) -> list[str]:
+    """Parameter markers for raw SQL: `$1, $2` on PostgreSQL, `?` on SQLite."""
+    if is_postgres(conn):
+        return [f"${i}" for i in range(start, start + count)]
+    return ["?"] * count

@@ -1,0 +1,90 @@
+"""Demo data for the embedded default: policies, a demo API client and a few subjects with varied histories."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from tortoise import Tortoise
+
+from server.auth.clients import create_client
+from server.db import tortoise_config
+from server.ledger.append import Decision, Ledger, RecordRequest
+from server.migrate import apply_migrations
+from server.models import Subject
+from server.policies.catalog import Catalog
+from server.policies.sync import sync_policies
+from server.settings import Settings
+
+DEMO_SUBJECTS: list[tuple[str, str, list[tuple[str, str, str]]]] = [
+    (
+        "demo-alice",
+        "privacy-policy/2/fr",
+        [
+            ("newsletter", "email", "grant"),
+            ("newsletter", "email", "confirm"),
+            ("offers", "sms", "grant"),
+            ("partners", "email", "grant"),
+        ],
+    ),
+    ("demo-bob", "privacy-policy/2/en", [("offers", "email", "grant"), ("partners", "sms", "deny")]),
+    (
+        "demo-chloe",
+        "privacy-policy/1/fr",
+        [("partners", "email", "grant"), ("offers", "email", "grant"), ("offers", "email", "withdraw")],
+    ),
+]
+
+
+async def prepare_demo(settings: Settings) -> str:
+    """Idempotent: migrate, sync, create the demo client once, seed the demo subjects once; returns the banner."""
+    await apply_migrations(settings.database_url)
+    await Tortoise.init(config=tortoise_config(settings.database_url))
+    try:
+        await sync_policies(settings.policy_dir)
+        creds_path = settings.signing_keys_dir.parent / "demo-client.json"
+        if creds_path.is_file():
+            creds = json.loads(creds_path.read_text())
+        else:
+            client = await create_client("demo", "consent:check consent:read consent:write proof:read admin")
+            creds = {
+                "client_id": client.client_id,
+                "client_secret": client.client_secret,
+                "scopes": client.scopes,
+            }
+            creds_path.parent.mkdir(parents=True, exist_ok=True)
+            creds_path.write_text(json.dumps(creds))
+            creds_path.chmod(0o600)
+        ledger = Ledger(settings.secret_key, Catalog(0), lambda: datetime.now(UTC))
+        for ref, policy, decisions in DEMO_SUBJECTS:
+            if await Subject.exists(ref=ref):
+                continue
+            for purpose, channel, action in decisions:
+                await ledger.record(
+                    RecordRequest(
+                        ref=ref,
+                        policy=policy,
+                        decisions=[Decision(purpose, channel, action)],
+                        touchpoint="import",
+                        method="demo",
+                        actor_type="system",
+                        actor_id="demo",
+                    )
+                )
+    finally:
+        await Tortoise.close_connections()
+    base = settings.public_url
+    return "\n".join(
+        [
+            "",
+            "Consent ledger demo is starting.",
+            f"  API (OpenAPI 3.1):   {base}/openapi.json",
+            f"  Published policies:  {base}/v1/policies",
+            f"  Readiness:           {base}/readyz",
+            f"  Demo API client:     client_id={creds['client_id']} client_secret={creds['client_secret']}",
+            f"  Get a token:         curl -s -u {creds['client_id']}:{creds['client_secret']} "
+            f"-d grant_type=client_credentials {base}/oauth/token",
+            f"  Then:                curl -s -H 'Authorization: Bearer TOKEN' {base}/v1/subjects/demo-alice/consents",
+            "",
+        ]
+    )

@@ -1,0 +1,129 @@
+"""Domain errors, one hierarchy for the whole service.
+
+Domain code raises these; `server.api.problems` maps each to an RFC 9457 problem+json answer whose `type` is
+`/problems/<slug>` (stable, documented at that URL). Helpers never raise HTTP exceptions.
+
+    ConsentError                      base; status 400
+    ├── InvalidRequest                malformed JSON, wrong types, unknown fields (400 / 422)
+    │   └── PayloadTooLarge           body over the configured limit (413)
+    ├── UnprocessableDecision         a well-formed request the ledger refuses (422)
+    │   ├── UnknownPurpose
+    │   ├── UnknownChannel
+    │   ├── UnknownPolicyVersion      not published (DESIGN invariant 2)
+    │   ├── ChannelNotOffered         purpose not offered on that channel
+    │   └── InvalidTransition         decision not allowed from the current status
+    ├── NotFound                      (404)
+    ├── AuthenticationRequired        missing/invalid/expired token (401 + WWW-Authenticate)
+    └── InsufficientScope             token lacks the scope (403 + WWW-Authenticate)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ConsentError(Exception):
+    """Base of every error the service reports to a caller."""
+
+    status = 400
+    slug = "bad-request"
+    title = "Bad request"
+
+    def __init__(self, detail: str, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extensions = extensions
+
+
+class InvalidRequest(ConsentError):
+    status = 422
+    slug = "invalid-request"
+    title = "The request is not valid"
+
+
+class MalformedBody(InvalidRequest):
+    status = 400
+    slug = "malformed-body"
+    title = "The body is not valid JSON or form data"
+
+
+class PayloadTooLarge(InvalidRequest):
+    status = 413
+    slug = "payload-too-large"
+    title = "The request body is too large"
+
+
+class UnprocessableDecision(ConsentError):
+    status = 422
+    slug = "unprocessable-decision"
+    title = "The decision cannot be recorded"
+
+
+class UnknownPurpose(UnprocessableDecision):
+    slug = "unknown-purpose"
+    title = "Unknown purpose"
+
+
+class UnknownChannel(UnprocessableDecision):
+    slug = "unknown-channel"
+    title = "Unknown channel"
+
+
+class UnknownPolicyVersion(UnprocessableDecision):
+    slug = "unknown-policy-version"
+    title = "Unknown or unpublished policy version"
+
+
+class ChannelNotOffered(UnprocessableDecision):
+    slug = "channel-not-offered"
+    title = "The purpose is not offered on that channel"
+
+
+class InvalidTransition(UnprocessableDecision):
+    slug = "invalid-transition"
+    title = "The decision is not allowed from the current status"
+
+
+class NotFound(ConsentError):
+    status = 404
+    slug = "not-found"
+    title = "Not found"
+
+
+class AuthenticationRequired(ConsentError):
+    """Missing, malformed, expired or untrusted credentials."""
+
+    status = 401
+    slug = "unauthorized"
+    title = "Authentication required"
+
+    def __init__(self, detail: str, *, error: str = "invalid_token", **extensions: Any) -> None:
+        super().__init__(detail, **extensions)
+        self.error = error
+
+
+class InsufficientScope(ConsentError):
+    status = 403
+    slug = "insufficient-scope"
+    title = "The access token lacks the required scope"
+
+    def __init__(self, detail: str, *, scope: str, **extensions: Any) -> None:
+        super().__init__(detail, **extensions)
+        self.scope = scope
+
+
+ALL_ERRORS: tuple[type[ConsentError], ...] = (
+    ConsentError,
+    InvalidRequest,
+    MalformedBody,
+    PayloadTooLarge,
+    UnprocessableDecision,
+    UnknownPurpose,
+    UnknownChannel,
+    UnknownPolicyVersion,
+    ChannelNotOffered,
+    InvalidTransition,
+    NotFound,
+    AuthenticationRequired,
+    InsufficientScope,
+)

@@ -1,0 +1,318 @@
+"""Appending decisions to the ledger: one transaction per call, serialised per subject.
+
+The subject row is the lock: on PostgreSQL `SELECT ... FOR UPDATE` after an idempotent insert; on SQLite the
+transaction starts with that insert, which takes the database write lock (single writer). Events, the state
+projection and the chain head are written in the same transaction (DESIGN invariants 3 and 5).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.transactions import in_transaction
+
+from server.db import is_postgres, placeholders
+from server.errors import (
+    ChannelNotOffered,
+    InvalidRequest,
+    UnknownChannel,
+    UnknownPolicyVersion,
+    UnknownPurpose,
+)
+from server.ledger.chain import body_hash, event_body
+from server.ledger.evidence import minimise, pseudonym
+from server.ledger.transitions import keeps_validity, next_status
+from server.models import ConsentEvent, ConsentState, UISnapshot
+from server.policies.catalog import Catalog, CatalogSnapshot, PolicyInfo
+
+TOUCHPOINTS = ("preference_center", "banner", "api", "agent", "import", "unsubscribe", "gpc", "system")
+
+
+@dataclass(frozen=True)
+class Decision:
+    purpose: str
+    channel: str
+    action: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the person was shown; stored once by SHA-256."""
+
+    kind: str
+    content: str
+    content_type: str = "text/html; charset=utf-8"
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class RecordRequest:
+    ref: str
+    policy: str  # "document/version/lang"
+    decisions: Sequence[Decision]
+    touchpoint: str
+    method: str
+    actor_type: str
+    actor_id: str | None
+    evidence: dict[str, Any] = field(default_factory=dict)
+    snapshot: Snapshot | None = None
+    snapshot_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    id: str
+    seq: int
+    purpose: str
+    channel: str
+    action: str
+    status: str
+    policy_version: str
+    recorded_at: datetime
+    valid_until: datetime | None
+    prev_hash: str
+    hash: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    ref: str
+    pseudonym: str
+    created_subject: bool
+    events: list[RecordedEvent]
+
+
+class Ledger:
+    """The write side of the ledger."""
+
+    def __init__(self, secret_key: str, catalog: Catalog, clock: Callable[[], datetime]) -> None:
+        self.secret_key = secret_key
+        self.catalog = catalog
+        self.clock = clock
+
+    async def record(self, request: RecordRequest) -> RecordResult:
+        catalog = await self._catalog_with(request)
+        policy = catalog.policies.get(request.policy)
+        if policy is None:
+            raise UnknownPolicyVersion(
+                f"policy version {request.policy!r} is not published", policy_version=request.policy
+            )
+        for decision in request.decisions:
+            _validate_target(catalog, decision)
+        snapshot_sha = request.snapshot.sha256 if request.snapshot else request.snapshot_sha256
+        evidence = minimise(request.evidence)
+        async with in_transaction() as conn:
+            if request.snapshot is not None:
+                await _store_snapshot(conn, request.snapshot)
+            elif snapshot_sha is not None and not await UISnapshot.exists(sha256=snapshot_sha, using_db=conn):
+                raise InvalidRequest(f"UI snapshot {snapshot_sha} is not stored", ui_snapshot=snapshot_sha)
+            subject_id, subject_pseudonym, seq, head, created = await self._lock_subject(conn, request.ref)
+            current = {
+                (s["purpose_id"], s["channel_id"]): s
+                for s in await ConsentState.filter(subject_id=subject_id)
+                .using_db(conn)
+                .values("id", "purpose_id", "channel_id", "status")
+            }
+            now = self.clock()
+            recorded: list[RecordedEvent] = []
+            for decision in request.decisions:
+                purpose = catalog.purposes[decision.purpose]
+                key = (decision.purpose, decision.channel)
+                state = current.get(key)
+                status = next_status(decision.action, state["status"] if state else None, purpose, decision.channel)
+                valid_until = (
+                    now + timedelta(days=purpose.validity_days)
+                    if purpose.validity_days and keeps_validity(status)
+                    else None
+                )
+                seq += 1
+                event = _event(
+                    request,
+                    subject_pseudonym,
+                    seq,
+                    decision,
+                    status,
+                    policy,
+                    now,
+                    valid_until,
+                    head,
+                    snapshot_sha,
+                    evidence,
+                )
+                await ConsentEvent.create(
+                    using_db=conn,
+                    id=event.id,
+                    subject_id=subject_id,
+                    seq=seq,
+                    purpose_id=decision.purpose,
+                    channel_id=decision.channel,
+                    action=decision.action,
+                    status=status,
+                    policy_version_id=policy.id,
+                    touchpoint=request.touchpoint,
+                    method=request.method,
+                    actor_type=request.actor_type,
+                    actor_id=request.actor_id,
+                    ui_snapshot_sha256=snapshot_sha,
+                    evidence=evidence,
+                    recorded_at=now,
+                    valid_until=valid_until,
+                    prev_hash=head,
+                    hash=event.hash,
+                )
+                values = {
+                    "status": status,
+                    "event_id": event.id,
+                    "policy_version_id": policy.id,
+                    "since": now,
+                    "valid_until": valid_until,
+                }
+                if state is None:
+                    row = await ConsentState.create(
+                        using_db=conn,
+                        subject_id=subject_id,
+                        purpose_id=decision.purpose,
+                        channel_id=decision.channel,
+                        **values,
+                    )
+                    current[key] = {"id": row.id, "status": status}
+                else:
+                    await ConsentState.filter(id=state["id"]).using_db(conn).update(**values)
+                    current[key] = {"id": state["id"], "status": status}
+                head = event.hash
+                recorded.append(event)
+            await _move_head(conn, subject_id, seq, head)
+        return RecordResult(request.ref, subject_pseudonym, created, recorded)
+
+    async def _catalog_with(self, request: RecordRequest) -> CatalogSnapshot:
+        """The catalogue, reloaded once if the request names something it has not seen yet."""
+        catalog = await self.catalog.get()
+        if request.policy not in catalog.policies or any(d.purpose not in catalog.purposes for d in request.decisions):
+            catalog = await self.catalog.reload()
+        return catalog
+
+    async def _lock_subject(self, conn: BaseDBAsyncClient, ref: str) -> tuple[str, str, int, str, bool]:
+        """Create the subject if new, then lock its row; returns (id, pseudonym, last_seq, head_hash, created)."""
+        inserted = await _insert_subject(conn, str(uuid.uuid4()), ref, pseudonym(self.secret_key, ref))
+        lock = " FOR UPDATE" if is_postgres(conn) else ""
+        rows = await conn.execute_query_dict(
+            f"SELECT id, pseudonym, last_seq, head_hash FROM subjects WHERE ref = {placeholders(conn, 1)[0]}{lock}",
+            [ref],
+        )
+        row = rows[0]
+        return str(row["id"]), row["pseudonym"], int(row["last_seq"]), row["head_hash"], bool(inserted)
+
+
+async def _insert_subject(conn: BaseDBAsyncClient, subject_id: str, ref: str, pseudo: str) -> bool:
+    ph = placeholders(conn, 5)
+    changed, _ = await conn.execute_query(
+        "INSERT INTO subjects (id, ref, pseudonym, last_seq, head_hash, created_at) "
+        f"VALUES ({ph[0]}, {ph[1]}, {ph[2]}, 0, {ph[3]}, {ph[4]}) ON CONFLICT (ref) DO NOTHING",
+        [subject_id, ref, pseudo, "0" * 64, datetime.now(UTC)],
+    )
+    return bool(changed)
+
+
+async def _move_head(conn: BaseDBAsyncClient, subject_id: str, seq: int, head: str) -> None:
+    ph = placeholders(conn, 3)
+    await conn.execute_query(
+        f"UPDATE subjects SET last_seq = {ph[0]}, head_hash = {ph[1]} WHERE id = {ph[2]}",
+        [seq, head, subject_id],
+    )
+
+
+async def _store_snapshot(conn: BaseDBAsyncClient, snapshot: Snapshot) -> None:
+    if not await UISnapshot.exists(sha256=snapshot.sha256, using_db=conn):
+        await UISnapshot.create(
+            using_db=conn,
+            sha256=snapshot.sha256,
+            kind=snapshot.kind,
+            content_type=snapshot.content_type,
+            content=snapshot.content,
+        )
+
+
+def _validate_target(catalog: CatalogSnapshot, decision: Decision) -> None:
+    purpose = catalog.purposes.get(decision.purpose)
+    if purpose is None:
+        raise UnknownPurpose(f"unknown purpose {decision.purpose!r}", purpose=decision.purpose)
+    if decision.channel not in catalog.channels:
+        raise UnknownChannel(f"unknown channel {decision.channel!r}", channel=decision.channel)
+    if decision.channel not in purpose.channels:
+        raise ChannelNotOffered(
+            f"purpose {decision.purpose!r} is not offered on channel {decision.channel!r} "
+            f"(offered on {', '.join(sorted(purpose.channels))})",
+            purpose=decision.purpose,
+            channel=decision.channel,
+        )
+
+
+def _event(
+    request: RecordRequest,
+    subject_pseudonym: str,
+    seq: int,
+    decision: Decision,
+    status: str,
+    policy: PolicyInfo,
+    now: datetime,
+    valid_until: datetime | None,
+    prev_hash: str,
+    snapshot_sha: str | None,
+    evidence: dict[str, Any],
+) -> RecordedEvent:
+    event_id = str(uuid.uuid4())
+    body = event_body(
+        event_id=event_id,
+        subject=subject_pseudonym,
+        seq=seq,
+        purpose=decision.purpose,
+        channel=decision.channel,
+        action=decision.action,
+        status=status,
+        policy=policy_reference(policy),
+        touchpoint=request.touchpoint,
+        method=request.method,
+        actor={"type": request.actor_type, "id": request.actor_id},
+        ui_snapshot=snapshot_sha,
+        evidence=evidence,
+        recorded_at=now,
+        valid_until=valid_until,
+        prev_hash=prev_hash,
+    )
+    return RecordedEvent(
+        id=event_id,
+        seq=seq,
+        purpose=decision.purpose,
+        channel=decision.channel,
+        action=decision.action,
+        status=status,
+        policy_version=policy.label,
+        recorded_at=now,
+        valid_until=valid_until,
+        prev_hash=prev_hash,
+        hash=body_hash(body),
+        body=body,
+    )
+
+
+def policy_reference(policy: PolicyInfo) -> dict[str, str]:
+    return {
+        "document": policy.document,
+        "version": policy.version,
+        "lang": policy.lang,
+        "sha256": policy.sha256,
+    }
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,64 @@
+"""The hash chain: canonical bytes of an event and their SHA-256 (DESIGN invariant 4).
+
+`hash = sha256(JCS(body))` where JCS is RFC 8785 JSON canonicalisation and `body` is exactly the object
+`event_body()` returns: every field of the event plus `prev_hash`. The first event of a subject has
+`prev_hash = GENESIS`. A verifier needs nothing but the exported JSON, an RFC 8785 implementation and SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+import rfc8785
+
+GENESIS = "0" * 64
+
+
+def timestamp(value: datetime) -> str:
+    """The one text form of instants in hashed bodies: UTC, microseconds, `Z`."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def event_body(
+    *,
+    event_id: str,
+    subject: str,
+    seq: int,
+    purpose: str,
+    channel: str,
+    action: str,
+    status: str,
+    policy: dict[str, str],
+    touchpoint: str,
+    method: str,
+    actor: dict[str, str | None],
+    ui_snapshot: str | None,
+    evidence: dict[str, Any],
+    recorded_at: datetime,
+    valid_until: datetime | None,
+    prev_hash: str,
+) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "subject": subject,
+        "seq": seq,
+        "purpose": purpose,
+        "channel": channel,
+        "action": action,
+        "status": status,
+        "policy": policy,
+        "touchpoint": touchpoint,
+        "method": method,
+        "actor": actor,
+        "ui_snapshot": ui_snapshot,
+        "evidence": evidence,
+        "recorded_at": timestamp(recorded_at),
+        "valid_until": timestamp(valid_until) if valid_until else None,
+        "prev_hash": prev_hash,
+    }
+
+
+def body_hash(body: dict[str, Any]) -> str:
+    return hashlib.sha256(rfc8785.dumps(body)).hexdigest()

@@ -1,0 +1,109 @@
+"""Applying and generating Tortoise native migrations (`migrations/`), with the SQLite safety rails.
+
+SQLite rebuilds a table (create new, copy, drop old, rename) for most column changes. Two hazards follow, both
+handled here: with `foreign_keys=ON` dropping the old parent table cascades into child rows, so migrations run
+with foreign keys off and `PRAGMA foreign_key_check` must come back empty afterwards; and a rebuild drops indexes
+the model declares, so every index the models declare is re-created if missing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tortoise import Tortoise, connections
+from tortoise.context import TortoiseContext
+from tortoise.migrations.api import migrate as migrate_api
+from tortoise.migrations.autodetector import MigrationAutodetector
+
+from server.db import APP_LABEL, credentials, is_postgres, tortoise_config
+
+
+class MigrationError(RuntimeError):
+    """Applying migrations left the database inconsistent."""
+
+
+async def apply_migrations(database_url: str, *, target: str | None = None, quiet: bool = True) -> None:
+    """Bring the database at `database_url` to the latest migration (or `target`, `app.name`)."""
+    config = tortoise_config(database_url, migrating=True)
+    async with TortoiseContext() as ctx:
+        await ctx.init(config=config)
+        await migrate_api(config=config, target=target, progress=None if quiet else _print_progress)
+        conn = connections.get("default")
+        if not is_postgres(conn):
+            await _check_sqlite(conn)
+
+
+async def pending_changes(database_url: str) -> list[str]:
+    """Operations `makemigrations` would write now (empty when migrations match the models)."""
+    config = tortoise_config(database_url)
+    async with TortoiseContext() as ctx:
+        await ctx.init(config=config)
+        writers = await MigrationAutodetector(ctx.apps, config["apps"]).changes()
+        return [repr(op) for writer in writers for op in writer.operations]
+
+
+async def make_migrations(database_url: str, name: str | None = None) -> list[str]:
+    """Write a new migration file for model changes; returns the paths written."""
+    config = tortoise_config(database_url)
+    async with TortoiseContext() as ctx:
+        await ctx.init(config=config)
+        writers = await MigrationAutodetector(ctx.apps, config["apps"]).changes()
+        paths = []
+        for writer in writers:
+            if name:
+                number = writer.name.split("_", 1)[0]
+                writer.name = f"{number}_{name}"
+            paths.append(str(writer.write()))
+        return paths
+
+
+async def _check_sqlite(conn: Any) -> None:
+    broken = await conn.execute_query_dict("PRAGMA foreign_key_check")
+    if broken:
+        raise MigrationError(f"foreign key check failed after migrating: {broken[:5]}")
+    await _restore_declared_indexes(conn)
+
+
+async def _restore_declared_indexes(conn: Any) -> None:
+    """Re-create indexes declared on the models that a SQLite table rebuild dropped."""
+    apps = Tortoise.apps
+    models = apps[APP_LABEL].values() if apps is not None and APP_LABEL in apps else []
+    for model in models:
+        meta = model._meta
+        table = meta.db_table
+        existing = await conn.execute_query_dict(f'PRAGMA index_list("{table}")')
+        covered = set()
+        for row in existing:
+            cols = await conn.execute_query_dict(f'PRAGMA index_info("{row["name"]}")')
+            covered.add(tuple(c["name"] for c in cols))
+        wanted: list[tuple[str, ...]] = []
+        for index in meta.indexes:
+            names = index if isinstance(index, tuple) else tuple(getattr(index, "fields", ()) or ())
+            if names:
+                wanted.append(tuple(_column(meta, f) for f in names))
+        for field_name, field in meta.fields_map.items():
+            if getattr(field, "index", False) and not field.pk:
+                wanted.append((_column(meta, field_name),))
+        for columns in wanted:
+            if columns in covered:
+                continue
+            name = f"idx_{table}_{'_'.join(columns)}"[:60]
+            cols_sql = ", ".join(f'"{c}"' for c in columns)
+            await conn.execute_script(f'CREATE INDEX IF NOT EXISTS "{name}" ON "{table}" ({cols_sql})')
+
+
+def _column(meta: Any, field_name: str) -> str:
+    field = meta.fields_map[field_name]
+    if field_name in meta.fk_fields:
+        return str(field.source_field or f"{field_name}_id")
+    return str(field.source_field or field_name)
+
+
+def _print_progress(event: str, app_label: str, name: str) -> None:
+    if event == "apply_done":
+        print(f"applied {app_label}.{name}")
+
+
+def sqlite_path(database_url: str) -> str | None:
+    creds = credentials(database_url)["credentials"]
+    return creds.get("file_path")

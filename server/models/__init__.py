@@ -1,0 +1,17 @@
+"""Tortoise models: the tables of the service. One module per concept; this package is the Tortoise app."""
+
+from server.models.catalog import Channel, PolicyVersion, Purpose
+from server.models.clients import ApiClient
+from server.models.ledger import ConsentEvent, ConsentState, UISnapshot
+from server.models.subjects import Subject
+
+__all__ = [
+    "ApiClient",
+    "Channel",
+    "ConsentEvent",
+    "ConsentState",
+    "PolicyVersion",
+    "Purpose",
+    "Subject",
+    "UISnapshot",
+]

@@ -1,0 +1,74 @@
+"""The consent ledger (append-only events), its state projection and the UI snapshots events cite."""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class UISnapshot(Model):
+    """The exact text/HTML a person was shown, stored once under its SHA-256 (proof of display)."""
+
+    sha256 = fields.CharField(max_length=64, primary_key=True)
+    kind = fields.CharField(max_length=32)
+    content_type = fields.CharField(max_length=64, default="text/html; charset=utf-8")
+    content = fields.TextField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "ui_snapshots"
+
+
+class ConsentEvent(Model):
+    """One decision about one subject x purpose x channel. Rows are inserted, never updated or deleted.
+
+    `hash` = SHA-256 of the RFC 8785 canonical JSON of the event's fields plus `prev_hash` (see
+    `server.ledger.chain`). Queries are always by subject or by time range, so the table can later be partitioned by
+    `recorded_at` and distributed by `subject_id` (DESIGN, Scale).
+    """
+
+    id = fields.UUIDField(primary_key=True)
+    subject = fields.ForeignKeyField("models.Subject", related_name="events", on_delete=fields.RESTRICT)
+    seq = fields.IntField()
+    purpose = fields.ForeignKeyField("models.Purpose", related_name="events", on_delete=fields.RESTRICT)
+    channel = fields.ForeignKeyField("models.Channel", related_name="events", on_delete=fields.RESTRICT)
+    action = fields.CharField(max_length=16)
+    status = fields.CharField(max_length=32)
+    policy_version = fields.ForeignKeyField("models.PolicyVersion", related_name="events", on_delete=fields.RESTRICT)
+    touchpoint = fields.CharField(max_length=32)
+    method = fields.CharField(max_length=32)
+    actor_type = fields.CharField(max_length=16)
+    actor_id = fields.CharField(max_length=128, null=True)
+    ui_snapshot_sha256 = fields.CharField(max_length=64, null=True)
+    evidence = fields.JSONField(default=dict)
+    recorded_at = fields.DatetimeField()
+    valid_until = fields.DatetimeField(null=True)
+    prev_hash = fields.CharField(max_length=64)
+    hash = fields.CharField(max_length=64, unique=True)
+
+    class Meta:
+        table = "consent_events"
+        unique_together = (("subject", "seq"),)
+        indexes = (("recorded_at",),)
+
+
+class ConsentState(Model):
+    """Current status per subject x purpose x channel, a projection of the ledger written in the same transaction.
+
+    It can always be rebuilt from the events (`python -m server ledger verify` checks that it equals a replay).
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    subject = fields.ForeignKeyField("models.Subject", related_name="states", on_delete=fields.RESTRICT)
+    purpose = fields.ForeignKeyField("models.Purpose", related_name="states", on_delete=fields.RESTRICT)
+    channel = fields.ForeignKeyField("models.Channel", related_name="states", on_delete=fields.RESTRICT)
+    status = fields.CharField(max_length=32)
+    event = fields.ForeignKeyField("models.ConsentEvent", related_name="states", on_delete=fields.RESTRICT)
+    policy_version = fields.ForeignKeyField("models.PolicyVersion", related_name="states", on_delete=fields.RESTRICT)
+    since = fields.DatetimeField()
+    valid_until = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "consent_states"
+        unique_together = (("subject", "purpose", "channel"),)
+        indexes = (("purpose", "channel", "status"),)

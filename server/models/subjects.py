@@ -1,0 +1,31 @@
+"""Subjects: the people whose consent is recorded."""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class Subject(Model):
+    """A person, known by the company's own `ref`.
+
+    The ledger only ever names the `pseudonym` (HMAC-SHA256 of the ref under the server secret). Contact points are
+    kept here, apart from the ledger, so that erasure (GDPR 17) can blank them without touching any event.
+    `last_seq` / `head_hash` are the head of the subject's hash chain: the row is locked while appending, which
+    serialises writers on one subject (DESIGN invariant 3).
+    """
+
+    id = fields.UUIDField(primary_key=True)
+    ref = fields.CharField(max_length=255, unique=True)
+    pseudonym = fields.CharField(max_length=64, unique=True)
+    email = fields.CharField(max_length=320, null=True)
+    phone = fields.CharField(max_length=32, null=True)
+    locale = fields.CharField(max_length=16, null=True)
+    last_seq = fields.IntField(default=0, db_default=0)
+    head_hash = fields.CharField(max_length=64, default="0" * 64)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    erased_at = fields.DatetimeField(null=True)
+    restricted_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "subjects"

@@ -1,0 +1,141 @@
+"""Settings, read from environment variables (and an optional `.env` file) when the app is built.
+
+Nothing here runs at import time: `Settings.from_env()` is called by the CLI and by tests, which build their own
+`Settings(...)` directly. Every error names the variable and the value that was refused.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable and the value."""
+
+
+DEFAULT_DATA_DIR = Path("data")
+SCOPES = ("consent:check", "consent:read", "consent:write", "proof:read", "admin")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration of one server process."""
+
+    database_url: str = f"sqlite://{DEFAULT_DATA_DIR}/consent.sqlite3"
+    secret_key: str = ""
+    signing_keys_dir: Path = DEFAULT_DATA_DIR / "signing-keys"
+    public_url: str = "http://127.0.0.1:8000"
+    policy_dir: Path = Path("policy_docs")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    token_lifetime_s: int = 900
+    token_cache_size: int = 10_000
+    max_body_bytes: int = 1024 * 1024
+    catalog_ttl_s: float = 5.0
+    log_level: str = "INFO"
+    environment: str = "development"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def issuer(self) -> str:
+        return self.public_url.rstrip("/")
+
+    @property
+    def api_audience(self) -> str:
+        return f"{self.issuer}/v1"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")) -> Settings:
+        """Build settings from `environ` (default: `os.environ`) layered over an optional `.env` file."""
+        values: dict[str, str] = {}
+        if env_file is not None and env_file.is_file():
+            values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        values.update(os.environ if environ is None else environ)
+        data_dir = Path(values.get("DATA_DIR", str(DEFAULT_DATA_DIR)))
+        settings = cls(
+            database_url=_database_url(values.get("DATABASE_URL", f"sqlite://{data_dir}/consent.sqlite3")),
+            secret_key=_secret_key(values.get("SECRET_KEY"), data_dir),
+            signing_keys_dir=Path(values.get("SIGNING_KEYS_DIR", str(data_dir / "signing-keys"))),
+            public_url=_url("PUBLIC_URL", values.get("PUBLIC_URL", "http://127.0.0.1:8000")),
+            policy_dir=_existing_dir("POLICY_DIR", values.get("POLICY_DIR", "policy_docs")),
+            host=values.get("HOST", "127.0.0.1"),
+            port=_int("PORT", values.get("PORT", "8000"), 1, 65535),
+            token_lifetime_s=_int("TOKEN_LIFETIME_SECONDS", values.get("TOKEN_LIFETIME_SECONDS", "900"), 60, 86400),
+            token_cache_size=_int("TOKEN_CACHE_SIZE", values.get("TOKEN_CACHE_SIZE", "10000"), 0, 10_000_000),
+            max_body_bytes=_int("MAX_BODY_BYTES", values.get("MAX_BODY_BYTES", str(1024 * 1024)), 1024, 1 << 30),
+            log_level=_choice("LOG_LEVEL", values.get("LOG_LEVEL", "INFO").upper(), {"DEBUG", "INFO", "WARNING"}),
+            environment=_choice(
+                "ENVIRONMENT", values.get("ENVIRONMENT", "development"), {"development", "production", "test"}
+            ),
+        )
+        if settings.environment == "production" and "SECRET_KEY" not in values:
+            raise SettingsError("SECRET_KEY is missing; it is required when ENVIRONMENT='production'.")
+        return settings
+
+
+def _database_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme == "sqlite" and (parts.netloc or parts.path):
+        return value
+    if parts.scheme in {"postgres", "postgresql", "asyncpg"} and parts.hostname:
+        return value
+    raise SettingsError(
+        f"DATABASE_URL={value!r} is not supported: use sqlite://PATH or postgres://USER@HOST:PORT/DATABASE."
+    )
+
+
+def _secret_key(value: str | None, data_dir: Path) -> str:
+    """Return SECRET_KEY, or (for the embedded default) a random key kept in `DATA_DIR/secret.key`."""
+    if value is not None:
+        if len(value) < 32:
+            raise SettingsError(f"SECRET_KEY is too short ({len(value)} characters); use at least 32.")
+        return value
+    path = data_dir / "secret.key"
+    if path.is_file():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key
+
+
+def _url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise SettingsError(f"{name}={value!r} is not an absolute http(s) URL.")
+    return value.rstrip("/")
+
+
+def _existing_dir(name: str, value: str) -> Path:
+    path = Path(value)
+    if not path.is_dir():
+        raise SettingsError(f"{name}={value!r} is not a directory.")
+    return path
+
+
+def _int(name: str, value: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise SettingsError(f"{name}={value!r} is not an integer.") from None
+    if not low <= number <= high:
+        raise SettingsError(f"{name}={value!r} is out of range [{low}, {high}].")
+    return number
+
+
+def _choice(name: str, value: str, allowed: set[str]) -> str:
+    if value not in allowed:
+        raise SettingsError(f"{name}={value!r} is not one of {sorted(allowed)}.")
+    return value
