@@ -126,7 +126,7 @@ class Migration(migrations.Migration):
                 ('since', fields.DatetimeField(auto_now=False, auto_now_add=False)),
                 ('valid_until', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'consent_states', 'app': 'models', 'unique_together': (('subject', 'purpose', 'channel'),), 'indexes': [Index(fields=['purpose', 'channel', 'status'])], 'pk_attr': 'id', 'table_description': 'Current status per subject x purpose x channel, a projection of the ledger written in the same transaction.'},
+            options={'table': 'consent_states', 'app': 'models', 'unique_together': (('subject', 'purpose', 'channel'),), 'indexes': [Index(fields=['purpose_id', 'channel_id', 'status'])], 'pk_attr': 'id', 'table_description': 'Current status per subject x purpose x channel, a projection of the ledger written in the same transaction.'},
             bases=['Model'],
         ),
         ops.CreateModel(

@@ -71,4 +71,4 @@ class ConsentState(Model):
     class Meta:
         table = "consent_states"
         unique_together = (("subject", "purpose", "channel"),)
-        indexes = (("purpose", "channel", "status"),)
+        indexes = (("purpose_id", "channel_id", "status"),)

@@ -1,0 +1,145 @@
+"""Shared fixtures: a real database per test (SQLite file or PostgreSQL database), the app over real ASGI HTTP."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from server.app import create_app
+from server.auth.clients import create_client
+from server.settings import Settings
+from tests.databases import POLICY_DIR, forget_cached_sql, PostgresTemplate, SqliteTemplate, postgres_admin_url
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads the developer's configuration, nor SQL that Tortoise cached for the other backend."""
+    forget_cached_sql()
+    for name in ("DATABASE_URL", "SECRET_KEY", "PUBLIC_URL", "POLICY_DIR", "DATA_DIR", "SIGNING_KEYS_DIR"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> SqliteTemplate:
+    return SqliteTemplate(tmp_path_factory.mktemp("sqlite"))
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[PostgresTemplate]:
+    url = postgres_admin_url()
+    if url is None:
+        pytest.skip("PostgreSQL tests need TEST_POSTGRES_URL (scripts/test sets it)")
+    template = PostgresTemplate(url)
+    yield template
+    template.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, migrated database with the sample policies synced."""
+    template: Any = request.getfixturevalue(f"{backend}_template")
+    url, name = template.new()
+    yield url
+    template.drop(name)
+
+
+@dataclass
+class Clock:
+    """A clock tests can stop and move; it follows real time until `set` is called."""
+
+    fixed: datetime | None = None
+
+    def __call__(self) -> datetime:
+        return self.fixed or datetime.now(UTC)
+
+    def set(self, value: datetime) -> None:
+        self.fixed = value
+
+    def advance(self, **delta: float) -> None:
+        self.fixed = self() + timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(scope="session")
+def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("keys")
+
+
+@pytest.fixture
+def settings(database_url: str, keys_dir: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        secret_key=secrets.token_urlsafe(32),
+        signing_keys_dir=keys_dir,
+        public_url="http://testserver",
+        policy_dir=POLICY_DIR,
+        environment="test",
+    )
+
+
+@pytest.fixture
+def client(settings: Settings, clock: Clock) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, clock=clock), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+ALL_SCOPES = "consent:check consent:read consent:write proof:read admin"
+
+
+def bearer(client: TestClient, scopes: str = ALL_SCOPES) -> dict[str, str]:
+    """Authorization header of a real token: a client is created, then uses the token endpoint."""
+    assert client.portal is not None
+    new = client.portal.call(create_client, "test", scopes)
+    basic = base64.b64encode(f"{new.client_id}:{new.client_secret}".encode()).decode()
+    response = client.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {basic}"}
+    )
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+@pytest.fixture
+def auth(client: TestClient) -> dict[str, str]:
+    return bearer(client)
+
+
+def record(
+    client: TestClient,
+    headers: dict[str, str],
+    ref: str,
+    decisions: list[tuple[str, str, str]],
+    policy: str = "privacy-policy/2/fr",
+    **extra: Any,
+) -> Any:
+    document, version, lang = policy.split("/")
+    body = {
+        "policy": {"document": document, "version": version, "lang": lang},
+        "decisions": [{"purpose": p, "channel": c, "action": a} for p, c, a in decisions],
+        **extra,
+    }
+    return client.post(f"/v1/subjects/{ref}/consents", json=body, headers=headers)
+
+
+def run(client: TestClient, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a coroutine function in the app's event loop (where Tortoise is open)."""
+    assert client.portal is not None
+    return client.portal.call(fn, *args)

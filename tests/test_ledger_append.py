@@ -1,0 +1,133 @@
+"""Recording decisions: chain, projection, refusals with nothing written (DESIGN invariants 1-5)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import rfc8785
+from starlette.testclient import TestClient
+
+from server.ledger.chain import GENESIS
+from server.models import ConsentEvent, ConsentState, Subject
+from tests.conftest import record, run
+
+
+async def _counts() -> tuple[int, int, int]:
+    return await Subject.all().count(), await ConsentEvent.all().count(), await ConsentState.all().count()
+
+
+def test_grant_then_read_back_chain_and_matrix(client: TestClient, auth: dict[str, str]) -> None:
+    response = record(
+        client,
+        auth,
+        "cust-42",
+        [("offers", "email", "grant"), ("offers", "sms", "deny")],
+        evidence={"ip": "203.0.113.7", "user_agent": "Mozilla/5.0"},
+    )
+    assert response.status_code == 201, response.text
+    events = response.json()["events"]
+    assert [e["seq"] for e in events] == [1, 2]
+    assert events[0]["prev_hash"] == GENESIS
+    assert events[1]["prev_hash"] == events[0]["hash"]
+    assert [e["status"] for e in events] == ["granted", "refused"]
+    assert events[0]["policy_version"] == "privacy-policy/2/fr"
+
+    matrix = client.get("/v1/subjects/cust-42/consents", headers=auth).json()
+    by_key = {(c["purpose"], c["channel"]): c for c in matrix["consents"]}
+    assert by_key[("offers", "email")]["allowed"] is True
+    assert by_key[("offers", "sms")]["reason"] == "refused"
+    assert by_key[("newsletter", "email")]["reason"] == "no_record"
+
+
+def test_exported_event_hash_recomputes_without_our_code(client: TestClient, auth: dict[str, str]) -> None:
+    """DESIGN invariant 4: SHA-256 over RFC 8785 JSON of every field but `hash`."""
+    record(client, auth, "cust-1", [("offers", "email", "grant")], evidence={"ip": "2001:db8:1:2::7"})
+    record(client, auth, "cust-1", [("offers", "email", "withdraw")])
+    events = client.get("/v1/subjects/cust-1/events", headers=auth).json()["events"]
+    previous = GENESIS
+    for event in events:
+        body = {k: v for k, v in event.items() if k != "hash"}
+        assert body["prev_hash"] == previous
+        assert hashlib.sha256(rfc8785.dumps(body)).hexdigest() == event["hash"]
+        previous = event["hash"]
+    # DESIGN invariant 9: the IP is truncated, the subject is a pseudonym, never the ref.
+    assert events[0]["evidence"]["ip"] == "2001:db8:1::/48"
+    assert events[0]["subject"] != "cust-1" and len(events[0]["subject"]) == 64
+
+
+def test_double_opt_in_grant_is_pending_until_confirmed(client: TestClient, auth: dict[str, str]) -> None:
+    first = record(client, auth, "cust-2", [("newsletter", "email", "grant")]).json()["events"][0]
+    assert first["status"] == "pending_confirmation"
+    second = record(client, auth, "cust-2", [("newsletter", "email", "confirm")]).json()["events"][0]
+    assert second["status"] == "granted" and second["valid_until"] is not None
+
+
+def test_refusals_write_nothing(client: TestClient, auth: dict[str, str]) -> None:
+    record(client, auth, "cust-3", [("offers", "email", "grant")])
+    before = run(client, _counts)
+    cases = [
+        ([("nope", "email", "grant")], "privacy-policy/2/fr", "/problems/unknown-purpose"),
+        ([("offers", "fax", "grant")], "privacy-policy/2/fr", "/problems/unknown-channel"),
+        ([("newsletter", "sms", "grant")], "privacy-policy/2/fr", "/problems/channel-not-offered"),
+        ([("offers", "email", "grant")], "privacy-policy/9/fr", "/problems/unknown-policy-version"),
+        ([("offers", "email", "grant")], "privacy-policy/2/de", "/problems/unknown-policy-version"),
+        # the first decision is fine, the second is not: the whole call is refused (one transaction)
+        ([("offers", "sms", "grant"), ("offers", "email", "confirm")], "privacy-policy/2/fr",
+         "/problems/invalid-transition"),
+        ([("offers", "email", "deny")], "privacy-policy/2/fr", "/problems/invalid-transition"),
+        ([("offers", "post", "withdraw")], "privacy-policy/2/fr", "/problems/invalid-transition"),
+        # a new subject whose only decision is refused is not created either
+    ]
+    for decisions, policy, problem_type in cases:
+        response = record(client, auth, "cust-3", decisions, policy=policy)
+        assert response.status_code == 422, (decisions, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["type"] == problem_type
+    response = record(client, auth, "brand-new", [("offers", "email", "confirm")])
+    assert response.status_code == 422
+    assert run(client, _counts) == before
+
+
+def test_soft_opt_in_is_limited_to_own_marketing_by_email_or_sms(client: TestClient, auth: dict[str, str]) -> None:
+    ok = record(client, auth, "cust-4", [("offers", "email", "soft_opt_in")])
+    assert ok.status_code == 201 and ok.json()["events"][0]["status"] == "soft_opt_in"
+    third_party = record(client, auth, "cust-4", [("partners", "email", "soft_opt_in")])
+    assert third_party.json()["type"] == "/problems/invalid-transition"
+    # after a refusal, soft opt-in cannot silently switch the basis back on
+    record(client, auth, "cust-5", [("offers", "sms", "deny")])
+    assert record(client, auth, "cust-5", [("offers", "sms", "soft_opt_in")]).status_code == 422
+
+
+def test_events_are_paginated_with_a_cursor(client: TestClient, auth: dict[str, str]) -> None:
+    for _ in range(5):
+        record(client, auth, "cust-6", [("offers", "email", "grant")])
+    seen = []
+    url = "/v1/subjects/cust-6/events?limit=2"
+    while url:
+        page = client.get(url, headers=auth).json()
+        seen += [e["seq"] for e in page["events"]]
+        url = f"/v1/subjects/cust-6/events?limit=2&cursor={page['next_cursor']}" if page["next_cursor"] else ""
+    assert seen == [1, 2, 3, 4, 5]
+    assert client.get("/v1/subjects/cust-6/events?cursor=zzz", headers=auth).status_code == 422
+    assert client.get("/v1/subjects/nobody/events", headers=auth).status_code == 404
+
+
+def test_point_in_time_matrix_is_derived_from_the_ledger(client: TestClient, auth: dict[str, str], clock) -> None:
+    from datetime import UTC, datetime
+
+    clock.set(datetime(2026, 10, 1, 12, tzinfo=UTC))
+    record(client, auth, "cust-7", [("offers", "email", "grant")])
+    clock.advance(days=1)
+    record(client, auth, "cust-7", [("offers", "email", "withdraw")])
+
+    def offers_email(at: str | None) -> dict:
+        query = f"?at={at}" if at else ""
+        matrix = client.get(f"/v1/subjects/cust-7/consents{query}", headers=auth).json()
+        return next(c for c in matrix["consents"] if (c["purpose"], c["channel"]) == ("offers", "email"))
+
+    assert offers_email("2026-10-01T11:00:00Z")["reason"] == "no_record"
+    assert offers_email("2026-10-01T18:00:00Z")["reason"] == "granted"
+    assert offers_email("2026-10-02T18:00:00Z")["reason"] == "withdrawn"
+    assert offers_email(None)["reason"] == "withdrawn"
+    assert client.get("/v1/subjects/cust-7/consents?at=yesterday", headers=auth).status_code == 422
+    assert client.get("/v1/subjects/cust-7/consents?at=2026-10-01T11:00:00", headers=auth).status_code == 422
