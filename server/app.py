@@ -37,7 +37,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
     app = Starlette(
         routes=[endpoint.route() for endpoint in ENDPOINTS],
         middleware=[Middleware(RequestLogMiddleware)],
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     app.state.services = services

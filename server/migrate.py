@@ -3,7 +3,7 @@
 SQLite rebuilds a table (create new, copy, drop old, rename) for most column changes. Two hazards follow, both
 handled here: with `foreign_keys=ON` dropping the old parent table cascades into child rows, so migrations run
 with foreign keys off and `PRAGMA foreign_key_check` must come back empty afterwards; and a rebuild drops indexes
-the model declares, so every index the models declare is re-created if missing.
+the model declares (and the append-only triggers), so they are re-created if missing.
 """
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from tortoise import Tortoise, connections
+from tortoise.apps import Apps
 from tortoise.context import TortoiseContext
 from tortoise.migrations.api import migrate as migrate_api
 from tortoise.migrations.autodetector import MigrationAutodetector
 
 from server.db import APP_LABEL, credentials, is_postgres, tortoise_config
+from server.ledger import append_only
 
 
 class MigrationError(RuntimeError):
@@ -38,7 +40,7 @@ async def pending_changes(database_url: str) -> list[str]:
     config = tortoise_config(database_url)
     async with TortoiseContext() as ctx:
         await ctx.init(config=config)
-        writers = await MigrationAutodetector(ctx.apps, config["apps"]).changes()
+        writers = await MigrationAutodetector(_apps(ctx), config["apps"]).changes()
         return [repr(op) for writer in writers for op in writer.operations]
 
 
@@ -47,7 +49,7 @@ async def make_migrations(database_url: str, name: str | None = None) -> list[st
     config = tortoise_config(database_url)
     async with TortoiseContext() as ctx:
         await ctx.init(config=config)
-        writers = await MigrationAutodetector(ctx.apps, config["apps"]).changes()
+        writers = await MigrationAutodetector(_apps(ctx), config["apps"]).changes()
         paths = []
         for writer in writers:
             if name:
@@ -57,11 +59,24 @@ async def make_migrations(database_url: str, name: str | None = None) -> list[st
         return paths
 
 
+def _apps(ctx: TortoiseContext) -> Apps:
+    if ctx.apps is None:
+        raise MigrationError("Tortoise apps are not initialised")
+    return ctx.apps
+
+
 async def _check_sqlite(conn: Any) -> None:
     broken = await conn.execute_query_dict("PRAGMA foreign_key_check")
     if broken:
         raise MigrationError(f"foreign key check failed after migrating: {broken[:5]}")
     await _restore_declared_indexes(conn)
+    if await _table_exists(conn, "consent_events"):
+        await append_only.install(conn)  # idempotent (IF NOT EXISTS): a rebuild of the table drops its triggers
+
+
+async def _table_exists(conn: Any, table: str) -> bool:
+    rows = await conn.execute_query_dict("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?", [table])
+    return bool(rows)
 
 
 async def _restore_declared_indexes(conn: Any) -> None:

@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from server.app import create_app
 from server.auth.clients import create_client
 from server.settings import Settings
-from tests.databases import POLICY_DIR, forget_cached_sql, PostgresTemplate, SqliteTemplate, postgres_admin_url
+from tests.databases import POLICY_DIR, PostgresTemplate, SqliteTemplate, forget_cached_sql, postgres_admin_url
 
 BACKENDS = ["sqlite", "postgres"]
 

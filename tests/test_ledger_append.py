@@ -72,8 +72,11 @@ def test_refusals_write_nothing(client: TestClient, auth: dict[str, str]) -> Non
         ([("offers", "email", "grant")], "privacy-policy/9/fr", "/problems/unknown-policy-version"),
         ([("offers", "email", "grant")], "privacy-policy/2/de", "/problems/unknown-policy-version"),
         # the first decision is fine, the second is not: the whole call is refused (one transaction)
-        ([("offers", "sms", "grant"), ("offers", "email", "confirm")], "privacy-policy/2/fr",
-         "/problems/invalid-transition"),
+        (
+            [("offers", "sms", "grant"), ("offers", "email", "confirm")],
+            "privacy-policy/2/fr",
+            "/problems/invalid-transition",
+        ),
         ([("offers", "email", "deny")], "privacy-policy/2/fr", "/problems/invalid-transition"),
         ([("offers", "post", "withdraw")], "privacy-policy/2/fr", "/problems/invalid-transition"),
         # a new subject whose only decision is refused is not created either

@@ -85,19 +85,18 @@ def decide(
             return Answer(True, "necessary", "no_record")
         return Answer(False, "no_record", "no_record")
     policy = catalog.policies_by_id.get(state.policy_version_id)
-    common = {
-        "since": state.since,
-        "valid_until": state.valid_until,
-        "policy_version": policy.label if policy else None,
-        "event_id": state.event_id,
-    }
     status = state.status
+
+    def answer(allowed: bool, reason: str) -> Answer:
+        label = policy.label if policy else None
+        return Answer(allowed, reason, status, state.since, state.valid_until, label, state.event_id)
+
     if status in ("granted", "soft_opt_in"):
         if state.valid_until is not None and at >= state.valid_until:
-            return Answer(False, "expired", status, **common)
+            return answer(False, "expired")
         if status == "granted" and policy is not None and catalog.reconsent_required(purpose, policy, state.since, at):
-            return Answer(False, "reconsent_required", status, **common)
-        return Answer(True, status, status, **common)
+            return answer(False, "reconsent_required")
+        return answer(True, status)
     reason = {
         "refused": "refused",
         "withdrawn": "withdrawn",
@@ -105,4 +104,4 @@ def decide(
         "pending_confirmation": "pending_confirmation",
         "objected": "objected",
     }.get(status, "no_record")
-    return Answer(False, reason, status, **common)
+    return answer(False, reason)

@@ -24,15 +24,15 @@ class Purpose(Model):
 
     code = fields.CharField(max_length=64, primary_key=True)
     legal_basis = fields.CharField(max_length=32)
-    channel_basis = fields.JSONField(default=dict)
-    channels = fields.JSONField(default=list)
+    channel_basis: dict[str, str] = fields.JSONField(default=dict)
+    channels: list[str] = fields.JSONField(default=list)
     validity_days = fields.IntField(null=True)
     double_opt_in = fields.BooleanField(default=False)
     marketing = fields.BooleanField(default=False)
     banner_category = fields.CharField(max_length=16, null=True)
-    third_parties = fields.JSONField(default=list)
-    titles = fields.JSONField(default=dict)
-    descriptions = fields.JSONField(default=dict)
+    third_parties: list[str] = fields.JSONField(default=list)
+    titles: dict[str, str] = fields.JSONField(default=dict)
+    descriptions: dict[str, str] = fields.JSONField(default=dict)
 
     class Meta:
         table = "purposes"
@@ -51,7 +51,7 @@ class PolicyVersion(Model):
     title = fields.CharField(max_length=255)
     effective_at = fields.DatetimeField()
     material = fields.BooleanField(default=False)
-    purposes = fields.JSONField(default=list)
+    purposes: list[str] = fields.JSONField(default=list)
     summary = fields.TextField(default="")
     sha256 = fields.CharField(max_length=64)
     content = fields.TextField()

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from tortoise import fields
 from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from server.models.catalog import Channel, PolicyVersion, Purpose
+    from server.models.subjects import Subject
 
 
 class UISnapshot(Model):
@@ -28,19 +34,27 @@ class ConsentEvent(Model):
     """
 
     id = fields.UUIDField(primary_key=True)
-    subject = fields.ForeignKeyField("models.Subject", related_name="events", on_delete=fields.RESTRICT)
+    subject: fields.ForeignKeyRelation[Subject] = fields.ForeignKeyField(
+        "models.Subject", related_name="events", on_delete=fields.RESTRICT
+    )
     seq = fields.IntField()
-    purpose = fields.ForeignKeyField("models.Purpose", related_name="events", on_delete=fields.RESTRICT)
-    channel = fields.ForeignKeyField("models.Channel", related_name="events", on_delete=fields.RESTRICT)
+    purpose: fields.ForeignKeyRelation[Purpose] = fields.ForeignKeyField(
+        "models.Purpose", related_name="events", on_delete=fields.RESTRICT
+    )
+    channel: fields.ForeignKeyRelation[Channel] = fields.ForeignKeyField(
+        "models.Channel", related_name="events", on_delete=fields.RESTRICT
+    )
     action = fields.CharField(max_length=16)
     status = fields.CharField(max_length=32)
-    policy_version = fields.ForeignKeyField("models.PolicyVersion", related_name="events", on_delete=fields.RESTRICT)
+    policy_version: fields.ForeignKeyRelation[PolicyVersion] = fields.ForeignKeyField(
+        "models.PolicyVersion", related_name="events", on_delete=fields.RESTRICT
+    )
     touchpoint = fields.CharField(max_length=32)
     method = fields.CharField(max_length=32)
     actor_type = fields.CharField(max_length=16)
     actor_id = fields.CharField(max_length=128, null=True)
     ui_snapshot_sha256 = fields.CharField(max_length=64, null=True)
-    evidence = fields.JSONField(default=dict)
+    evidence: dict[str, Any] = fields.JSONField(default=dict)
     recorded_at = fields.DatetimeField()
     valid_until = fields.DatetimeField(null=True)
     prev_hash = fields.CharField(max_length=64)
@@ -59,12 +73,22 @@ class ConsentState(Model):
     """
 
     id = fields.BigIntField(primary_key=True)
-    subject = fields.ForeignKeyField("models.Subject", related_name="states", on_delete=fields.RESTRICT)
-    purpose = fields.ForeignKeyField("models.Purpose", related_name="states", on_delete=fields.RESTRICT)
-    channel = fields.ForeignKeyField("models.Channel", related_name="states", on_delete=fields.RESTRICT)
+    subject: fields.ForeignKeyRelation[Subject] = fields.ForeignKeyField(
+        "models.Subject", related_name="states", on_delete=fields.RESTRICT
+    )
+    purpose: fields.ForeignKeyRelation[Purpose] = fields.ForeignKeyField(
+        "models.Purpose", related_name="states", on_delete=fields.RESTRICT
+    )
+    channel: fields.ForeignKeyRelation[Channel] = fields.ForeignKeyField(
+        "models.Channel", related_name="states", on_delete=fields.RESTRICT
+    )
     status = fields.CharField(max_length=32)
-    event = fields.ForeignKeyField("models.ConsentEvent", related_name="states", on_delete=fields.RESTRICT)
-    policy_version = fields.ForeignKeyField("models.PolicyVersion", related_name="states", on_delete=fields.RESTRICT)
+    event: fields.ForeignKeyRelation[ConsentEvent] = fields.ForeignKeyField(
+        "models.ConsentEvent", related_name="states", on_delete=fields.RESTRICT
+    )
+    policy_version: fields.ForeignKeyRelation[PolicyVersion] = fields.ForeignKeyField(
+        "models.PolicyVersion", related_name="states", on_delete=fields.RESTRICT
+    )
     since = fields.DatetimeField()
     valid_until = fields.DatetimeField(null=True)
 
