@@ -47,9 +47,11 @@ def test_no_code_path_updates_or_deletes_events() -> None:
             if verb in lowered and path.name != "append_only.py":
                 offenders.append(f"{path}: {verb}")
         for node in ast.walk(ast.parse(source)):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-                if node.func.attr in {"update", "delete", "bulk_update", "save"} and "ConsentEvent" in ast.unparse(
-                    node.func.value
-                ):
-                    offenders.append(f"{path}:{node.lineno}: {ast.unparse(node)}")
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in {"update", "delete", "bulk_update", "save"}
+                and "ConsentEvent" in ast.unparse(node.func.value)
+            ):
+                offenders.append(f"{path}:{node.lineno}: {ast.unparse(node)}")
     assert offenders == []

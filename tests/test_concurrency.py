@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -35,7 +36,7 @@ def test_fifty_concurrent_writers_on_one_subject(client: TestClient, auth: dict[
     events, states = run(client, _ledger_and_projection, "busy")
     assert [e["seq"] for e in events] == list(range(1, 51))
     assert len({e["hash"] for e in events}) == 50
-    for previous, current in zip(events, events[1:], strict=False):
+    for previous, current in itertools.pairwise(events):
         assert current["prev_hash"] == previous["hash"]
     replayed = replay(events)
     assert {(s["purpose_id"], s["channel_id"]): str(s["event_id"]) for s in states} == {
