@@ -12,6 +12,8 @@ from tortoise import Tortoise
 
 from server.api.problems import EXCEPTION_HANDLERS
 from server.api.routes import ENDPOINTS
+from server.consent.check import CheckService
+from server.consent.open import open_reader
 from server.db import tortoise_config
 from server.middleware.request_log import RequestLogMiddleware
 from server.services import build_services
@@ -28,10 +30,14 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await Tortoise.init(config=tortoise_config(settings.database_url), _enable_global_fallback=True)
+        reader = await open_reader(settings.database_url)
+        services.checks = CheckService(services.catalog, reader, clock)
         try:
             await services.catalog.reload()
             yield
         finally:
+            services.checks = None
+            await reader.close()
             await Tortoise.close_connections()
 
     app = Starlette(

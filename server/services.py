@@ -8,6 +8,7 @@ from datetime import datetime
 
 from server.auth.keys import KeyStore
 from server.auth.tokens import TokenService
+from server.consent.check import CheckService
 from server.ledger.append import Ledger
 from server.policies.catalog import Catalog
 from server.settings import Settings
@@ -21,6 +22,7 @@ class Services:
     ledger: Ledger
     keys: KeyStore
     tokens: TokenService
+    checks: CheckService | None = None  # opened in the lifespan, with the database
 
 
 def build_services(settings: Settings, clock: Callable[[], datetime]) -> Services:

@@ -25,7 +25,8 @@ async def _try_delete() -> None:
 
 
 async def _statuses() -> list[str]:
-    return list(await ConsentEvent.all().order_by("seq").values_list("status", flat=True))
+    rows = await ConsentEvent.all().order_by("seq").values("status")
+    return [row["status"] for row in rows]
 
 
 def test_database_refuses_update_and_delete_of_events(client: TestClient, auth: dict[str, str]) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from server.api import oauth, ops, policies, schemas, subjects, wellknown
+from server.api import checks, oauth, ops, policies, schemas, subjects, wellknown
 from server.api.endpoints import PUBLIC, Endpoint, Param
 from server.api.openapi import build_openapi
 
+DATE_TIME = {"type": "string", "format": "date-time"}
 REF = Param("ref", "path", "the company's own id of the subject (1-255 characters)")
 
 
@@ -79,6 +80,55 @@ ENDPOINTS: list[Endpoint] = [
             Param("cursor", "query", "next_cursor of the previous page"),
         ],
         response=schemas.EventsOut,
+    ),
+    Endpoint(
+        "/v1/consents/check",
+        "GET",
+        checks.check_one,
+        "consent:check",
+        "May we contact this subject for this purpose on this channel?",
+        "check",
+        params=[
+            Param("subject", "query", "subject ref", required=True),
+            Param("purpose", "query", "purpose code", required=True),
+            Param("channel", "query", "channel code", required=True),
+            Param("at", "query", "answer as of this ISO-8601 instant (from the ledger)", schema=DATE_TIME),
+        ],
+        response=schemas.CheckOut,
+    ),
+    Endpoint(
+        "/v1/consents/check",
+        "POST",
+        checks.check_batch,
+        "consent:check",
+        "Up to 10,000 checks, answered in request order",
+        "check",
+        body=schemas.BatchIn,
+        response=schemas.BatchOut,
+    ),
+    Endpoint(
+        "/v1/consents/check/stream",
+        "POST",
+        checks.check_stream,
+        "consent:check",
+        "NDJSON checks in, NDJSON answers out (unbounded input, constant memory)",
+        "check",
+        body_media_type="application/x-ndjson",
+        response_media_type="application/x-ndjson",
+    ),
+    Endpoint(
+        "/v1/audiences/{purpose}/{channel}",
+        "GET",
+        checks.audience,
+        "consent:check",
+        "Every subject currently allowed (NDJSON), or the changes since an instant",
+        "check",
+        params=[
+            Param("purpose", "path", "purpose code"),
+            Param("channel", "path", "channel code"),
+            Param("since", "query", "only subjects whose answer may have changed after this instant", schema=DATE_TIME),
+        ],
+        response_media_type="application/x-ndjson",
     ),
     Endpoint(
         "/v1/policies",

@@ -146,3 +146,33 @@ class TokenOut(BaseModel):
     token_type: Literal["Bearer"]
     expires_in: int
     scope: str
+
+
+class CheckOut(BaseModel):
+    allowed: bool
+    reason: str
+    status: str
+    since: str | None
+    valid_until: str | None
+    policy_version: str | None
+    event_id: str | None
+
+
+class CheckIn(Strict):
+    subject: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    purpose: Code
+    channel: Code
+
+
+class BatchIn(Strict):
+    checks: Annotated[list[CheckIn], Field(max_length=10_000)]
+
+
+class BatchResult(CheckOut):
+    subject: str
+    purpose: str
+    channel: str
+
+
+class BatchOut(BaseModel):
+    results: list[BatchResult]

@@ -1,0 +1,141 @@
+"""Audience export: every subject currently allowed for a purpose x channel, streamed as NDJSON.
+
+Full export (`since` absent): one line `{"ref": ...}` per allowed subject. Change feed (`since` given): one line
+`{"ref", "allowed", "reason"}` per subject whose answer may have changed after `since`: a new decision, an expiry
+crossed, an erasure or restriction, or (for the whole purpose) a material policy version that came into force.
+Expiry and re-consent are applied at read time here too, so the export always agrees with the check API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from server.consent.decide import StateView, SubjectFlags, decide
+from server.consent.reader import StateReader, since_of
+from server.policies.catalog import CatalogSnapshot, PurposeInfo
+
+CHUNK = 5000
+ALLOWED_STATUSES = ("granted", "soft_opt_in")
+
+
+def _param(reader: StateReader, value: datetime) -> Any:
+    # SQLite stores Tortoise's text form (`isoformat(" ")`, UTC); same-offset strings compare in time order.
+    return value.astimezone(UTC).isoformat(" ") if reader.dialect == "sqlite" else value
+
+
+def _marks(reader: StateReader, count: int) -> list[str]:
+    return [f"${i}" for i in range(1, count + 1)] if reader.dialect == "postgres" else ["?"] * count
+
+
+def _ts(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value)
+
+
+async def export_allowed(
+    reader: StateReader, catalog: CatalogSnapshot, purpose: PurposeInfo, channel: str, now: datetime
+) -> AsyncIterator[bytes]:
+    basis = purpose.basis_for(channel)
+    p1, p2, p3 = _marks(reader, 3)
+    if basis in ("legitimate_interest", "necessary"):
+        # Opt-out basis: everyone not refused, withdrawn or objected (and not erased or restricted).
+        sql = (
+            "SELECT s.ref, c.status, c.since, c.policy_version_id FROM subjects s "
+            f"LEFT JOIN consent_states c ON c.subject_id = s.id AND c.purpose_id = {p1} AND c.channel_id = {p2} "
+            "WHERE s.erased_at IS NULL AND s.restricted_at IS NULL "
+            f"AND (c.status IS NULL OR (c.status IN ('granted', 'soft_opt_in') "
+            f"AND (c.valid_until IS NULL OR c.valid_until > {p3})))"
+        )
+    else:
+        sql = (
+            "SELECT s.ref, c.status, c.since, c.policy_version_id FROM consent_states c "
+            "JOIN subjects s ON s.id = c.subject_id "
+            f"WHERE c.purpose_id = {p1} AND c.channel_id = {p2} AND c.status IN ('granted', 'soft_opt_in') "
+            f"AND (c.valid_until IS NULL OR c.valid_until > {p3}) "
+            "AND s.erased_at IS NULL AND s.restricted_at IS NULL"
+        )
+    stale = _reconsent_rule(catalog, purpose.code, now)
+    dumps = orjson.dumps
+    async for rows in reader.stream(sql, [purpose.code, channel, _param(reader, now)], CHUNK):
+        out = []
+        for ref, status, since, policy_id in rows:
+            if status == "granted" and stale(policy_id, since):
+                continue
+            out.append(b'{"ref":' + dumps(ref) + b"}\n")
+        if out:
+            yield b"".join(out)
+
+
+async def export_changes(
+    reader: StateReader,
+    catalog: CatalogSnapshot,
+    purpose: PurposeInfo,
+    channel: str,
+    since: datetime,
+    now: datetime,
+) -> AsyncIterator[bytes]:
+    basis = purpose.basis_for(channel)
+    p = _marks(reader, 5)
+    material_in_window = any(purpose.code in m.purposes and since < m.effective_at <= now for m in catalog.materials)
+    conditions = [
+        f"c.since > {p[2]}",
+        f"(c.valid_until > {p[2]} AND c.valid_until <= {p[3]})",
+        f"s.erased_at > {p[2]}",
+        f"s.restricted_at > {p[2]}",
+    ]
+    if basis in ("legitimate_interest", "necessary"):
+        conditions.append(f"(c.status IS NULL AND s.created_at > {p[2]})")
+    if material_in_window:
+        conditions.append("c.status = 'granted'")
+    sql = (
+        "SELECT s.ref, s.erased_at, s.restricted_at, c.status, c.since, c.valid_until, c.policy_version_id, "
+        f"c.event_id FROM subjects s LEFT JOIN consent_states c ON c.subject_id = s.id AND c.purpose_id = {p[0]} "
+        f"AND c.channel_id = {p[1]} WHERE ({' OR '.join(conditions)})"
+    )
+    params = [purpose.code, channel, _param(reader, since), _param(reader, now)]
+    dumps = orjson.dumps
+    async for rows in reader.stream(sql, params, CHUNK):
+        out = []
+        for ref, erased, restricted, status, state_since, valid_until, policy_id, event_id in rows:
+            state = (
+                StateView(status, since_of(state_since), _ts(valid_until), policy_id, str(event_id))
+                if status is not None
+                else None
+            )
+            answer = decide(catalog, SubjectFlags(_ts(erased), _ts(restricted)), state, purpose.code, channel, now)
+            out.append(dumps({"ref": ref, "allowed": answer.allowed, "reason": answer.reason}) + b"\n")
+        if out:
+            yield b"".join(out)
+
+
+def _reconsent_rule(catalog: CatalogSnapshot, purpose: str, now: datetime) -> Callable[[int, Any], bool]:
+    """Per grant policy: stale for good (a newer material version of the same document), or stale when granted
+    before a threshold (a material version of another document) — precomputed so each row costs a dict lookup."""
+    rules: dict[int, tuple[bool, datetime | None]] = {}
+    for policy_id, policy in catalog.policies_by_id.items():
+        same_doc = False
+        threshold: datetime | None = None
+        for material in catalog.materials:
+            if purpose not in material.purposes or material.effective_at > now:
+                continue
+            if material.document == policy.document:
+                same_doc = same_doc or material.effective_at > policy.effective_at
+            elif threshold is None or material.effective_at > threshold:
+                threshold = material.effective_at
+        rules[policy_id] = (same_doc, threshold)
+
+    def stale(policy_id: int, since: Any) -> bool:
+        same_doc, threshold = rules.get(policy_id, (False, None))
+        if same_doc:
+            return True
+        if threshold is None:
+            return False
+        granted_at = _ts(since)
+        return granted_at is not None and granted_at < threshold
+
+    return stale
