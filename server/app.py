@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from tortoise import Tortoise
 
+from server.api.endpoints import build_routes
 from server.api.problems import EXCEPTION_HANDLERS
 from server.api.routes import ENDPOINTS
 from server.consent.check import CheckService
@@ -41,7 +42,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
             await Tortoise.close_connections()
 
     app = Starlette(
-        routes=[endpoint.route() for endpoint in ENDPOINTS],
+        routes=build_routes(ENDPOINTS),
         middleware=[Middleware(RequestLogMiddleware)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

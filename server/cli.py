@@ -154,7 +154,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from server.demo import prepare_demo
 
     info = asyncio.run(prepare_demo(settings))
-    print(info)
+    print(info, flush=True)  # before uvicorn takes over: a pipe or a log file must see the URLs
     return cmd_serve(settings, args)
 
 

@@ -97,7 +97,7 @@ class AuthenticationRequired(ConsentError):
     slug = "unauthorized"
     title = "Authentication required"
 
-    def __init__(self, detail: str, *, error: str = "invalid_token", **extensions: Any) -> None:
+    def __init__(self, detail: str, *, error: str | None = "invalid_token", **extensions: Any) -> None:
         super().__init__(detail, **extensions)
         self.error = error
 

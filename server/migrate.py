@@ -88,9 +88,12 @@ async def _restore_declared_indexes(conn: Any) -> None:
         table = meta.db_table
         existing = await conn.execute_query_dict(f'PRAGMA index_list("{table}")')
         covered = set()
+        covered_unique: dict[tuple[str, ...], bool] = {}
         for row in existing:
             cols = await conn.execute_query_dict(f'PRAGMA index_info("{row["name"]}")')
-            covered.add(tuple(c["name"] for c in cols))
+            key = tuple(c["name"] for c in cols)
+            covered.add(key)
+            covered_unique[key] = covered_unique.get(key, False) or bool(row["unique"])
         wanted: list[tuple[str, ...]] = []
         for index in meta.indexes:
             names = index if isinstance(index, tuple) else tuple(getattr(index, "fields", ()) or ())
@@ -99,12 +102,23 @@ async def _restore_declared_indexes(conn: Any) -> None:
         for field_name, field in meta.fields_map.items():
             if getattr(field, "index", False) and not field.pk:
                 wanted.append((_column(meta, field_name),))
+        unique = {tuple(_column(meta, f) for f in together) for together in meta.unique_together}
+        unique_covered = {cols for cols, is_unique in covered_unique.items() if is_unique}
+        for columns in unique:
+            if columns not in unique_covered:
+                # A lost UNIQUE(subject_id, seq) would let the chain fork: restore it as a unique index.
+                await _create_index(conn, table, columns, unique=True)
         for columns in wanted:
-            if columns in covered:
-                continue
-            name = f"idx_{table}_{'_'.join(columns)}"[:60]
-            cols_sql = ", ".join(f'"{c}"' for c in columns)
-            await conn.execute_script(f'CREATE INDEX IF NOT EXISTS "{name}" ON "{table}" ({cols_sql})')
+            if columns not in covered:
+                await _create_index(conn, table, columns, unique=False)
+
+
+async def _create_index(conn: Any, table: str, columns: tuple[str, ...], *, unique: bool) -> None:
+    kind = "uniq" if unique else "idx"
+    name = f"{kind}_{table}_{'_'.join(columns)}"[:60]
+    cols_sql = ", ".join(f'"{c}"' for c in columns)
+    statement = "CREATE UNIQUE INDEX" if unique else "CREATE INDEX"
+    await conn.execute_script(f'{statement} IF NOT EXISTS "{name}" ON "{table}" ({cols_sql})')
 
 
 def _column(meta: Any, field_name: str) -> str:

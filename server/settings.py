@@ -62,6 +62,11 @@ class Settings:
             values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
         values.update(os.environ if environ is None else environ)
         data_dir = Path(values.get("DATA_DIR", str(DEFAULT_DATA_DIR)))
+        environment = _choice(
+            "ENVIRONMENT", values.get("ENVIRONMENT", "development"), {"development", "production", "test"}
+        )
+        if environment == "production" and "SECRET_KEY" not in values:
+            raise SettingsError("SECRET_KEY is missing; it is required when ENVIRONMENT='production'.")
         settings = cls(
             database_url=_database_url(values.get("DATABASE_URL", f"sqlite://{data_dir}/consent.sqlite3")),
             secret_key=_secret_key(values.get("SECRET_KEY"), data_dir),
@@ -74,12 +79,8 @@ class Settings:
             token_cache_size=_int("TOKEN_CACHE_SIZE", values.get("TOKEN_CACHE_SIZE", "10000"), 0, 10_000_000),
             max_body_bytes=_int("MAX_BODY_BYTES", values.get("MAX_BODY_BYTES", str(1024 * 1024)), 1024, 1 << 30),
             log_level=_choice("LOG_LEVEL", values.get("LOG_LEVEL", "INFO").upper(), {"DEBUG", "INFO", "WARNING"}),
-            environment=_choice(
-                "ENVIRONMENT", values.get("ENVIRONMENT", "development"), {"development", "production", "test"}
-            ),
+            environment=environment,
         )
-        if settings.environment == "production" and "SECRET_KEY" not in values:
-            raise SettingsError("SECRET_KEY is missing; it is required when ENVIRONMENT='production'.")
         return settings
 
 

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from server.app import create_app
 from server.auth.clients import create_client
+from server.services import Services
 from server.settings import Settings
 from tests.databases import POLICY_DIR, PostgresTemplate, SqliteTemplate, forget_cached_sql, postgres_admin_url
 
@@ -143,3 +145,11 @@ def run(client: TestClient, fn: Callable[..., Any], *args: Any) -> Any:
     """Run a coroutine function in the app's event loop (where Tortoise is open)."""
     assert client.portal is not None
     return client.portal.call(fn, *args)
+
+
+def services_of(client: TestClient) -> Services:
+    """The app's shared services (settings, catalog, ledger, keys, checks)."""
+    app = client.app
+    assert isinstance(app, Starlette)
+    services: Services = app.state.services
+    return services

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from server.models import Subject
 from server.policies.sync import sync_policies
-from tests.conftest import Clock, bearer, record, run
+from tests.conftest import Clock, bearer, record, run, services_of
 
 PAST = datetime(2026, 8, 1, 9, tzinfo=UTC)  # before privacy-policy v2 (material for partners) came into force
 
@@ -156,7 +156,7 @@ def test_publishing_a_material_version_flips_granted(client: TestClient, auth: d
         )
     )
     run(client, sync_policies, docs)
-    run(client, client.app.state.services.catalog.reload)  # what CATALOG_TTL does within seconds
+    run(client, services_of(client).catalog.reload)  # what CATALOG_TTL does within seconds
     answer = check(client, auth, "subject-4", "partners", "sms")
     assert (answer["allowed"], answer["reason"]) == (False, "reconsent_required")
 

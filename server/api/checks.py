@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from server.api.bodies import read_body
 from server.api.params import instant
@@ -97,8 +98,8 @@ async def check_batch(request: Request) -> Response:
 
 
 def _question(catalog: Any, item: Any) -> Question | ConsentError:
-    if not isinstance(item, dict) or not set(item) <= {"subject", "purpose", "channel"}:
-        return InvalidRequest('each check is {"subject", "purpose", "channel"} and nothing else')
+    if not isinstance(item, dict) or set(item) != {"subject", "purpose", "channel"}:
+        return InvalidRequest('each check is {"subject", "purpose", "channel"}, all three and nothing else')
     try:
         return validate_question(catalog, item.get("subject"), item.get("purpose"), item.get("channel"))
     except ConsentError as exc:
@@ -145,7 +146,31 @@ async def check_stream(request: Request) -> Response:
         if batch:
             yield await _answer_lines(checks, batch)
 
-    return StreamingResponse(answers(), media_type="application/x-ndjson")
+    return DuplexStreamingResponse(answers(), media_type="application/x-ndjson")
+
+
+class DuplexStreamingResponse(Response):
+    """Streams answers while the request body is still arriving.
+
+    Starlette's StreamingResponse also listens for a disconnect on `receive`, which would steal the body chunks this
+    endpoint is still reading; here only the body iterator reads `receive`, and a disconnect ends the body.
+    """
+
+    def __init__(self, content: AsyncIterator[bytes], media_type: str) -> None:
+        self.body_iterator = content
+        self.status_code = 200
+        self.media_type = media_type
+        self.background = None
+        self.init_headers(None)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        try:
+            async for chunk in self.body_iterator:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except ClientDisconnect:
+            return
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _parse_line(catalog: Any, raw: bytes | None) -> Question | ConsentError:

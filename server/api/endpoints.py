@@ -46,12 +46,32 @@ class Endpoint:
     response_media_type: str = "application/json"
     in_schema: bool = True
 
-    def route(self) -> Route:
-        return Route(self.path, _guard(self.handler, self.auth), methods=[self.method], name=self.operation_id)
-
     @property
     def operation_id(self) -> str:
         return f"{self.method.lower()}_{self.path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}"
+
+
+def build_routes(endpoints: Sequence[Endpoint]) -> list[Route]:
+    """One route per path, dispatching on the method, so a 405 lists every method of the resource (RFC 9110)."""
+    by_path: dict[str, dict[str, Handler]] = {}
+    for endpoint in endpoints:
+        by_path.setdefault(endpoint.path, {})[endpoint.method] = _guard(endpoint.handler, endpoint.auth)
+    routes = []
+    for path, handlers in by_path.items():
+        if len(handlers) == 1:
+            ((method, handler),) = handlers.items()
+            routes.append(Route(path, handler, methods=[method]))
+        else:
+            routes.append(Route(path, _dispatch(handlers), methods=list(handlers)))
+    return routes
+
+
+def _dispatch(handlers: dict[str, Handler]) -> Handler:
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    return dispatch
 
 
 def _guard(handler: Handler, auth: str) -> Handler:
@@ -62,7 +82,7 @@ def _guard(handler: Handler, auth: str) -> Handler:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise AuthenticationRequired("a bearer access token is required", error="invalid_request")
+            raise AuthenticationRequired("a bearer access token is required", error=None)
         access = request.app.state.services.tokens.verify(token.strip())
         if auth not in access.scopes:
             raise InsufficientScope(f"this endpoint requires the scope {auth!r}", scope=auth)

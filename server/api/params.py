@@ -12,7 +12,7 @@ _REF = re.compile(r"^[^\x00-\x1f\x7f]{1,255}$")
 
 def subject_ref(value: str, name: str = "ref") -> str:
     """A subject ref: 1-255 characters, no control characters, not blank."""
-    if not _REF.match(value) or not value.strip():
+    if not _REF.fullmatch(value) or not value.strip():
         shown = value[:40] + ("..." if len(value) > 40 else "")
         raise InvalidRequest(
             f"{name} must be 1-255 characters without control characters (got {len(value)} characters)",
@@ -31,15 +31,28 @@ def instant(value: str | None, name: str) -> datetime | None:
         raise InvalidRequest(f"{name}={value[:64]!r} is not an ISO-8601 date-time", parameter=name) from None
     if parsed.tzinfo is None:
         raise InvalidRequest(f"{name}={value[:64]!r} needs a time zone (e.g. Z)", parameter=name)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise InvalidRequest(f"{name}={value[:64]!r} is out of range", parameter=name) from None
 
 
 def bounded_int(value: str | None, name: str, default: int, low: int, high: int) -> int:
     if value is None:
         return default
-    if not value.isdigit() or not low <= int(value) <= high:
+    if not (value.isascii() and value.isdigit() and len(value) <= 9) or not low <= int(value) <= high:
         raise InvalidRequest(f"{name}={value[:20]!r} must be an integer in [{low}, {high}]", parameter=name)
     return int(value)
+
+
+def seq_cursor(value: str | None) -> int:
+    """The `cursor` this API issues for event pages: `s<seq>`."""
+    if not value:
+        return 0
+    digits = value[1:]
+    if not (value.startswith("s") and digits.isascii() and digits.isdigit() and len(digits) <= 9):
+        raise InvalidRequest(f"cursor={value[:40]!r} is not a cursor this API issued", parameter="cursor")
+    return int(digits)
 
 
 def iso(value: datetime | None) -> str | None:

@@ -27,8 +27,11 @@ async def consent_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ConsentError)
     headers: dict[str, str] = {}
     if isinstance(exc, AuthenticationRequired):
+        # RFC 6750 3.1: no error code when the request carried no credentials at all.
         headers["WWW-Authenticate"] = (
             f'Bearer realm="consent", error="{exc.error}", error_description="{_quote(exc.detail)}"'
+            if exc.error
+            else 'Bearer realm="consent"'
         )
     elif isinstance(exc, InsufficientScope):
         headers["WWW-Authenticate"] = (

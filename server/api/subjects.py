@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from server.api.bodies import read_json
-from server.api.params import bounded_int, instant, iso, subject_ref
+from server.api.params import bounded_int, instant, iso, seq_cursor, subject_ref
 from server.api.schemas import RecordIn
 from server.consent.decide import StateView, SubjectFlags, decide
-from server.errors import InvalidRequest, NotFound
+from server.errors import NotFound
 from server.ledger.append import Decision, RecordRequest, Snapshot
 from server.ledger.chain import event_body
 from server.ledger.replay import replay
@@ -62,7 +63,7 @@ async def record_consents(request: Request) -> Response:
         }
         for e in result.events
     ]
-    location = f"/v1/subjects/{request.path_params['ref']}/events"
+    location = f"/v1/subjects/{quote(ref, safe='')}/events"
     return _json({"subject": ref, "events": events}, status=201, headers={"Location": location})
 
 
@@ -113,12 +114,7 @@ async def read_events(request: Request) -> Response:
     services: Services = request.app.state.services
     ref = subject_ref(request.path_params["ref"])
     limit = bounded_int(request.query_params.get("limit"), "limit", 100, 1, 1000)
-    cursor = request.query_params.get("cursor")
-    after = 0
-    if cursor:
-        if not (cursor.startswith("s") and cursor[1:].isdigit()):
-            raise InvalidRequest(f"cursor={cursor[:40]!r} is not a cursor this API issued", parameter="cursor")
-        after = int(cursor[1:])
+    after = seq_cursor(request.query_params.get("cursor"))
     subject = await _subject(ref)
     rows = await ConsentEvent.filter(subject_id=subject.id, seq__gt=after).order_by("seq").limit(limit + 1).values()
     catalog = await services.catalog.get()

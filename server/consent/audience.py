@@ -28,7 +28,8 @@ def _param(reader: StateReader, value: datetime) -> Any:
 
 
 def _marks(reader: StateReader, count: int) -> list[str]:
-    return [f"${i}" for i in range(1, count + 1)] if reader.dialect == "postgres" else ["?"] * count
+    prefix = "$" if reader.dialect == "postgres" else "?"  # numbered: a parameter may be used twice
+    return [f"{prefix}{i}" for i in range(1, count + 1)]
 
 
 def _ts(value: Any) -> datetime | None:

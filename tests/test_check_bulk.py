@@ -1,0 +1,133 @@
+"""Batch, stream and audience export agree with single checks (issue: consent-check API)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import orjson
+from starlette.testclient import TestClient
+
+from tests.conftest import record
+
+PAIRS = [("offers", "email"), ("offers", "sms"), ("offers", "post"), ("partners", "email"), ("newsletter", "email")]
+
+
+def _seed(client: TestClient, auth: dict[str, str]) -> list[dict[str, str]]:
+    record(client, auth, "a", [("offers", "email", "grant"), ("partners", "email", "grant")])
+    record(client, auth, "b", [("offers", "sms", "deny"), ("newsletter", "email", "grant")])
+    record(client, auth, "c", [("offers", "post", "object"), ("offers", "email", "soft_opt_in")])
+    refs = ["a", "b", "c", "ghost"]
+    return [{"subject": r, "purpose": p, "channel": c} for r, (p, c) in itertools.product(refs, PAIRS)]
+
+
+def _single(client: TestClient, auth: dict[str, str], question: dict[str, str]) -> dict[str, Any]:
+    response = client.get("/v1/consents/check", params=question, headers=auth)
+    assert response.status_code == 200
+    return dict(response.json())
+
+
+def test_batch_and_stream_answer_what_single_checks_answer(client: TestClient, auth: dict[str, str]) -> None:
+    questions = _seed(client, auth)
+    singles = [_single(client, auth, q) for q in questions]
+
+    batch = client.post("/v1/consents/check", json={"checks": questions}, headers=auth)
+    assert batch.status_code == 200, batch.text
+    results = batch.json()["results"]
+    assert [{k: r[k] for k in q} for r, q in zip(results, questions, strict=True)] == questions
+    assert [{k: v for k, v in r.items() if k not in questions[0]} for r in results] == singles
+
+    body = b"".join(orjson.dumps(q) + b"\n" for q in questions)
+    stream = client.post(
+        "/v1/consents/check/stream", content=body, headers={**auth, "Content-Type": "application/x-ndjson"}
+    )
+    assert stream.status_code == 200
+    assert stream.headers["content-type"].startswith("application/x-ndjson")
+    lines = [orjson.loads(line) for line in stream.content.splitlines()]
+    assert [line["line"] for line in lines] == list(range(1, len(questions) + 1))
+    assert [{k: v for k, v in line.items() if k not in ("line", *questions[0])} for line in lines] == singles
+
+
+def test_batch_items_with_errors_are_answered_in_place(client: TestClient, auth: dict[str, str]) -> None:
+    record(client, auth, "a", [("offers", "email", "grant")])
+    checks = [
+        {"subject": "a", "purpose": "offers", "channel": "email"},
+        {"subject": "a", "purpose": "nope", "channel": "email"},
+        {"subject": "a", "purpose": "offers"},
+        "not an object",
+        {"subject": "a", "purpose": "offers", "channel": "email", "extra": 1},
+    ]
+    results = client.post("/v1/consents/check", json={"checks": checks}, headers=auth).json()["results"]
+    assert results[0]["allowed"] is True
+    assert [r.get("error", {}).get("type") for r in results[1:]] == [
+        "/problems/unknown-purpose",
+        "/problems/invalid-request",
+        "/problems/invalid-request",
+        "/problems/invalid-request",
+    ]
+
+
+def test_batch_limit_is_a_413_that_says_the_limit(client: TestClient, auth: dict[str, str]) -> None:
+    checks = [{"subject": "a", "purpose": "offers", "channel": "email"}] * 10_001
+    response = client.post("/v1/consents/check", json={"checks": checks}, headers=auth)
+    assert response.status_code == 413
+    assert response.json()["limit"] == 10_000 and "10000" in response.json()["detail"]
+    ok = client.post("/v1/consents/check", json={"checks": checks[:10_000]}, headers=auth)
+    assert ok.status_code == 200 and len(ok.json()["results"]) == 10_000
+    for bad in (b"[]", b'{"checks": 1}', b"{nope"):
+        response = client.post("/v1/consents/check", content=bad, headers={**auth, "Content-Type": "application/json"})
+        assert response.status_code in (400, 422) and response.json()["type"].startswith("/problems/")
+
+
+def test_stream_reports_bad_lines_by_number_and_goes_on(client: TestClient, auth: dict[str, str]) -> None:
+    record(client, auth, "a", [("offers", "email", "grant")])
+    good = b'{"subject": "a", "purpose": "offers", "channel": "email"}'
+    body = b"\n".join(
+        [good, b"{broken", b"", good, b'{"subject": "a", "purpose": "zzz", "channel": "email"}', b"x" * 70_000, good]
+    )  # no final newline: the last line still counts
+    response = client.post(
+        "/v1/consents/check/stream", content=body, headers={**auth, "Content-Type": "application/x-ndjson"}
+    )
+    lines = [orjson.loads(line) for line in response.content.splitlines()]
+    assert [(line["line"], "error" in line) for line in lines] == [
+        (1, False),
+        (2, True),
+        (4, False),
+        (5, True),
+        (6, True),
+        (7, False),
+    ]
+    assert lines[1]["error"]["type"] == "/problems/malformed-body"
+    assert lines[3]["error"]["type"] == "/problems/unknown-purpose"
+
+
+def _audience(client: TestClient, auth: dict[str, str], path: str) -> tuple[list[dict[str, Any]], str]:
+    response = client.get(path, headers=auth)
+    assert response.status_code == 200, response.text
+    return [orjson.loads(line) for line in response.content.splitlines()], response.headers["x-next-since"]
+
+
+def test_audience_lists_exactly_the_subjects_the_check_allows(client: TestClient, auth: dict[str, str]) -> None:
+    questions = _seed(client, auth)
+    for purpose, channel in PAIRS:
+        rows, _ = _audience(client, auth, f"/v1/audiences/{purpose}/{channel}")
+        allowed = {
+            q["subject"]
+            for q in questions
+            if (q["purpose"], q["channel"]) == (purpose, channel) and _single(client, auth, q)["allowed"]
+        }
+        assert {row["ref"] for row in rows} == allowed, (purpose, channel)
+    assert client.get("/v1/audiences/nope/email", headers=auth).status_code == 422
+
+
+def test_audience_since_returns_only_changes(client: TestClient, auth: dict[str, str]) -> None:
+    record(client, auth, "a", [("offers", "email", "grant")])
+    record(client, auth, "b", [("offers", "email", "grant")])
+    _, cursor = _audience(client, auth, "/v1/audiences/offers/email")
+    record(client, auth, "b", [("offers", "email", "withdraw")])
+    record(client, auth, "c", [("offers", "email", "grant")])
+    changes, _ = _audience(client, auth, f"/v1/audiences/offers/email?since={cursor}")
+    assert sorted((c["ref"], c["allowed"], c["reason"]) for c in changes) == [
+        ("b", False, "withdrawn"),
+        ("c", True, "granted"),
+    ]

@@ -1,0 +1,348 @@
+"""Native migrations: from empty to models, idempotent, and SQLite table rebuilds that keep rows, indexes, triggers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import sqlite3
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tortoise import Tortoise, connections
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.context import TortoiseContext
+from tortoise.exceptions import IntegrityError, OperationalError
+from tortoise.migrations.api import migrate as migrate_api
+
+import server.db
+import server.models
+from server.db import is_postgres, tortoise_config
+from server.ledger.append import Decision, Ledger, RecordRequest
+from server.migrate import apply_migrations, pending_changes
+from server.policies.catalog import Catalog
+from server.policies.sync import sync_policies
+from tests.databases import POLICY_DIR, SqliteTemplate, forget_cached_sql
+
+REPO_MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+LEDGER_TABLES = ("subjects", "consent_events", "consent_states")
+
+
+# --- helpers ---------------------------------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def opened(url: str) -> AsyncIterator[BaseDBAsyncClient]:
+    """Tortoise opened on `url` with the app's (non-migrating) configuration."""
+    forget_cached_sql()
+    await Tortoise.init(config=tortoise_config(url))
+    try:
+        yield connections.get("default")
+    finally:
+        await Tortoise.close_connections()
+
+
+async def record_decisions(ref: str) -> None:
+    """Two decisions for `ref` through the real write path (events + state rows + chain head)."""
+    ledger = Ledger("k" * 40, Catalog(5.0), lambda: datetime.now(UTC))
+    await ledger.record(
+        RecordRequest(
+            ref=ref,
+            policy="privacy-policy/2/fr",
+            decisions=[Decision("offers", "email", "grant"), Decision("offers", "sms", "grant")],
+            touchpoint="api",
+            method="api",
+            actor_type="client",
+            actor_id="test",
+        )
+    )
+
+
+def model_tables() -> set[str]:
+    return {getattr(server.models, name)._meta.db_table for name in server.models.__all__}
+
+
+async def table_names(conn: BaseDBAsyncClient) -> set[str]:
+    if is_postgres(conn):
+        rows = await conn.execute_query_dict("SELECT tablename AS name FROM pg_tables WHERE schemaname = 'public'")
+    else:
+        rows = await conn.execute_query_dict("SELECT name FROM sqlite_master WHERE type = 'table'")
+    return {str(r["name"]) for r in rows}
+
+
+async def schema_snapshot(conn: BaseDBAsyncClient) -> list[tuple[Any, ...]]:
+    """Everything a migration could change: tables, columns, indexes, triggers, and the applied-migration records."""
+    if is_postgres(conn):
+        queries = [
+            "SELECT table_name, column_name, data_type, is_nullable, column_default, character_maximum_length "
+            "FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1, 2",
+            "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1, 2",
+            "SELECT tgname, tgrelid::regclass::text AS tbl FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1",
+            "SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace ORDER BY 1",
+        ]
+    else:
+        queries = ["SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"]
+    queries.append("SELECT id, app, name, applied_at FROM tortoise_migrations ORDER BY id")
+    snapshot: list[tuple[Any, ...]] = []
+    for sql in queries:
+        snapshot += [tuple(row.values()) for row in await conn.execute_query_dict(sql)]
+    return snapshot
+
+
+@pytest.fixture
+def empty_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: no table at all."""
+    if backend == "sqlite":
+        yield f"sqlite://{tmp_path / 'empty.sqlite3'}"
+        return
+    template: Any = request.getfixturevalue("postgres_template")
+    url, name = template.empty()
+    yield url
+    template.drop(name)
+
+
+# --- both backends ---------------------------------------------------------------------------------------------------
+
+
+def test_migrations_bring_an_empty_database_to_the_models(empty_url: str) -> None:
+    async def scenario() -> None:
+        await apply_migrations(empty_url)
+        assert await pending_changes(empty_url) == []  # nothing left for makemigrations
+        async with opened(empty_url) as conn:
+            assert model_tables() <= await table_names(conn)
+            await sync_policies(POLICY_DIR)
+            await record_decisions("cust-mig")
+            before = await conn.execute_query_dict("SELECT id, status, hash FROM consent_events ORDER BY seq")
+            assert len(before) == 2
+            # DESIGN invariant 1: the database itself refuses to rewrite or remove ledger events
+            statements = ["UPDATE consent_events SET status = 'refused'", "DELETE FROM consent_events"]
+            if is_postgres(conn):
+                statements.append("TRUNCATE consent_events CASCADE")
+            for sql in statements:
+                with pytest.raises(OperationalError, match="append-only"):
+                    await conn.execute_script(sql)
+            after = await conn.execute_query_dict("SELECT id, status, hash FROM consent_events ORDER BY seq")
+            assert after == before
+
+    asyncio.run(scenario())
+
+
+def test_applying_migrations_twice_is_a_no_op(empty_url: str) -> None:
+    async def scenario() -> None:
+        await apply_migrations(empty_url)
+        async with opened(empty_url) as conn:
+            await sync_policies(POLICY_DIR)
+            await record_decisions("cust-twice")
+            first = await schema_snapshot(conn)
+            events = await conn.execute_query_dict("SELECT id, hash FROM consent_events ORDER BY seq")
+        await apply_migrations(empty_url)
+        async with opened(empty_url) as conn:
+            assert await schema_snapshot(conn) == first
+            assert await conn.execute_query_dict("SELECT id, hash FROM consent_events ORDER BY seq") == events
+            applied = await conn.execute_query_dict("SELECT name FROM tortoise_migrations ORDER BY id")
+            assert [r["name"] for r in applied] == sorted(p.stem for p in REPO_MIGRATIONS.glob("0*.py"))
+        assert await pending_changes(empty_url) == []
+
+    asyncio.run(scenario())
+
+
+# --- SQLite table rebuilds -------------------------------------------------------------------------------------------
+
+MIGRATION_TEMPLATE = '''"""Test-only migration: changes that SQLite can only apply by rebuilding the table."""
+
+from tortoise import fields, migrations
+from tortoise.migrations import operations as ops
+
+
+class Migration(migrations.Migration):
+    dependencies = [("models", "0002_append_only_ledger")]
+
+    operations = [
+{operations}    ]
+'''
+
+# Length changes: SqliteSchemaEditor._alter_field has no ALTER COLUMN for them, it calls _remake_table (create new
+# table, copy rows, drop old table, rename).
+REBUILD_SUBJECTS = ["ops.AlterField('Subject', 'phone', fields.CharField(null=True, max_length=40))"]
+REBUILD_LEDGER = [
+    "ops.AlterField('ConsentEvent', 'actor_id', fields.CharField(null=True, max_length=160))",
+    "ops.AlterField('ConsentState', 'status', fields.CharField(max_length=40))",
+]
+
+
+@pytest.fixture
+def extra_migration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[list[str]], str]]:
+    """Make the app's migrations module a temporary copy of `migrations/` plus a `0003_rebuild.py`."""
+    packages: list[str] = []
+
+    def make(operations: list[str]) -> str:
+        name = f"rebuild_migrations_{uuid.uuid4().hex[:12]}"
+        package = tmp_path / "pkgs" / name
+        shutil.copytree(REPO_MIGRATIONS, package, ignore=shutil.ignore_patterns("__pycache__"))
+        (package / "0003_rebuild.py").write_text(
+            MIGRATION_TEMPLATE.format(operations="".join(f"        {op},\n" for op in operations))
+        )
+        monkeypatch.syspath_prepend(str(package.parent))
+        monkeypatch.setattr(server.db, "MIGRATIONS_MODULE", name)
+        packages.append(name)
+        return name
+
+    yield make
+    for module in [m for m in sys.modules if m.split(".")[0] in packages]:
+        del sys.modules[module]
+
+
+@pytest.fixture
+def sqlite_file(sqlite_template: SqliteTemplate) -> tuple[str, Path]:
+    """A migrated, policy-synced SQLite database with one subject, its events and state rows."""
+    url, _ = sqlite_template.new()
+    path = Path(url.removeprefix("sqlite://"))
+
+    async def seed() -> None:
+        async with opened(url) as conn:
+            await record_decisions("cust-rebuild")
+            await record_decisions("cust-other")
+            await conn.execute_query("UPDATE subjects SET phone = '+33600000001' WHERE ref = 'cust-rebuild'")
+
+    asyncio.run(seed())
+    return url, path
+
+
+def inspect(path: Path) -> dict[str, Any]:
+    """Rows, indexes (columns and uniqueness), triggers and table SQL, read with the stdlib driver."""
+    db = sqlite3.connect(path)
+    try:
+        indexes: dict[str, set[tuple[tuple[str, ...], bool]]] = {}
+        for table in LEDGER_TABLES:
+            found = set()
+            for _, name, unique, *_rest in db.execute(f'PRAGMA index_list("{table}")').fetchall():
+                columns = tuple(r[2] for r in db.execute(f'PRAGMA index_info("{name}")').fetchall())
+                found.add((columns, bool(unique)))
+            indexes[table] = found
+        return {
+            "subjects": db.execute("SELECT id, ref, pseudonym, phone, last_seq, head_hash FROM subjects").fetchall(),
+            "events": db.execute(
+                "SELECT id, subject_id, seq, actor_id, hash FROM consent_events ORDER BY hash"
+            ).fetchall(),
+            "states": db.execute("SELECT id, subject_id, event_id, status FROM consent_states ORDER BY id").fetchall(),
+            "indexes": indexes,
+            "triggers": {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")},
+            "fk_check": db.execute("PRAGMA foreign_key_check").fetchall(),
+            "sql": dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall()),
+            "applied": [r[0] for r in db.execute("SELECT name FROM tortoise_migrations ORDER BY id")],
+        }
+    finally:
+        db.close()
+
+
+def assert_refuses_update_and_delete(path: Path) -> None:
+    db = sqlite3.connect(path)
+    try:
+        for sql in ("UPDATE consent_events SET status = 'refused'", "DELETE FROM consent_events"):
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                db.execute(sql)
+    finally:
+        db.close()
+
+
+def test_sqlite_rebuild_of_a_parent_table_keeps_child_rows_and_indexes(
+    sqlite_file: tuple[str, Path], extra_migration: Callable[[list[str]], str]
+) -> None:
+    url, path = sqlite_file
+    before = inspect(path)
+    assert len(before["events"]) == 4 and len(before["states"]) == 4
+    extra_migration(REBUILD_SUBJECTS)
+
+    asyncio.run(apply_migrations(url))  # the real entry point, with its foreign-key and index safety rails
+
+    after = inspect(path)
+    assert after["applied"] == [*before["applied"], "0003_rebuild"]
+    assert '"phone" VARCHAR(40)' in after["sql"]["subjects"]  # the table really was rebuilt
+    assert after["subjects"] == before["subjects"]
+    assert after["events"] == before["events"]
+    assert after["states"] == before["states"]
+    assert after["fk_check"] == []
+    assert after["indexes"] == before["indexes"]
+    assert after["triggers"] >= {"consent_events_no_update", "consent_events_no_delete"}
+    assert_refuses_update_and_delete(path)
+
+
+def test_sqlite_rebuild_with_foreign_keys_on_is_the_hazard_the_safety_rails_avoid(
+    sqlite_file: tuple[str, Path], extra_migration: Callable[[list[str]], str]
+) -> None:
+    """Plain Tortoise `migrate` with the app's normal connection (foreign_keys=ON) runs the same rebuild.
+
+    DROP TABLE on the old `subjects` performs an implicit DELETE FROM. With Tortoise 1.1 and these ON DELETE RESTRICT
+    foreign keys that delete is refused, so the migration fails (and, being atomic, is rolled back) instead of
+    silently losing child rows; with ON DELETE CASCADE the events and states would be deleted with their subject.
+    """
+    url, path = sqlite_file
+    before = inspect(path)
+    extra_migration(REBUILD_SUBJECTS)
+    config = tortoise_config(url)  # not migrating=True: foreign keys stay on
+    assert config["connections"]["default"]["credentials"]["foreign_keys"] == "ON"
+    assert config["apps"]["models"]["migrations"] == server.db.MIGRATIONS_MODULE
+
+    async def plain_migrate() -> None:
+        async with TortoiseContext() as ctx:
+            await ctx.init(config=config)
+            await migrate_api(config=config)
+
+    with pytest.raises(IntegrityError, match="FOREIGN KEY constraint failed"):
+        asyncio.run(plain_migrate())
+
+    after = inspect(path)
+    assert after["applied"] == before["applied"]  # 0003 not recorded
+    assert '"phone" VARCHAR(32)' in after["sql"]["subjects"]
+    assert (after["subjects"], after["events"], after["states"]) == (
+        before["subjects"],
+        before["events"],
+        before["states"],
+    )
+
+
+def test_sqlite_rebuild_of_the_ledger_tables_keeps_triggers_and_unique_constraints(
+    sqlite_file: tuple[str, Path], extra_migration: Callable[[list[str]], str]
+) -> None:
+    """Rebuilding consent_events drops its triggers and indexes with the old table; migrate must bring them back."""
+    url, path = sqlite_file
+    before = inspect(path)
+    assert (("subject_id", "seq"), True) in before["indexes"]["consent_events"]
+    assert (("subject_id", "purpose_id", "channel_id"), True) in before["indexes"]["consent_states"]
+    extra_migration(REBUILD_LEDGER)
+
+    asyncio.run(apply_migrations(url))
+
+    after = inspect(path)
+    assert after["applied"] == [*before["applied"], "0003_rebuild"]
+    assert '"actor_id" VARCHAR(160)' in after["sql"]["consent_events"]
+    assert '"status" VARCHAR(40)' in after["sql"]["consent_states"]
+    assert (after["subjects"], after["events"], after["states"]) == (
+        before["subjects"],
+        before["events"],
+        before["states"],
+    )
+    assert after["fk_check"] == []
+    assert after["triggers"] >= {"consent_events_no_update", "consent_events_no_delete"}
+    assert_refuses_update_and_delete(path)
+    # the per-subject sequence must stay unique (the hash chain relies on it), and so must the state projection key
+    assert after["indexes"] == before["indexes"]
+    columns = (
+        "subject_id, seq, purpose_id, channel_id, action, status, policy_version_id, touchpoint, method, actor_type, "
+        "evidence, recorded_at, prev_hash"
+    )
+    db = sqlite3.connect(path)
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+            db.execute(
+                f"INSERT INTO consent_events (id, hash, {columns}) "
+                f"SELECT 'second-event-same-seq', 'another-hash', {columns} FROM consent_events LIMIT 1"
+            )
+    finally:
+        db.rollback()
+        db.close()
