@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from preference_center import setup as preference_center_setup
 from server.auth.keys import KeyStore
 from server.auth.tokens import TokenService
+from server.banner import setup as banner_setup
 from server.consent.check import CheckService
 from server.ledger.append import Ledger
 from server.policies.catalog import Catalog
@@ -23,12 +26,15 @@ class Services:
     keys: KeyStore
     tokens: TokenService
     checks: CheckService | None = None  # opened in the lifespan, with the database
+    # Feature objects, attached by each feature's own `attach(services)` (see build_services).
+    preferences: Any = None
+    banner: Any = None
 
 
 def build_services(settings: Settings, clock: Callable[[], datetime]) -> Services:
     catalog = Catalog(settings.catalog_ttl_s)
     keys = KeyStore(settings.signing_keys_dir).load()
-    return Services(
+    services = Services(
         settings=settings,
         clock=clock,
         catalog=catalog,
@@ -42,3 +48,6 @@ def build_services(settings: Settings, clock: Callable[[], datetime]) -> Service
             cache_size=settings.token_cache_size,
         ),
     )
+    preference_center_setup.attach(services)
+    banner_setup.attach(services)
+    return services

@@ -41,6 +41,19 @@ class Settings:
     catalog_ttl_s: float = 5.0
     log_level: str = "INFO"
     environment: str = "development"
+    # Mail (double opt-in, preference links). No SMTP_HOST: mails are written to MAIL_DIR (dev outbox).
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = True
+    mail_from: str = "Demo Shop <no-reply@demo-shop.example>"
+    mail_dir: Path = DEFAULT_DATA_DIR / "mail"
+    # Embedding: origins allowed to frame the preference center (CSP frame-ancestors), link lifetime.
+    embed_origins: tuple[str, ...] = ()
+    link_token_lifetime_s: int = 7 * 24 * 3600
+    # Public banner endpoint: accepted records per minute per truncated IP.
+    cookie_rate_per_minute: int = 30
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -80,6 +93,25 @@ class Settings:
             max_body_bytes=_int("MAX_BODY_BYTES", values.get("MAX_BODY_BYTES", str(1024 * 1024)), 1024, 1 << 30),
             log_level=_choice("LOG_LEVEL", values.get("LOG_LEVEL", "INFO").upper(), {"DEBUG", "INFO", "WARNING"}),
             environment=environment,
+            smtp_host=values.get("SMTP_HOST") or None,
+            smtp_port=_int("SMTP_PORT", values.get("SMTP_PORT", "587"), 1, 65535),
+            smtp_user=values.get("SMTP_USER") or None,
+            smtp_password=values.get("SMTP_PASSWORD") or None,
+            smtp_starttls=_bool("SMTP_STARTTLS", values.get("SMTP_STARTTLS", "true")),
+            mail_from=values.get("MAIL_FROM", "Demo Shop <no-reply@demo-shop.example>"),
+            mail_dir=Path(values.get("MAIL_DIR", str(data_dir / "mail"))),
+            embed_origins=tuple(
+                _url("EMBED_ORIGINS", o.strip()) for o in values.get("EMBED_ORIGINS", "").split(",") if o.strip()
+            ),
+            link_token_lifetime_s=_int(
+                "LINK_TOKEN_LIFETIME_SECONDS",
+                values.get("LINK_TOKEN_LIFETIME_SECONDS", str(7 * 24 * 3600)),
+                60,
+                90 * 24 * 3600,
+            ),
+            cookie_rate_per_minute=_int(
+                "COOKIE_RATE_PER_MINUTE", values.get("COOKIE_RATE_PER_MINUTE", "30"), 1, 100000
+            ),
         )
         return settings
 
@@ -134,6 +166,15 @@ def _int(name: str, value: str, low: int, high: int) -> int:
     if not low <= number <= high:
         raise SettingsError(f"{name}={value!r} is out of range [{low}, {high}].")
     return number
+
+
+def _bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name}={value!r} is not a boolean (true/false).")
 
 
 def _choice(name: str, value: str, allowed: set[str]) -> str:

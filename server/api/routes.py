@@ -5,9 +5,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from preference_center.routes import PREFERENCE_ENDPOINTS
 from server.api import checks, oauth, ops, policies, schemas, subjects, wellknown
 from server.api.endpoints import PUBLIC, Endpoint, Param
 from server.api.openapi import build_openapi
+from server.banner.routes import BANNER_ENDPOINTS
 
 DATE_TIME = {"type": "string", "format": "date-time"}
 REF = Param("ref", "path", "the company's own id of the subject (1-255 characters)")
@@ -18,7 +20,7 @@ async def openapi(request: Request) -> JSONResponse:
     return JSONResponse(build_openapi(ENDPOINTS, request.app.state.services.settings.issuer))
 
 
-ENDPOINTS: list[Endpoint] = [
+CORE_ENDPOINTS: list[Endpoint] = [
     Endpoint(
         "/oauth/token",
         "POST",
@@ -167,3 +169,5 @@ ENDPOINTS: list[Endpoint] = [
     ),
     Endpoint("/openapi.json", "GET", openapi, PUBLIC, "This OpenAPI document", "ops"),
 ]
+
+ENDPOINTS: list[Endpoint] = [*CORE_ENDPOINTS, *PREFERENCE_ENDPOINTS, *BANNER_ENDPOINTS]

@@ -1,0 +1,1 @@
+"""The cookie banner's server side: per-site configuration and the public record endpoint."""
