@@ -9,11 +9,11 @@ from tortoise import Tortoise
 
 from server.auth.clients import create_client
 from server.db import tortoise_config
-from server.ledger.append import Decision, Ledger, RecordRequest
+from server.ledger.append import Decision, RecordRequest
 from server.migrate import apply_migrations
 from server.models import Subject
-from server.policies.catalog import Catalog
 from server.policies.sync import sync_policies
+from server.services import build_services
 from server.settings import Settings
 
 DEMO_SUBJECTS: list[tuple[str, str, list[tuple[str, str, str]]]] = [
@@ -55,7 +55,7 @@ async def prepare_demo(settings: Settings) -> str:
             creds_path.parent.mkdir(parents=True, exist_ok=True)
             creds_path.write_text(json.dumps(creds))
             creds_path.chmod(0o600)
-        ledger = Ledger(settings.secret_key, Catalog(0), lambda: datetime.now(UTC))
+        ledger = build_services(settings, lambda: datetime.now(UTC)).ledger
         for ref, policy, decisions in DEMO_SUBJECTS:
             if await Subject.exists(ref=ref):
                 continue

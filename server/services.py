@@ -14,6 +14,9 @@ from server.banner import setup as banner_setup
 from server.consent.check import CheckService
 from server.ledger.append import Ledger
 from server.policies.catalog import Catalog
+from server.proof.controller import load_controller
+from server.proof.log import TransparencyLog
+from server.proof.receipts import ReceiptIssuer
 from server.settings import Settings
 
 
@@ -24,6 +27,7 @@ class Services:
     catalog: Catalog
     ledger: Ledger
     keys: KeyStore
+    log: TransparencyLog
     tokens: TokenService
     checks: CheckService | None = None  # opened in the lifespan, with the database
     # Feature objects, attached by each feature's own `attach(services)` (see build_services).
@@ -34,12 +38,14 @@ class Services:
 def build_services(settings: Settings, clock: Callable[[], datetime]) -> Services:
     catalog = Catalog(settings.catalog_ttl_s)
     keys = KeyStore(settings.signing_keys_dir).load()
+    receipts = ReceiptIssuer(keys, load_controller(settings.policy_dir), settings.issuer)
     services = Services(
         settings=settings,
         clock=clock,
         catalog=catalog,
-        ledger=Ledger(settings.secret_key, catalog, clock),
+        ledger=Ledger(settings.secret_key, catalog, clock, receipts),
         keys=keys,
+        log=TransparencyLog(keys, settings.issuer, clock),
         tokens=TokenService(
             keys,
             issuer=settings.issuer,

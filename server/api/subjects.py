@@ -64,7 +64,8 @@ async def record_consents(request: Request) -> Response:
         for e in result.events
     ]
     location = f"/v1/subjects/{quote(ref, safe='')}/events"
-    return _json({"subject": ref, "events": events}, status=201, headers={"Location": location})
+    body_out = {"subject": ref, "events": events, "receipt": result.receipt}
+    return _json(body_out, status=201, headers={"Location": location})
 
 
 async def read_consents(request: Request) -> Response:

@@ -28,8 +28,9 @@ from server.errors import (
 from server.ledger.chain import body_hash, event_body
 from server.ledger.evidence import minimise, pseudonym
 from server.ledger.transitions import keeps_validity, next_status
-from server.models import ConsentEvent, ConsentState, UISnapshot
+from server.models import ConsentEvent, ConsentState, LogQueue, Receipt, UISnapshot
 from server.policies.catalog import Catalog, CatalogSnapshot, PolicyInfo
+from server.proof.receipts import ReceiptIssuer
 
 TOUCHPOINTS = ("preference_center", "banner", "api", "agent", "import", "unsubscribe", "gpc", "system")
 
@@ -90,15 +91,23 @@ class RecordResult:
     pseudonym: str
     created_subject: bool
     events: list[RecordedEvent]
+    receipt: str | None = None
 
 
 class Ledger:
     """The write side of the ledger."""
 
-    def __init__(self, secret_key: str, catalog: Catalog, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        secret_key: str,
+        catalog: Catalog,
+        clock: Callable[[], datetime],
+        receipts: ReceiptIssuer | None = None,
+    ) -> None:
         self.secret_key = secret_key
         self.catalog = catalog
         self.clock = clock
+        self.receipts = receipts
 
     async def record(self, request: RecordRequest) -> RecordResult:
         catalog = await self._catalog_with(request)
@@ -192,7 +201,27 @@ class Ledger:
                 head = event.hash
                 recorded.append(event)
             await _move_head(conn, subject_id, seq, head)
-        return RecordResult(request.ref, subject_pseudonym, created, recorded)
+            # The transparency log's sequencer picks these up after commit (server.proof.log).
+            await LogQueue.bulk_create([LogQueue(event_id=e.id) for e in recorded], using_db=conn)
+            receipt = None
+            if self.receipts is not None:
+                receipt_id, receipt = self.receipts.issue(
+                    pseudonym=subject_pseudonym,
+                    policy=policy,
+                    touchpoint=request.touchpoint,
+                    method=request.method,
+                    recorded_at=now,
+                    decisions=[(catalog.purposes[e.purpose], e) for e in recorded],
+                )
+                await Receipt.create(
+                    using_db=conn,
+                    id=receipt_id,
+                    subject_id=subject_id,
+                    event_ids=[e.id for e in recorded],
+                    jws=receipt,
+                    created_at=now,
+                )
+        return RecordResult(request.ref, subject_pseudonym, created, recorded, receipt)
 
     async def _catalog_with(self, request: RecordRequest) -> CatalogSnapshot:
         """The catalogue, reloaded once if the request names something it has not seen yet."""

@@ -1,0 +1,101 @@
+"""Tables behind consent proof: receipts, the transparency log (queue, leaves, Merkle nodes, checkpoints) and the
+access log."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tortoise import fields
+from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from server.models.ledger import ConsentEvent
+    from server.models.subjects import Subject
+
+
+class Receipt(Model):
+    """A signed Kantara-style consent receipt (compact JWS) for the decisions of one record call.
+
+    Written in the same transaction as its events and handed back unchanged in every proof bundle.
+    """
+
+    id = fields.UUIDField(primary_key=True)
+    subject: fields.ForeignKeyRelation[Subject] = fields.ForeignKeyField(
+        "models.Subject", related_name="receipts", on_delete=fields.RESTRICT
+    )
+    event_ids: list[str] = fields.JSONField(default=list)
+    jws = fields.TextField()
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "receipts"
+
+
+class LogQueue(Model):
+    """Events committed but not yet given a log position. The sequencer drains it in commit order."""
+
+    id = fields.BigIntField(primary_key=True)
+    event: fields.OneToOneRelation[ConsentEvent] = fields.OneToOneField(
+        "models.ConsentEvent", related_name="queued", on_delete=fields.RESTRICT
+    )
+
+    class Meta:
+        table = "log_queue"
+
+
+class LogEntry(Model):
+    """A leaf of the transparency log: position -> event, with the RFC 6962 leaf hash of the event hash."""
+
+    id = fields.BigIntField(primary_key=True)
+    position = fields.BigIntField(unique=True)
+    event: fields.OneToOneRelation[ConsentEvent] = fields.OneToOneField(
+        "models.ConsentEvent", related_name="log_entry", on_delete=fields.RESTRICT
+    )
+    leaf_hash = fields.CharField(max_length=64)
+
+    class Meta:
+        table = "log_entries"
+
+
+class MerkleNode(Model):
+    """The hash of a perfect subtree: `level` L covers leaves [index * 2^L, (index + 1) * 2^L)."""
+
+    id = fields.BigIntField(primary_key=True)
+    level = fields.SmallIntField()
+    index = fields.BigIntField()
+    hash = fields.CharField(max_length=64)
+
+    class Meta:
+        table = "merkle_nodes"
+        unique_together = (("level", "index"),)
+
+
+class Checkpoint(Model):
+    """A signed statement of the whole log: tree size, Merkle root, time (RFC 6962 signed tree head style)."""
+
+    id = fields.BigIntField(primary_key=True)
+    tree_size = fields.BigIntField(unique=True)
+    root_hash = fields.CharField(max_length=64)
+    timestamp = fields.DatetimeField()
+    jws = fields.TextField()
+
+    class Meta:
+        table = "checkpoints"
+
+
+class AccessLog(Model):
+    """Who read or exported what, when (GDPR 5(2), 32): proofs, exports and history reads by staff or clients."""
+
+    id = fields.BigIntField(primary_key=True)
+    at = fields.DatetimeField()
+    actor_type = fields.CharField(max_length=16)
+    actor_id = fields.CharField(max_length=128)
+    action = fields.CharField(max_length=32)
+    subject: fields.ForeignKeyNullableRelation[Subject] = fields.ForeignKeyField(
+        "models.Subject", related_name="access_log", on_delete=fields.RESTRICT, null=True
+    )
+    detail: dict[str, Any] = fields.JSONField(default=dict)
+
+    class Meta:
+        table = "access_log"
+        indexes = (("subject_id", "at"),)

@@ -1,0 +1,184 @@
+"""The transparency log: a sequencer gives committed events consecutive positions, the Merkle tree over their
+hashes grows incrementally, and signed checkpoints state its size and root.
+
+Several app processes may run: on PostgreSQL the sequencer holds a transaction-level advisory lock, so positions
+stay consecutive and no event is sequenced twice; SQLite has a single writer. Events enter `log_queue` in the
+transaction that records them, so an event is either committed and queued, or neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import rfc8785
+from joserfc import jws
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.transactions import in_transaction
+
+from server.auth.keys import ALGORITHM, KeyStore
+from server.db import is_postgres, placeholders
+from server.models import Checkpoint, LogEntry, MerkleNode
+from server.proof import merkle
+
+ADVISORY_LOCK_KEY = 0x636F6E73  # "cons"
+BATCH = 5000
+CHECKPOINT_TYP = "consent-checkpoint+json"
+
+
+@dataclass(frozen=True)
+class SignedCheckpoint:
+    tree_size: int
+    root_hash: str
+    timestamp: datetime
+    jws: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "tree_size": self.tree_size,
+            "root_hash": self.root_hash,
+            "timestamp": checkpoint_time(self.timestamp),
+            "signature": self.jws,
+        }
+
+
+def checkpoint_time(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def checkpoint_payload(log_id: str, tree_size: int, root_hash: str, timestamp: datetime) -> bytes:
+    """The signed bytes: RFC 8785 JSON of {log_id, tree_size, root_hash, timestamp}."""
+    return rfc8785.dumps(
+        {"log_id": log_id, "tree_size": tree_size, "root_hash": root_hash, "timestamp": checkpoint_time(timestamp)}
+    )
+
+
+class TransparencyLog:
+    def __init__(self, keys: KeyStore, log_id: str, clock: Callable[[], datetime]) -> None:
+        self.keys = keys
+        self.log_id = log_id
+        self.clock = clock
+
+    async def sequence(self) -> int:
+        """Give every queued event a log position (commit order: recorded_at, then id). Returns the tree size."""
+        while True:
+            async with in_transaction() as conn:
+                if is_postgres(conn):
+                    await conn.execute_query(f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})")
+                size = await _size(conn)
+                rows = await conn.execute_query_dict(
+                    "SELECT e.id, e.hash FROM log_queue q JOIN consent_events e ON e.id = q.event_id "
+                    f"ORDER BY e.recorded_at, e.id LIMIT {BATCH}"
+                )
+                if not rows:
+                    return size
+                await self._append(conn, size, rows)
+
+    async def _append(self, conn: BaseDBAsyncClient, size: int, rows: list[dict[str, Any]]) -> None:
+        frontier = {level: bytes.fromhex(h) for level, h in (await _frontier(conn, size)).items()}
+        entries, nodes = [], []
+        for offset, row in enumerate(rows):
+            position = size + offset
+            current = merkle.leaf_hash(bytes.fromhex(row["hash"]))
+            entries.append(LogEntry(position=position, event_id=str(row["id"]), leaf_hash=current.hex()))
+            level, index = 0, position
+            nodes.append(MerkleNode(level=0, index=index, hash=current.hex()))
+            while index & 1:
+                current = merkle.node_hash(frontier[level], current)
+                level, index = level + 1, index >> 1
+                nodes.append(MerkleNode(level=level, index=index, hash=current.hex()))
+            frontier[level] = current
+        await LogEntry.bulk_create(entries, using_db=conn)
+        await MerkleNode.bulk_create(nodes, using_db=conn)
+        ids = [str(row["id"]) for row in rows]
+        marks = ", ".join(placeholders(conn, len(ids)))
+        await conn.execute_query(f"DELETE FROM log_queue WHERE event_id IN ({marks})", ids)
+
+    async def checkpoint(self) -> SignedCheckpoint:
+        """Sequence what is queued, then sign the tree if it grew since the latest checkpoint."""
+        size = await self.sequence()
+        async with in_transaction() as conn:
+            if is_postgres(conn):
+                await conn.execute_query(f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})")
+            latest = await Checkpoint.all().using_db(conn).order_by("-tree_size").first()
+            if latest is not None and latest.tree_size >= size:
+                return _signed(latest)
+            root_hash = (await self.root(size, conn)).hex()
+            timestamp = self.clock()
+            key = self.keys.active
+            token = jws.serialize_compact(
+                {"alg": ALGORITHM, "kid": key.kid, "typ": CHECKPOINT_TYP},
+                checkpoint_payload(self.log_id, size, root_hash, timestamp),
+                key,
+                algorithms=[ALGORITHM],
+            )
+            row = await Checkpoint.create(
+                using_db=conn, tree_size=size, root_hash=root_hash, timestamp=timestamp, jws=token
+            )
+            return _signed(row)
+
+    async def latest(self) -> SignedCheckpoint | None:
+        row = await Checkpoint.all().order_by("-tree_size").first()
+        return _signed(row) if row else None
+
+    async def at_size(self, size: int) -> SignedCheckpoint | None:
+        row = await Checkpoint.get_or_none(tree_size=size)
+        return _signed(row) if row else None
+
+    async def root(self, size: int, conn: BaseDBAsyncClient | None = None) -> bytes:
+        return await self._run(lambda node: merkle.root(node, size), conn)
+
+    async def inclusion(self, positions: Iterable[int], size: int) -> dict[int, list[bytes]]:
+        wanted = [p for p in positions if p < size]
+        return await self._run(lambda node: {p: merkle.inclusion_path(node, p, size) for p in wanted})
+
+    async def consistency(self, old_size: int, new_size: int) -> list[bytes]:
+        return await self._run(lambda node: merkle.consistency_proof(node, old_size, new_size))
+
+    async def _run(self, work: Callable[[merkle.NodeSource], Any], conn: BaseDBAsyncClient | None = None) -> Any:
+        """Plan the node reads, fetch them in one query, then compute."""
+        needed = merkle.plan(work)
+        nodes = await _fetch_nodes(conn, needed)
+
+        def node(level: int, index: int) -> bytes:
+            return nodes[(level, index)]
+
+        return work(node)
+
+
+async def _size(conn: BaseDBAsyncClient) -> int:
+    rows = await conn.execute_query_dict("SELECT MAX(position) AS last FROM log_entries")  # positions are gapless
+    last = rows[0]["last"]
+    return 0 if last is None else int(last) + 1
+
+
+async def _frontier(conn: BaseDBAsyncClient, size: int) -> dict[int, str]:
+    """The roots of the perfect subtrees that make up a tree of `size` leaves, by level."""
+    keys = {(level, (size >> level) - 1) for level in range(size.bit_length()) if size >> level & 1}
+    found = await _fetch_nodes(conn, keys)
+    return {level: value.hex() for (level, _), value in found.items()}
+
+
+async def _fetch_nodes(conn: BaseDBAsyncClient | None, keys: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    found: dict[tuple[int, int], bytes] = {}
+    by_level: dict[int, list[int]] = {}
+    for level, index in keys:
+        by_level.setdefault(level, []).append(index)
+    for level, indexes in by_level.items():
+        for start in range(0, len(indexes), 500):
+            chunk = indexes[start : start + 500]
+            query = MerkleNode.filter(level=level, index__in=chunk)
+            if conn is not None:
+                query = query.using_db(conn)
+            for row in await query.values("level", "index", "hash"):
+                found[(row["level"], row["index"])] = bytes.fromhex(row["hash"])
+    missing = keys - set(found)
+    if missing:
+        raise LookupError(f"Merkle nodes missing from the log: {sorted(missing)[:5]}")
+    return found
+
+
+def _signed(row: Checkpoint) -> SignedCheckpoint:
+    return SignedCheckpoint(row.tree_size, row.root_hash, row.timestamp, row.jws)

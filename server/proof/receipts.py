@@ -1,0 +1,120 @@
+"""Consent receipts: a Kantara Consent Receipt v1.1-shaped record of one record call, signed as a compact JWS.
+
+The payload validates against the Kantara v1.1 JSON schema; extra fields (`x-*`) tie each purpose entry to the
+ledger event (id, seq, hash) so a receipt can be matched with the chain.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from joserfc import jwt
+
+from server.auth.keys import ALGORITHM, KeyStore
+from server.policies.catalog import PolicyInfo, PurposeInfo
+from server.proof.controller import Controller
+
+RECEIPT_TYP = "consent-receipt+jwt"
+PII_BY_CHANNEL = {
+    "email": "email address",
+    "sms": "mobile phone number",
+    "phone": "phone number",
+    "post": "postal address",
+    "push": "device push token",
+    "web": "online identifiers (cookies)",
+}
+CONSENT_TYPE = {
+    "consent": "EXPLICIT",
+    "soft_opt_in": "IMPLIED",
+    "legitimate_interest": "NOT_REQUIRED",
+    "necessary": "NOT_REQUIRED",
+}
+
+
+def receipt_payload(
+    *,
+    controller: Controller,
+    public_url: str,
+    pseudonym: str,
+    policy: PolicyInfo,
+    touchpoint: str,
+    method: str,
+    recorded_at: datetime,
+    decisions: Sequence[tuple[PurposeInfo, Any]],
+) -> dict[str, Any]:
+    """`decisions`: (purpose, recorded event) pairs; the event has channel, action, status, valid_until, id, ..."""
+    purposes = []
+    for info, event in decisions:
+        basis = info.basis_for(event.channel)
+        if event.status in ("granted", "soft_opt_in"):
+            until = event.valid_until.date().isoformat() if event.valid_until else "no fixed end"
+            termination = f"Valid until {until}; can be withdrawn at any time, as easily as it was given."
+        else:
+            termination = f"{event.status.replace('_', ' ').capitalize()} on {recorded_at.date().isoformat()}."
+        entry: dict[str, Any] = {
+            "purpose": info.titles.get(policy.lang) or info.titles.get("en") or info.code,
+            "purposeCategory": [info.code],
+            "consentType": CONSENT_TYPE.get(basis, "EXPLICIT"),
+            "piiCategory": [PII_BY_CHANNEL.get(event.channel, event.channel)],
+            "primaryPurpose": False,
+            "termination": termination,
+            "thirdPartyDisclosure": bool(info.third_parties),
+            "x-channel": event.channel,
+            "x-action": event.action,
+            "x-status": event.status,
+            "x-legalBasis": basis,
+            "x-eventId": event.id,
+            "x-eventSeq": event.seq,
+            "x-eventHash": event.hash,
+        }
+        if info.third_parties:
+            entry["thirdPartyName"] = ", ".join(info.third_parties)
+        purposes.append(entry)
+    return {
+        "version": "KI-CR-v1.1.0",
+        "jurisdiction": controller.jurisdiction,
+        "consentTimestamp": int(recorded_at.timestamp()),
+        "collectionMethod": f"{touchpoint}:{method}",
+        "consentReceiptID": str(uuid.uuid4()),
+        "language": policy.lang,
+        "piiPrincipalId": pseudonym,
+        "piiControllers": [
+            {
+                "piiController": controller.name,
+                "onBehalf": False,
+                "contact": controller.contact,
+                "address": {"streetAddress": controller.address},
+                "email": controller.email,
+                "phone": controller.phone,
+                "piiControllerUrl": controller.url,
+            }
+        ],
+        "policyUrl": f"{public_url}/policies/{policy.document}/{policy.version}/{policy.lang}",
+        "x-policySha256": policy.sha256,
+        "services": [{"service": controller.name, "purposes": purposes}],
+        "sensitive": False,
+        "spiCat": [],
+    }
+
+
+def sign_receipt(keys: KeyStore, payload: dict[str, Any]) -> str:
+    key = keys.active
+    header = {"alg": ALGORITHM, "kid": key.kid, "typ": RECEIPT_TYP}
+    return jwt.encode(header, payload, key, algorithms=[ALGORITHM])
+
+
+class ReceiptIssuer:
+    """Builds and signs the receipt of a record call (used by the ledger inside the recording transaction)."""
+
+    def __init__(self, keys: KeyStore, controller: Controller, public_url: str) -> None:
+        self.keys = keys
+        self.controller = controller
+        self.public_url = public_url
+
+    def issue(self, **fields: Any) -> tuple[str, str]:
+        """Returns (receipt id, compact JWS)."""
+        payload = receipt_payload(controller=self.controller, public_url=self.public_url, **fields)
+        return payload["consentReceiptID"], sign_receipt(self.keys, payload)
