@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
@@ -17,12 +19,23 @@ from server.consent.check import CheckService
 from server.consent.open import open_reader
 from server.db import tortoise_config
 from server.middleware.request_log import RequestLogMiddleware
+from server.proof.log import TransparencyLog
 from server.services import build_services
 from server.settings import Settings
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+async def _checkpoint_loop(log: TransparencyLog, interval_s: int) -> None:
+    """Sequence queued events and sign a checkpoint every `interval_s` (safe with several processes)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await log.checkpoint()
+        except Exception:  # a failed round is logged and retried at the next tick
+            logging.getLogger("server.proof").exception("checkpoint round failed")
 
 
 def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Starlette:
@@ -33,10 +46,19 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
         await Tortoise.init(config=tortoise_config(settings.database_url), _enable_global_fallback=True)
         reader = await open_reader(settings.database_url)
         services.checks = CheckService(services.catalog, reader, clock)
+        checkpoints = (
+            asyncio.create_task(_checkpoint_loop(services.log, settings.checkpoint_interval_s))
+            if settings.checkpoint_interval_s
+            else None
+        )
         try:
             await services.catalog.reload()
             yield
         finally:
+            if checkpoints is not None:
+                checkpoints.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await checkpoints
             services.checks = None
             await reader.close()
             await Tortoise.close_connections()

@@ -1,5 +1,5 @@
 """`python -m server <verb>`: serve, migrate, makemigrations, policies sync, clients create, keys rotate,
-demo, ledger verify."""
+demo, ledger verify, ledger checkpoint, proof verify."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from server.settings import Settings, SettingsError
@@ -30,15 +32,21 @@ def main(argv: list[str] | None = None) -> int:
     keys.add_parser("rotate", help="add a new active signing key (old keys stay published)")
     verbs.add_parser("demo", help="migrate, sync policies, seed demo data, print URLs and serve")
     ledger = verbs.add_parser("ledger", help="the consent ledger").add_subparsers(dest="action", required=True)
-    ledger.add_parser("verify", help="recompute every hash chain and the state projection")
+    ledger.add_parser("verify", help="recompute every hash chain, the state projection and the transparency log")
+    ledger.add_parser("checkpoint", help="sequence queued events and sign a checkpoint now")
+    proof = verbs.add_parser("proof", help="consent proof bundles").add_subparsers(dest="action", required=True)
+    proof_verify = proof.add_parser("verify", help="check a proof bundle offline")
+    proof_verify.add_argument("bundle", type=Path)
+    proof_verify.add_argument("--jwks", type=Path, help="a JWKS obtained independently (default: the bundle's)")
     args = parser.parse_args(argv)
-
+    command = f"{args.verb} {getattr(args, 'action', '')}".strip()
+    if command == "proof verify":  # offline: needs no settings, no database
+        return cmd_proof_verify(args)
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    command = f"{args.verb} {getattr(args, 'action', '')}".strip()
     handler = COMMANDS[command]
     return handler(settings, args)
 
@@ -137,7 +145,9 @@ def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from server.auth.keys import KeyStore
     from server.ledger.verify import verify_ledger
+    from server.proof.audit import audit_log
 
     async def work() -> int:
         report = await verify_ledger()
@@ -145,9 +155,44 @@ def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
             print(f"BROKEN {broken}")
         verdict = "OK" if report.ok else f"FAILED ({len(report.breaks)} broken chain(s))"
         print(f"ledger verify: {report.subjects} subjects, {report.events} events: {verdict}")
-        return 0 if report.ok else 1
+        log = await audit_log(KeyStore(settings.signing_keys_dir).load(), settings.issuer)
+        for problem in log.problems:
+            print(f"BROKEN {problem}")
+        log_verdict = "OK" if not log.problems else f"FAILED ({len(log.problems)} problem(s))"
+        print(f"transparency log: {log.entries} entries, {log.checkpoints} checkpoints: {log_verdict}")
+        return 0 if report.ok and not log.problems else 1
 
     return asyncio.run(_with_db(settings, work))
+
+
+def cmd_ledger_checkpoint(settings: Settings, args: argparse.Namespace) -> int:
+    from server.services import build_services
+
+    async def work() -> int:
+        checkpoint = await build_services(settings, _utc_now).log.checkpoint()
+        print(json.dumps(checkpoint.as_json()))
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def cmd_proof_verify(args: argparse.Namespace) -> int:
+    from server.proof.verify_bundle import report, verify_bundle
+
+    jwks = None
+    if args.jwks is not None:
+        try:
+            jwks = json.loads(args.jwks.read_text())
+        except (OSError, ValueError) as exc:
+            print(f"--jwks {args.jwks}: {exc}", file=sys.stderr)
+            return 2
+    verdict = verify_bundle(args.bundle, jwks)
+    print(report(verdict))
+    return 0 if verdict.passed else 1
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -166,5 +211,6 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "clients create": cmd_clients_create,
     "keys rotate": cmd_keys_rotate,
     "ledger verify": cmd_ledger_verify,
+    "ledger checkpoint": cmd_ledger_checkpoint,
     "demo": cmd_demo,
 }

@@ -54,6 +54,8 @@ class Settings:
     link_token_lifetime_s: int = 7 * 24 * 3600
     # Public banner endpoint: accepted records per minute per truncated IP.
     cookie_rate_per_minute: int = 30
+    # Transparency log: how often queued events are sequenced and a checkpoint signed (0: only on demand).
+    checkpoint_interval_s: int = 60
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -108,6 +110,9 @@ class Settings:
                 values.get("LINK_TOKEN_LIFETIME_SECONDS", str(7 * 24 * 3600)),
                 60,
                 90 * 24 * 3600,
+            ),
+            checkpoint_interval_s=_int(
+                "CHECKPOINT_INTERVAL_SECONDS", values.get("CHECKPOINT_INTERVAL_SECONDS", "60"), 0, 86400
             ),
             cookie_rate_per_minute=_int(
                 "COOKIE_RATE_PER_MINUTE", values.get("COOKIE_RATE_PER_MINUTE", "30"), 1, 100000

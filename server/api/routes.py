@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from preference_center.routes import PREFERENCE_ENDPOINTS
-from server.api import checks, oauth, ops, policies, schemas, subjects, wellknown
+from server.api import checks, oauth, ops, policies, proof, schemas, subjects, wellknown
 from server.api.endpoints import PUBLIC, Endpoint, Param
 from server.api.openapi import build_openapi
 from server.banner.routes import BANNER_ENDPOINTS
@@ -129,6 +129,87 @@ CORE_ENDPOINTS: list[Endpoint] = [
             Param("purpose", "path", "purpose code"),
             Param("channel", "path", "channel code"),
             Param("since", "query", "only subjects whose answer may have changed after this instant", schema=DATE_TIME),
+        ],
+        response_media_type="application/x-ndjson",
+    ),
+    Endpoint(
+        "/v1/subjects/{ref}/proof",
+        "GET",
+        proof.subject_proof,
+        "proof:read",
+        "Proof bundle (zip): signed manifest, events, receipts, texts, snapshots, inclusion proofs, report",
+        "proof",
+        params=[
+            REF,
+            Param("purpose", "query", "only this purpose"),
+            Param("channel", "query", "only this channel"),
+            Param("from", "query", "events recorded at or after this instant", schema=DATE_TIME),
+            Param(
+                "to", "query", "events recorded at or before this instant (and the state as of then)", schema=DATE_TIME
+            ),
+        ],
+        response_media_type="application/zip",
+    ),
+    Endpoint(
+        "/v1/subjects/{ref}/receipts",
+        "GET",
+        proof.subject_receipts,
+        "proof:read",
+        "Signed consent receipts (compact JWS, Kantara v1.1 payload)",
+        "proof",
+        params=[REF],
+    ),
+    Endpoint(
+        "/v1/ledger/checkpoints/latest",
+        "GET",
+        proof.latest_checkpoint,
+        PUBLIC,
+        "The newest signed checkpoint of the transparency log",
+        "proof",
+    ),
+    Endpoint(
+        "/v1/ledger/checkpoints/{size}",
+        "GET",
+        proof.checkpoint_at,
+        PUBLIC,
+        "A published checkpoint, by tree size",
+        "proof",
+        params=[Param("size", "path", "tree size", schema={"type": "integer"})],
+    ),
+    Endpoint(
+        "/v1/ledger/proofs/inclusion",
+        "GET",
+        proof.inclusion_proof,
+        "proof:read",
+        "RFC 9162 inclusion proof of an event",
+        "proof",
+        params=[
+            Param("event_id", "query", "event id", required=True),
+            Param("tree_size", "query", "checkpoint size (default: latest)", schema={"type": "integer"}),
+        ],
+    ),
+    Endpoint(
+        "/v1/ledger/proofs/consistency",
+        "GET",
+        proof.consistency_proof,
+        PUBLIC,
+        "RFC 9162 consistency proof between two checkpoints",
+        "proof",
+        params=[
+            Param("from", "query", "older checkpoint size", required=True, schema={"type": "integer"}),
+            Param("to", "query", "newer checkpoint size", required=True, schema={"type": "integer"}),
+        ],
+    ),
+    Endpoint(
+        "/v1/ledger/export",
+        "GET",
+        proof.ledger_export,
+        "admin",
+        "NDJSON of events in a time range, then a signed checkpoint",
+        "proof",
+        params=[
+            Param("from", "query", "recorded at or after", schema=DATE_TIME),
+            Param("to", "query", "recorded before", schema=DATE_TIME),
         ],
         response_media_type="application/x-ndjson",
     ),

@@ -15,9 +15,10 @@ from server.api.schemas import RecordIn
 from server.consent.decide import StateView, SubjectFlags, decide
 from server.errors import NotFound
 from server.ledger.append import Decision, RecordRequest, Snapshot
-from server.ledger.chain import event_body
 from server.ledger.replay import replay
 from server.models import ConsentEvent, ConsentState, Subject
+from server.proof.access import log_access
+from server.proof.events import exported_event
 from server.services import Services
 
 
@@ -74,6 +75,7 @@ async def read_consents(request: Request) -> Response:
     ref = subject_ref(request.path_params["ref"])
     at_param = instant(request.query_params.get("at"), "at")
     subject = await _subject(ref)
+    await _log_read(request, services, subject, "consents_read")
     catalog = await services.catalog.get()
     now = services.clock()
     at = at_param or now
@@ -117,42 +119,28 @@ async def read_events(request: Request) -> Response:
     limit = bounded_int(request.query_params.get("limit"), "limit", 100, 1, 1000)
     after = seq_cursor(request.query_params.get("cursor"))
     subject = await _subject(ref)
+    await _log_read(request, services, subject, "events_read")
     rows = await ConsentEvent.filter(subject_id=subject.id, seq__gt=after).order_by("seq").limit(limit + 1).values()
     catalog = await services.catalog.get()
     if any(r["policy_version_id"] not in catalog.policies_by_id for r in rows):
         catalog = await services.catalog.reload()
-    events = []
-    for row in rows[:limit]:
-        policy = catalog.policies_by_id[row["policy_version_id"]]
-        body = event_body(
-            event_id=str(row["id"]),
-            subject=subject.pseudonym,
-            seq=row["seq"],
-            purpose=row["purpose_id"],
-            channel=row["channel_id"],
-            action=row["action"],
-            status=row["status"],
-            policy={
-                "document": policy.document,
-                "version": policy.version,
-                "lang": policy.lang,
-                "sha256": policy.sha256,
-            },
-            touchpoint=row["touchpoint"],
-            method=row["method"],
-            actor={"type": row["actor_type"], "id": row["actor_id"]},
-            ui_snapshot=row["ui_snapshot_sha256"],
-            evidence=row["evidence"],
-            recorded_at=row["recorded_at"],
-            valid_until=row["valid_until"],
-            prev_hash=row["prev_hash"],
-        )
-        events.append({**body, "hash": row["hash"]})
+    events = [exported_event(row, subject.pseudonym, catalog) for row in rows[:limit]]
     next_cursor = f"s{rows[limit - 1]['seq']}" if len(rows) > limit else None
     headers = {}
     if next_cursor:
         headers["Link"] = f'<{request.url.path}?limit={limit}&cursor={next_cursor}>; rel="next"'
     return _json({"subject": ref, "events": events, "next_cursor": next_cursor}, headers=headers)
+
+
+async def _log_read(request: Request, services: Services, subject: Subject, action: str) -> None:
+    """History reads are accountable too (GDPR 5(2)): who read whose records, when."""
+    await log_access(
+        at=services.clock(),
+        actor_type="client",
+        actor_id=request.state.access.client_id,
+        action=action,
+        subject_id=subject.id,
+    )
 
 
 async def _subject(ref: str) -> Subject:

@@ -1,0 +1,202 @@
+"""Proof endpoints: checkpoints and Merkle proofs of the transparency log, subject proof bundles, receipts,
+and the ledger export. Reads of personal records are written to the access log."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from server.api.params import bounded_int, instant, subject_ref
+from server.errors import InvalidRequest, NotFound
+from server.models import ConsentEvent, LogEntry, Receipt, Subject
+from server.proof.access import log_access
+from server.proof.bundle import Scope, build_bundle
+from server.proof.controller import load_controller
+from server.proof.events import exported_event
+from server.services import Services
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _json(data: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data, option=orjson.OPT_UTC_Z), media_type="application/json", headers=headers)
+
+
+def _actor(request: Request) -> tuple[str, str]:
+    return "client", request.state.access.client_id
+
+
+async def latest_checkpoint(request: Request) -> Response:
+    """The newest signed checkpoint (sequencing what is queued first)."""
+    services = _services(request)
+    checkpoint = await services.log.checkpoint()
+    return _json({"log_id": services.log.log_id, **checkpoint.as_json()}, {"Cache-Control": "no-cache"})
+
+
+async def checkpoint_at(request: Request) -> Response:
+    """A past checkpoint, by tree size."""
+    services = _services(request)
+    size = bounded_int(request.path_params["size"], "size", 0, 0, 10**15)
+    checkpoint = await services.log.at_size(size)
+    if checkpoint is None:
+        raise NotFound(f"no checkpoint of size {size}")
+    headers = {"Cache-Control": "public, max-age=31536000, immutable"}
+    return _json({"log_id": services.log.log_id, **checkpoint.as_json()}, headers)
+
+
+async def inclusion_proof(request: Request) -> Response:
+    """RFC 9162 audit path of one event to a checkpoint (default: the latest)."""
+    services = _services(request)
+    event_id = request.query_params.get("event_id", "")
+    entry = await LogEntry.get_or_none(event_id=event_id) if _is_uuid(event_id) else None
+    if entry is None:
+        raise NotFound("no logged event with this id (events are sequenced within seconds)")
+    size_param = request.query_params.get("tree_size")
+    checkpoint = (
+        await services.log.at_size(bounded_int(size_param, "tree_size", 0, 0, 10**15))
+        if size_param
+        else await services.log.checkpoint()
+    )
+    if checkpoint is None or checkpoint.tree_size <= entry.position:
+        raise InvalidRequest("no checkpoint of that size covers this event", parameter="tree_size")
+    paths = await services.log.inclusion([entry.position], checkpoint.tree_size)
+    return _json(
+        {
+            "event_id": event_id,
+            "log_position": entry.position,
+            "leaf_hash": entry.leaf_hash,
+            "tree_size": checkpoint.tree_size,
+            "root_hash": checkpoint.root_hash,
+            "path": [node.hex() for node in paths[entry.position]],
+        }
+    )
+
+
+async def consistency_proof(request: Request) -> Response:
+    """RFC 9162 consistency proof between two published checkpoints."""
+    services = _services(request)
+    old = bounded_int(request.query_params.get("from"), "from", 0, 0, 10**15)
+    new = bounded_int(request.query_params.get("to"), "to", 0, 0, 10**15)
+    first, second = await services.log.at_size(old), await services.log.at_size(new)
+    if first is None or second is None or old > new:
+        raise InvalidRequest("from and to must be sizes of published checkpoints, from <= to")
+    proof = await services.log.consistency(old, new)
+    return _json(
+        {
+            "from": first.as_json(),
+            "to": second.as_json(),
+            "proof": [node.hex() for node in proof],
+        }
+    )
+
+
+async def subject_proof(request: Request) -> Response:
+    """The subject's proof bundle (zip), optionally narrowed to a purpose, channel and time range."""
+    services = _services(request)
+    ref = subject_ref(request.path_params["ref"])
+    query = request.query_params
+    catalog = await services.catalog.get()
+    purpose, channel = query.get("purpose"), query.get("channel")
+    if purpose is not None and purpose not in catalog.purposes:
+        raise InvalidRequest(f"unknown purpose {purpose[:64]!r}", parameter="purpose")
+    if channel is not None and channel not in catalog.channels:
+        raise InvalidRequest(f"unknown channel {channel[:64]!r}", parameter="channel")
+    scope = Scope(purpose, channel, instant(query.get("from"), "from"), instant(query.get("to"), "to"))
+    controller = load_controller(services.settings.policy_dir)
+    bundle_id, data = await build_bundle(services, controller, ref, scope, _actor(request))
+    return Response(
+        data,
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="consent-proof-{bundle_id}.zip"'},
+    )
+
+
+async def subject_receipts(request: Request) -> Response:
+    """The signed receipts of the subject's decisions, newest first."""
+    services = _services(request)
+    ref = subject_ref(request.path_params["ref"])
+    subject = await Subject.get_or_none(ref=ref)
+    if subject is None:
+        raise NotFound("no subject with this ref", parameter="ref")
+    await log_access(
+        at=services.clock(),
+        actor_type="client",
+        actor_id=_actor(request)[1],
+        action="receipts_read",
+        subject_id=subject.id,
+    )
+    rows = await Receipt.filter(subject_id=subject.id).order_by("-created_at").limit(1000)
+    return _json(
+        {
+            "subject": ref,
+            "receipts": [
+                {"id": str(r.id), "event_ids": r.event_ids, "receipt": r.jws, "created_at": r.created_at} for r in rows
+            ],
+        }
+    )
+
+
+async def ledger_export(request: Request) -> Response:
+    """NDJSON of every event recorded in [from, to), streamed, then a line with a signed checkpoint."""
+    services = _services(request)
+    start = instant(request.query_params.get("from"), "from")
+    end = instant(request.query_params.get("to"), "to")
+    await log_access(
+        at=services.clock(),
+        actor_type="client",
+        actor_id=_actor(request)[1],
+        action="ledger_export",
+        detail={"from": request.query_params.get("from"), "to": request.query_params.get("to")},
+    )
+    checkpoint = await services.log.checkpoint()
+
+    async def lines() -> AsyncIterator[bytes]:
+        catalog = await services.catalog.reload()
+        pseudonyms: dict[str, str] = {}
+        query = ConsentEvent.all()
+        if start is not None:
+            query = query.filter(recorded_at__gte=start)
+        if end is not None:
+            query = query.filter(recorded_at__lt=end)
+        last: tuple[Any, str] | None = None
+        while True:
+            page = query
+            if last is not None:
+                page = page.filter(recorded_at__gte=last[0]).exclude(recorded_at=last[0], id__lte=last[1])
+            rows = await page.order_by("recorded_at", "id").limit(2000).values()
+            if not rows:
+                break
+            missing = {str(r["subject_id"]) for r in rows} - set(pseudonyms)
+            if missing:
+                for s in await Subject.filter(id__in=list(missing)).values("id", "pseudonym"):
+                    pseudonyms[str(s["id"])] = s["pseudonym"]
+            positions = {
+                str(e["event_id"]): e["position"]
+                for e in await LogEntry.filter(event_id__in=[r["id"] for r in rows]).values("event_id", "position")
+            }
+            out = []
+            for row in rows:
+                event = exported_event(row, pseudonyms[str(row["subject_id"])], catalog)
+                event["log_position"] = positions.get(str(row["id"]))
+                out.append(orjson.dumps(event))
+            yield b"\n".join(out) + b"\n"
+            last = (rows[-1]["recorded_at"], str(rows[-1]["id"]))
+        yield orjson.dumps({"checkpoint": {"log_id": services.log.log_id, **checkpoint.as_json()}}) + b"\n"
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,98 @@
+"""Auditing the transparency log (part of `python -m server ledger verify`).
+
+Independent of the stored Merkle nodes: roots are recomputed from the events' own hashes, so a deleted, inserted
+or altered event shows up against every signed checkpoint that covered it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from joserfc import jws
+from joserfc.errors import JoseError
+
+from server.auth.keys import ALGORITHM, KeyStore
+from server.models import Checkpoint, ConsentEvent, LogEntry, LogQueue
+from server.proof import merkle
+from server.proof.log import checkpoint_payload
+
+PAGE = 10_000
+
+
+@dataclass
+class LogReport:
+    entries: int = 0
+    checkpoints: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+async def audit_log(keys: KeyStore, log_id: str) -> LogReport:
+    report = LogReport()
+    checkpoints = {c.tree_size: c for c in await Checkpoint.all()}
+    report.checkpoints = len(checkpoints)
+    for checkpoint in checkpoints.values():
+        try:
+            payload = jws.deserialize_compact(checkpoint.jws, keys.key_set, algorithms=[ALGORITHM]).payload
+        except (JoseError, ValueError):
+            report.problems.append(f"checkpoint {checkpoint.tree_size}: signature does not verify")
+            continue
+        if payload != checkpoint_payload(log_id, checkpoint.tree_size, checkpoint.root_hash, checkpoint.timestamp):
+            report.problems.append(f"checkpoint {checkpoint.tree_size}: stored fields differ from the signed ones")
+
+    frontier: list[tuple[int, bytes]] = []  # (size of perfect subtree, hash), left to right
+    position = 0
+    while True:
+        rows = (
+            await LogEntry.filter(position__gte=position)
+            .order_by("position")
+            .limit(PAGE)
+            .values("position", "event_id", "leaf_hash")
+        )
+        if not rows:
+            break
+        hashes = {
+            str(e["id"]): e["hash"]
+            for e in await ConsentEvent.filter(id__in=[r["event_id"] for r in rows]).values("id", "hash")
+        }
+        for row in rows:
+            if row["position"] != position:
+                report.problems.append(f"log: position {position} is missing (next is {row['position']})")
+                return report
+            event_hash = hashes.get(str(row["event_id"]))
+            if event_hash is None:
+                report.problems.append(f"log position {position}: its event no longer exists")
+                return report
+            leaf = merkle.leaf_hash(bytes.fromhex(event_hash))
+            if leaf.hex() != row["leaf_hash"]:
+                report.problems.append(f"log position {position}: the event's hash changed after it was logged")
+            frontier.append((1, leaf))
+            while len(frontier) > 1 and frontier[-1][0] == frontier[-2][0]:
+                (size, right), (_, left) = frontier.pop(), frontier.pop()
+                frontier.append((size * 2, merkle.node_hash(left, right)))
+            position += 1
+            report.entries = position
+            if position in checkpoints:
+                root = _root(frontier)
+                if root.hex() != checkpoints[position].root_hash:
+                    report.problems.append(
+                        f"checkpoint {position}: the log recomputed from the events does not match its signed root"
+                    )
+    beyond = [size for size in checkpoints if size > position]
+    if beyond:
+        report.problems.append(f"checkpoint {max(beyond)}: the log has only {position} entries (events deleted)")
+    logged = await LogEntry.all().count()
+    queued = await LogQueue.all().count()
+    events = await ConsentEvent.all().count()
+    if logged + queued != events:
+        report.problems.append(
+            f"log: {events} events but {logged} logged and {queued} queued (an event was inserted out of band)"
+        )
+    return report
+
+
+def _root(frontier: list[tuple[int, bytes]]) -> bytes:
+    """RFC 6962 root from the perfect subtrees, folded right to left."""
+    value = frontier[-1][1]
+    for _, left in reversed(frontier[:-1]):
+        value = merkle.node_hash(left, value)
+    return value
