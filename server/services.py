@@ -12,6 +12,7 @@ from server.auth.keys import KeyStore
 from server.auth.tokens import TokenService
 from server.banner import setup as banner_setup
 from server.consent.check import CheckService
+from server.desk import setup as desk_setup
 from server.ledger.append import Ledger
 from server.policies.catalog import Catalog
 from server.proof.controller import load_controller
@@ -33,6 +34,7 @@ class Services:
     # Feature objects, attached by each feature's own `attach(services)` (see build_services).
     preferences: Any = None
     banner: Any = None
+    desk: Any = None
 
 
 def build_services(settings: Settings, clock: Callable[[], datetime]) -> Services:
@@ -56,4 +58,5 @@ def build_services(settings: Settings, clock: Callable[[], datetime]) -> Service
     )
     preference_center_setup.attach(services)
     banner_setup.attach(services)
+    desk_setup.attach(services)
     return services

@@ -54,6 +54,13 @@ class Settings:
     link_token_lifetime_s: int = 7 * 24 * 3600
     # Public banner endpoint: accepted records per minute per truncated IP.
     cookie_rate_per_minute: int = 30
+    # Service desk: the company's OpenID Connect provider (optional), staff sessions, request reminders.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_role_claim: str = "roles"
+    session_lifetime_s: int = 8 * 3600
+    dsr_reminder_days: int = 7
     # Transparency log: how often queued events are sequenced and a checkpoint signed (0: only on demand).
     checkpoint_interval_s: int = 60
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -111,6 +118,14 @@ class Settings:
                 60,
                 90 * 24 * 3600,
             ),
+            oidc_issuer=_url("OIDC_ISSUER", values["OIDC_ISSUER"]) if values.get("OIDC_ISSUER") else None,
+            oidc_client_id=values.get("OIDC_CLIENT_ID") or None,
+            oidc_client_secret=values.get("OIDC_CLIENT_SECRET") or None,
+            oidc_role_claim=values.get("OIDC_ROLE_CLAIM", "roles"),
+            session_lifetime_s=_int(
+                "SESSION_LIFETIME_SECONDS", values.get("SESSION_LIFETIME_SECONDS", str(8 * 3600)), 300, 7 * 86400
+            ),
+            dsr_reminder_days=_int("DSR_REMINDER_DAYS", values.get("DSR_REMINDER_DAYS", "7"), 1, 30),
             checkpoint_interval_s=_int(
                 "CHECKPOINT_INTERVAL_SECONDS", values.get("CHECKPOINT_INTERVAL_SECONDS", "60"), 0, 86400
             ),

@@ -10,6 +10,7 @@ from server.api import checks, oauth, ops, policies, proof, schemas, subjects, w
 from server.api.endpoints import PUBLIC, Endpoint, Param
 from server.api.openapi import build_openapi
 from server.banner.routes import BANNER_ENDPOINTS
+from server.desk.routes import DESK_ENDPOINTS
 
 DATE_TIME = {"type": "string", "format": "date-time"}
 REF = Param("ref", "path", "the company's own id of the subject (1-255 characters)")
@@ -251,4 +252,4 @@ CORE_ENDPOINTS: list[Endpoint] = [
     Endpoint("/openapi.json", "GET", openapi, PUBLIC, "This OpenAPI document", "ops"),
 ]
 
-ENDPOINTS: list[Endpoint] = [*CORE_ENDPOINTS, *PREFERENCE_ENDPOINTS, *BANNER_ENDPOINTS]
+ENDPOINTS: list[Endpoint] = [*CORE_ENDPOINTS, *PREFERENCE_ENDPOINTS, *BANNER_ENDPOINTS, *DESK_ENDPOINTS]
