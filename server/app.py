@@ -18,6 +18,7 @@ from server.api.routes import ENDPOINTS
 from server.consent.check import CheckService
 from server.consent.open import open_reader
 from server.db import tortoise_config
+from server.middleware.metrics import MetricsMiddleware, Registry
 from server.middleware.request_log import RequestLogMiddleware
 from server.proof.log import TransparencyLog
 from server.services import build_services
@@ -40,6 +41,7 @@ async def _checkpoint_loop(log: TransparencyLog, interval_s: int) -> None:
 
 def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Starlette:
     services = build_services(settings, clock)
+    registry = Registry()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -65,9 +67,10 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
 
     app = Starlette(
         routes=build_routes(ENDPOINTS),
-        middleware=[Middleware(RequestLogMiddleware)],
+        middleware=[Middleware(RequestLogMiddleware), Middleware(MetricsMiddleware, registry=registry)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.metrics = registry
     return app

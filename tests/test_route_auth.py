@@ -199,3 +199,11 @@ def test_access_log_names_the_route_not_the_ref_nor_the_ip(
         assert client_ip not in line and "203.0.113" not in line, line
         assert "2026-01-01" not in line, "the query string is not logged"
         assert '"status":201' in line or '"status":200' in line, line
+
+
+def test_metrics_count_requests_by_route_template(client: TestClient, auth: dict[str, str]) -> None:
+    client.get("/v1/subjects/secret-ref-9/consents", headers=auth)
+    body = client.get("/metrics").text
+    assert 'http_requests_total{method="GET",route="/v1/subjects/{ref}/consents",status="404"} 1' in body
+    assert "secret-ref-9" not in body
+    assert 'http_request_duration_seconds_bucket{method="GET",route="/v1/subjects/{ref}/consents",le="+Inf"} 1' in body

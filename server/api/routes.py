@@ -11,6 +11,7 @@ from server.api.endpoints import PUBLIC, Endpoint, Param
 from server.api.openapi import build_openapi
 from server.banner.routes import BANNER_ENDPOINTS
 from server.desk.routes import DESK_ENDPOINTS
+from server.middleware.metrics import metrics as metrics_endpoint
 
 DATE_TIME = {"type": "string", "format": "date-time"}
 REF = Param("ref", "path", "the company's own id of the subject (1-255 characters)")
@@ -247,6 +248,15 @@ CORE_ENDPOINTS: list[Endpoint] = [
         "Documentation of a problem type",
         "ops",
         params=[Param("slug", "path", "problem type")],
+        response_media_type="text/plain",
+    ),
+    Endpoint(
+        "/metrics",
+        "GET",
+        metrics_endpoint,
+        PUBLIC,
+        "Prometheus metrics of this process",
+        "ops",
         response_media_type="text/plain",
     ),
     Endpoint("/openapi.json", "GET", openapi, PUBLIC, "This OpenAPI document", "ops"),
