@@ -1,7 +1,205 @@
-"""The preference center's endpoints, listed in `server.api.routes.ENDPOINTS` (preference-center issue)."""
+"""The preference center's endpoints, listed in `server.api.routes.ENDPOINTS`.
+
+Customer-facing pages are `LINK_TOKEN` (the handler verifies a signed link) or `PUBLIC`; the two API endpoints that
+hand out links need the scope `consent:write`.
+"""
 
 from __future__ import annotations
 
-from server.api.endpoints import Endpoint
+from preference_center import api, confirm, dev, forms, pages, request_link, schemas, unsubscribe
+from server.api.endpoints import LINK_TOKEN, PUBLIC, Endpoint, Param
 
-PREFERENCE_ENDPOINTS: list[Endpoint] = []
+FORM = "application/x-www-form-urlencoded"
+HTML = "text/html"
+TOKEN_QUERY = Param("token", "query", "a link token (audience preference-center)")
+LANG_QUERY = Param("lang", "query", "language: fr or en (the language switcher)")
+REF = Param("ref", "path", "the company's own id of the subject (1-255 characters)")
+
+PREFERENCE_ENDPOINTS: list[Endpoint] = [
+    Endpoint(
+        "/preferences",
+        "GET",
+        pages.preferences_page,
+        LINK_TOKEN,
+        "The preference center (HTML; htmx-enhanced, works without JavaScript)",
+        "preferences",
+        params=[
+            TOKEN_QUERY,
+            LANG_QUERY,
+            Param("embed", "query", "1 when shown in the embed iframe"),
+            Param("parent_origin", "query", "origin of the embedding page (must be in EMBED_ORIGINS)"),
+        ],
+        response_media_type=HTML,
+    ),
+    Endpoint(
+        "/preferences/toggle",
+        "POST",
+        forms.toggle,
+        LINK_TOKEN,
+        "Switch one purpose x channel on or off, or object to it",
+        "preferences",
+        body_media_type=FORM,
+        response_media_type=HTML,
+    ),
+    Endpoint(
+        "/preferences/unsubscribe-all",
+        "POST",
+        forms.unsubscribe_all,
+        LINK_TOKEN,
+        "Unsubscribe from all marketing in one click (one transaction)",
+        "preferences",
+        body_media_type=FORM,
+        response_media_type=HTML,
+    ),
+    Endpoint(
+        "/preferences/reconsent",
+        "POST",
+        forms.reconsent,
+        LINK_TOKEN,
+        "Answer a re-consent question after a material policy change",
+        "preferences",
+        body_media_type=FORM,
+        response_media_type=HTML,
+    ),
+    Endpoint(
+        "/preferences/resend",
+        "POST",
+        forms.resend,
+        LINK_TOKEN,
+        "Send a pending double opt-in confirmation mail again",
+        "preferences",
+        body_media_type=FORM,
+        response_media_type=HTML,
+    ),
+    Endpoint(
+        "/preferences/confirm",
+        "GET",
+        confirm.confirm_page,
+        LINK_TOKEN,
+        "Double opt-in confirmation page (never confirms by itself)",
+        "preferences",
+        params=[TOKEN_QUERY, LANG_QUERY],
+        response_media_type=HTML,
+    ),
+    Endpoint(
+        "/preferences/confirm",
+        "POST",
+        confirm.confirm,
+        LINK_TOKEN,
+        "Confirm a pending double opt-in",
+        "preferences",
+        body_media_type=FORM,
+        response_media_type=HTML,
+    ),
+    Endpoint(
+        "/preferences/request-link",
+        "GET",
+        request_link.request_link_form,
+        PUBLIC,
+        "Form: mail me a link to my preferences",
+        "preferences",
+        params=[LANG_QUERY],
+        response_media_type=HTML,
+    ),
+    Endpoint(
+        "/preferences/request-link",
+        "POST",
+        request_link.request_link,
+        PUBLIC,
+        "Mail a link to a known address (same answer whether or not it is known)",
+        "preferences",
+        body_media_type=FORM,
+        response_media_type=HTML,
+    ),
+    Endpoint(
+        "/preferences/static/{name}",
+        "GET",
+        dev.static_file,
+        PUBLIC,
+        "Vendored htmx, the page's script and style sheet",
+        "preferences",
+        params=[Param("name", "path", "file name")],
+        response_media_type="text/javascript",
+    ),
+    Endpoint(
+        "/unsubscribe/{token}",
+        "GET",
+        unsubscribe.unsubscribe_page,
+        LINK_TOKEN,
+        "Unsubscribe confirmation page (never unsubscribes: link scanners prefetch)",
+        "preferences",
+        params=[Param("token", "path", "an unsubscribe link token"), LANG_QUERY],
+        response_media_type=HTML,
+    ),
+    Endpoint(
+        "/unsubscribe/{token}",
+        "POST",
+        unsubscribe.one_click,
+        LINK_TOKEN,
+        "RFC 8058 one-click unsubscribe (body List-Unsubscribe=One-Click)",
+        "preferences",
+        params=[Param("token", "path", "an unsubscribe link token")],
+        body_media_type=FORM,
+        response_media_type=HTML,
+    ),
+    Endpoint(
+        "/v1/subjects/{ref}/preference-links",
+        "POST",
+        api.preference_link,
+        "consent:write",
+        "A link to the preference center (optionally setting the subject's email and locale)",
+        "preferences",
+        params=[REF],
+        body=schemas.PreferenceLinkIn,
+        response=schemas.PreferenceLinkOut,
+    ),
+    Endpoint(
+        "/v1/subjects/{ref}/unsubscribe-links",
+        "POST",
+        api.unsubscribe_link,
+        "consent:write",
+        "An RFC 8058 one-click unsubscribe URL and the mail headers that carry it",
+        "preferences",
+        params=[REF],
+        body=schemas.UnsubscribeLinkIn,
+        response=schemas.UnsubscribeLinkOut,
+    ),
+    Endpoint(
+        "/widgets/embed.js",
+        "GET",
+        dev.embed_script,
+        PUBLIC,
+        "Embed loader: places the preference center in an iframe that fits its content",
+        "preferences",
+        response_media_type="text/javascript",
+    ),
+    Endpoint(
+        "/demo",
+        "GET",
+        dev.demo,
+        PUBLIC,
+        "Development only: a fake shop page embedding the preference center of demo-alice",
+        "dev",
+        params=[LANG_QUERY],
+        response_media_type=HTML,
+    ),
+    Endpoint(
+        "/dev/mail",
+        "GET",
+        dev.dev_mail,
+        PUBLIC,
+        "Development only: mails written to MAIL_DIR when no SMTP server is set",
+        "dev",
+        response_media_type=HTML,
+    ),
+    Endpoint(
+        "/dev/mail/{name}",
+        "GET",
+        dev.dev_mail_message,
+        PUBLIC,
+        "Development only: one mail of the outbox",
+        "dev",
+        params=[Param("name", "path", "file name of the mail")],
+        response_media_type=HTML,
+    ),
+]

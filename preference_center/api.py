@@ -1,0 +1,77 @@
+"""`POST /v1/subjects/{ref}/preference-links` and `.../unsubscribe-links` (scope `consent:write`).
+
+For the company's own site and mails: a link that opens the preference center, and the RFC 8058 unsubscribe URL
+with the two headers to put in a marketing mail.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from tortoise.exceptions import IntegrityError
+
+from preference_center.schemas import PreferenceLinkIn, UnsubscribeLinkIn
+from preference_center.web import center_of
+from server.api.bodies import read_json
+from server.api.params import iso, subject_ref
+from server.consent.check import validate_question
+from server.errors import InvalidRequest
+from server.ledger.evidence import pseudonym
+from server.models import Subject
+
+if TYPE_CHECKING:
+    from server.services import Services
+
+
+def _json(data: Any) -> Response:
+    return Response(orjson.dumps(data), media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+def _instant(epoch: int) -> str | None:
+    return iso(datetime.fromtimestamp(epoch, UTC))
+
+
+async def set_contact(secret: str, ref: str, email: str | None, locale: str | None) -> None:
+    """Contact data live on the subject row, apart from the ledger, so erasure can blank them (GDPR 17)."""
+    changes: dict[str, Any] = {k: v for k, v in {"email": email, "locale": locale}.items() if v is not None}
+    subject = await Subject.get_or_none(ref=ref)
+    if subject is None:
+        try:
+            await Subject.create(id=uuid.uuid4(), ref=ref, pseudonym=pseudonym(secret, ref), **changes)
+            return
+        except IntegrityError:  # created meanwhile by a concurrent write
+            subject = await Subject.get(ref=ref)
+    if subject.erased_at is not None:
+        raise InvalidRequest("this subject's data was erased (GDPR 17); contact data cannot be set again here")
+    if changes:
+        await Subject.filter(id=subject.id).update(**changes)
+
+
+async def preference_link(request: Request) -> Response:
+    """A link token opening `GET /preferences`, optionally setting the subject's email and locale first."""
+    services: Services = request.app.state.services
+    center = center_of(request)
+    ref = subject_ref(request.path_params["ref"])
+    body = await read_json(request, PreferenceLinkIn)
+    if body.email is not None or body.locale is not None:
+        await set_contact(services.settings.secret_key, ref, body.email, body.locale)
+    token, expires = center.links.issue(ref, "preferences", lang=body.locale)
+    return _json({"url": center.url(f"/preferences?token={token}"), "token": token, "expires_at": _instant(expires)})
+
+
+async def unsubscribe_link(request: Request) -> Response:
+    """The one-click unsubscribe URL for one purpose x channel and the RFC 8058 headers that carry it."""
+    services: Services = request.app.state.services
+    center = center_of(request)
+    ref = subject_ref(request.path_params["ref"])
+    body = await read_json(request, UnsubscribeLinkIn)
+    validate_question(await services.catalog.get(), ref, body.purpose, body.channel)
+    token, expires = center.links.issue(ref, "unsubscribe", purpose=body.purpose, channel=body.channel, lang=body.lang)
+    url = center.url(f"/unsubscribe/{token}")
+    headers = {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+    return _json({"url": url, "headers": headers, "expires_at": _instant(expires)})

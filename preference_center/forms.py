@@ -1,0 +1,193 @@
+"""The forms of the preference center page: toggle (or object), resend the confirmation mail, unsubscribe from all
+marketing, answer a re-consent question. Each records through `Ledger.record` with the fragment as shown."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from preference_center import actions
+from preference_center.center import PreferenceCenter
+from preference_center.pages import Posted, answer, posted, reconsent_fragment, record
+from preference_center.view import PRIMARY_DOCUMENT, Row, build_rows, current_policy, find_control
+from preference_center.web import center_of
+from server.errors import InvalidTransition
+from server.ledger.append import Decision
+
+if TYPE_CHECKING:
+    from server.services import Services
+
+
+def _labels(center: PreferenceCenter, lang: str, row: Row, channel: str) -> dict[str, str]:
+    return {
+        "purpose": row.purpose.titles.get(lang) or row.purpose.titles.get("en") or row.code,
+        "channel": center.channel_phrase(lang, channel),
+    }
+
+
+# --- POST /preferences/toggle ---------------------------------------------------------------------------------------
+
+
+async def toggle(request: Request) -> Response:
+    """One switch (or objection) changed; recorded with the row exactly as it was shown."""
+    p = await posted(request)
+    if isinstance(p, Response):
+        return p
+    services: Services = request.app.state.services
+    center = center_of(request)
+    lang = p.ctx.lang
+    rows = build_rows(await services.catalog.get(), p.data, lang, services.clock())
+    purpose, _, rest = p.fields.get("set", "").partition(":")
+    channel, _, value = rest.partition(":")
+    found = find_control(rows, purpose, channel)
+    if found is None or value not in ("on", "off", "object", "unobject"):
+        return await answer(request, p, center.gettext(lang, "This choice does not exist."), status=400)
+    row, control = found
+    if control.kind == "necessary" or (value in ("on", "off")) != (control.kind == "switch"):
+        return await answer(request, p, center.gettext(lang, "This choice does not exist."), status=400)
+    target = None if row.reconsent is not None else row.code
+    labels = _labels(center, lang, row, channel)
+    decision = actions.toggle_decision(control, value)
+    if decision is None:
+        return await answer(
+            request, p, center.gettext(lang, "No change: this choice was already saved."), target=target
+        )
+    shown = center.fragment(lang, "_row.html", row=row)
+    try:
+        result = await record(request, p, row.policy.label, [decision], "toggle", shown)
+    except InvalidTransition:
+        notice = center.gettext(lang, "Your choices changed in the meantime; here they are as they stand now.")
+        return await answer(request, p, notice, status=409)
+    event = result.events[0]
+    if event.status == "pending_confirmation":
+        notice = await _confirmation_notice(center, p, lang, row, channel, event.id, labels)
+    elif decision.action == "object":
+        notice = center.gettext(lang, "Saved: you object to %(purpose)s %(channel)s. We stop.", **labels)
+    elif event.status == "granted":
+        notice = center.gettext(lang, "Saved: %(purpose)s %(channel)s is on.", **labels)
+    else:
+        notice = center.gettext(lang, "Saved: %(purpose)s %(channel)s is off.", **labels)
+    return await answer(request, p, notice, target=target)
+
+
+async def _confirmation_notice(
+    center: PreferenceCenter, p: Posted, lang: str, row: Row, channel: str, event_id: str, labels: dict[str, str]
+) -> str:
+    """GDPR 7(1) double opt-in: the grant waits for the click in the mail; say so, or say why no mail left."""
+    email = p.data.email
+    if not email:
+        return center.gettext(
+            lang,
+            "Saved, but we have no email address for you, so we cannot send the confirmation link for "
+            "%(purpose)s. Until it is confirmed, we send you nothing.",
+            **labels,
+        )
+    sent = await actions.try_send_confirmation(
+        center,
+        ref=p.claims.ref,
+        email=email,
+        lang=lang,
+        purpose=row.code,
+        purpose_title=labels["purpose"],
+        channel=channel,
+        event_id=event_id,
+    )
+    if not sent:
+        return center.gettext(
+            lang, "Saved, but the confirmation email could not be sent. Please use “Send the email again”."
+        )
+    return center.gettext(
+        lang,
+        "Almost done: we sent you an email to confirm %(purpose)s %(channel)s. "
+        "Nothing is sent to you until you click the link in it.",
+        **labels,
+    )
+
+
+# --- POST /preferences/resend ---------------------------------------------------------------------------------------
+
+
+async def resend(request: Request) -> Response:
+    """Send the confirmation mail of a pending double opt-in again (nothing is recorded)."""
+    p = await posted(request)
+    if isinstance(p, Response):
+        return p
+    services: Services = request.app.state.services
+    center = center_of(request)
+    lang = p.ctx.lang
+    rows = build_rows(await services.catalog.get(), p.data, lang, services.clock())
+    purpose, _, channel = p.fields.get("resend", "").partition(":")
+    found = find_control(rows, purpose, channel)
+    if found is None or found[1].reason != "pending_confirmation":
+        return await answer(request, p, center.gettext(lang, "There is nothing to confirm here."), status=400)
+    row = found[0]
+    if not center.link_requests.allow(f"resend:{p.claims.ref}"):
+        notice = center.gettext(lang, "Too many emails were sent already. Please try again in a few minutes.")
+        return await answer(request, p, notice, target=row.code, status=429)
+    state = p.data.states[(purpose, channel)]
+    labels = _labels(center, lang, row, channel)
+    notice = await _confirmation_notice(center, p, lang, row, channel, state.event_id, labels)
+    return await answer(request, p, notice, target=row.code)
+
+
+# --- POST /preferences/unsubscribe-all ------------------------------------------------------------------------------
+
+
+async def unsubscribe_all(request: Request) -> Response:
+    """GDPR 7(3): one click withdraws every marketing consent and objects to every legitimate-interest channel,
+    in one ledger transaction."""
+    p = await posted(request)
+    if isinstance(p, Response):
+        return p
+    services: Services = request.app.state.services
+    center = center_of(request)
+    lang = p.ctx.lang
+    catalog = await services.catalog.get()
+    now = services.clock()
+    rows = build_rows(catalog, p.data, lang, now)
+    decisions = actions.unsubscribe_all_decisions(rows)
+    if not decisions:
+        return await answer(request, p, center.gettext(lang, "Nothing to change: you receive no marketing from us."))
+    policy = current_policy(catalog, PRIMARY_DOCUMENT, lang, now)
+    assert policy is not None
+    try:
+        await record(request, p, policy.label, decisions, "unsubscribe_all", center.fragment(lang, "_all.html"))
+    except InvalidTransition:
+        notice = center.gettext(lang, "Your choices changed in the meantime; here they are as they stand now.")
+        return await answer(request, p, notice, status=409)
+    notice = center.gettext(lang, "Done: you will no longer receive any marketing from us.")
+    return await answer(request, p, notice)
+
+
+# --- POST /preferences/reconsent ------------------------------------------------------------------------------------
+
+
+async def reconsent(request: Request) -> Response:
+    """The answer to "our policy changed: do you agree again?": a grant under the new version, or a withdrawal."""
+    p = await posted(request)
+    if isinstance(p, Response):
+        return p
+    services: Services = request.app.state.services
+    center = center_of(request)
+    lang = p.ctx.lang
+    rows = build_rows(await services.catalog.get(), p.data, lang, services.clock())
+    purpose, choice = p.fields.get("purpose", ""), p.fields.get("answer", "")
+    row = next((r for r in rows if r.code == purpose and r.reconsent is not None), None)
+    if row is None or row.reconsent is None or choice not in ("accept", "decline"):
+        return await answer(request, p, center.gettext(lang, "There is nothing to confirm here."), status=400)
+    shown = await reconsent_fragment(center, lang, row)
+    action = "grant" if choice == "accept" else "withdraw"
+    decisions = [Decision(purpose, channel, action) for channel in row.reconsent.channels]
+    try:
+        await record(request, p, row.reconsent.current.label, decisions, "reconsent", shown)
+    except InvalidTransition:
+        notice = center.gettext(lang, "Your choices changed in the meantime; here they are as they stand now.")
+        return await answer(request, p, notice, status=409)
+    labels = {"purpose": _labels(center, lang, row, row.reconsent.channels[0])["purpose"]}
+    if choice == "accept":
+        notice = center.gettext(lang, "Thank you: %(purpose)s continues under the new policy.", **labels)
+    else:
+        notice = center.gettext(lang, "Saved: your consent to %(purpose)s is withdrawn.", **labels)
+    return await answer(request, p, notice)

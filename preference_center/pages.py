@@ -1,0 +1,220 @@
+"""The preference center page (`GET /preferences`), its error pages, and what every form POST shares.
+
+Each form (see `forms.py`) works as a plain HTML form (the answer is the whole page) and, with htmx, saves on
+click and swaps only what changed, with a status message in a live region (WCAG 4.1.3). Every POST carries the link
+token and its CSRF token; a missing or wrong CSRF token gets a 403 page and writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from markupsafe import Markup
+from starlette.requests import Request
+from starlette.responses import Response
+
+from preference_center.center import PreferenceCenter
+from preference_center.csrf import FORM_COOKIE, form_csrf, link_csrf, new_form_secret, same
+from preference_center.diff import section_diff
+from preference_center.i18n import LANGUAGE_NAMES, LANGUAGES, choose_language
+from preference_center.tokens import LinkClaims, LinkTokenRefused
+from preference_center.view import Row, SubjectData, build_rows, load_subject
+from preference_center.web import (
+    LINK_COOKIE,
+    PageContext,
+    allowed_parent,
+    center_of,
+    evidence,
+    form_fields,
+    html,
+    is_htmx,
+    set_link_cookie,
+)
+from server.ledger.append import Decision, RecordRequest, RecordResult, Snapshot
+
+if TYPE_CHECKING:
+    from server.services import Services
+
+# --- rendering ------------------------------------------------------------------------------------------------------
+
+
+async def fragments(center: PreferenceCenter, lang: str, rows: list[Row]) -> dict[str, Markup]:
+    """Every fragment of the page, each rendered once: what is shown is exactly what a decision stores."""
+    shown: dict[str, Markup] = {"all": center.fragment(lang, "_all.html")}
+    for row in rows:
+        shown[f"row-{row.code}"] = center.fragment(lang, "_row.html", row=row)
+        if row.reconsent is not None:
+            shown[f"reconsent-{row.code}"] = await reconsent_fragment(center, lang, row)
+    return shown
+
+
+async def reconsent_fragment(center: PreferenceCenter, lang: str, row: Row) -> Markup:
+    assert row.reconsent is not None
+    old = await center.policy_text(row.reconsent.accepted.id)
+    new = await center.policy_text(row.reconsent.current.id)
+    return center.fragment(lang, "_reconsent.html", row=row, reconsent=row.reconsent, sections=section_diff(old, new))
+
+
+async def page_body(
+    request: Request, ctx: PageContext, data: SubjectData, notice: str | None = None
+) -> tuple[str, list[Row], dict[str, Markup]]:
+    services: Services = request.app.state.services
+    center = center_of(request)
+    rows = build_rows(await services.catalog.get(), data, ctx.lang, services.clock())
+    shown = await fragments(center, ctx.lang, rows)
+    body = center.render(
+        ctx.lang,
+        "preferences.html",
+        ctx=ctx,
+        rows=rows,
+        fragments=shown,
+        notice=notice,
+        switcher=ctx.switcher(LANGUAGES, LANGUAGE_NAMES),
+    )
+    return body, rows, shown
+
+
+def link_error(request: Request, exc: LinkTokenRefused, explicit_lang: str | None = None) -> Response:
+    """The friendly page for a missing, tampered, expired or misused link: it offers a new link."""
+    center = center_of(request)
+    lang = choose_language(explicit_lang, None, request.headers.get("accept-language"))
+    secret = new_form_secret()
+    body = center.render(
+        lang,
+        "link_error.html",
+        reason=exc.reason,
+        form_csrf=form_csrf(center.settings.secret_key, secret),
+        email_error=None,
+        switcher=None,
+    )
+    response = html(request, body, status=403)
+    set_form_cookie(response, request, secret)
+    if exc.reason != "missing":
+        response.delete_cookie(LINK_COOKIE, path="/preferences")
+    return response
+
+
+def set_form_cookie(response: Response, request: Request, secret: str) -> None:
+    settings = request.app.state.services.settings
+    response.set_cookie(
+        FORM_COOKIE,
+        secret,
+        max_age=3600,
+        path="/preferences",
+        httponly=True,
+        samesite="strict",
+        secure=settings.issuer.startswith("https://"),
+    )
+
+
+def csrf_error(request: Request, ctx: PageContext) -> Response:
+    center = center_of(request)
+    body = center.render(ctx.lang, "csrf_error.html", ctx=ctx, back=f"/preferences?{ctx.query()}", switcher=None)
+    return html(request, body, status=403)
+
+
+def erased_page(request: Request, lang: str) -> Response:
+    center = center_of(request)
+    return html(request, center.render(lang, "erased.html", switcher=None), status=410)
+
+
+# --- GET /preferences -----------------------------------------------------------------------------------------------
+
+
+async def preferences_page(request: Request) -> Response:
+    """The preference center, opened with a link token (`?token=`, or the session cookie set by that visit)."""
+    center = center_of(request)
+    query = request.query_params
+    token = query.get("token") or request.cookies.get(LINK_COOKIE)
+    embed = query.get("embed") == "1"
+    try:
+        claims = center.links.verify(token, "preferences")
+    except LinkTokenRefused as exc:
+        return link_error(request, exc, query.get("lang"))
+    assert token is not None
+    data = await load_subject(claims.ref)
+    lang = _language(request, query.get("lang"), data, claims)
+    if data.erased:
+        return erased_page(request, lang)
+    parent = allowed_parent(request, query.get("parent_origin")) if embed else None
+    ctx = PageContext(lang, token, link_csrf(center.settings.secret_key, claims.jti), embed, parent)
+    body, _, _ = await page_body(request, ctx, data)
+    response = html(request, body)
+    if query.get("token") and not embed:
+        set_link_cookie(response, request, token, claims.expires_at, center.links.now())
+    return response
+
+
+def _language(request: Request, explicit: str | None, data: SubjectData, claims: LinkClaims) -> str:
+    return choose_language(explicit, data.locale or claims.lang, request.headers.get("accept-language"))
+
+
+# --- POST helpers ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Posted:
+    fields: dict[str, str]
+    claims: LinkClaims
+    ctx: PageContext
+    data: SubjectData
+
+
+async def posted(request: Request) -> Posted | Response:
+    """The verified link token, checked CSRF token and page context of a form POST, or the page refusing it."""
+    center = center_of(request)
+    fields = await form_fields(request)
+    token = fields.get("token") or request.cookies.get(LINK_COOKIE)
+    try:
+        claims = center.links.verify(token, "preferences")
+    except LinkTokenRefused as exc:
+        return link_error(request, exc, fields.get("lang"))
+    assert token is not None
+    data = await load_subject(claims.ref)
+    lang = _language(request, fields.get("lang"), data, claims)
+    embed = fields.get("embed") == "1"
+    parent = allowed_parent(request, fields.get("parent_origin")) if embed else None
+    expected = link_csrf(center.settings.secret_key, claims.jti)
+    ctx = PageContext(lang, token, expected, embed, parent)
+    if not same(expected, fields.get("csrf")):
+        return csrf_error(request, ctx)
+    if data.erased:
+        return erased_page(request, lang)
+    return Posted(fields, claims, ctx, data)
+
+
+async def record(
+    request: Request, p: Posted, policy: str, decisions: list[Decision], method: str, shown: Markup
+) -> RecordResult:
+    services: Services = request.app.state.services
+    return await services.ledger.record(
+        RecordRequest(
+            ref=p.claims.ref,
+            policy=policy,
+            decisions=decisions,
+            touchpoint="preference_center",
+            method=method,
+            actor_type="subject",
+            actor_id=None,
+            evidence=evidence(request, p.ctx.parent_origin),
+            snapshot=Snapshot("preference_center", str(shown)),
+        )
+    )
+
+
+async def answer(request: Request, p: Posted, notice: str, *, target: str | None = None, status: int = 200) -> Response:
+    """htmx: the changed fragment (`target` row, or the whole content) and the status message out of band.
+    Without JavaScript: the whole page with the status message."""
+    center = center_of(request)
+    data = await load_subject(p.claims.ref)
+    body, rows, shown = await page_body(request, p.ctx, data, notice)
+    if not is_htmx(request):
+        return html(request, body, status=status)
+    oob = Markup('<div id="pc-status" hx-swap-oob="innerHTML">{}</div>').format(notice)
+    # A row alone, unless a re-consent question about it appears or disappears elsewhere on the page.
+    if target is not None and f"row-{target}" in shown and f"reconsent-{target}" not in shown:
+        return html(request, str(shown[f"row-{target}"] + oob), status=status)
+    content = center.render(p.ctx.lang, "_content.html", ctx=p.ctx, rows=rows, fragments=shown)
+    headers = {"HX-Retarget": "#pc-content", "HX-Reswap": "outerHTML"}
+    return html(request, str(Markup(content) + oob), status=status, headers=headers)  # noqa: S704 (rendered by Jinja)

@@ -1,0 +1,80 @@
+"""The "send me a link" form (`/preferences/request-link`): mails a link to the preference center to a known
+address. No link token here, so CSRF is a double-submit cookie; rate-limited per truncated IP address."""
+
+from __future__ import annotations
+
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response
+
+from preference_center import actions
+from preference_center.center import PreferenceCenter
+from preference_center.csrf import FORM_COOKIE, form_csrf, new_form_secret, same
+from preference_center.i18n import LANGUAGE_NAMES, LANGUAGES, choose_language, supported
+from preference_center.pages import set_form_cookie
+from preference_center.web import center_of, form_fields, html
+from server.ledger.evidence import truncate_ip
+from server.models import Subject
+
+
+async def request_link_form(request: Request) -> Response:
+    """A form that mails a link to the preference center to a known address."""
+    center = center_of(request)
+    lang = choose_language(request.query_params.get("lang"), None, request.headers.get("accept-language"))
+    return _request_form(request, center, lang)
+
+
+def _request_form(
+    request: Request, center: PreferenceCenter, lang: str, status: int = 200, error: str | None = None
+) -> Response:
+    secret = new_form_secret()
+    body = center.render(
+        lang,
+        "request_link.html",
+        form_csrf=form_csrf(center.settings.secret_key, secret),
+        email_error=error,
+        switcher=[(code, LANGUAGE_NAMES[code], f"/preferences/request-link?lang={code}") for code in LANGUAGES],
+    )
+    response = html(request, body, status=status)
+    set_form_cookie(response, request, secret)
+    return response
+
+
+async def request_link(request: Request) -> Response:
+    """Same answer whether or not the address is known; the lookup and the mail happen after the answer is sent,
+    so its timing tells nothing either. Rate-limited per truncated IP address."""
+    center = center_of(request)
+    fields = await form_fields(request)
+    lang = supported(fields.get("lang")) or choose_language(None, None, request.headers.get("accept-language"))
+    cookie = request.cookies.get(FORM_COOKIE)
+    if not cookie or not same(form_csrf(center.settings.secret_key, cookie), fields.get("csrf")):
+        error = center.gettext(lang, "For your security, please send the form again.")
+        return _request_form(request, center, lang, status=400, error=error)
+    email = fields.get("email", "").strip()
+    if not _plausible_email(email):
+        error = center.gettext(lang, "Please enter an email address, for example name@example.com.")
+        return _request_form(request, center, lang, status=400, error=error)
+    network = truncate_ip(request.client.host if request.client else None) or "unknown"
+    if not center.link_requests.allow(f"link:{network}"):
+        error = center.gettext(lang, "Too many requests from your network. Please try again in a few minutes.")
+        return _request_form(request, center, lang, status=429, error=error)
+    body = center.render(lang, "request_link_sent.html", switcher=None)
+    response = html(request, body)
+    response.background = BackgroundTask(_mail_links, center, email, lang)
+    return response
+
+
+async def _mail_links(center: PreferenceCenter, email: str, lang: str) -> None:
+    subjects = await Subject.filter(email__iexact=email, erased_at__isnull=True).limit(5).only("ref", "locale")
+    for subject in subjects:
+        language = supported(subject.locale) or lang
+        await actions.send_preferences_link(center, ref=subject.ref, email=email, lang=language)
+
+
+def _plausible_email(value: str) -> bool:
+    local, at, domain = value.rpartition("@")
+    return (
+        bool(at and local and "." in domain)
+        and len(value) <= 320
+        and not any(ch.isspace() or ord(ch) < 32 for ch in value)
+    )

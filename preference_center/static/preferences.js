@@ -1,0 +1,50 @@
+/* Preference center page script (loaded with htmx; the page works without both).
+ * - Removes the link token from the address bar once the session cookie holds it (no token in history).
+ * - Inside the embed iframe, posts the page height to the embedding page (targetOrigin = its checked origin).
+ * - Announces failed saves in the status live region (WCAG 4.1.3) and keeps focus inside the page. */
+(function () {
+  'use strict';
+  var body = document.body;
+  var embedded = body.classList.contains('pc-embedded');
+
+  try {
+    var url = new URL(window.location.href);
+    if (!embedded && url.searchParams.has('token')) {
+      url.searchParams.delete('token');
+      window.history.replaceState(null, '', url.pathname + (url.search || '') + url.hash);
+    }
+  } catch (e) { /* old browser: the token simply stays in the URL */ }
+
+  var parentOrigin = body.getAttribute('data-parent-origin');
+  if (embedded && parentOrigin && window.parent !== window) {
+    var last = 0;
+    var post = function () {
+      // The body's own height: the document's would never shrink below the current frame height.
+      var height = Math.ceil(body.getBoundingClientRect().height);
+      if (height !== last) {
+        last = height;
+        window.parent.postMessage({ type: 'preference-center:resize', height: height }, parentOrigin);
+      }
+    };
+    if ('ResizeObserver' in window) {
+      new ResizeObserver(post).observe(body);
+    } else {
+      window.addEventListener('resize', post);
+    }
+    document.addEventListener('htmx:afterSettle', post);
+    post();
+  }
+
+  var status = document.getElementById('pc-status');
+  document.addEventListener('htmx:responseError', function () {
+    if (status) { status.textContent = status.getAttribute('data-error') || ''; }
+  });
+  document.addEventListener('htmx:sendError', function () {
+    if (status) { status.textContent = status.getAttribute('data-error') || ''; }
+  });
+  document.addEventListener('htmx:afterSettle', function () {
+    // The control that had focus was replaced and has no twin (for example a re-consent button): do not drop
+    // keyboard users at the top of the document.
+    if (status && (document.activeElement === null || document.activeElement === body)) { status.focus(); }
+  });
+})();

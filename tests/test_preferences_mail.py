@@ -1,0 +1,274 @@
+"""Mail: double opt-in through a real SMTP server on loopback (aiosmtpd), the "send me a link" form, and RFC 8058
+one-click unsubscribe; on both databases."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import re
+import socket
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from starlette.testclient import TestClient
+
+from server.models import ConsentEvent, Subject, UISnapshot
+from server.settings import Settings
+from tests.conftest import record, run, services_of
+
+REF = "cust-mail"
+ADDRESS = "chloe@example.com"
+
+
+class Sink:
+    """An SMTP server's message handler that keeps every message it accepts."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        self.messages.append(message)
+        return "250 Message accepted for delivery"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Sink, int]]:
+    sink = Sink()
+    controller = Controller(sink, hostname="127.0.0.1", port=_free_port())
+    controller.start()
+    try:
+        yield sink, controller.port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def settings(settings: Settings, smtp: tuple[Sink, int], tmp_path: Path) -> Settings:
+    """The app sends through the SMTP sink on loopback (no STARTTLS there)."""
+    return settings.with_overrides(
+        smtp_host="127.0.0.1", smtp_port=smtp[1], smtp_starttls=False, mail_dir=tmp_path / "unused"
+    )
+
+
+@pytest.fixture
+def sink(smtp: tuple[Sink, int]) -> Sink:
+    return smtp[0]
+
+
+def link_in(message: EmailMessage) -> str:
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    match = re.search(r"http://testserver(/\S+)", body.get_content())
+    assert match, body.get_content()
+    return match.group(1)
+
+
+async def _events(ref: str) -> list[dict[str, Any]]:
+    subject = await Subject.get(ref=ref)
+    return (
+        await ConsentEvent.filter(subject_id=subject.id)
+        .order_by("seq")
+        .values("action", "status", "method", "touchpoint", "evidence", "ui_snapshot_sha256")
+    )
+
+
+def events(client: TestClient, ref: str = REF) -> list[dict[str, Any]]:
+    return list(run(client, _events, ref))
+
+
+def check(client: TestClient, auth: dict[str, str], purpose: str, channel: str) -> str:
+    answer = client.get(
+        "/v1/consents/check", params={"subject": REF, "purpose": purpose, "channel": channel}, headers=auth
+    )
+    return str(answer.json()["reason"])
+
+
+def csrf_of(page: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert match
+    return match.group(1)
+
+
+def test_double_opt_in_through_a_real_smtp_server(client: TestClient, auth: dict[str, str], sink: Sink) -> None:
+    link = client.post(f"/v1/subjects/{REF}/preference-links", json={"email": ADDRESS, "locale": "en"}, headers=auth)
+    token = link.json()["token"]
+    page = client.get("/preferences", params={"token": token}).text
+    answer = client.post(
+        "/preferences/toggle",
+        data={"token": token, "csrf": csrf_of(page), "set": "newsletter:email:on"},
+        headers={"HX-Request": "true"},
+    )
+    assert "Almost done: we sent you an email to confirm Newsletter by email." in answer.text
+    assert "Waiting for your confirmation" in answer.text
+    assert check(client, auth, "newsletter", "email") == "pending_confirmation"
+
+    (mail,) = sink.messages
+    assert mail["To"] == ADDRESS
+    assert mail["Subject"] == "Please confirm: Newsletter"
+    assert mail["Message-ID"] and mail["Auto-Submitted"] == "auto-generated"
+    text = mail.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Demo Shop SAS" in text and "offer" not in text.lower(), "no advertising in a confirmation mail"
+    confirm_url = link_in(mail)
+    assert confirm_url.startswith("/preferences/confirm?token=")
+
+    # Opening the link (or a scanner prefetching it) writes nothing: it shows a button.
+    shown = client.get(confirm_url)
+    assert shown.status_code == 200 and 'id="pc-confirm"' in shown.text
+    assert [e["action"] for e in events(client)] == ["grant"]
+
+    done = client.post(
+        "/preferences/confirm", data={"token": confirm_url.split("token=")[1], "csrf": csrf_of(shown.text)}
+    )
+    assert done.status_code == 200 and "Thank you, it is confirmed" in done.text
+    _, confirm = events(client)
+    assert (confirm["action"], confirm["status"], confirm["method"]) == ("confirm", "granted", "confirm_link")
+    assert confirm["evidence"]["message_id"] == mail["Message-ID"].strip()
+    # the stored copy of the mail: its exact text, the personal link replaced by a placeholder
+
+    async def snapshot() -> tuple[str, str]:
+        row = await UISnapshot.get(sha256=confirm["ui_snapshot_sha256"])
+        return row.kind, row.content
+
+    kind, content = run(client, snapshot)
+    assert kind == "confirmation_mail"
+    assert content.replace("<confirmation link>", f"http://testserver{confirm_url}") == text.replace("\r\n", "\n")
+    assert confirm["ui_snapshot_sha256"] == hashlib.sha256(content.encode()).hexdigest()
+    assert check(client, auth, "newsletter", "email") == "granted"
+
+    # A replayed link: "already confirmed", and nothing written, by GET or by POST.
+    again = client.get(confirm_url)
+    assert again.status_code == 200 and "Already confirmed" in again.text
+    replay = client.post(
+        "/preferences/confirm", data={"token": confirm_url.split("token=")[1], "csrf": csrf_of(shown.text)}
+    )
+    assert "Already confirmed" in replay.text
+    assert len(events(client)) == 2
+    # Without its CSRF token, the confirmation form is refused.
+    assert client.post("/preferences/confirm", data={"token": confirm_url.split("token=")[1]}).status_code == 403
+
+
+def test_a_confirmation_link_for_an_older_grant_confirms_nothing(
+    client: TestClient, auth: dict[str, str], sink: Sink
+) -> None:
+    token = client.post(f"/v1/subjects/{REF}/preference-links", json={"email": ADDRESS}, headers=auth).json()["token"]
+    csrf = csrf_of(client.get("/preferences", params={"token": token}).text)
+    for value in ("on", "off", "on"):
+        client.post("/preferences/toggle", data={"token": token, "csrf": csrf, "set": f"newsletter:email:{value}"})
+    first, second = sink.messages
+    stale = client.get(link_in(first))
+    assert stale.status_code == 409 and 'id="pc-confirm"' not in stale.text
+    assert client.get(link_in(second)).status_code == 200
+    assert [e["action"] for e in events(client)] == ["grant", "withdraw", "grant"]
+
+
+def test_without_an_address_no_confirmation_can_be_sent(client: TestClient, auth: dict[str, str], sink: Sink) -> None:
+    token, _ = services_of(client).preferences.links.issue(REF, "preferences")
+    csrf = csrf_of(client.get("/preferences", params={"token": token}).text)
+    answer = client.post(
+        "/preferences/toggle", data={"token": token, "csrf": csrf, "lang": "en", "set": "newsletter:email:on"}
+    )
+    assert "we have no email address for you" in answer.text
+    assert sink.messages == []
+    assert check(client, auth, "newsletter", "email") == "pending_confirmation"
+
+
+def test_resend_sends_the_confirmation_again(client: TestClient, auth: dict[str, str], sink: Sink) -> None:
+    token = client.post(f"/v1/subjects/{REF}/preference-links", json={"email": ADDRESS}, headers=auth).json()["token"]
+    csrf = csrf_of(client.get("/preferences", params={"token": token}).text)
+    client.post("/preferences/toggle", data={"token": token, "csrf": csrf, "set": "newsletter:email:on"})
+    answer = client.post("/preferences/resend", data={"token": token, "csrf": csrf, "resend": "newsletter:email"})
+    assert answer.status_code == 200
+    first, second = sink.messages
+    assert first["Message-ID"] != second["Message-ID"]
+    assert len(events(client)) == 1, "resending records nothing"
+    done = client.get(link_in(second))
+    client.post("/preferences/confirm", data={"token": link_in(second).split("token=")[1], "csrf": csrf_of(done.text)})
+    assert events(client)[-1]["evidence"]["message_id"] == second["Message-ID"].strip()
+
+
+def test_send_me_a_link_answers_the_same_for_known_and_unknown_addresses(
+    client: TestClient, auth: dict[str, str], sink: Sink
+) -> None:
+    client.post(f"/v1/subjects/{REF}/preference-links", json={"email": ADDRESS, "locale": "en"}, headers=auth)
+    answers = []
+    for address in ("Chloe@Example.com", "nobody@example.com"):
+        form = client.get("/preferences/request-link", params={"lang": "en"})
+        assert form.status_code == 200 and "pc_csrf=" in form.headers["set-cookie"]
+        answer = client.post(
+            "/preferences/request-link", data={"email": address, "csrf": csrf_of(form.text), "lang": "en"}
+        )
+        assert answer.status_code == 200
+        answers.append(answer.text)
+    assert answers[0] == answers[1]
+    (mail,) = sink.messages
+    assert mail["To"] == "Chloe@Example.com" and mail["Subject"] == "Your link to manage your preferences"
+    opened = client.get(link_in(mail))
+    assert opened.status_code == 200 and 'id="row-newsletter"' in opened.text
+
+    client.cookies.clear()
+    refused = client.post("/preferences/request-link", data={"email": ADDRESS, "csrf": "forged", "lang": "en"})
+    assert refused.status_code == 400 and "please send the form again" in refused.text
+    assert len(sink.messages) == 1
+
+
+def test_send_me_a_link_is_rate_limited_per_network(client: TestClient, sink: Sink) -> None:
+    statuses = []
+    for _ in range(7):
+        form = client.get("/preferences/request-link")
+        answer = client.post("/preferences/request-link", data={"email": ADDRESS, "csrf": csrf_of(form.text)})
+        statuses.append(answer.status_code)
+    assert statuses == [200] * 5 + [429] * 2
+
+
+def test_one_click_unsubscribe_by_post_and_get_changes_nothing(
+    client: TestClient, auth: dict[str, str], sink: Sink
+) -> None:
+    assert record(client, auth, REF, [("offers", "email", "grant"), ("partners", "sms", "grant")]).status_code == 201
+    links = {}
+    for purpose, channel in (("offers", "email"), ("partners", "sms")):
+        answer = client.post(
+            f"/v1/subjects/{REF}/unsubscribe-links", json={"purpose": purpose, "channel": channel}, headers=auth
+        )
+        links[purpose] = answer.json()["url"].removeprefix("http://testserver")
+
+    page = client.get(links["offers"], params={"lang": "en"})  # what a link scanner does
+    assert page.status_code == 200 and "Stop Demo Shop offers by email?" in page.text
+    assert check(client, auth, "offers", "email") == "granted"
+    assert len(events(client)) == 2
+
+    client.cookies.clear()
+    bare = client.post(links["offers"], data={"other": "field"})
+    assert bare.status_code == 400, "only the RFC 8058 body unsubscribes"
+    assert check(client, auth, "offers", "email") == "granted"
+
+    done = client.post(links["offers"], data={"List-Unsubscribe": "One-Click"})  # no cookie, no login
+    assert done.status_code == 200
+    last = events(client)[-1]
+    assert (last["action"], last["touchpoint"], last["method"], last["ui_snapshot_sha256"]) == (
+        "withdraw",
+        "unsubscribe",
+        "one_click",
+        None,
+    )
+    assert check(client, auth, "offers", "email") == "withdrawn"
+    assert client.post(links["offers"], data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    assert len(events(client)) == 3, "unsubscribing twice records once"
+
+    # multipart/form-data, as RFC 8058 prefers; from our own page the question shown is the proof
+    answer = client.post(links["partners"], files={"List-Unsubscribe": (None, "One-Click"), "source": (None, "page")})
+    assert answer.status_code == 200
+    assert events(client)[-1]["ui_snapshot_sha256"] is not None
+    assert check(client, auth, "partners", "sms") == "withdrawn"
