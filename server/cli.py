@@ -74,7 +74,15 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from server.logs import configure_logging
 
     configure_logging(settings.log_level)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False)
+    # No proxy headers: request.client is the socket peer, the address rate limits and (truncated) evidence use.
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+    )
     return 0
 
 

@@ -262,7 +262,8 @@ def test_acknowledged_writes_survive_sigkill(database_url: str, tmp_path: Path) 
 
         verified = cli(env, tmp_path, "ledger", "verify")
         assert verified.returncode == 0, verified.stdout + verified.stderr
-        summary = re.search(r"(\d+) subjects, (\d+) events: OK$", verified.stdout.strip())
+        summary = re.search(r"(\d+) subjects, (\d+) events: OK$", verified.stdout, re.MULTILINE)
+        assert re.search(r"transparency log: \d+ entries, \d+ checkpoints: OK$", verified.stdout, re.MULTILINE)
         assert summary is not None, verified.stdout
         acknowledged_events = sum(len(events) for events in stream.acknowledged.values())
         assert int(summary[1]) >= len(stream.acknowledged) and int(summary[2]) >= acknowledged_events, verified.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from server.banner.errors import BANNER_ERRORS
 from server.db import connection
 from server.errors import ALL_ERRORS
 from server.errors import NotFound as NotFoundError
@@ -27,7 +28,7 @@ async def readyz(request: Request) -> Response:
 async def problem_type(request: Request) -> Response:
     """Human-readable documentation of a problem `type`."""
     slug = request.path_params["slug"]
-    for error in ALL_ERRORS:
+    for error in (*ALL_ERRORS, *BANNER_ERRORS):
         if error.slug == slug:
             doc = (error.__doc__ or "").strip()
             return PlainTextResponse(f"{error.title}\n\nHTTP status {error.status}.\n{doc}\n")

@@ -1,7 +1,93 @@
-"""The banner's endpoints, listed in `server.api.routes.ENDPOINTS` (filled in by the cookie-banner issue)."""
+"""The banner's endpoints, listed in `server.api.routes.ENDPOINTS`; every one is public (the record endpoint is
+limited by CORS origin, body size and a per-network rate instead of a token)."""
 
 from __future__ import annotations
 
-from server.api.endpoints import Endpoint
+from server.api.endpoints import PUBLIC, Endpoint, Param
+from server.banner import handlers
+from server.banner.schemas import CookieConsentIn, CookieConsentOut
 
-BANNER_ENDPOINTS: list[Endpoint] = []
+SITE = Param("site", "query", "site id from policy_docs/sites.yaml", required=True)
+
+BANNER_ENDPOINTS: list[Endpoint] = [
+    Endpoint(
+        "/v1/banner/config",
+        "GET",
+        handlers.banner_config,
+        PUBLIC,
+        "Cookie-banner configuration of a site (cacheable; CORS for the site's origins)",
+        "banner",
+        params=[SITE],
+    ),
+    Endpoint(
+        "/v1/banner/config",
+        "OPTIONS",
+        handlers.config_preflight,
+        PUBLIC,
+        "CORS preflight",
+        "banner",
+    ),
+    Endpoint(
+        "/v1/cookie-consents",
+        "POST",
+        handlers.record_cookie_consent,
+        PUBLIC,
+        "Record a cookie-banner choice (CORS-limited, 4 KB, rate-limited per network); returns a signed receipt",
+        "banner",
+        body=CookieConsentIn,
+        response=CookieConsentOut,
+    ),
+    Endpoint(
+        "/v1/cookie-consents",
+        "OPTIONS",
+        handlers.record_preflight,
+        PUBLIC,
+        "CORS preflight",
+        "banner",
+    ),
+    Endpoint(
+        "/widgets/banner.js",
+        "GET",
+        handlers.banner_script,
+        PUBLIC,
+        "The cookie banner script (short cache, ETag)",
+        "banner",
+        response_media_type="text/javascript",
+    ),
+    Endpoint(
+        "/widgets/banner.{digest}.js",
+        "GET",
+        handlers.banner_script_pinned,
+        PUBLIC,
+        "The cookie banner script under its content hash (immutable)",
+        "banner",
+        params=[Param("digest", "path", "first 16 hex digits of the script's SHA-256")],
+        response_media_type="text/javascript",
+    ),
+    Endpoint(
+        "/.well-known/gpc.json",
+        "GET",
+        handlers.gpc_support,
+        PUBLIC,
+        "Global Privacy Control support resource",
+        "banner",
+    ),
+    Endpoint(
+        "/demo/banner",
+        "GET",
+        handlers.demo_page,
+        PUBLIC,
+        "Demo page embedding the banner (not in production)",
+        "banner",
+        response_media_type="text/html",
+    ),
+    Endpoint(
+        "/demo/banner/{asset}",
+        "GET",
+        handlers.demo_asset,
+        PUBLIC,
+        "Demo page resources",
+        "banner",
+        params=[Param("asset", "path", "file name")],
+    ),
+]

@@ -1,0 +1,76 @@
+"""Weight of what a site loads for the cookie banner (gzip -9), printed beside the peers of ../shared/ANCHORS.md.
+
+    python -m bench.banner_size
+
+The built `banner.js` carries its CSS, so it is the whole download; the JS and CSS are also measured alone. Target
+6 KB; exits 1 above the CI budget of 8 KB (tests/test_banner_size.py runs this in the test suite).
+"""
+
+from __future__ import annotations
+
+import gzip
+import sys
+from dataclasses import dataclass
+
+from server.banner.bundle import CSS_PLACEHOLDER, WIDGET_DIR, build, minify_css, minify_js
+from server.banner.bundle import SOURCES as JS_SOURCES
+
+TARGET = 6 * 1024
+CI_BUDGET = 8 * 1024
+# gzip -9 of JS + CSS as a site loads them (ANCHORS.md; "no server record, no GPC" for every one of them).
+PEERS = (
+    ("Osano cookieconsent 3.1.1", 8_070),
+    ("orestbida vanilla-cookieconsent 3.1.0", 15_474),
+    ("tarteaucitron 1.34.0 (core + fr + services + css)", 60_307),
+    ("Klaro 0.7.22", 67_137),
+    ("Fides banner (its own CI budget, warning level)", 45 * 1024),
+)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    js_gzip: int  # the scripts alone, minified
+    css_gzip: int  # the stylesheet alone, minified
+    total_raw: int  # the served banner.js, CSS inlined
+    total_gzip: int
+
+
+def _gz(data: bytes) -> int:
+    return len(gzip.compress(data, compresslevel=9, mtime=0))
+
+
+def measure() -> Sizes:
+    bundle = build()
+    js_only = "\n".join(minify_js((WIDGET_DIR / name).read_text(encoding="utf-8")) for name in JS_SOURCES)
+    css = minify_css((WIDGET_DIR / "banner.css").read_text(encoding="utf-8"))
+    return Sizes(
+        js_gzip=_gz(js_only.replace(CSS_PLACEHOLDER, '""').encode()),
+        css_gzip=_gz(css.encode()),
+        total_raw=len(bundle.js),
+        total_gzip=bundle.gzip_size,
+    )
+
+
+def main(argv: list[str]) -> int:
+    sizes = measure()
+    rows = [
+        (f"this banner: banner.js, CSS inlined ({sizes.total_raw:,} bytes raw)", sizes.total_gzip),
+        ("  of which JS alone", sizes.js_gzip),
+        ("  of which CSS alone", sizes.css_gzip),
+        *PEERS,
+    ]
+    print(f"{'cookie banner (gzip -9, JS + CSS)':<60} {'bytes':>8} {'x ours':>7}")
+    for name, size in rows:
+        ratio = "" if name.startswith(" ") else f"{size / sizes.total_gzip:6.1f}x"
+        print(f"{name:<60} {size:>8,} {ratio:>7}")
+    print("server-side records and Global Privacy Control: this banner only")
+    verdict = "within" if sizes.total_gzip <= TARGET else "OVER"
+    print(f"target {TARGET:,} bytes: {verdict}; CI budget {CI_BUDGET:,} bytes")
+    if sizes.total_gzip > CI_BUDGET:
+        print(f"FAIL: {sizes.total_gzip:,} bytes gzip is over the CI budget of {CI_BUDGET:,}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

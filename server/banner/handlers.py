@@ -1,0 +1,235 @@
+"""HTTP handlers of the banner: config, record, preflights, the script, GPC support resource, the demo page.
+
+Refusals of the public endpoints are domain errors (`server.banner.errors`, `server.errors`), answered here as
+problem+json with the CORS headers added, so the banner on an allowed site can read why it was refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from server.api.bodies import read_body, validate
+from server.api.problems import consent_error
+from server.banner.bundle import WIDGET_DIR, Bundle
+from server.banner.cors import cors_headers, origin_of, preflight_headers, require_origin
+from server.banner.errors import TooManyRequests
+from server.banner.record import Evidence, record_choice
+from server.banner.schemas import CookieConsentIn
+from server.banner.service import BannerService
+from server.errors import ConsentError, InvalidRequest, MalformedBody, NotFound
+from server.ledger.evidence import truncate_ip
+from server.services import Services
+
+BODY_LIMIT = 4096  # a choice is ~300 bytes; anything near this is not a banner
+CONFIG_CACHE = "public, max-age=300"  # a new cookie-policy version reaches visitors within 5 minutes
+# /widgets/banner.js is what sites include: the banner must run synchronously before their tags (Consent Mode
+# default), so it is the script itself, not a loader that would add a round trip. It is cached briefly and
+# revalidated with its ETag (a 304 costs no body); the content-hashed URL is immutable, for sites pinning a version
+# with Subresource Integrity.
+SCRIPT_CACHE = "public, max-age=300"
+IMMUTABLE = "public, max-age=31536000, immutable"
+DEMO_DIR = WIDGET_DIR / "demo"
+DEMO_ASSETS = {"analytics.js": "text/javascript; charset=utf-8", "ad.html": "text/html; charset=utf-8"}
+
+
+def _banner(request: Request) -> BannerService:
+    services: Services = request.app.state.services
+    banner: BannerService = services.banner
+    return banner
+
+
+async def _refusal(request: Request, exc: ConsentError, headers: dict[str, str]) -> Response:
+    response = await consent_error(request, exc)
+    response.headers.update(headers)
+    if isinstance(exc, TooManyRequests):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+def _json(body: bytes, headers: dict[str, str], status: int = 200) -> Response:
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def _not_modified(request: Request, etag: str) -> bool:
+    tags = {t.strip().removeprefix("W/") for t in request.headers.get("if-none-match", "").split(",")}
+    return etag in tags or "*" in tags
+
+
+async def banner_config(request: Request) -> Response:
+    """The site's categories, texts per language, cookie-policy version, cookies to delete, re-prompt interval."""
+    banner = _banner(request)
+    site_id = request.query_params.get("site")
+    if not site_id:
+        raise InvalidRequest("the query parameter site is required", parameter="site")
+    site = banner.site(site_id, status=404)
+    config = await banner.config(site)
+    headers = {"Cache-Control": CONFIG_CACHE, "ETag": config.etag, **cors_headers(origin_of(request), site.origins)}
+    if _not_modified(request, config.etag):
+        return Response(status_code=304, headers=headers)
+    return _json(config.body, headers)
+
+
+async def config_preflight(request: Request) -> Response:
+    banner = _banner(request)
+    site = banner.tree.sites.get(request.query_params.get("site") or "")
+    allowed = site.origins if site else banner.origins
+    origin = origin_of(request)
+    try:
+        return Response(status_code=204, headers=preflight_headers(require_origin(origin, allowed), "GET"))
+    except ConsentError as exc:
+        return await _refusal(request, exc, cors_headers(origin, allowed))
+
+
+async def record_preflight(request: Request) -> Response:
+    banner = _banner(request)
+    origin = origin_of(request)
+    try:
+        return Response(status_code=204, headers=preflight_headers(require_origin(origin, banner.origins), "POST"))
+    except ConsentError as exc:
+        return await _refusal(request, exc, cors_headers(origin, banner.origins))
+
+
+async def record_cookie_consent(request: Request) -> Response:
+    """Record one banner choice for the visitor's random consent id; returns the events and a signed receipt."""
+    services: Services = request.app.state.services
+    banner = _banner(request)
+    origin = origin_of(request)
+    headers = cors_headers(origin, banner.origins)
+    try:
+        network = truncate_ip(request.client.host if request.client else None)
+        wait = banner.limiter.hit(network or "unknown")
+        if wait is not None:
+            raise TooManyRequests(
+                f"over {banner.limiter.per_minute} records a minute from this network", retry_after=wait
+            )
+        origin = require_origin(origin, banner.origins)
+        choice = await _read_choice(request)
+        site = banner.site(choice.site)
+        headers = cors_headers(origin, site.origins)
+        require_origin(origin, site.origins)
+        config = await banner.config(site)
+        evidence = Evidence(
+            ip=request.client.host if request.client else None,  # the socket peer; X-Forwarded-For is not trusted
+            user_agent=request.headers.get("user-agent"),
+            origin=origin,
+            gpc_header=request.headers.get("sec-gpc", "").strip() == "1",
+        )
+        recorded = await record_choice(services, banner, site, config, choice, evidence)
+    except ConsentError as exc:
+        return await _refusal(request, exc, headers)
+    body = {
+        "consent_id": choice.consent_id,
+        "policy_version": recorded.policy,
+        "ui_snapshot": recorded.snapshot,
+        "touchpoint": recorded.touchpoint,
+        "events": [
+            {
+                "id": e.id,
+                "purpose": e.purpose,
+                "channel": e.channel,
+                "action": e.action,
+                "status": e.status,
+                "hash": e.hash,
+            }
+            for e in recorded.result.events
+        ],
+        "receipt": recorded.receipt,
+    }
+    return _json(orjson.dumps(body), {**headers, "Cache-Control": "no-store"})
+
+
+async def _read_choice(request: Request) -> CookieConsentIn:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise MalformedBody(f"expected Content-Type application/json, got {content_type[:64] or 'none'!r}")
+    raw = await read_body(request, BODY_LIMIT)
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedBody(f"the body is not valid JSON: {exc}") from None
+    return validate(CookieConsentIn, data)
+
+
+def _script(request: Request, bundle: Bundle, cache: str) -> Response:
+    headers = {
+        "Cache-Control": cache,
+        "ETag": bundle.etag,
+        "Vary": "Accept-Encoding",
+        "X-Content-Type-Options": "nosniff",
+        # Public, credential-free: any page may load it, with Subresource Integrity (crossorigin="anonymous") too.
+        "Access-Control-Allow-Origin": "*",
+        "Cross-Origin-Resource-Policy": "cross-origin",
+    }
+    if _not_modified(request, bundle.etag):
+        return Response(status_code=304, headers=headers)
+    body = bundle.js
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        body = bundle.js_gzip
+    return Response(body, media_type="text/javascript; charset=utf-8", headers=headers)
+
+
+async def banner_script(request: Request) -> Response:
+    """The banner (JS with its CSS inlined); place it before any tag it governs."""
+    bundle = _banner(request).bundle
+    response = _script(request, bundle, SCRIPT_CACHE)
+    response.headers["Link"] = f'</widgets/banner.{bundle.digest}.js>; rel="canonical"'  # the URL to pin
+    return response
+
+
+async def banner_script_pinned(request: Request) -> Response:
+    """The same bytes under their content hash, cached for a year."""
+    bundle = _banner(request).bundle
+    if request.path_params["digest"] != bundle.digest:
+        raise NotFound("no banner build with this hash; /widgets/banner.js is the current one", parameter="digest")
+    return _script(request, bundle, IMMUTABLE)
+
+
+async def gpc_support(request: Request) -> Response:
+    """W3C Global Privacy Control support resource: this service honours the signal (banner and record)."""
+    banner = _banner(request)
+    services: Services = request.app.state.services
+    last_update = banner.tree.gpc_last_update or services.clock().date().isoformat()
+    body = orjson.dumps({"gpc": True, "lastUpdate": last_update})
+    return _json(body, {"Cache-Control": "public, max-age=86400", "Access-Control-Allow-Origin": "*"})
+
+
+def _demo(handler: Callable[[Request, Services], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    async def guarded(request: Request) -> Response:
+        services: Services = request.app.state.services
+        if services.settings.environment == "production":
+            raise NotFound("the demo pages are not served in production")
+        return await handler(request, services)
+
+    guarded.__name__ = handler.__name__
+    guarded.__doc__ = handler.__doc__
+    return guarded
+
+
+def _fill(path: Path, services: Services) -> bytes:
+    issuer = services.settings.issuer
+    text = path.read_text(encoding="utf-8")
+    return text.replace("{{API}}", issuer).replace("{{ASSETS}}", f"{issuer}/demo/banner").encode("utf-8")
+
+
+async def _demo_page(request: Request, services: Services) -> Response:
+    """A demo shop page with blocked tags: open it, choose, watch what runs (site `demo`)."""
+    body = _fill(DEMO_DIR / "index.html", services)
+    return Response(body, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
+
+
+async def _demo_asset(request: Request, services: Services) -> Response:
+    """The demo page's blocked resources."""
+    name = request.path_params["asset"]
+    if name not in DEMO_ASSETS:
+        raise NotFound("no such demo asset", parameter="asset")
+    return Response(_fill(DEMO_DIR / name, services), media_type=DEMO_ASSETS[name])
+
+
+demo_page = _demo(_demo_page)
+demo_asset = _demo(_demo_asset)

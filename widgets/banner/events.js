@@ -1,0 +1,13 @@
+/*
+ * What the page can react to. Window events (CustomEvent, detail shown):
+ *   cookie-banner:ready     {categories}            config loaded; the stored choice (if valid) is applied
+ *   cookie-banner:change    {categories, method}    a choice is applied (also on load with a valid stored choice)
+ *   cookie-banner:recorded  {consent_id, receipt}   the server recorded the choice; receipt is a JWS
+ * and window.CookieBanner = {show(), accepted(category), onChange(fn)} (main.js).
+ */
+const listeners = [];
+
+function emit(name, detail) {
+  safe(() => W.dispatchEvent(new CustomEvent(EVT + name, {detail})));
+  if (name == "change") listeners.forEach((f) => safe(() => f(detail)));
+}
