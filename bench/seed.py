@@ -3,8 +3,10 @@
 Bypasses the HTTP API and the ORM, but writes exactly what `server.ledger.append` would have written: per subject a
 hash chain (seq 1..n, `prev_hash` linking to the previous event's `hash`, computed with
 `server.ledger.chain.event_body` + `body_hash` over the subject's pseudonym), the matching `consent_states` rows and
-the subject head (`last_seq`, `head_hash`). Statuses follow `server.ledger.transitions.next_status`, so
-`python -m server ledger verify` passes on a seeded database.
+the subject head (`last_seq`, `head_hash`), and (when the schema has the transparency log) one `log_queue` row
+per event, as the recording transaction writes them: the events are committed and waiting for the sequencer.
+Statuses follow `server.ledger.transitions.next_status`, so `python -m server ledger verify` passes on a seeded
+database. Receipts (optional per record call) are not written.
 
 Two sets:
 
@@ -64,7 +66,7 @@ AUDIENCE_PAIR = ("offers", "email")
 MIXED_PREFIX = "sub-"
 AUDIENCE_PREFIX = "aud-"
 UNKNOWN_PREFIX = "nobody-"
-CHUNK_SUBJECTS = 10_000
+CHUNK_SUBJECTS = 2_500
 RECORD_PROBABILITY = 0.5  # share of (subject, pair) with at least one event
 
 # Outcome of one subject x pair -> weight; filtered per pair by `_outcomes`.
@@ -77,6 +79,7 @@ OUTCOME_WEIGHTS = {
     "reconsent_required": 15,  # partners only: granted under privacy-policy v1
     "soft_opt_in": 6,  # offers email/sms only
 }
+ALLOWED_OUTCOMES = frozenset({"granted", "soft_opt_in"})
 TOUCHPOINT, METHOD, ACTOR_TYPE, ACTOR_ID = "import", "bench-seed", "system", "bench"
 
 SUBJECT_COLUMNS = (
@@ -122,6 +125,8 @@ STATE_COLUMNS = (
     "purpose_id",
     "subject_id",
 )
+
+QUEUE_COLUMNS = ("event_id",)
 
 
 @dataclass(frozen=True)
@@ -180,6 +185,7 @@ class ChunkRows:
     subject_ids: list[str] = field(default_factory=list)
     expected: list[tuple[str, str, str, str]] = field(default_factory=list)  # (ref, purpose, channel, reason)
     outcomes: dict[str, int] = field(default_factory=dict)
+    allowed: dict[str, int] = field(default_factory=dict)  # "purpose/channel" -> subjects allowed by a record
 
 
 @dataclass
@@ -192,6 +198,7 @@ class SeedResult:
     subject_ids: list[str]  # mixed set only: every subject id (for the baseline route)
     expected: list[tuple[str, str, str, str]]  # sampled (ref, purpose, channel, expected reason)
     outcomes: dict[str, int]
+    allowed: dict[str, int] = field(default_factory=dict)  # "purpose/channel" -> subjects allowed by a record
 
 
 def ref_of(kind: str, index: int) -> str:
@@ -271,7 +278,7 @@ def _uuid(rng: random.Random) -> str:
 
 def generate_chunk(spec: ChunkSpec) -> ChunkRows:
     """Rows for subjects [start, start+count) of one set; deterministic for a given seed."""
-    rng = random.Random(spec.seed * 1_000_003 + spec.start)
+    rng = random.Random(f"{spec.kind}:{spec.seed}:{spec.start}")
     catalog, now, dialect = spec.catalog, spec.now, spec.dialect
     out = ChunkRows()
     evidence = "{}"
@@ -377,8 +384,11 @@ def generate_chunk(spec: ChunkSpec) -> ChunkRows:
         if spec.kind == "mixed":
             out.subject_ids.append(subject_id)
         outcomes = {(p, c): o for p, c, o, _ in plans}
-        for _, _, outcome, _ in plans:
+        for purpose_code, channel, outcome, _ in plans:
             out.outcomes[outcome] = out.outcomes.get(outcome, 0) + 1
+            if outcome in ALLOWED_OUTCOMES:
+                key = f"{purpose_code}/{channel}"
+                out.allowed[key] = out.allowed.get(key, 0) + 1
         if spec.sample_every and index % spec.sample_every == 0:
             pairs = PAIRS if spec.kind == "mixed" else (AUDIENCE_PAIR,)
             for purpose_code, channel in pairs:
@@ -526,6 +536,13 @@ def _collect(result: SeedResult, rows: ChunkRows) -> None:
     result.expected.extend(rows.expected)
     for name, count in rows.outcomes.items():
         result.outcomes[name] = result.outcomes.get(name, 0) + count
+    for key, count in rows.allowed.items():
+        result.allowed[key] = result.allowed.get(key, 0) + count
+
+
+def _queue_rows(rows: ChunkRows) -> list[tuple[str]]:
+    """One `log_queue` row per event, as `Ledger.record` writes in the recording transaction."""
+    return [(event[0],) for event in rows.events]
 
 
 def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
@@ -555,12 +572,15 @@ def seed_sqlite(
         conn.execute("PRAGMA cache_size = -262144")
         catalog = sqlite_catalog(conn)
         specs = _specs(kind, count, start, "sqlite", secret_key, catalog, seed, sample)
+        queue = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'log_queue'").fetchone()
         conn.execute("BEGIN IMMEDIATE")
         try:
             for rows in _chunks(specs, workers or default_workers()):
                 conn.executemany(_insert_sql("subjects", SUBJECT_COLUMNS), rows.subjects)
                 conn.executemany(_insert_sql("consent_events", EVENT_COLUMNS), rows.events)
                 conn.executemany(_insert_sql("consent_states", STATE_COLUMNS), rows.states)
+                if queue:
+                    conn.executemany(_insert_sql("log_queue", QUEUE_COLUMNS), _queue_rows(rows))
                 _collect(result, rows)
                 if progress:
                     progress(f"{kind}: {result.subjects:,}/{count:,} subjects")
@@ -599,6 +619,7 @@ async def seed_postgres(
     try:
         catalog = await postgres_catalog(conn)
         specs = _specs(kind, count, start, "postgres", secret_key, catalog, seed, sample)
+        queue = await conn.fetchval("SELECT to_regclass('log_queue') IS NOT NULL")
         loop = asyncio.get_running_loop()
         chunks = _chunks(specs, workers or default_workers())
         try:
@@ -607,12 +628,15 @@ async def seed_postgres(
                     await conn.copy_records_to_table("subjects", records=rows.subjects, columns=SUBJECT_COLUMNS)
                     await conn.copy_records_to_table("consent_events", records=rows.events, columns=EVENT_COLUMNS)
                     await conn.copy_records_to_table("consent_states", records=rows.states, columns=STATE_COLUMNS)
+                    if queue:
+                        await conn.copy_records_to_table("log_queue", records=_queue_rows(rows), columns=QUEUE_COLUMNS)
                     _collect(result, rows)
                     if progress:
                         progress(f"{kind}: {result.subjects:,}/{count:,} subjects")
         finally:
             await loop.run_in_executor(None, chunks.close)
-        await conn.execute("VACUUM (ANALYZE) subjects, consent_events, consent_states")
+        tables = "subjects, consent_events, consent_states" + (", log_queue" if queue else "")
+        await conn.execute(f"VACUUM (ANALYZE) {tables}")
     finally:
         await conn.close()
     result.seconds = time.perf_counter() - started
@@ -650,6 +674,25 @@ async def prepare_database(database_url: str, policy_dir: Path) -> None:
         await Tortoise.close_connections()
 
 
+async def verify(database_url: str) -> int:
+    """What `python -m server ledger verify` does: every chain recomputed, the projection compared with a replay."""
+    from tortoise import Tortoise
+
+    from server.db import tortoise_config
+    from server.ledger.verify import verify_ledger
+
+    await Tortoise.init(config=tortoise_config(database_url))
+    try:
+        report = await verify_ledger()
+    finally:
+        await Tortoise.close_connections()
+    for broken in report.breaks[:10]:
+        print(f"BROKEN {broken}")
+    verdict = "OK" if report.ok else f"FAILED ({len(report.breaks)} broken chain(s))"
+    print(f"ledger verify: {report.subjects} subjects, {report.events} events: {verdict}", flush=True)
+    return 0 if report.ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.seed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", required=True, help="sqlite://PATH or postgres://USER@HOST:PORT/DB")
@@ -657,6 +700,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subjects", type=int, default=100_000, help="mixed-state subjects (default 100,000)")
     parser.add_argument("--audience", type=int, default=0, help="all-granted offers/email subjects (e.g. 1000000)")
     parser.add_argument("--prepare", action="store_true", help="apply migrations and sync policies first")
+    parser.add_argument("--verify", action="store_true", help="then run the ledger verification (as `ledger verify`)")
     parser.add_argument("--policy-dir", type=Path, default=Path(__file__).resolve().parent.parent / "policy_docs")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=int, default=default_workers())
@@ -686,6 +730,8 @@ def main(argv: list[str] | None = None) -> int:
                 "outcomes": result.outcomes,
             }
             print(orjson.dumps(summary).decode(), flush=True)
+        if args.verify:
+            return await verify(args.database_url)
         return 0
 
     return asyncio.run(run())
