@@ -131,3 +131,18 @@ def test_audience_since_returns_only_changes(client: TestClient, auth: dict[str,
         ("b", False, "withdrawn"),
         ("c", True, "granted"),
     ]
+
+
+def test_stream_keeps_request_order_across_chunks(client: TestClient, auth: dict[str, str]) -> None:
+    record(client, auth, "a", [("offers", "email", "grant")])
+    subjects = ["a", "ghost"]
+    body = b"".join(
+        orjson.dumps({"subject": subjects[i % 2], "purpose": "offers", "channel": "email"}) + b"\n" for i in range(3500)
+    )
+    response = client.post(
+        "/v1/consents/check/stream", content=body, headers={**auth, "Content-Type": "application/x-ndjson"}
+    )
+    lines = [orjson.loads(line) for line in response.content.splitlines()]
+    assert [line["line"] for line in lines] == list(range(1, 3501))
+    assert [line["reason"] for line in lines[:4]] == ["granted", "unknown_subject", "granted", "unknown_subject"]
+    assert {line["subject"] for line in lines[3000:]} == {"a", "ghost"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -50,11 +51,10 @@ async def check_one(request: Request) -> Response:
     """May we contact `subject` for `purpose` on `channel`? Default deny; `reason` says why."""
     checks = _checks(request)
     query = request.query_params
-    question = validate_question(
-        await checks.catalog.get(), query.get("subject"), query.get("purpose"), query.get("channel")
-    )
+    catalog = await checks.catalog.get()
+    question = validate_question(catalog, query.get("subject"), query.get("purpose"), query.get("channel"))
     at = instant(query.get("at"), "at")
-    answer = await checks.check(question, at)
+    answer = await checks.check(question, at, catalog)
     return Response(orjson.dumps(_answer(answer), option=_OPTS), media_type="application/json")
 
 
@@ -134,15 +134,21 @@ async def check_stream(request: Request) -> Response:
             yield number + 1, buffer
 
     async def answers() -> AsyncIterator[bytes]:
+        # Pipelined: chunk N's lookup runs while chunk N+1 is parsed; at most two chunks are held (constant memory).
         catalog = await checks.catalog.get()
         batch: list[tuple[int, Question | ConsentError]] = []
+        pending: asyncio.Task[bytes] | None = None
         async for number, raw in lines():
             if raw is not None and not raw.strip():
                 continue
             batch.append((number, _parse_line(catalog, raw)))
             if len(batch) >= STREAM_CHUNK:
-                yield await _answer_lines(checks, batch)
-                batch = []
+                task = asyncio.ensure_future(_answer_lines(checks, batch))
+                if pending is not None:
+                    yield await pending
+                pending, batch = task, []
+        if pending is not None:
+            yield await pending
         if batch:
             yield await _answer_lines(checks, batch)
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from server.consent.decide import Answer, decide
 from server.consent.reader import Key, StateReader
@@ -13,10 +13,10 @@ from server.errors import ChannelNotOffered, ConsentError, InvalidRequest, Unkno
 from server.policies.catalog import Catalog, CatalogSnapshot
 
 MAX_BATCH = 10_000
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-@dataclass(frozen=True)
-class Question:
+class Question(NamedTuple):
     subject: str
     purpose: str
     channel: str
@@ -24,7 +24,7 @@ class Question:
 
 def validate_question(catalog: CatalogSnapshot, subject: Any, purpose: Any, channel: Any) -> Question:
     """A well-formed question about a known purpose offered on a known channel, or a domain error."""
-    if not isinstance(subject, str) or not 0 < len(subject) <= 255 or any(ord(ch) < 32 for ch in subject):
+    if not isinstance(subject, str) or not 0 < len(subject) <= 255 or _CONTROL.search(subject):
         raise InvalidRequest("subject must be a string of 1-255 characters without control characters")
     if not isinstance(purpose, str) or purpose not in catalog.purposes:
         raise UnknownPurpose(f"unknown purpose {purpose!r}", purpose=str(purpose)[:64])
@@ -43,8 +43,10 @@ class CheckService:
         self.reader = reader
         self.clock = clock
 
-    async def check(self, question: Question, at: datetime | None = None) -> Answer:
-        catalog = await self.catalog.get()
+    async def check(
+        self, question: Question, at: datetime | None = None, catalog: CatalogSnapshot | None = None
+    ) -> Answer:
+        catalog = catalog or await self.catalog.get()
         key: Key = (question.subject, question.purpose, question.channel)
         if at is None:
             now = self.clock()

@@ -7,8 +7,8 @@ run for them to take effect.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from server.policies.catalog import CatalogSnapshot
 
@@ -30,14 +30,12 @@ REASONS = (
 )
 
 
-@dataclass(frozen=True)
-class SubjectFlags:
+class SubjectFlags(NamedTuple):
     erased_at: datetime | None = None
     restricted_at: datetime | None = None
 
 
-@dataclass(frozen=True)
-class StateView:
+class StateView(NamedTuple):
     """The state of one subject x purpose x channel, from the projection or from a replay."""
 
     status: str
@@ -47,8 +45,7 @@ class StateView:
     event_id: str
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     allowed: bool
     reason: str
     status: str
