@@ -78,6 +78,9 @@ async def prepare_demo(settings: Settings) -> str:
         [
             "",
             "Consent ledger demo is starting.",
+            f"  Preference center:   {base}/demo  (demo-alice, embedded in a fake shop page)",
+            f"  Cookie banner demo:  {base}/demo/banner",
+            f"  Dev outbox (mails):  {base}/dev/mail",
             f"  API (OpenAPI 3.1):   {base}/openapi.json",
             f"  Published policies:  {base}/v1/policies",
             f"  Readiness:           {base}/readyz",
