@@ -14,7 +14,7 @@ from starlette.types import Receive, Scope, Send
 from server.api.bodies import read_body
 from server.api.params import instant
 from server.consent.audience import export_allowed, export_changes
-from server.consent.check import MAX_BATCH, CheckService, Question, validate_question
+from server.consent.check import CONTROL_CHARACTERS, MAX_BATCH, CheckService, Question, validate_question
 from server.consent.decide import Answer
 from server.errors import ConsentError, InvalidRequest, MalformedBody, PayloadTooLarge
 from server.services import Services
@@ -98,6 +98,18 @@ async def check_batch(request: Request) -> Response:
 
 
 def _question(catalog: Any, item: Any) -> Question | ConsentError:
+    # Fast path for a well-formed item (the common case); anything else takes the path with precise errors.
+    if type(item) is dict and len(item) == 3:
+        subject, purpose, channel = item.get("subject"), item.get("purpose"), item.get("channel")
+        if type(purpose) is str and type(channel) is str and type(subject) is str:
+            info = catalog.purposes.get(purpose)
+            if (
+                info is not None
+                and channel in info.channels
+                and 0 < len(subject) <= 255
+                and not CONTROL_CHARACTERS.search(subject)
+            ):
+                return Question(subject, purpose, channel)
     if not isinstance(item, dict) or set(item) != {"subject", "purpose", "channel"}:
         return InvalidRequest('each check is {"subject", "purpose", "channel"}, all three and nothing else')
     try:

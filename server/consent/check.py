@@ -13,7 +13,7 @@ from server.errors import ChannelNotOffered, ConsentError, InvalidRequest, Unkno
 from server.policies.catalog import Catalog, CatalogSnapshot
 
 MAX_BATCH = 10_000
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Question(NamedTuple):
@@ -24,7 +24,7 @@ class Question(NamedTuple):
 
 def validate_question(catalog: CatalogSnapshot, subject: Any, purpose: Any, channel: Any) -> Question:
     """A well-formed question about a known purpose offered on a known channel, or a domain error."""
-    if not isinstance(subject, str) or not 0 < len(subject) <= 255 or _CONTROL.search(subject):
+    if not isinstance(subject, str) or not 0 < len(subject) <= 255 or CONTROL_CHARACTERS.search(subject):
         raise InvalidRequest("subject must be a string of 1-255 characters without control characters")
     if not isinstance(purpose, str) or purpose not in catalog.purposes:
         raise UnknownPurpose(f"unknown purpose {purpose!r}", purpose=str(purpose)[:64])
