@@ -60,6 +60,8 @@ class LogEntry(Model):
 class MerkleNode(Model):
     """The hash of a perfect subtree: `level` L covers leaves [index * 2^L, (index + 1) * 2^L)."""
 
+    # Only levels >= 1 are stored here: level 0 (the leaves) is log_entries.leaf_hash.
+
     id = fields.BigIntField(primary_key=True)
     level = fields.SmallIntField()
     index = fields.BigIntField()

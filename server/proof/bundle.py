@@ -1,7 +1,7 @@
 """The proof bundle an auditor downloads: a zip that proves a subject's consent history without trusting us.
 
 Layout (every file's SHA-256 is in manifest.json, which is signed as manifest.jws):
-  manifest.json, manifest.jws     what is inside, for whom, which checkpoint; signed (ES256, kid in jwks.json)
+  manifest.json, manifest.jws     what is inside, for whom, which checkpoint; manifest.jws signs its SHA-256
   jwks.json                       the verification keys (also at /.well-known/jwks.json)
   chain.json                      seq, prev_hash, hash of EVERY event of the subject (the whole chain)
   events.json                     the events in scope, exactly as hashed, with their log positions
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import rfc8785
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from joserfc import jws
 
@@ -160,8 +161,10 @@ async def build_bundle(
     }
     manifest_bytes = _json(manifest)
     key = services.keys.active
+    # The signature covers the manifest's digest (a manifest listing thousands of files stays signable).
+    statement = rfc8785.dumps({"bundle_id": bundle_id, "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest()})
     signature = jws.serialize_compact(
-        {"alg": ALGORITHM, "kid": key.kid, "typ": MANIFEST_TYP}, manifest_bytes, key, algorithms=[ALGORITHM]
+        {"alg": ALGORITHM, "kid": key.kid, "typ": MANIFEST_TYP}, statement, key, algorithms=[ALGORITHM]
     )
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:

@@ -24,7 +24,7 @@ from server.models import Checkpoint, LogEntry, MerkleNode
 from server.proof import merkle
 
 ADVISORY_LOCK_KEY = 0x636F6E73  # "cons"
-BATCH = 5000
+BATCH = 20_000
 CHECKPOINT_TYP = "consent-checkpoint+json"
 
 
@@ -68,33 +68,45 @@ class TransparencyLog:
                 if is_postgres(conn):
                     await conn.execute_query(f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})")
                 size = await _size(conn)
+                # Queue order is insertion order; a transaction that commits late is simply appended later.
                 rows = await conn.execute_query_dict(
-                    "SELECT e.id, e.hash FROM log_queue q JOIN consent_events e ON e.id = q.event_id "
-                    f"ORDER BY e.recorded_at, e.id LIMIT {BATCH}"
+                    "SELECT q.id AS queue_id, e.id, e.hash FROM log_queue q JOIN consent_events e ON e.id = q.event_id "
+                    f"ORDER BY q.id LIMIT {BATCH}"
                 )
                 if not rows:
                     return size
                 await self._append(conn, size, rows)
 
     async def _append(self, conn: BaseDBAsyncClient, size: int, rows: list[dict[str, Any]]) -> None:
+        """Leaves go to log_entries (their hash is the level-0 node), interior nodes to merkle_nodes; raw
+        executemany, since a first checkpoint over an existing ledger inserts millions of rows."""
         frontier = {level: bytes.fromhex(h) for level, h in (await _frontier(conn, size)).items()}
-        entries, nodes = [], []
+        leaf_hash, node_hash = merkle.leaf_hash, merkle.node_hash
+        entries: list[list[Any]] = []
+        nodes: list[list[Any]] = []
         for offset, row in enumerate(rows):
             position = size + offset
-            current = merkle.leaf_hash(bytes.fromhex(row["hash"]))
-            entries.append(LogEntry(position=position, event_id=str(row["id"]), leaf_hash=current.hex()))
+            current = leaf_hash(bytes.fromhex(row["hash"]))
+            entries.append([position, str(row["id"]), current.hex()])
             level, index = 0, position
-            nodes.append(MerkleNode(level=0, index=index, hash=current.hex()))
             while index & 1:
-                current = merkle.node_hash(frontier[level], current)
+                current = node_hash(frontier[level], current)
                 level, index = level + 1, index >> 1
-                nodes.append(MerkleNode(level=level, index=index, hash=current.hex()))
+                nodes.append([level, index, current.hex()])
             frontier[level] = current
-        await LogEntry.bulk_create(entries, using_db=conn)
-        await MerkleNode.bulk_create(nodes, using_db=conn)
-        ids = [str(row["id"]) for row in rows]
-        marks = ", ".join(placeholders(conn, len(ids)))
-        await conn.execute_query(f"DELETE FROM log_queue WHERE event_id IN ({marks})", ids)
+        p = placeholders(conn, 3)
+        await conn.execute_many(
+            f"INSERT INTO log_entries (position, event_id, leaf_hash) VALUES ({p[0]}, {p[1]}, {p[2]})", entries
+        )
+        if nodes:
+            await conn.execute_many(
+                f'INSERT INTO merkle_nodes (level, "index", hash) VALUES ({p[0]}, {p[1]}, {p[2]})', nodes
+            )
+        ids = [int(row["queue_id"]) for row in rows]
+        for start in range(0, len(ids), 900):
+            chunk = ids[start : start + 900]
+            marks = ", ".join(placeholders(conn, len(chunk)))
+            await conn.execute_query(f"DELETE FROM log_queue WHERE id IN ({marks})", chunk)
 
     async def checkpoint(self) -> SignedCheckpoint:
         """Sequence what is queued, then sign the tree if it grew since the latest checkpoint."""
@@ -162,6 +174,7 @@ async def _frontier(conn: BaseDBAsyncClient, size: int) -> dict[int, str]:
 
 
 async def _fetch_nodes(conn: BaseDBAsyncClient | None, keys: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    """Level 0 nodes are the leaf hashes in log_entries; higher levels are in merkle_nodes."""
     found: dict[tuple[int, int], bytes] = {}
     by_level: dict[int, list[int]] = {}
     for level, index in keys:
@@ -169,6 +182,13 @@ async def _fetch_nodes(conn: BaseDBAsyncClient | None, keys: set[tuple[int, int]
     for level, indexes in by_level.items():
         for start in range(0, len(indexes), 500):
             chunk = indexes[start : start + 500]
+            if level == 0:
+                leaves = LogEntry.filter(position__in=chunk)
+                if conn is not None:
+                    leaves = leaves.using_db(conn)
+                for leaf in await leaves.values("position", "leaf_hash"):
+                    found[(0, leaf["position"])] = bytes.fromhex(leaf["leaf_hash"])
+                continue
             query = MerkleNode.filter(level=level, index__in=chunk)
             if conn is not None:
                 query = query.using_db(conn)

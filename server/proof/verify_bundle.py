@@ -115,11 +115,19 @@ class _Checker:
         payload = self._verify_jws(self.files["manifest.jws"], "manifest.jws")
         if payload is None:
             return None
-        if payload != self.files["manifest.json"]:
-            self.v.fail("manifest: manifest.json differs from the signed manifest.jws payload")
+        try:
+            statement = json.loads(payload)
+            manifest: dict[str, Any] = json.loads(self.files["manifest.json"])
+        except ValueError as exc:
+            self.v.fail(f"manifest: not valid JSON ({exc})")
             return None
-        self.v.ok("manifest: signature verified")
-        manifest: dict[str, Any] = json.loads(payload)
+        if statement.get("manifest_sha256") != hashlib.sha256(self.files["manifest.json"]).hexdigest():
+            self.v.fail("manifest: manifest.json does not hash to the SHA-256 signed in manifest.jws")
+            return None
+        if statement.get("bundle_id") != manifest.get("bundle_id"):
+            self.v.fail("manifest: the signed bundle id differs from manifest.json")
+            return None
+        self.v.ok("manifest: signature verified, manifest.json matches the signed SHA-256")
         return manifest
 
     def _file_hashes(self, manifest: dict[str, Any]) -> None:
