@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -133,11 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="proof-bench-") as tmp:
         for backend in backends:
             print(f"[{backend}] {args.events:,} events ...", flush=True)
-            results.append(
-                run_async(
-                    lambda b=backend: run_backend(b, args.events, args.subject_events, Path(tmp), args.postgres_url)
-                )
+            work = functools.partial(
+                run_backend, backend, args.events, args.subject_events, Path(tmp), args.postgres_url
             )
+            results.append(run_async(work))
     print()
     print(f"{'backend':9}{'figure':48}{'value':>14}  target")
     for r in results:
