@@ -71,7 +71,12 @@ def test_language_negotiation() -> None:
 def test_section_diff_of_the_material_privacy_policy() -> None:
     old, new = (POLICIES / "1" / "en.md").read_text(), (POLICIES / "2" / "en.md").read_text()
     diff = {section.heading: section for section in section_diff(old, new)}
-    assert {h for h, s in diff.items() if s.status != "equal"} == {"Partners", "What changed"}
+    # v2 also moves phone offers to consent (loi n. 2025-594), in "Purposes and legal bases"
+    assert {h for h, s in diff.items() if s.status != "equal"} == {
+        "Partners",
+        "Purposes and legal bases",
+        "What changed",
+    }
     partners = diff["Partners"]
     added = [b for b in partners.blocks if b.status == "added"]
     assert [b.pieces[0].text for b in added] == ["Assurances Sereine SA (home and travel insurance)."]
