@@ -1,7 +1,143 @@
-"""The service desk's endpoints, listed in `server.api.routes.ENDPOINTS` (filled in by the service-desk issue)."""
+"""The service desk's endpoints, listed in `server.api.routes.ENDPOINTS`.
+
+The generic guard (`server.api.endpoints._guard`) knows only OAuth scopes, `public` and `link-token`. Console
+routes are therefore declared `PUBLIC` to it and their handlers are wrapped by `require_staff(permission)`
+(`server.desk.guard`), which enforces the staff session, the role and CSRF. `RULES` records the real rule of every
+desk route (`staff:<permission>`, `public`, `link-token`): the role x route matrix test reads it.
+"""
 
 from __future__ import annotations
 
-from server.api.endpoints import Endpoint
+from server.api.endpoints import LINK_TOKEN, PUBLIC, Endpoint, Handler, Param
+from server.desk import pages_admin, pages_auth, pages_customers, pages_requests, public
 
-DESK_ENDPOINTS: list[Endpoint] = []
+HTML = "text/html"
+FORM = "application/x-www-form-urlencoded"
+REF = Param("ref", "path", "the company's own id of the customer")
+ID = Param("id", "path", "request id", schema={"type": "integer"})
+
+
+def _rule(handler: Handler, declared: str) -> str:
+    return str(getattr(handler, "desk_rule", declared))
+
+
+def _console(path: str, method: str, handler: Handler, summary: str, **extra: object) -> Endpoint:
+    """A console route (HTML), guarded by its own wrapper; documented with `security: []` like every non-OAuth
+    route, its real rule is in `RULES`."""
+    media = {"response_media_type": HTML}
+    if method == "POST":
+        media["body_media_type"] = FORM
+    return Endpoint(path, method, handler, PUBLIC, summary, "service-desk", **media, **extra)  # type: ignore[arg-type]
+
+
+DESK_ENDPOINTS: list[Endpoint] = [
+    _console("/console/login", "GET", pages_auth.login_page, "Sign-in page"),
+    _console("/console/login", "POST", pages_auth.login, "Sign in with a local account"),
+    _console("/console/auth/oidc", "GET", pages_auth.oidc_start, "Sign in with the company's identity provider"),
+    _console("/console/auth/callback", "GET", pages_auth.oidc_callback, "Return from the identity provider"),
+    _console("/console/logout", "POST", pages_auth.logout, "Sign out"),
+    _console(
+        "/console/static/{name}",
+        "GET",
+        pages_auth.static_file,
+        "Console style sheet",
+        params=[Param("name", "path", "file name")],
+    ),
+    _console("/console", "GET", pages_customers.home, "Console home: find a customer, my requests"),
+    _console("/console/search", "GET", pages_customers.search, "Search customers by ref, email or phone"),
+    _console(
+        "/console/customers/{ref}", "GET", pages_customers.customer_page, "A customer: consents, timeline", params=[REF]
+    ),
+    _console(
+        "/console/customers/{ref}/script", "GET", pages_customers.script_preview, "Script for a decision", params=[REF]
+    ),
+    _console(
+        "/console/customers/{ref}/record", "POST", pages_customers.record, "Record a decision for them", params=[REF]
+    ),
+    _console(
+        "/console/customers/{ref}/link", "POST", pages_customers.send_link, "Email a preference link", params=[REF]
+    ),
+    _console("/console/customers/{ref}/proof", "GET", pages_customers.proof_bundle, "Proof bundle (zip)", params=[REF]),
+    _console("/console/customers/{ref}/requests", "POST", pages_customers.open_request, "Open a request", params=[REF]),
+    _console(
+        "/console/customers/{ref}/snapshots/{sha256}",
+        "GET",
+        pages_customers.snapshot_page,
+        "What was shown for an event",
+        params=[REF, Param("sha256", "path", "UI snapshot hash")],
+    ),
+    _console("/console/requests", "GET", pages_requests.queue_page, "Request queue, by due date"),
+    _console("/console/requests/{id}", "GET", pages_requests.request_page, "A request and its history", params=[ID]),
+    _console("/console/requests/{id}/take", "POST", pages_requests.take, "Assign a request to me", params=[ID]),
+    _console("/console/requests/{id}/assign", "POST", pages_requests.assign, "Reassign a request", params=[ID]),
+    _console("/console/requests/{id}/status", "POST", pages_requests.set_status, "Change the status", params=[ID]),
+    _console("/console/requests/{id}/extend", "POST", pages_requests.extend, "Extend the deadline", params=[ID]),
+    _console("/console/requests/{id}/fulfil", "POST", pages_requests.fulfil, "Carry the request out", params=[ID]),
+    _console(
+        "/console/requests/{id}/restriction-notice",
+        "POST",
+        pages_requests.restriction_notice,
+        "Tell the customer a restriction will be lifted",
+        params=[ID],
+    ),
+    _console(
+        "/console/requests/{id}/restriction-lift",
+        "POST",
+        pages_requests.restriction_lift,
+        "Lift a restriction",
+        params=[ID],
+    ),
+    _console("/console/answers", "GET", pages_admin.answers_page, "Approved answers"),
+    _console(
+        "/console/answers/{id}",
+        "GET",
+        pages_admin.answer_page,
+        "One approved answer",
+        params=[Param("id", "path", "answer id")],
+    ),
+    _console("/console/audit", "GET", pages_admin.audit_page, "Audit log"),
+    _console("/console/staff", "GET", pages_admin.staff_page, "Staff accounts"),
+    _console("/console/staff", "POST", pages_admin.staff_create, "Create a local staff account"),
+    _console(
+        "/console/staff/{id}",
+        "POST",
+        pages_admin.staff_update,
+        "Change a staff account",
+        params=[Param("id", "path", "staff id")],
+    ),
+    _console("/console/ledger/export", "GET", pages_admin.ledger_export, "The whole ledger (NDJSON)"),
+    Endpoint(
+        "/requests",
+        "GET",
+        public.request_form,
+        LINK_TOKEN,
+        "Form: make a data-subject request (from the preference center)",
+        "service-desk",
+        params=[Param("token", "query", "a preference-center link token"), Param("lang", "query", "fr or en")],
+        response_media_type=HTML,
+    ),
+    Endpoint(
+        "/requests",
+        "POST",
+        public.submit_request,
+        LINK_TOKEN,
+        "Open a data-subject request (form field `token`: a preference-center link token)",
+        "service-desk",
+        body_media_type=FORM,
+        response_media_type=HTML,
+    ),
+    Endpoint(
+        "/dsr/export/{token}",
+        "GET",
+        public.export_download,
+        LINK_TOKEN,
+        "Download one's access / portability export (signed, expiring link)",
+        "service-desk",
+        params=[Param("token", "path", "signed export link"), Param("format", "query", "json or csv")],
+        response_media_type="application/octet-stream",
+    ),
+]
+
+# The real rule of every desk route, for the role x route matrix test: "staff:<permission>", "public" or
+# "link-token".
+RULES: dict[tuple[str, str], str] = {(ep.method, ep.path): _rule(ep.handler, ep.auth) for ep in DESK_ENDPOINTS}

@@ -2,6 +2,7 @@
 
 from server.models.catalog import Channel, PolicyVersion, Purpose
 from server.models.clients import ApiClient
+from server.models.desk import DataSubjectRequest, DsrHistory, StaffAccount, Suppression
 from server.models.ledger import ConsentEvent, ConsentState, UISnapshot
 from server.models.proof import AccessLog, Checkpoint, LogEntry, LogQueue, MerkleNode, Receipt
 from server.models.subjects import Subject
@@ -13,12 +14,16 @@ __all__ = [
     "Checkpoint",
     "ConsentEvent",
     "ConsentState",
+    "DataSubjectRequest",
+    "DsrHistory",
     "LogEntry",
     "LogQueue",
     "MerkleNode",
     "PolicyVersion",
     "Purpose",
     "Receipt",
+    "StaffAccount",
     "Subject",
+    "Suppression",
     "UISnapshot",
 ]

@@ -1,0 +1,238 @@
+"""What carrying out each kind of request does. Consent is only ever written through `Ledger.record`.
+
+- access / portability (GDPR 15, 20): a signed, expiring download link (JSON and CSV) mailed to the person.
+- rectification (16): contact data corrected on the subject row; the history names the fields, not the values.
+- erasure (17): contact data blanked, a suppression entry per address (keyed hash), the ledger kept as proof
+  (17(3)(e), DESIGN invariant 1); the check API answers `erased` from then on.
+- restriction (18): `subjects.restricted_at` set, so the check API answers `restricted`; lifted only after the
+  person was told (18(3)).
+- objection to direct marketing (21(3)): every marketing purpose on every channel objected to, in one record call.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tortoise.transactions import in_transaction
+
+from server.desk import dsr
+from server.desk.contact import (
+    normalise_email,
+    normalise_locale,
+    normalise_phone,
+    refuse_suppressed,
+    suppress,
+)
+from server.desk.dsr import Actor
+from server.desk.notices import send_notice
+from server.errors import InvalidRequest
+from server.ledger.append import Decision, RecordRequest, RecordResult, Snapshot
+from server.models import ConsentState, DataSubjectRequest, DsrHistory, Subject
+
+if TYPE_CHECKING:
+    from server.desk.service import Desk
+
+ERASED = "[erased]"
+
+
+async def _subject(request: DataSubjectRequest) -> Subject:
+    subject = await Subject.get(id=request.subject_id)
+    if subject.erased_at is not None:
+        raise InvalidRequest("this subject's data was erased (GDPR 17); nothing more can be done for them")
+    return subject
+
+
+async def prepare_export(desk: Desk, request: DataSubjectRequest, actor: Actor) -> dict[str, str]:
+    """The download links (JSON and CSV), mailed to the person; the request is done."""
+    subject = await _subject(request)
+    now = desk.now()
+    token = desk.export_links.issue(request.id)
+    urls = {fmt: desk.url(f"/dsr/export/{token}?format={fmt}") for fmt in ("json", "csv")}
+    await send_notice(
+        desk.mailer,
+        subject,
+        request.id,
+        "export",
+        actor,
+        now,
+        desk.controller.email,
+        kind=request.kind,
+        json_url=urls["json"],
+        csv_url=urls["csv"],
+        days=max(1, desk.export_links.lifetime_s // 86400),
+    )
+    await dsr.complete(request, "export links issued (JSON and CSV)", actor, now)
+    return urls
+
+
+async def rectify(
+    desk: Desk, request: DataSubjectRequest, actor: Actor, *, email: str, phone: str, locale: str
+) -> list[str]:
+    """Correct the fields given (blank = unchanged); returns the names of the fields changed."""
+    subject = await _subject(request)
+    secret = desk.settings.secret_key
+    changes: dict[str, str] = {}
+    if email.strip():
+        changes["email"] = normalise_email(email)
+    if phone.strip():
+        changes["phone"] = normalise_phone(phone, desk.controller.jurisdiction)
+    if locale.strip():
+        changes["locale"] = normalise_locale(locale)
+    changes = {k: v for k, v in changes.items() if getattr(subject, k) != v}
+    if not changes:
+        raise InvalidRequest("nothing to correct: give the new email, phone or language")
+    await refuse_suppressed(secret, email=changes.get("email"), phone=changes.get("phone"))
+    now = desk.now()
+    fields = sorted(changes)
+    async with in_transaction() as conn:
+        await Subject.filter(id=subject.id).using_db(conn).update(**changes)
+        # GDPR 16 and 5(2): the change is logged by field name; the values stay only on the subject row.
+        await dsr.history(request.id, actor, "rectified", f"corrected: {', '.join(fields)}", now, conn)
+        await dsr.complete(request, f"corrected: {', '.join(fields)}", actor, now, conn)
+    return fields
+
+
+def _erasable(value: str | None, kind: str, jurisdiction: str) -> str | None:
+    if not value:
+        return None
+    try:
+        return normalise_email(value) if kind == "email" else normalise_phone(value, jurisdiction)
+    except InvalidRequest:
+        return value.strip().lower()
+
+
+def _scrub(text: str | None, secrets_: list[str]) -> str | None:
+    if not text:
+        return text
+    lowered = text.lower()
+    for secret in secrets_:
+        start = lowered.find(secret)
+        while start >= 0:
+            text = text[:start] + ERASED + text[start + len(secret) :]
+            lowered = text.lower()
+            start = lowered.find(secret)
+    return text
+
+
+async def erase(desk: Desk, request: DataSubjectRequest, actor: Actor) -> None:
+    subject = await _subject(request)
+    now = desk.now()
+    jurisdiction = desk.controller.jurisdiction
+    email = _erasable(subject.email, "email", jurisdiction)
+    phone = _erasable(subject.phone, "phone", jurisdiction)
+    # GDPR 12(1), 19: the person is told, at the address about to be erased, before it is erased.
+    await send_notice(desk.mailer, subject, request.id, "erasure", actor, now, desk.controller.email)
+    raw = [v.lower() for v in (subject.email, subject.phone, email, phone) if v]
+    if subject.phone:
+        raw.append("".join(ch for ch in subject.phone if ch.isdigit() or ch == "+"))
+    async with in_transaction() as conn:
+        for kind, value in (("email", email), ("phone", phone)):
+            if value:
+                await suppress(conn, desk.settings.secret_key, kind, value, now)
+        await Subject.filter(id=subject.id).using_db(conn).update(email=None, phone=None, locale=None, erased_at=now)
+        # Free text typed by the person or an agent may repeat the address: scrub it everywhere it could be.
+        for row in await DataSubjectRequest.filter(subject_id=subject.id).using_db(conn):
+            scrubbed = {name: _scrub(getattr(row, name), raw) for name in ("details", "outcome", "extension_reason")}
+            if any(scrubbed[name] != getattr(row, name) for name in scrubbed):
+                await DataSubjectRequest.filter(id=row.id).using_db(conn).update(**scrubbed)
+            for step in await DsrHistory.filter(request_id=row.id).using_db(conn):
+                note = _scrub(step.note, raw)
+                if note != step.note:
+                    await DsrHistory.filter(id=step.id).using_db(conn).update(note=note)
+        kept = ", ".join(k for k, v in (("email", email), ("phone", phone)) if v) or "none"
+        await dsr.complete(
+            request,
+            f"contact data erased; suppression entries: {kept}; ledger kept as proof (GDPR 17(3)(e))",
+            actor,
+            now,
+            conn,
+        )
+
+
+async def restrict(desk: Desk, request: DataSubjectRequest, actor: Actor) -> None:
+    subject = await _subject(request)
+    now = desk.now()
+    if subject.restricted_at is None:
+        await Subject.filter(id=subject.id).update(restricted_at=now)
+    await dsr.complete(request, "processing restricted (GDPR 18): consent checks answer 'restricted'", actor, now)
+
+
+async def notify_lift(desk: Desk, request: DataSubjectRequest, actor: Actor, lift_on: str, reason: str) -> None:
+    """GDPR 18(3): the person is told before the restriction is lifted."""
+    subject = await Subject.get(id=request.subject_id)
+    if request.kind != "restriction" or subject.restricted_at is None:
+        raise InvalidRequest("there is no restriction in force for this request")
+    if not reason.strip():
+        raise InvalidRequest("give the reason for lifting the restriction", parameter="reason")
+    now = desk.now()
+    sent = await send_notice(
+        desk.mailer,
+        subject,
+        request.id,
+        "restriction_lift",
+        actor,
+        now,
+        desk.controller.email,
+        lift_on=lift_on,
+        reason=reason.strip(),
+    )
+    await dsr.history(request.id, actor, "customer_informed", "mail" if sent else "to be told by phone", now)
+
+
+async def lift(desk: Desk, request: DataSubjectRequest, actor: Actor) -> None:
+    subject = await Subject.get(id=request.subject_id)
+    if request.kind != "restriction" or subject.restricted_at is None:
+        raise InvalidRequest("there is no restriction in force for this request")
+    informed = await DsrHistory.filter(
+        request_id=request.id, action="customer_informed", at__gte=subject.restricted_at
+    ).exists()
+    if not informed:
+        raise InvalidRequest("GDPR 18(3): the person must be told before the restriction is lifted")
+    now = desk.now()
+    await Subject.filter(id=subject.id).update(restricted_at=None)
+    await dsr.history(request.id, actor, "restriction_lifted", "", now)
+
+
+async def object_to_marketing(
+    desk: Desk, request: DataSubjectRequest, actor: Actor, *, touchpoint: str = "agent"
+) -> RecordResult | None:
+    """GDPR 21(3): one record call objecting to every marketing purpose on every channel (already objected ones
+    are skipped: an objection cannot be recorded twice). Returns None when there was nothing left to object to."""
+    subject = await _subject(request)
+    catalog = await desk.services.catalog.get()
+    current = {
+        (s["purpose_id"], s["channel_id"]): s["status"]
+        for s in await ConsentState.filter(subject_id=subject.id).values("purpose_id", "channel_id", "status")
+    }
+    decisions = [
+        Decision(code, channel, "object")
+        for code, purpose in sorted(catalog.purposes.items())
+        if purpose.marketing
+        for channel in sorted(purpose.channels)
+        if current.get((code, channel)) != "objected"
+    ]
+    now = desk.now()
+    result = None
+    if decisions:
+        policy = desk.current_policy(catalog, subject.locale or "fr")
+        text = (
+            f"Objection to direct marketing (GDPR 21(3)), request #{request.id} received "
+            f"{request.received_at.date().isoformat()}: every marketing purpose on every channel "
+            f"({', '.join(f'{d.purpose}/{d.channel}' for d in decisions)})."
+        )
+        result = await desk.services.ledger.record(
+            RecordRequest(
+                ref=subject.ref,
+                policy=policy.label,
+                decisions=decisions,
+                touchpoint=touchpoint,
+                method="dsr_objection",
+                actor_type="agent" if actor.type == "staff" else actor.type,
+                actor_id=actor.id,
+                evidence={"reference": f"DSR-{request.id}"},
+                snapshot=Snapshot("dsr_objection", text, "text/plain; charset=utf-8"),
+            )
+        )
+    count = len(decisions)
+    await dsr.complete(request, f"objection recorded on {count} purpose x channel pair(s)", actor, now)
+    return result

@@ -1,0 +1,71 @@
+"""`require_staff(permission)`: the console's route guard, and the table the role x route matrix test reads.
+
+Console routes are declared `PUBLIC` to the generic API guard (which knows only OAuth scopes and link tokens), and
+each handler is wrapped here. The wrapper: no valid session -> 303 to the sign-in page; a role without the
+permission -> 403; a POST without the session's CSRF token (form field `csrf` or header `X-CSRF-Token`), or from
+another origin -> 403. Domain errors become a message on the page. `RULES` records the real rule of every desk
+route: `staff:<permission>`, `public` or `link-token`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from server.desk.roles import PERMISSIONS
+from server.desk.sessions import same
+from server.desk.web import Staff, current_staff, desk_of, error_response, forbidden, form_of, page, to_login
+from server.errors import ConsentError
+
+StaffHandler = Callable[[Request, Staff], Awaitable[Response]]
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def same_origin(request: Request) -> bool:
+    """A POST from another site is refused even with a valid cookie (SameSite=Lax already blocks most)."""
+    origin = request.headers.get("origin")
+    if not origin or origin == "null":
+        return origin is None
+    own = urlsplit(desk_of(request).settings.issuer)
+    given = urlsplit(origin)
+    return (given.scheme, given.netloc) in {(own.scheme, own.netloc), (request.url.scheme, request.url.netloc)}
+
+
+def require_staff(permission: str) -> Callable[[StaffHandler], Handler]:
+    if permission not in PERMISSIONS:
+        raise KeyError(f"unknown permission {permission!r}")
+
+    def decorate(handler: StaffHandler) -> Handler:
+        @wraps(handler)
+        async def guarded(request: Request) -> Response:
+            staff = await current_staff(request)
+            if staff is None:
+                return to_login(request)
+            if not staff.can(permission):
+                return forbidden(request, staff, "role")
+            try:
+                if request.method == "POST":
+                    form = await form_of(request)
+                    token = request.headers.get("x-csrf-token") or form.get("csrf")
+                    if not same(staff.csrf, token) or not same_origin(request):
+                        return page(
+                            request,
+                            "error.html",
+                            status=403,
+                            headers={"X-Desk-Denied": "csrf"},
+                            me=staff,
+                            title="Form expired",
+                            message="The form expired or came from another site. Reload the page and try again.",
+                        )
+                return await handler(request, staff)
+            except ConsentError as exc:
+                return error_response(request, staff, exc)
+
+        guarded.desk_rule = f"staff:{permission}"  # type: ignore[attr-defined]
+        return guarded
+
+    return decorate

@@ -1,0 +1,185 @@
+"""Console pages for approved answers (everyone), the audit log (auditors, admins), staff accounts and the whole
+ledger export (admins)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from markupsafe import Markup
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from server.desk import accounts
+from server.desk.guard import require_staff
+from server.desk.roles import ROLES
+from server.desk.web import Staff, audit, desk_of, form_of, page, redirect
+from server.errors import InvalidRequest, NotFound
+from server.models import AccessLog, ConsentEvent, LogEntry, StaffAccount, Subject
+from server.proof.events import exported_event
+
+PAGE = 200
+
+
+@require_staff("console")
+async def answers_page(request: Request, staff: Staff) -> Response:
+    desk = desk_of(request)
+    q = request.query_params.get("q", "")[:200]
+    lang = request.query_params.get("lang", "")
+    lang = lang if lang in ("fr", "en") else ""
+    found = desk.answers.search(q, lang or None)
+    values = _values(request)
+    rendered = {(a.id, a.lang): Markup(a.html(values)) for a in found}  # noqa: S704 (Markdown with HTML disabled)
+    return page(request, "answers.html", me=staff, q=q, lang=lang, answers=found, rendered=rendered)
+
+
+def _values(request: Request) -> dict[str, str]:
+    """Placeholders of answers that are not scripts (scripts are filled in on the customer page)."""
+    desk = desk_of(request)
+    return {
+        "controller": desk.controller.name,
+        "dpo_email": desk.controller.email,
+        "purpose": "{purpose}",
+        "channel": "{channel}",
+        "policy_title": "{policy_title}",
+        "policy_version": "{policy_version}",
+        "policy_url": "{policy_url}",
+    }
+
+
+@require_staff("console")
+async def answer_page(request: Request, staff: Staff) -> Response:
+    desk = desk_of(request)
+    lang = request.query_params.get("lang", "fr")
+    answer = desk.answers.get(request.path_params["id"], lang if lang in ("fr", "en") else "fr")
+    if answer is None:
+        raise NotFound("no approved answer with this id", parameter="id")
+    other = desk.answers.get(answer.id, "en" if answer.lang == "fr" else "fr")
+    body = Markup(answer.html(_values(request)))  # noqa: S704 (Markdown with HTML disabled)
+    return page(request, "answer.html", me=staff, answer=answer, other=other, body=body)
+
+
+@require_staff("audit.view")
+async def audit_page(request: Request, staff: Staff) -> Response:
+    """The access log, newest first, filtered by actor, customer or action."""
+    params = request.query_params
+    filters = {k: params.get(k, "")[:128] for k in ("actor_type", "actor_id", "ref", "action")}
+    query = AccessLog.all()
+    if filters["actor_type"]:
+        query = query.filter(actor_type=filters["actor_type"])
+    if filters["actor_id"]:
+        query = query.filter(actor_id=filters["actor_id"])
+    if filters["action"]:
+        query = query.filter(action=filters["action"])
+    if filters["ref"]:
+        subject = await Subject.get_or_none(ref=filters["ref"])
+        query = query.filter(subject_id=subject.id if subject else None, subject_id__isnull=False)
+    before = params.get("before", "")
+    if before.isdigit():
+        query = query.filter(id__lt=int(before))
+    entries = (
+        await query.order_by("-id")
+        .limit(PAGE)
+        .values("id", "at", "actor_type", "actor_id", "action", "detail", "subject__ref")
+    )
+    names = {
+        f"staff:{a['id']}": f"{a['name']} ({a['role']})" for a in await StaffAccount.all().values("id", "name", "role")
+    }
+    next_before = entries[-1]["id"] if len(entries) == PAGE else None
+    next_query = urlencode({**{k: v for k, v in filters.items() if v}, "before": next_before or ""})
+    await audit(request, staff, "staff_view", what="audit_log")
+    return page(
+        request,
+        "audit.html",
+        me=staff,
+        entries=entries,
+        filters=filters,
+        names=names,
+        next_before=next_before,
+        next_query=next_query,
+    )
+
+
+async def _staff_page(request: Request, staff: Staff, **extra: Any) -> Response:
+    accounts_ = await StaffAccount.all().order_by("name")
+    return page(request, "staff.html", me=staff, accounts=accounts_, roles=ROLES, **extra)
+
+
+@require_staff("staff.manage")
+async def staff_page(request: Request, staff: Staff) -> Response:
+    return await _staff_page(request, staff, created=None, password=None)
+
+
+@require_staff("staff.manage")
+async def staff_create(request: Request, staff: Staff) -> Response:
+    """A local account with a generated password, shown once to the admin (who hands it over)."""
+    form = await form_of(request)
+    new = await accounts.create_staff(form.get("email", ""), form.get("name", ""), form.get("role", ""))
+    await audit(request, staff, "staff_account", created=new.account.id, role=new.account.role)
+    return await _staff_page(request, staff, created=new.account, password=new.password)
+
+
+@require_staff("staff.manage")
+async def staff_update(request: Request, staff: Staff) -> Response:
+    """Change an account's role, disable or enable it (either ends its sessions)."""
+    desk = desk_of(request)
+    value = request.path_params["id"]
+    account = await StaffAccount.get_or_none(id=int(value)) if value.isdigit() and len(value) < 10 else None
+    if account is None:
+        raise NotFound("no staff account with this id", parameter="id")
+    if account.id == staff.id:
+        raise InvalidRequest("you cannot change your own account: ask another admin")
+    form = await form_of(request)
+    role = form.get("role", account.role)
+    if role != account.role:
+        await accounts.set_role(account.id, role)
+        await accounts.end_sessions(account.id)
+    disabled = form.get("disabled") == "1"
+    if disabled != (account.disabled_at is not None):
+        await accounts.set_disabled(account.id, desk.now() if disabled else None)
+    await audit(request, staff, "staff_account", updated=account.id, role=role, disabled=disabled)
+    return redirect("/console/staff", request)
+
+
+@require_staff("ledger.export")
+async def ledger_export(request: Request, staff: Staff) -> Response:
+    """Every event of the whole ledger as NDJSON (pseudonymous, as hashed), then a signed checkpoint."""
+    desk = desk_of(request)
+    services = desk.services
+    await audit(request, staff, "ledger_export")
+    checkpoint = await services.log.checkpoint()
+
+    async def lines() -> AsyncIterator[bytes]:
+        catalog = await services.catalog.reload()
+        pseudonyms: dict[str, str] = {}
+        last = None
+        while True:
+            query = ConsentEvent.all()
+            if last is not None:
+                query = query.filter(recorded_at__gte=last[0]).exclude(recorded_at=last[0], id__lte=last[1])
+            rows = await query.order_by("recorded_at", "id").limit(2000).values()
+            if not rows:
+                break
+            missing = list({str(r["subject_id"]) for r in rows} - set(pseudonyms))
+            for subject in await Subject.filter(id__in=missing).values("id", "pseudonym"):
+                pseudonyms[str(subject["id"])] = subject["pseudonym"]
+            positions = {
+                str(e["event_id"]): e["position"]
+                for e in await LogEntry.filter(event_id__in=[r["id"] for r in rows]).values("event_id", "position")
+            }
+            out = []
+            for row in rows:
+                event = exported_event(row, pseudonyms[str(row["subject_id"])], catalog)
+                event["log_position"] = positions.get(str(row["id"]))
+                out.append(orjson.dumps(event))
+            yield b"\n".join(out) + b"\n"
+            last = (rows[-1]["recorded_at"], str(rows[-1]["id"]))
+        yield orjson.dumps({"checkpoint": {"log_id": services.log.log_id, **checkpoint.as_json()}}) + b"\n"
+
+    return StreamingResponse(
+        lines(),
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": 'attachment; filename="ledger.ndjson"', "Cache-Control": "no-store"},
+    )

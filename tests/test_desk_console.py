@@ -1,0 +1,272 @@
+"""The console: sign-in with local accounts (argon2, CSRF, lockout, sign-out), search, the customer page, recording
+a phone consent on a customer's behalf (touchpoint `agent`, the script read stored as the UI snapshot), approved
+answers, and every staff action in the access log (GDPR 5(2), 25, 32)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from starlette.testclient import TestClient
+
+from server.models import AccessLog, ConsentEvent, StaffAccount, UISnapshot
+from tests.conftest import run
+from tests.test_desk_helpers import PASSWORD, check, csrf_of, new_staff, post, record_api, set_contact, sign_in
+
+
+def _record_form(client: TestClient, ref: str, **values: str) -> dict[str, str]:
+    """The record form as the page offers it, with the script hash the page shows for these values."""
+    form = {"target": "offers:phone", "action": "grant", "policy": "privacy-policy/1/en", "method": "phone_call"}
+    form.update(values)
+    preview = client.get(f"/console/customers/{ref}/script", params=form, headers={"HX-Request": "true"})
+    assert preview.status_code == 200, preview.text
+    sha = re.search(r'name="script_sha256" value="([0-9a-f]{64})"', preview.text)
+    assert sha, preview.text
+    return {**form, "script_sha256": sha.group(1), "reference": values.get("reference", "CALL-1")}
+
+
+def test_sign_in_page_and_wrong_password_give_one_generic_message(client: TestClient) -> None:
+    staff = new_staff(client, "agent")
+    page = client.get("/console/login")
+    assert page.status_code == 200
+    assert page.headers["content-security-policy"].startswith("default-src 'self'")
+    assert page.headers["x-frame-options"] == "DENY"
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert token
+    wrong = client.post("/console/login", data={"email": staff.email, "password": "nope", "csrf": token.group(1)})
+    unknown = client.post(
+        "/console/login", data={"email": "nobody@staff.example", "password": "nope", "csrf": token.group(1)}
+    )
+    assert wrong.status_code == unknown.status_code == 400
+    assert "not right, or the account is locked" in wrong.text and "not right, or the account is locked" in unknown.text
+    # no session cookie, and the console still sends you to sign in
+    assert "desk_session" not in client.cookies
+    assert client.get("/console", follow_redirects=False).headers["location"].startswith("/console/login")
+
+
+def test_sign_in_needs_the_form_token(client: TestClient) -> None:
+    staff = new_staff(client, "agent")
+    client.get("/console/login")
+    answer = client.post("/console/login", data={"email": staff.email, "password": PASSWORD, "csrf": "forged"})
+    assert answer.status_code == 400 and "The form expired" in answer.text
+    assert "desk_session" not in client.cookies
+
+
+def test_five_failures_lock_the_account(client: TestClient) -> None:
+    staff = new_staff(client, "agent")
+    token = re.search(r'name="csrf" value="([^"]+)"', client.get("/console/login").text)
+    assert token
+    for _ in range(5):
+        client.post("/console/login", data={"email": staff.email, "password": "wrong", "csrf": token.group(1)})
+    locked = client.post("/console/login", data={"email": staff.email, "password": PASSWORD, "csrf": token.group(1)})
+    assert locked.status_code == 400, "the right password does not open a locked account"
+
+    async def locked_until() -> Any:
+        return (await StaffAccount.get(id=staff.id)).locked_until
+
+    assert run(client, locked_until) is not None
+
+
+def test_session_cookie_is_signed_http_only_lax_and_scoped_to_the_console(client: TestClient) -> None:
+    staff = new_staff(client, "agent")
+    token = re.search(r'name="csrf" value="([^"]+)"', client.get("/console/login").text)
+    assert token
+    answer = client.post(
+        "/console/login",
+        data={"email": staff.email, "password": PASSWORD, "csrf": token.group(1)},
+        follow_redirects=False,
+    )
+    cookie = next(v for k, v in answer.headers.multi_items() if k == "set-cookie" and v.startswith("desk_session="))
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/console" in cookie and "Max-Age=28800" in cookie
+    value = cookie.split(";")[0].split("=", 1)[1]
+    tampered = value[:-2] + ("AA" if not value.endswith("AA") else "BB")
+    client.cookies.clear()
+    client.cookies.set("desk_session", tampered, path="/console")
+    assert client.get("/console", follow_redirects=False).status_code == 303
+
+
+def test_sign_out_ends_the_session_even_for_a_copied_cookie(client: TestClient) -> None:
+    csrf = sign_in(client, "agent")
+    copied = client.cookies.get("desk_session")
+    assert client.get("/console").status_code == 200
+    answer = post(client, csrf, "/console/logout")
+    assert answer.status_code == 303 and answer.headers["location"] == "/console/login"
+    client.cookies.set("desk_session", copied or "", path="/console")
+    assert client.get("/console", follow_redirects=False).status_code == 303
+
+
+def test_every_form_needs_the_csrf_token(client: TestClient) -> None:
+    sign_in(client, "agent")
+    for path in ("/console/logout", "/console/customers/c1/record", "/console/customers/c1/requests"):
+        answer = client.post(path, data={"csrf": "forged"}, follow_redirects=False)
+        assert answer.status_code == 403 and "The form expired" in answer.text, path
+    # a valid token from another site is refused too
+    csrf = csrf_of(client)
+    other = client.post("/console/logout", data={"csrf": csrf}, headers={"Origin": "https://evil.example"})
+    assert other.status_code == 403
+    assert client.get("/console").status_code == 200, "the refused sign-out did not sign out"
+
+
+def test_search_by_ref_email_and_phone(client: TestClient, auth: dict[str, str]) -> None:
+    record_api(client, auth, "cust-ada", [("offers", "email", "grant")])
+    set_contact(client, "cust-ada", email="ada@example.org", phone="+33612345678")
+    sign_in(client, "agent")
+    for query in ("cust-a", "ada@exa", "06 12 34 56 78", "+33612345678"):
+        answer = client.get("/console/search", params={"q": query}, headers={"HX-Request": "true"})
+        assert answer.status_code == 200 and "/console/customers/cust-ada" in answer.text, query
+        assert "<html" not in answer.text, "htmx gets a fragment"
+    assert "No customer found" in client.get("/console/search", params={"q": "zzz-nobody"}).text
+
+    async def search_log() -> list[dict[str, Any]]:
+        return list(await AccessLog.filter(action="staff_search").values("detail"))
+
+    details = run(client, search_log)
+    assert {d["detail"]["query_kind"] for d in details} == {"ref", "email", "phone"}
+    assert "ada@" not in str(details), "the access log never holds the query itself"
+
+
+def test_agent_records_a_phone_consent_and_the_check_api_answers_granted(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    record_api(client, auth, "cust-phone", [("newsletter", "email", "grant")])
+    csrf = sign_in(client, "agent")
+    page = client.get("/console/customers/cust-phone")
+    assert page.status_code == 200
+    assert "Record a decision on the customer" in page.text and "Script to read to the customer" in page.text
+    form = _record_form(client, "cust-phone", reference="CALL-2026-0042")
+    answer = post(client, csrf, "/console/customers/cust-phone/record", form, headers={"HX-Request": "true"})
+    assert answer.status_code == 200, answer.text
+    assert 'id="customer-live"' in answer.text and 'hx-swap-oob="true"' in answer.text
+    assert "Recorded: offers/phone grant → granted" in answer.text
+
+    result = check(client, auth, "cust-phone", "offers", "phone")
+    assert result["allowed"] is True and result["reason"] == "granted"
+
+    async def event() -> tuple[Any, Any]:
+        row = await ConsentEvent.get(id=result["event_id"])
+        return row, await UISnapshot.get(sha256=row.ui_snapshot_sha256)
+
+    row, snapshot = run(client, event)
+    assert row.touchpoint == "agent" and row.actor_type == "agent" and row.method == "phone_call"
+    assert row.evidence["reference"] == "CALL-2026-0042"
+    assert snapshot.kind == "agent_script" and snapshot.sha256 == form["script_sha256"]
+    assert "Do you agree to receive Demo Shop offers by phone?" in snapshot.content
+    assert "/policies/privacy-policy/1/en" in snapshot.content
+
+    # the timeline shows the event, its policy version (linked) and what was read (linked)
+    timeline = client.get("/console/customers/cust-phone").text
+    assert 'href="/policies/privacy-policy/1/en"' in timeline
+    snapshot_link = f"/console/customers/cust-phone/snapshots/{snapshot.sha256}"
+    assert snapshot_link in timeline
+    shown = client.get(snapshot_link)
+    assert shown.status_code == 200 and "Do you agree to receive" in shown.text
+
+
+def test_a_changed_script_is_not_recorded(client: TestClient) -> None:
+    csrf = sign_in(client, "agent")
+    form = _record_form(client, "cust-new")
+    form["action"] = "deny"  # the agent read the grant script, then changed the decision without reading again
+    answer = post(client, csrf, "/console/customers/cust-new/record", form, headers={"HX-Request": "true"})
+    assert "the script changed" in answer.text and answer.headers.get("hx-retarget") == "#flash"
+    form["reference"] = ""
+    missing = post(client, csrf, "/console/customers/cust-new/record", form)
+    assert missing.status_code == 422 and "reference" in missing.text
+
+
+def test_recording_without_javascript_redirects_back_to_the_customer(client: TestClient, auth: dict[str, str]) -> None:
+    csrf = sign_in(client, "supervisor")
+    form = _record_form(client, "cust-nojs", target="offers:sms")
+    answer = post(client, csrf, "/console/customers/cust-nojs/record", form)
+    assert answer.status_code == 303 and answer.headers["location"] == "/console/customers/cust-nojs?done=recorded"
+    assert check(client, auth, "cust-nojs", "offers", "sms")["allowed"] is True
+
+
+def test_auditor_reads_but_never_records(client: TestClient, auth: dict[str, str]) -> None:
+    record_api(client, auth, "cust-audit", [("offers", "email", "grant")])
+    csrf = sign_in(client, "auditor")
+    page = client.get("/console/customers/cust-audit")
+    assert page.status_code == 200 and "Record a decision" not in page.text
+    refused = post(client, csrf, "/console/customers/cust-audit/record", {"target": "offers:email"})
+    assert refused.status_code == 403
+    assert client.get("/console/audit").status_code == 200
+
+
+def test_every_staff_view_and_change_is_in_the_access_log(client: TestClient, auth: dict[str, str]) -> None:
+    record_api(client, auth, "cust-log", [("offers", "email", "grant")])
+    agent = new_staff(client, "agent")
+    csrf = sign_in(client, email=agent.email)
+    client.get("/console/customers/cust-log")
+    post(client, csrf, "/console/customers/cust-log/record", _record_form(client, "cust-log"))
+
+    async def log() -> list[dict[str, Any]]:
+        return list(await AccessLog.filter(actor_type="staff").order_by("id").values("actor_id", "action", "detail"))
+
+    entries = run(client, log)
+    actions = [e["action"] for e in entries if e["actor_id"] == str(agent.id)]
+    assert actions[0] == "staff_sign_in"
+    assert "staff_view" in actions and "staff_record" in actions
+    # the auditor sees them
+    sign_in(client, "auditor")
+    audit = client.get("/console/audit", params={"ref": "cust-log"})
+    assert "staff_record" in audit.text and "staff_view" in audit.text and f"{agent.name} (agent)" in audit.text
+
+
+def test_approved_answers_are_searchable(client: TestClient) -> None:
+    sign_in(client, "agent")
+    page = client.get("/console/answers", params={"q": "unsubscribe"})
+    assert page.status_code == 200
+    assert "How do I unsubscribe?" in page.text and 'lang="en"' in page.text
+    french = client.get("/console/answers", params={"q": "désinscrire", "lang": "fr"})
+    assert "Comment me désinscrire ?" in french.text and "How do I unsubscribe?" not in french.text
+    one = client.get("/console/answers/complaint", params={"lang": "en"})
+    assert "dpo@demo-shop.example" in one.text, "placeholders are filled in"
+    assert client.get("/console/answers/nope").status_code == 404
+
+
+def test_admin_changes_a_role_which_ends_that_persons_session(client: TestClient) -> None:
+    agent = new_staff(client, "agent")
+    sign_in(client, email=agent.email)
+    agent_cookie = client.cookies.get("desk_session")
+    admin_csrf = sign_in(client, "admin")
+    answer = post(client, admin_csrf, f"/console/staff/{agent.id}", {"role": "auditor"})
+    assert answer.status_code == 303
+    created = post(client, admin_csrf, "/console/staff", {"email": "new@staff.example", "name": "New", "role": "agent"})
+    assert created.status_code == 200 and "Its password, shown once" in created.text
+    client.cookies.clear()
+    client.cookies.set("desk_session", agent_cookie or "", path="/console")
+    assert client.get("/console", follow_redirects=False).status_code == 303
+
+
+def test_admin_exports_the_whole_ledger_and_the_export_is_logged(client: TestClient, auth: dict[str, str]) -> None:
+    record_api(client, auth, "cust-x1", [("offers", "email", "grant")])
+    record_api(client, auth, "cust-x2", [("offers", "sms", "grant"), ("partners", "email", "deny")])
+    sign_in(client, "agent")
+    assert client.get("/console/ledger/export").status_code == 403, "an agent never exports the whole ledger"
+    sign_in(client, "admin")
+    answer = client.get("/console/ledger/export")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("application/x-ndjson")
+    lines = [json.loads(line) for line in answer.text.splitlines()]
+    assert len(lines) == 4 and "checkpoint" in lines[-1]
+    assert all(len(e["subject"]) == 64 and "@" not in json.dumps(e) for e in lines[:-1]), "pseudonymous"
+
+    async def exports() -> int:
+        return int(await AccessLog.filter(action="ledger_export", actor_type="staff").count())
+
+    assert run(client, exports) == 1
+
+
+def test_queue_views(client: TestClient, auth: dict[str, str]) -> None:
+    record_api(client, auth, "cust-q", [("offers", "email", "grant")])
+    csrf = sign_in(client, "agent")
+    mine = post(client, csrf, "/console/customers/cust-q/requests", {"kind": "access", "assign_me": "1"})
+    other = post(client, csrf, "/console/customers/cust-q/requests", {"kind": "portability"})
+    mine_id, other_id = (r.headers["location"].rsplit("/", 1)[1] for r in (mine, other))
+    home = client.get("/console").text
+    assert f"/console/requests/{mine_id}" in home and f"/console/requests/{other_id}" not in home
+    mine_view = client.get("/console/requests", params={"view": "mine"}).text
+    assert f"/console/requests/{mine_id}" in mine_view and f"/console/requests/{other_id}" not in mine_view
+    assert "No request." in client.get("/console/requests", params={"view": "closed"}).text
+    assert post(client, csrf, f"/console/requests/{other_id}/take").status_code == 303
+    page = client.get(f"/console/requests/{other_id}").text
+    assert "Send the export link" in page and "Reassign" not in page, "agents do not reassign"

@@ -1,0 +1,423 @@
+"""Data-subject requests end to end through the console: access / portability export and its signed download,
+rectification, erasure (a dump of every table holds no trace of the email; the ledger still verifies; the check
+API answers `erased`), objection (every marketing purpose on every channel at once), restriction and its lifting,
+extensions, refusals, reminders and overdue flags, requests opened from the preference center, and the staff
+actions in the subject's proof bundle."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import zipfile
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+from tortoise import connections
+
+from server.db import is_postgres
+from server.desk.contact import is_suppressed, normalise_email
+from server.desk.deadlines import add_months, due_date
+from server.desk.export import ExportLinks
+from server.desk.reminders import send_reminders
+from server.ledger.verify import verify_ledger
+from server.models import AccessLog, ConsentEvent, DataSubjectRequest, DsrHistory, Receipt, Subject, Suppression
+from server.settings import Settings
+from tests.conftest import Clock, run, services_of
+from tests.test_desk_helpers import check, count, desk, fetch, new_staff, post, record_api, set_contact, sign_in
+
+EMAIL = "Ada.Lovelace@Example.org"
+PHONE = "+33612345678"
+
+
+@pytest.fixture
+def settings(settings: Settings, tmp_path: Path) -> Settings:
+    """Mails go to a per-test outbox."""
+    return settings.with_overrides(mail_dir=tmp_path / "mail")
+
+
+def outbox(client: TestClient) -> list[Any]:
+    directory = services_of(client).settings.mail_dir
+    return [message_from_bytes(p.read_bytes()) for p in sorted(directory.glob("*.eml"))] if directory.is_dir() else []
+
+
+def customer(client: TestClient, auth: dict[str, str], ref: str) -> None:
+    record_api(
+        client, auth, ref, [("offers", "email", "grant"), ("offers", "sms", "grant"), ("partners", "email", "grant")]
+    )
+    set_contact(client, ref, email=EMAIL, phone=PHONE, locale="en")
+
+
+def open_via_console(client: TestClient, csrf: str | None, ref: str, kind: str, **form: str) -> int:
+    answer = post(client, csrf, f"/console/customers/{ref}/requests", {"kind": kind, "assign_me": "1", **form})
+    assert answer.status_code == 303, answer.text
+    match = re.fullmatch(r"/console/requests/(\d+)", answer.headers["location"])
+    assert match, answer.headers["location"]
+    return int(match.group(1))
+
+
+def get_request(client: TestClient, request_id: int) -> DataSubjectRequest:
+    result: DataSubjectRequest = fetch(client, DataSubjectRequest, id=request_id)
+    return result
+
+
+async def _history(request_id: int) -> list[dict[str, Any]]:
+    return list(await DsrHistory.filter(request_id=request_id).order_by("id").values("actor", "action", "note"))
+
+
+def test_access_request_opened_fulfilled_and_downloaded(client: TestClient, auth: dict[str, str]) -> None:
+    customer(client, auth, "cust-access")
+    agent = new_staff(client, "agent")
+    csrf = sign_in(client, email=agent.email)
+    request_id = open_via_console(client, csrf, "cust-access", "access", details="wants everything")
+    opened = get_request(client, request_id)
+    assert opened.status == "open" and opened.owner_id == agent.id and opened.channel == "agent"
+    assert opened.due_on == due_date(opened.received_at.astimezone(desk(client).zone).date())
+
+    done = post(client, csrf, f"/console/requests/{request_id}/fulfil")
+    assert done.status_code == 200, done.text
+    urls = dict(re.findall(r'href="http://testserver(/dsr/export/[^"?]+\?format=(json|csv))"', done.text))
+    links = {fmt: path for path, fmt in urls.items()}
+    assert set(links) == {"json", "csv"}, done.text
+    assert get_request(client, request_id).status == "done"
+
+    # the link was mailed to the customer, without advertising, in their language
+    mail = outbox(client)[-1]
+    assert mail["To"] == EMAIL and "Your data is ready to download" in mail["Subject"]
+    assert links["json"].replace("&amp;", "&") in mail.get_payload(decode=True).decode()
+
+    client.cookies.clear()  # the customer has no staff session
+    exported = client.get(links["json"])
+    assert exported.status_code == 200 and "attachment" in exported.headers["content-disposition"]
+    data = json.loads(exported.content)
+    assert data["subject"]["email"] == EMAIL and data["subject"]["phone"] == PHONE
+    events = client.get("/v1/subjects/cust-access/events", headers=auth).json()["events"]
+    assert [e["hash"] for e in data["events"]] == [e["hash"] for e in events]
+    assert len(data["receipts"]) == 1 and data["receipts"][0]["jws"].count(".") == 2
+    assert data["requests"][0]["kind"] == "access" and data["requests"][0]["history"]
+    assert {c["purpose"] for c in data["consents"]} == {"offers", "partners"}
+    assert any(a["action"] == "dsr_export_download" for a in data["access_log"])
+
+    zipped = client.get(links["csv"])
+    assert zipped.status_code == 200 and zipped.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(zipped.content)) as archive:
+        assert set(archive.namelist()) >= {"contact.csv", "events.csv", "receipts.csv", "requests.csv"}
+        rows = list(csv.reader(io.StringIO(archive.read("events.csv").decode("utf-8-sig"))))
+    assert rows[0][:3] == ["id", "seq", "recorded_at"] and len(rows) == 1 + len(events)
+
+    assert client.get(links["json"].replace("/dsr/export/", "/dsr/export/x")).status_code == 404
+    expired = ExportLinks(services_of(client).settings.secret_key, lifetime_s=-1)
+    desk(client).export_links, kept = expired, desk(client).export_links
+    try:
+        assert client.get(links["json"]).status_code == 410
+    finally:
+        desk(client).export_links = kept
+
+    async def log() -> list[str]:
+        rows = await AccessLog.filter(subject__ref="cust-access").order_by("id").values("action")
+        return [str(row["action"]) for row in rows]
+
+    actions = run(client, log)
+    assert {"dsr_open", "dsr_fulfil", "dsr_export_download"} <= set(actions)
+
+
+def test_agents_handle_only_their_own_requests_and_never_erasure(client: TestClient, auth: dict[str, str]) -> None:
+    customer(client, auth, "cust-agent")
+    owner = new_staff(client, "agent")
+    csrf = sign_in(client, email=owner.email)
+    mine = open_via_console(client, csrf, "cust-agent", "access")
+    erasure = open_via_console(client, csrf, "cust-agent", "erasure")
+    assert get_request(client, erasure).owner_id is None, "an agent cannot own an erasure request"
+    refused = post(client, csrf, f"/console/requests/{erasure}/fulfil", {"confirm": "yes"})
+    assert refused.status_code == 403 and refused.headers["x-desk-denied"] == "object"
+    assert post(client, csrf, f"/console/requests/{erasure}/take").status_code == 403
+    other = sign_in(client, "agent")
+    assert post(client, other, f"/console/requests/{mine}/fulfil").status_code == 403
+    assert post(client, other, f"/console/requests/{mine}/status", {"status": "in_progress"}).status_code == 403
+    assert fetch(client, Subject, ref="cust-agent").email == EMAIL
+
+
+def test_rectification_corrects_contact_data_and_logs_the_fields_not_the_values(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    customer(client, auth, "cust-rect")
+    csrf = sign_in(client, "agent")
+    request_id = open_via_console(client, csrf, "cust-rect", "rectification")
+    bad = post(client, csrf, f"/console/requests/{request_id}/fulfil", {"email": "not an email"})
+    assert bad.status_code == 422 and "not a valid email" in bad.text
+    nothing = post(client, csrf, f"/console/requests/{request_id}/fulfil", {"email": " ", "phone": ""})
+    assert nothing.status_code == 422 and "nothing to correct" in nothing.text
+    answer = post(
+        client, csrf, f"/console/requests/{request_id}/fulfil", {"email": "ada@new.example", "phone": "06 98 76 54 32"}
+    )
+    assert answer.status_code == 303, answer.text
+    subject = fetch(client, Subject, ref="cust-rect")
+    assert subject.email == "ada@new.example" and subject.phone == "+33698765432"
+    history = run(client, _history, request_id)
+    assert any(h["action"] == "rectified" and h["note"] == "corrected: email, phone" for h in history)
+    assert "ada@new.example" not in str(history) and "98765432" not in str(history)
+    assert get_request(client, request_id).status == "done"
+
+
+async def dump_every_table() -> str:
+    """SELECT * from every table of the database (SQLite: sqlite_master; PostgreSQL: information_schema)."""
+    conn = connections.get("default")
+    if is_postgres(conn):
+        names = await conn.execute_query_dict(
+            "SELECT table_name AS name FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+        )
+    else:
+        names = await conn.execute_query_dict("SELECT name FROM sqlite_master WHERE type = 'table'")
+    assert len(names) > 10
+    dump = []
+    for row in names:
+        rows = await conn.execute_query_dict(f'SELECT * FROM "{row["name"]}"')
+        dump.append(f"{row['name']}: {rows!r}")
+    return "\n".join(dump)
+
+
+def test_erasure_removes_every_trace_of_the_email_and_keeps_the_ledger(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    customer(client, auth, "cust-erase")
+    agent_csrf = sign_in(client, "agent")
+    details = f"Please erase everything, my address is {EMAIL.upper()} and my phone {PHONE}"
+    request_id = open_via_console(client, agent_csrf, "cust-erase", "erasure", details=details)
+    client.get("/console/customers/cust-erase")  # a staff view, logged
+    supervisor = new_staff(client, "supervisor")
+    csrf = sign_in(client, email=supervisor.email)
+    unconfirmed = post(client, csrf, f"/console/requests/{request_id}/fulfil")
+    assert unconfirmed.status_code == 422
+    events_before = count(client, ConsentEvent, subject__ref="cust-erase")
+    answer = post(client, csrf, f"/console/requests/{request_id}/fulfil", {"confirm": "yes"})
+    assert answer.status_code == 303, answer.text
+
+    # the check API answers `erased` from that moment, for every purpose and channel
+    for purpose, channel in (("offers", "email"), ("offers", "sms"), ("newsletter", "email")):
+        assert check(client, auth, "cust-erase", purpose, channel)["reason"] == "erased"
+    # the ledger is kept (GDPR 17(3)(e)) and still verifies
+    assert count(client, ConsentEvent, subject__ref="cust-erase") == events_before
+    report = run(client, verify_ledger)
+    assert report.ok, report.breaks
+    # no trace of the email or the phone in any table
+    dump = run(client, dump_every_table)
+    for trace in (EMAIL, EMAIL.lower(), "lovelace@example", PHONE, "612345678"):
+        assert trace.lower() not in dump.lower(), trace
+    assert "[erased]" in dump, "the request's details were scrubbed, not dropped"
+    # a keyed hash stays, so the person is never imported or contacted again
+    secret = services_of(client).settings.secret_key
+    assert count(client, Suppression) == 2
+    assert run(client, lambda: is_suppressed(secret, email=normalise_email(EMAIL)))
+    # the confirmation was mailed before the address was erased
+    assert any(m["To"] == EMAIL and "erased" in m["Subject"] for m in outbox(client))
+
+    # setting the erased address on another customer through the desk is refused
+    customer(client, auth, "cust-other")
+    set_contact(client, "cust-other", email="someone@else.example")
+    rect = open_via_console(client, csrf, "cust-other", "rectification")
+    refused = post(client, csrf, f"/console/requests/{rect}/fulfil", {"email": " ADA.lovelace@example.org "})
+    assert refused.status_code == 422 and "suppression list" in refused.text
+    # nothing more can be done for an erased customer
+    page = client.get("/console/customers/cust-erase")
+    assert "erased" in page.text and "Record a decision" not in page.text
+
+
+def test_objection_objects_to_every_marketing_purpose_on_every_channel_at_once(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    customer(client, auth, "cust-object")
+    record_api(client, auth, "cust-object", [("offers", "post", "object"), ("analytics", "web", "grant")])
+    csrf = sign_in(client, "agent")
+    request_id = open_via_console(client, csrf, "cust-object", "objection")
+    assert get_request(client, request_id).status == "done", "GDPR 21(3): it takes effect at once"
+    catalog = run(client, services_of(client).catalog.get)
+    marketing = [(p, c) for p, info in catalog.purposes.items() if info.marketing for c in info.channels]
+    for purpose, channel in marketing:
+        answer = check(client, auth, "cust-object", purpose, channel)
+        assert answer["reason"] == "objected", (purpose, channel, answer)
+    assert check(client, auth, "cust-object", "analytics", "web")["allowed"] is True, "not direct marketing"
+
+    async def receipts() -> list[Any]:
+        return list(await Receipt.filter(subject__ref="cust-object").order_by("created_at"))
+
+    last = run(client, receipts)[-1]
+    assert len(last.event_ids) == len(marketing) - 1, "one record call, the already objected pair skipped"
+    events = client.get("/v1/subjects/cust-object/events", headers=auth).json()["events"]
+    objection = [e for e in events if e["action"] == "object" and e["touchpoint"] == "agent"]
+    assert len(objection) == len(marketing) - 1
+
+
+def test_restriction_answers_restricted_until_lifted_after_the_customer_is_told(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    customer(client, auth, "cust-restrict")
+    csrf = sign_in(client, "supervisor")
+    request_id = open_via_console(client, csrf, "cust-restrict", "restriction")
+    assert post(client, csrf, f"/console/requests/{request_id}/fulfil").status_code == 303
+    assert check(client, auth, "cust-restrict", "offers", "email")["reason"] == "restricted"
+    early = post(client, csrf, f"/console/requests/{request_id}/restriction-lift")
+    assert early.status_code == 422 and "must be told" in early.text
+    today = desk(client).today().isoformat()
+    told = post(
+        client, csrf, f"/console/requests/{request_id}/restriction-notice", {"lift_on": today, "reason": "checked"}
+    )
+    assert told.status_code == 303
+    assert any("restriction" in m["Subject"] and m["To"] == EMAIL for m in outbox(client))
+    assert post(client, csrf, f"/console/requests/{request_id}/restriction-lift").status_code == 303
+    assert check(client, auth, "cust-restrict", "offers", "email")["reason"] == "granted"
+    actions = [h["action"] for h in run(client, _history, request_id)]
+    assert actions.index("customer_informed") < actions.index("restriction_lifted")
+
+
+def test_supervisor_extends_once_with_reasons_sent_to_the_customer(client: TestClient, auth: dict[str, str]) -> None:
+    customer(client, auth, "cust-extend")
+    agent_csrf = sign_in(client, "agent")
+    request_id = open_via_console(client, agent_csrf, "cust-extend", "access")
+    assert post(client, agent_csrf, f"/console/requests/{request_id}/extend", {"months": "2"}).status_code == 403
+    csrf = sign_in(client, "supervisor")
+    missing = post(client, csrf, f"/console/requests/{request_id}/extend", {"months": "2", "reason": " "})
+    assert missing.status_code == 422
+    answer = post(
+        client, csrf, f"/console/requests/{request_id}/extend", {"months": "2", "reason": "archives on paper"}
+    )
+    assert answer.status_code == 303
+    request = get_request(client, request_id)
+    assert request.due_on == add_months(request.original_due_on, 2)
+    assert request.extension_reason == "archives on paper"
+    mail = outbox(client)[-1]
+    body = mail.get_payload(decode=True).decode()
+    assert mail["To"] == EMAIL and "archives on paper" in body and request.due_on.isoformat() in body
+    again = post(client, csrf, f"/console/requests/{request_id}/extend", {"months": "1", "reason": "more"})
+    assert again.status_code == 422 and "already extended" in again.text
+
+
+def test_refusal_needs_reasons_which_are_mailed(client: TestClient, auth: dict[str, str]) -> None:
+    customer(client, auth, "cust-refuse")
+    csrf = sign_in(client, "agent")
+    request_id = open_via_console(client, csrf, "cust-refuse", "access")
+    assert post(client, csrf, f"/console/requests/{request_id}/status", {"status": "refused"}).status_code == 422
+    assert post(client, csrf, f"/console/requests/{request_id}/status", {"status": "done"}).status_code == 422
+    answer = post(
+        client, csrf, f"/console/requests/{request_id}/status", {"status": "refused", "note": "identity not proven"}
+    )
+    assert answer.status_code == 303
+    assert get_request(client, request_id).status == "refused"
+    body = outbox(client)[-1].get_payload(decode=True).decode()
+    assert "identity not proven" in body and "CNIL" in body
+
+
+def test_overdue_requests_are_flagged_and_reminded_once_a_day(
+    client: TestClient, auth: dict[str, str], clock: Clock
+) -> None:
+    customer(client, auth, "cust-late")
+    agent = new_staff(client, "agent")
+    csrf = sign_in(client, email=agent.email)
+    today = desk(client).today()
+    late = open_via_console(client, csrf, "cust-late", "access", received_on=(today - timedelta(days=40)).isoformat())
+    soon = open_via_console(
+        client, csrf, "cust-late", "portability", received_on=(today - timedelta(days=27)).isoformat()
+    )
+    fresh = open_via_console(client, csrf, "cust-late", "rectification")
+    future = post(
+        client, csrf, "/console/customers/cust-late/requests", {"kind": "access", "received_on": "2999-01-01"}
+    )
+    assert future.status_code == 422
+    queue = client.get("/console/requests")
+    rows = re.findall(r'<tr( class="desk-(overdue|soon)")?>\s*<td><a href="/console/requests/(\d+)"', queue.text)
+    flags = {int(r[2]): r[1] for r in rows}
+    assert flags[late] == "overdue" and flags[soon] == "soon" and flags[fresh] == ""
+    assert [int(r[2]) for r in rows][:2] == [late, soon], "sorted by due date"
+    assert "overdue by" in queue.text
+
+    center = services_of(client)
+    sent = run(
+        client,
+        send_reminders,
+        desk(client).mailer,
+        today,
+        center.settings.dsr_reminder_days,
+        "http://testserver",
+        datetime.now(UTC),
+    )
+    assert {r.request_id for r in sent} == {late, soon}
+    assert all(r.recipients == (agent.email,) for r in sent)
+    reminder = outbox(client)[-1]
+    assert reminder["To"] == agent.email and f"/console/requests/{late}" in reminder.get_payload(decode=True).decode()
+    assert "cust-late" not in reminder.get_payload(decode=True).decode(), "reminders never name the customer"
+    again = run(client, send_reminders, desk(client).mailer, today, 7, "http://testserver", datetime.now(UTC))
+    assert again == [], "once a day"
+    assert any(h["action"] == "reminder" for h in run(client, _history, late))
+
+
+def test_the_customer_opens_a_request_from_the_preference_center(client: TestClient, auth: dict[str, str]) -> None:
+    customer(client, auth, "cust-self")
+    links = services_of(client).preferences.links
+    token, _ = links.issue("cust-self", "preferences")
+    form = client.get("/requests", params={"token": token, "lang": "en"})
+    assert form.status_code == 200 and "Make a request about your data" in form.text
+    answer = client.post("/requests", data={"token": token, "kind": "access", "details": "all of it", "lang": "en"})
+    assert answer.status_code == 201 and "We will answer by" in answer.text
+    as_json = client.post(
+        "/requests", data={"token": token, "kind": "erasure"}, headers={"Accept": "application/json"}
+    ).json()
+    assert as_json["kind"] == "erasure" and as_json["status"] == "open"
+    objection = client.post("/requests", data={"token": token, "kind": "objection", "lang": "en"})
+    assert objection.status_code == 201 and "no more marketing" in objection.text
+    assert check(client, auth, "cust-self", "offers", "sms")["reason"] == "objected"
+    events = client.get("/v1/subjects/cust-self/events", headers=auth).json()["events"]
+    assert any(e["touchpoint"] == "preference_center" and e["action"] == "object" for e in events)
+
+    async def opened() -> list[dict[str, Any]]:
+        return list(await DataSubjectRequest.filter(subject__ref="cust-self").values("channel", "opened_by"))
+
+    assert {(r["channel"], r["opened_by"]) for r in run(client, opened)} == {("preference_center", "subject")}
+    # refused: no token, a token for another use, a forged token
+    unsubscribe, _ = links.issue("cust-self", "unsubscribe", purpose="offers", channel="email")
+    for bad in ("", unsubscribe, token[:-4] + "AAAA"):
+        refused = client.post("/requests", data={"token": bad, "kind": "access"})
+        assert refused.status_code == 403, bad
+    assert client.get("/requests").status_code == 403
+    unknown = client.post("/requests", data={"token": token, "kind": "everything", "lang": "en"})
+    assert unknown.status_code == 422 and "Choose what you want." in unknown.text
+
+
+def test_staff_actions_are_in_the_subjects_proof_bundle(client: TestClient, auth: dict[str, str]) -> None:
+    customer(client, auth, "cust-proof")
+    agent = new_staff(client, "agent")
+    csrf = sign_in(client, email=agent.email)
+    client.get("/console/customers/cust-proof")
+    open_via_console(client, csrf, "cust-proof", "access")
+    auditor = new_staff(client, "auditor")
+    sign_in(client, email=auditor.email)
+    bundle = client.get("/console/customers/cust-proof/proof")
+    assert bundle.status_code == 200 and bundle.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(bundle.content)) as archive:
+        log = json.loads(archive.read("access_log.json"))
+    seen = {(e["actor"]["type"], e["actor"]["id"], e["action"]) for e in log}
+    assert ("staff", str(agent.id), "staff_view") in seen
+    assert ("staff", str(agent.id), "dsr_open") in seen
+    assert ("staff", str(auditor.id), "proof_bundle") in seen
+
+
+def test_agent_emails_a_preference_center_link(client: TestClient, auth: dict[str, str]) -> None:
+    customer(client, auth, "cust-link")
+    csrf = sign_in(client, "agent")
+    answer = post(client, csrf, "/console/customers/cust-link/link", headers={"HX-Request": "true"})
+    assert answer.status_code == 200 and "was emailed to the address on file" in answer.text
+    mail = outbox(client)[-1]
+    body = mail.get_payload(decode=True).decode()
+    assert mail["To"] == EMAIL and "/preferences?token=" in body
+
+    async def sent() -> int:
+        return int(await AccessLog.filter(action="staff_send_link", subject__ref="cust-link").count())
+
+    assert run(client, sent) == 1
+    record_api(client, auth, "cust-nomail", [("offers", "email", "grant")])
+    refused = post(client, csrf, "/console/customers/cust-nomail/link")
+    assert refused.status_code == 422 and "no email address on file" in refused.text
