@@ -20,6 +20,7 @@ from preference_center.web import center_of
 from server.api.bodies import read_json
 from server.api.params import iso, subject_ref
 from server.consent.check import validate_question
+from server.desk.contact import normalise_email, refuse_suppressed
 from server.errors import InvalidRequest
 from server.ledger.evidence import pseudonym
 from server.models import Subject
@@ -39,6 +40,10 @@ def _instant(epoch: int) -> str | None:
 async def set_contact(secret: str, ref: str, email: str | None, locale: str | None) -> None:
     """Contact data live on the subject row, apart from the ledger, so erasure can blank them (GDPR 17)."""
     changes: dict[str, Any] = {k: v for k, v in {"email": email, "locale": locale}.items() if v is not None}
+    if email is not None:
+        # GDPR 17: an erased person's address is suppressed; it is never re-imported or contacted.
+        changes["email"] = normalise_email(email)
+        await refuse_suppressed(secret, email=changes["email"])
     subject = await Subject.get_or_none(ref=ref)
     if subject is None:
         try:

@@ -16,6 +16,11 @@ from server.settings import Settings, SettingsError
 
 
 def main(argv: list[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["staff"]:  # service desk verbs: staff create | list | reminders (server/desk/cli.py)
+        from server.desk.cli import main as staff_main
+
+        return staff_main(arguments[1:])
     parser = argparse.ArgumentParser(prog="python -m server", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
     verbs.add_parser("serve", help="run the HTTP server")

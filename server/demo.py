@@ -9,6 +9,7 @@ from tortoise import Tortoise
 
 from server.auth.clients import create_client
 from server.db import tortoise_config
+from server.desk.accounts import create_staff
 from server.ledger.append import Decision, RecordRequest
 from server.migrate import apply_migrations
 from server.models import Subject
@@ -55,6 +56,14 @@ async def prepare_demo(settings: Settings) -> str:
             creds_path.parent.mkdir(parents=True, exist_ok=True)
             creds_path.write_text(json.dumps(creds))
             creds_path.chmod(0o600)
+        staff_path = settings.signing_keys_dir.parent / "demo-staff.json"
+        if staff_path.is_file():
+            staff = json.loads(staff_path.read_text())
+        else:
+            new = await create_staff("supervisor@demo-shop.example", "Demo Supervisor", "supervisor")
+            staff = {"email": new.account.email, "password": new.password}
+            staff_path.write_text(json.dumps(staff))
+            staff_path.chmod(0o600)
         ledger = build_services(settings, lambda: datetime.now(UTC)).ledger
         for ref, policy, decisions in DEMO_SUBJECTS:
             if await Subject.exists(ref=ref):
@@ -81,6 +90,8 @@ async def prepare_demo(settings: Settings) -> str:
             f"  Preference center:   {base}/demo  (demo-alice, embedded in a fake shop page)",
             f"  Cookie banner demo:  {base}/demo/banner",
             f"  Dev outbox (mails):  {base}/dev/mail",
+            f"  Service desk:        {base}/console  (sign in: {staff['email']} / {staff['password']})",
+            "                       more accounts: python -m server staff create --email E --name N --role agent",
             f"  API (OpenAPI 3.1):   {base}/openapi.json",
             f"  Published policies:  {base}/v1/policies",
             f"  Readiness:           {base}/readyz",
