@@ -16,7 +16,7 @@ from preference_center.center import PreferenceCenter
 from preference_center.mailer import MailNotSent
 from preference_center.view import ON_STATUSES, Control, Row
 from server.ledger.append import Decision, Snapshot
-from server.models import UISnapshot
+from server.ledger.append import store_snapshot as store_ui_snapshot
 
 log = logging.getLogger("preference_center")
 LINK_PLACEHOLDER = "<confirmation link>"  # what the stored copy of a mail shows instead of the personal link
@@ -66,14 +66,7 @@ async def store_snapshot(snapshot: Snapshot) -> None:
     `confirm` event that its link records cites it by hash). Idempotent: stored once per SHA-256."""
     try:
         async with in_transaction() as conn:
-            if not await UISnapshot.exists(sha256=snapshot.sha256, using_db=conn):
-                await UISnapshot.create(
-                    using_db=conn,
-                    sha256=snapshot.sha256,
-                    kind=snapshot.kind,
-                    content_type=snapshot.content_type,
-                    content=snapshot.content,
-                )
+            await store_ui_snapshot(conn, snapshot)
     except IntegrityError:
         pass  # stored meanwhile by a concurrent request: same hash, same content
 

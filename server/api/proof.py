@@ -4,7 +4,6 @@ and the ledger export. Reads of personal records are written to the access log."
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -13,11 +12,11 @@ from starlette.responses import Response, StreamingResponse
 
 from server.api.params import bounded_int, instant, subject_ref
 from server.errors import InvalidRequest, NotFound
-from server.models import ConsentEvent, LogEntry, Receipt, Subject
+from server.models import LogEntry, Receipt, Subject
 from server.proof.access import log_access
 from server.proof.bundle import Scope, build_bundle
 from server.proof.controller import load_controller
-from server.proof.events import exported_event
+from server.proof.export import export_lines
 from server.services import Services
 
 
@@ -158,40 +157,7 @@ async def ledger_export(request: Request) -> Response:
     )
     checkpoint = await services.log.checkpoint()
 
-    async def lines() -> AsyncIterator[bytes]:
-        catalog = await services.catalog.reload()
-        pseudonyms: dict[str, str] = {}
-        query = ConsentEvent.all()
-        if start is not None:
-            query = query.filter(recorded_at__gte=start)
-        if end is not None:
-            query = query.filter(recorded_at__lt=end)
-        last: tuple[Any, str] | None = None
-        while True:
-            page = query
-            if last is not None:
-                page = page.filter(recorded_at__gte=last[0]).exclude(recorded_at=last[0], id__lte=last[1])
-            rows = await page.order_by("recorded_at", "id").limit(2000).values()
-            if not rows:
-                break
-            missing = {str(r["subject_id"]) for r in rows} - set(pseudonyms)
-            if missing:
-                for s in await Subject.filter(id__in=list(missing)).values("id", "pseudonym"):
-                    pseudonyms[str(s["id"])] = s["pseudonym"]
-            positions = {
-                str(e["event_id"]): e["position"]
-                for e in await LogEntry.filter(event_id__in=[r["id"] for r in rows]).values("event_id", "position")
-            }
-            out = []
-            for row in rows:
-                event = exported_event(row, pseudonyms[str(row["subject_id"])], catalog)
-                event["log_position"] = positions.get(str(row["id"]))
-                out.append(orjson.dumps(event))
-            yield b"\n".join(out) + b"\n"
-            last = (rows[-1]["recorded_at"], str(rows[-1]["id"]))
-        yield orjson.dumps({"checkpoint": {"log_id": services.log.log_id, **checkpoint.as_json()}}) + b"\n"
-
-    return StreamingResponse(lines(), media_type="application/x-ndjson")
+    return StreamingResponse(export_lines(services, checkpoint, start, end), media_type="application/x-ndjson")
 
 
 def _is_uuid(value: str) -> bool:

@@ -3,11 +3,9 @@ ledger export (admins)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 
-import orjson
 from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -17,8 +15,8 @@ from server.desk.guard import require_staff
 from server.desk.roles import ROLES
 from server.desk.web import Staff, audit, desk_of, form_of, page, redirect
 from server.errors import InvalidRequest, NotFound
-from server.models import AccessLog, ConsentEvent, LogEntry, StaffAccount, Subject
-from server.proof.events import exported_event
+from server.models import AccessLog, StaffAccount, Subject
+from server.proof.export import export_lines
 
 PAGE = 200
 
@@ -151,35 +149,8 @@ async def ledger_export(request: Request, staff: Staff) -> Response:
     await audit(request, staff, "ledger_export")
     checkpoint = await services.log.checkpoint()
 
-    async def lines() -> AsyncIterator[bytes]:
-        catalog = await services.catalog.reload()
-        pseudonyms: dict[str, str] = {}
-        last = None
-        while True:
-            query = ConsentEvent.all()
-            if last is not None:
-                query = query.filter(recorded_at__gte=last[0]).exclude(recorded_at=last[0], id__lte=last[1])
-            rows = await query.order_by("recorded_at", "id").limit(2000).values()
-            if not rows:
-                break
-            missing = list({str(r["subject_id"]) for r in rows} - set(pseudonyms))
-            for subject in await Subject.filter(id__in=missing).values("id", "pseudonym"):
-                pseudonyms[str(subject["id"])] = subject["pseudonym"]
-            positions = {
-                str(e["event_id"]): e["position"]
-                for e in await LogEntry.filter(event_id__in=[r["id"] for r in rows]).values("event_id", "position")
-            }
-            out = []
-            for row in rows:
-                event = exported_event(row, pseudonyms[str(row["subject_id"])], catalog)
-                event["log_position"] = positions.get(str(row["id"]))
-                out.append(orjson.dumps(event))
-            yield b"\n".join(out) + b"\n"
-            last = (rows[-1]["recorded_at"], str(rows[-1]["id"]))
-        yield orjson.dumps({"checkpoint": {"log_id": services.log.log_id, **checkpoint.as_json()}}) + b"\n"
-
     return StreamingResponse(
-        lines(),
+        export_lines(services, checkpoint),
         media_type="application/x-ndjson",
         headers={"Content-Disposition": 'attachment; filename="ledger.ndjson"', "Cache-Control": "no-store"},
     )

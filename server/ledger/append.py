@@ -122,7 +122,7 @@ class Ledger:
         evidence = minimise(request.evidence)
         async with in_transaction() as conn:
             if request.snapshot is not None:
-                await _store_snapshot(conn, request.snapshot)
+                await store_snapshot(conn, request.snapshot)
             elif snapshot_sha is not None and not await UISnapshot.exists(sha256=snapshot_sha, using_db=conn):
                 raise InvalidRequest(f"UI snapshot {snapshot_sha} is not stored", ui_snapshot=snapshot_sha)
             subject_id, subject_pseudonym, seq, head, created = await self._lock_subject(conn, request.ref)
@@ -260,7 +260,8 @@ async def _move_head(conn: BaseDBAsyncClient, subject_id: str, seq: int, head: s
     )
 
 
-async def _store_snapshot(conn: BaseDBAsyncClient, snapshot: Snapshot) -> None:
+async def store_snapshot(conn: BaseDBAsyncClient, snapshot: Snapshot) -> None:
+    """Store what a person was shown, once per SHA-256 (inside the caller's transaction)."""
     if not await UISnapshot.exists(sha256=snapshot.sha256, using_db=conn):
         await UISnapshot.create(
             using_db=conn,

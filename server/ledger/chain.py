@@ -62,3 +62,26 @@ def event_body(
 
 def body_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(rfc8785.dumps(body)).hexdigest()
+
+
+def row_body(row: dict[str, Any], pseudonym: str, policy: dict[str, str]) -> dict[str, Any]:
+    """The hashed body of an event as stored (a `consent_events` row as a dict), given its subject's pseudonym and
+    its policy reference {document, version, lang, sha256}."""
+    return event_body(
+        event_id=str(row["id"]),
+        subject=pseudonym,
+        seq=row["seq"],
+        purpose=row["purpose_id"],
+        channel=row["channel_id"],
+        action=row["action"],
+        status=row["status"],
+        policy=policy,
+        touchpoint=row["touchpoint"],
+        method=row["method"],
+        actor={"type": row["actor_type"], "id": row["actor_id"]},
+        ui_snapshot=row["ui_snapshot_sha256"],
+        evidence=row["evidence"],
+        recorded_at=row["recorded_at"],
+        valid_until=row["valid_until"],
+        prev_hash=row["prev_hash"],
+    )

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.ledger.chain import GENESIS, body_hash, event_body
+from server.ledger.chain import GENESIS, body_hash, row_body
 from server.ledger.replay import replay
 from server.models import ConsentEvent, ConsentState, PolicyVersion, Subject
 
@@ -80,24 +80,7 @@ def _verify_chain(
             return Break(ref, expected_seq, f"seq gap: expected {expected_seq}, found {row['seq']}")
         if row["prev_hash"] != prev:
             return Break(ref, row["seq"], "prev_hash does not link to the previous event's hash")
-        body = event_body(
-            event_id=str(row["id"]),
-            subject=subject["pseudonym"],
-            seq=row["seq"],
-            purpose=row["purpose_id"],
-            channel=row["channel_id"],
-            action=row["action"],
-            status=row["status"],
-            policy=policies.get(row["policy_version_id"], {}),
-            touchpoint=row["touchpoint"],
-            method=row["method"],
-            actor={"type": row["actor_type"], "id": row["actor_id"]},
-            ui_snapshot=row["ui_snapshot_sha256"],
-            evidence=row["evidence"],
-            recorded_at=row["recorded_at"],
-            valid_until=row["valid_until"],
-            prev_hash=row["prev_hash"],
-        )
+        body = row_body(row, subject["pseudonym"], policies.get(row["policy_version_id"], {}))
         if body_hash(body) != row["hash"]:
             return Break(ref, row["seq"], "hash does not match the event's content")
         prev = row["hash"]
