@@ -143,11 +143,9 @@ class HostServer:
     root: Path
 
 
-@pytest.fixture
-def host_server(tmp_path: Path) -> Iterator[HostServer]:
-    """A static file server on another origin (another port): the company's site that embeds our widgets."""
-    root = tmp_path / "host"
-    root.mkdir()
+@contextlib.contextmanager
+def static_server(root: Path) -> Iterator[HostServer]:
+    """Serve `root` on a free loopback port: another origin than the API."""
     port = free_port()
 
     def handler(*args: Any, **kwargs: Any) -> _Quiet:
@@ -161,6 +159,15 @@ def host_server(tmp_path: Path) -> Iterator[HostServer]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@pytest.fixture
+def host_server(tmp_path: Path) -> Iterator[HostServer]:
+    """A static file server on another origin (another port): the company's site that embeds our widgets."""
+    root = tmp_path / "host"
+    root.mkdir()
+    with static_server(root) as server:
+        yield server
 
 
 @pytest.fixture

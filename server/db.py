@@ -32,6 +32,8 @@ def credentials(database_url: str, *, migrating: bool = False) -> dict[str, Any]
                 "journal_mode": "WAL",
                 "synchronous": "FULL",
                 "busy_timeout": 10000,
+                # 64 MiB page cache instead of SQLite's 2 MiB default: large ledgers are read and indexed at random.
+                "cache_size": -65536,
                 "foreign_keys": "OFF" if migrating else "ON",
             },
         }

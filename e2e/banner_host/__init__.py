@@ -9,10 +9,8 @@ serves): `fr.html` (<html lang="fr">) and `en.html`.
 from __future__ import annotations
 
 import contextlib
-import http.server
 import json
 import shutil
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +20,7 @@ from urllib.parse import unquote
 import httpx
 import yaml
 
-from e2e.conftest import REPO, HostServer, LiveServer, _Quiet, free_port, start_server, stop_server
+from e2e.conftest import REPO, HostServer, LiveServer, start_server, static_server, stop_server
 
 DEMO = REPO / "widgets" / "banner" / "demo"
 
@@ -51,23 +49,6 @@ class BannerSite:
         response.raise_for_status()
         events: list[dict[str, Any]] = response.json()["events"]
         return events
-
-
-@contextlib.contextmanager
-def static_server(root: Path) -> Iterator[HostServer]:
-    port = free_port()
-
-    def handler(*args: Any, **kwargs: Any) -> _Quiet:
-        return _Quiet(*args, directory=str(root), **kwargs)
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield HostServer(f"http://127.0.0.1:{port}", root)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def policy_copy(directory: Path, origin: str) -> Path:

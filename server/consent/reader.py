@@ -92,6 +92,7 @@ class SqliteStateReader:
         self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA query_only = 1")
         self._conn.execute("PRAGMA busy_timeout = 5000")
+        self._conn.execute("PRAGMA cache_size = -65536")
 
     def _one(self, key: Key) -> Lookup:
         ref, purpose, channel = key
