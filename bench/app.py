@@ -32,6 +32,7 @@ from starlette.routing import Route
 from server.app import create_app
 from server.db import credentials
 from server.logs import configure_logging
+from server.runtime import tune_gc
 from server.settings import Settings
 
 _SQLITE_LOOKUP = "SELECT id, ref, last_seq, head_hash FROM subjects WHERE id = ?"
@@ -147,8 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     configure_logging(settings.log_level)
     loop, http = event_loop_and_parser()
+    app = build_app(settings)
+    tune_gc()  # as `python -m server serve` does
     uvicorn.run(
-        build_app(settings),
+        app,
         host=args.host,
         port=args.port,
         workers=1,

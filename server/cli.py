@@ -77,11 +77,14 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from server.app import create_app
     from server.logs import configure_logging
+    from server.runtime import tune_gc
 
     configure_logging(settings.log_level)
+    app = create_app(settings)
+    tune_gc()
     # No proxy headers: request.client is the socket peer, the address rate limits and (truncated) evidence use.
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,

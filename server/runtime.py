@@ -1,0 +1,23 @@
+"""Process-level tuning for `python -m server serve` (and the benchmark server, which mirrors it).
+
+The garbage collector's default thresholds run a collection every 700 net allocations; a consent check allocates
+enough short-lived objects that full collections, each walking every long-lived object (models, catalog, modules),
+ran often enough to dominate the tail. Measured with bench/check_bench.py on PostgreSQL, 20,000 subjects, same
+machine, consecutive runs: 4,598 req/s and p99 68 ms with the defaults; 9,163 req/s and p99 10 ms with the objects
+alive after start-up frozen out of collection and a larger first-generation threshold. Reference cycles are still
+collected, only less often.
+"""
+
+from __future__ import annotations
+
+import gc
+
+GEN0_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """Call once, after the app and its long-lived objects are built."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GEN0_THRESHOLD, gen1, gen2)
