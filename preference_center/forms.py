@@ -27,6 +27,13 @@ def _labels(center: PreferenceCenter, lang: str, row: Row, channel: str) -> dict
     }
 
 
+async def _shown(request: Request, p: Posted) -> tuple[PreferenceCenter, str, list[Row]]:
+    """What the person had on screen when they posted: the rows built from their current state."""
+    services: Services = request.app.state.services
+    lang = p.ctx.lang
+    return center_of(request), lang, build_rows(await services.catalog.get(), p.data, lang, services.clock())
+
+
 # --- POST /preferences/toggle ---------------------------------------------------------------------------------------
 
 
@@ -35,10 +42,7 @@ async def toggle(request: Request) -> Response:
     p = await posted(request)
     if isinstance(p, Response):
         return p
-    services: Services = request.app.state.services
-    center = center_of(request)
-    lang = p.ctx.lang
-    rows = build_rows(await services.catalog.get(), p.data, lang, services.clock())
+    center, lang, rows = await _shown(request, p)
     purpose, _, rest = p.fields.get("set", "").partition(":")
     channel, _, value = rest.partition(":")
     found = find_control(rows, purpose, channel)
@@ -114,10 +118,7 @@ async def resend(request: Request) -> Response:
     p = await posted(request)
     if isinstance(p, Response):
         return p
-    services: Services = request.app.state.services
-    center = center_of(request)
-    lang = p.ctx.lang
-    rows = build_rows(await services.catalog.get(), p.data, lang, services.clock())
+    center, lang, rows = await _shown(request, p)
     purpose, _, channel = p.fields.get("resend", "").partition(":")
     found = find_control(rows, purpose, channel)
     if found is None or found[1].reason != "pending_confirmation":
@@ -169,10 +170,7 @@ async def reconsent(request: Request) -> Response:
     p = await posted(request)
     if isinstance(p, Response):
         return p
-    services: Services = request.app.state.services
-    center = center_of(request)
-    lang = p.ctx.lang
-    rows = build_rows(await services.catalog.get(), p.data, lang, services.clock())
+    center, lang, rows = await _shown(request, p)
     purpose, choice = p.fields.get("purpose", ""), p.fields.get("answer", "")
     row = next((r for r in rows if r.code == purpose and r.reconsent is not None), None)
     if row is None or row.reconsent is None or choice not in ("accept", "decline"):

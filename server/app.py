@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -15,6 +15,7 @@ from tortoise import Tortoise
 from server.api.endpoints import build_routes
 from server.api.problems import EXCEPTION_HANDLERS
 from server.api.routes import ENDPOINTS
+from server.clock import utc_now
 from server.consent.check import CheckService
 from server.consent.open import open_reader
 from server.db import tortoise_config
@@ -23,10 +24,6 @@ from server.middleware.request_log import RequestLogMiddleware
 from server.proof.log import TransparencyLog
 from server.services import build_services
 from server.settings import Settings
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 async def _checkpoint_loop(log: TransparencyLog, interval_s: int) -> None:

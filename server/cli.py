@@ -8,7 +8,6 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -182,10 +181,11 @@ def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_ledger_checkpoint(settings: Settings, args: argparse.Namespace) -> int:
+    from server.clock import utc_now
     from server.services import build_services
 
     async def work() -> int:
-        checkpoint = await build_services(settings, _utc_now).log.checkpoint()
+        checkpoint = await build_services(settings, utc_now).log.checkpoint()
         print(json.dumps(checkpoint.as_json()))
         return 0
 
@@ -205,10 +205,6 @@ def cmd_proof_verify(args: argparse.Namespace) -> int:
     verdict = verify_bundle(args.bundle, jwks)
     print(report(verdict))
     return 0 if verdict.passed else 1
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:

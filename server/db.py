@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from tortoise import Tortoise, connections
+from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 APP_LABEL = "models"
@@ -66,14 +66,6 @@ def tortoise_config(database_url: str, *, migrating: bool = False) -> dict[str, 
         "use_tz": True,
         "timezone": "UTC",
     }
-
-
-async def init_db(database_url: str) -> None:
-    await Tortoise.init(config=tortoise_config(database_url))
-
-
-async def close_db() -> None:
-    await Tortoise.close_connections()
 
 
 def connection() -> BaseDBAsyncClient:

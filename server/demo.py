@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 from tortoise import Tortoise
 
 from server.auth.clients import create_client
+from server.clock import utc_now
 from server.db import tortoise_config
 from server.desk.accounts import create_staff
 from server.ledger.append import Decision, RecordRequest
@@ -64,7 +64,7 @@ async def prepare_demo(settings: Settings) -> str:
             staff = {"email": new.account.email, "password": new.password}
             staff_path.write_text(json.dumps(staff))
             staff_path.chmod(0o600)
-        ledger = build_services(settings, lambda: datetime.now(UTC)).ledger
+        ledger = build_services(settings, utc_now).ledger
         for ref, policy, decisions in DEMO_SUBJECTS:
             if await Subject.exists(ref=ref):
                 continue

@@ -16,7 +16,7 @@ from tortoise.context import TortoiseContext
 from tortoise.migrations.api import migrate as migrate_api
 from tortoise.migrations.autodetector import MigrationAutodetector
 
-from server.db import APP_LABEL, credentials, is_postgres, tortoise_config
+from server.db import APP_LABEL, is_postgres, tortoise_config
 from server.ledger import append_only
 
 
@@ -131,8 +131,3 @@ def _column(meta: Any, field_name: str) -> str:
 def _print_progress(event: str, app_label: str, name: str) -> None:
     if event == "apply_done":
         print(f"applied {app_label}.{name}")
-
-
-def sqlite_path(database_url: str) -> str | None:
-    creds = credentials(database_url)["credentials"]
-    return creds.get("file_path")

@@ -342,7 +342,3 @@ def policy_reference(policy: PolicyInfo) -> dict[str, str]:
         "lang": policy.lang,
         "sha256": policy.sha256,
     }
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

@@ -12,15 +12,6 @@ from server.policies.catalog import PurposeInfo
 
 ACTIONS = ("grant", "deny", "withdraw", "confirm", "object", "expire", "soft_opt_in")
 STATUSES = ("granted", "pending_confirmation", "refused", "withdrawn", "expired", "objected", "soft_opt_in")
-DPV_STATUS = {
-    "granted": "ConsentGiven",
-    "pending_confirmation": "ConsentRequestDeferred",
-    "refused": "ConsentRefused",
-    "withdrawn": "ConsentWithdrawn",
-    "expired": "ConsentExpired",
-    "objected": "ConsentRefused",
-    "soft_opt_in": "ConsentGiven",
-}
 
 # Allowed starting statuses per action; None stands for "no record yet".
 _FROM: dict[str, frozenset[str | None]] = {
