@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
@@ -87,9 +88,22 @@ def test_check_agrees_with_a_replay_of_the_ledger(
                 want = (False, "unknown_subject")
             assert (answer["allowed"], answer["reason"]) == want, (purpose, channel, at, events_list)
     now = clock()
+    singles = []
     for purpose, channel in PAIRS:
         answer = client.get(
             "/v1/consents/check", params={"subject": ref, "purpose": purpose, "channel": channel}, headers=auth
         ).json()
         want = expected(events_list, purpose, channel, now) if events_list else (False, "unknown_subject")
         assert (answer["allowed"], answer["reason"]) == want, (purpose, channel, "now", events_list)
+        singles.append({"subject": ref, "purpose": purpose, "channel": channel, **answer})
+    # Batch and stream compute their answers their own way (server.consent.bulk): the same, field by field.
+    questions = [{k: single[k] for k in ("subject", "purpose", "channel")} for single in singles]
+    batch = client.post("/v1/consents/check", json={"checks": questions}, headers=auth)
+    assert batch.json()["results"] == singles
+    stream = client.post(
+        "/v1/consents/check/stream",
+        content=b"".join(orjson.dumps(q) + b"\n" for q in questions),
+        headers={**auth, "Content-Type": "application/x-ndjson"},
+    )
+    streamed = [orjson.loads(line) for line in stream.content.splitlines()]
+    assert streamed == [{"line": n, **single} for n, single in enumerate(singles, 1)]

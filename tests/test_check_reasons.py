@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from starlette.testclient import TestClient
 
@@ -19,11 +20,23 @@ PAST = datetime(2026, 8, 1, 9, tzinfo=UTC)  # before privacy-policy v2 (material
 
 
 def check(client: TestClient, headers: dict[str, str], ref: str, purpose: str, channel: str) -> dict[str, Any]:
-    response = client.get(
-        "/v1/consents/check", params={"subject": ref, "purpose": purpose, "channel": channel}, headers=headers
-    )
+    """The single check's answer, after asserting that batch and stream give the same answer field by field (they
+    compute it their own way: `server.consent.bulk`)."""
+    question = {"subject": ref, "purpose": purpose, "channel": channel}
+    response = client.get("/v1/consents/check", params=question, headers=headers)
     assert response.status_code == 200, response.text
-    return response.json()
+    single = response.json()
+    batch = client.post("/v1/consents/check", json={"checks": [question]}, headers=headers)
+    assert batch.status_code == 200, batch.text
+    assert batch.json() == {"results": [{**question, **single}]}
+    stream = client.post(
+        "/v1/consents/check/stream",
+        content=orjson.dumps(question) + b"\n",
+        headers={**headers, "Content-Type": "application/x-ndjson"},
+    )
+    assert stream.status_code == 200, stream.text
+    assert [orjson.loads(line) for line in stream.content.splitlines()] == [{"line": 1, **question, **single}]
+    return dict(single)
 
 
 def _flag(ref: str, field: str, value: datetime) -> Callable[[], Any]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import orjson
@@ -14,14 +15,17 @@ from starlette.types import Receive, Scope, Send
 from server.api.bodies import read_body
 from server.api.params import instant
 from server.consent.audience import export_allowed, export_changes
-from server.consent.check import CONTROL_CHARACTERS, MAX_BATCH, CheckService, Question, validate_question
+from server.consent.bulk import BulkRule
+from server.consent.check import MAX_BATCH, CheckService, validate_question
 from server.consent.decide import Answer
+from server.consent.reader import Key, Row
 from server.errors import ConsentError, InvalidRequest, MalformedBody, PayloadTooLarge
 from server.services import Services
 
 _OPTS = orjson.OPT_UTC_Z
 BATCH_BODY_LIMIT = 8 * 1024 * 1024
 STREAM_CHUNK = 1000
+IN_FLIGHT = 2
 MAX_LINE = 64 * 1024
 
 
@@ -59,7 +63,7 @@ async def check_one(request: Request) -> Response:
 
 
 async def check_batch(request: Request) -> Response:
-    """Up to 10,000 checks in one body, answered in request order."""
+    """Up to 10,000 checks in one body, answered in request order (same rule as single checks: `BulkRule`)."""
     checks = _checks(request)
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
         raise MalformedBody("expected Content-Type application/json")
@@ -76,53 +80,26 @@ async def check_batch(request: Request) -> Response:
     items = body["checks"]
     if len(items) > MAX_BATCH:
         raise PayloadTooLarge(f"{len(items)} checks in one batch; the limit is {MAX_BATCH}", limit=MAX_BATCH)
-    catalog = await checks.catalog.get()
-    questions = [_question(catalog, item) for item in items]
-    answers = await checks.check_many(questions)
+    rule = BulkRule(await checks.catalog.get(), checks.clock(), checks.reader.dialect)
+    questions = [rule.question(item) for item in items]
+    rows = iter(await checks.reader.rows([q for q in questions if type(q) is tuple]))
     results = []
-    for item, question, answer in zip(items, questions, answers, strict=True):
-        if isinstance(answer, ConsentError):
-            echo = {k: item.get(k) for k in ("subject", "purpose", "channel")} if isinstance(item, dict) else {}
-            results.append({**echo, "error": _error(answer)})
+    for item, question in zip(items, questions, strict=True):
+        if type(question) is tuple:
+            results.append(b"{%b%b" % (rule.head(question), rule.answer(question, next(rows))))
         else:
-            assert isinstance(question, Question)
-            results.append(
-                {
-                    "subject": question.subject,
-                    "purpose": question.purpose,
-                    "channel": question.channel,
-                    **_answer(answer),
-                }
-            )
-    return Response(orjson.dumps({"results": results}, option=_OPTS), media_type="application/json")
-
-
-def _question(catalog: Any, item: Any) -> Question | ConsentError:
-    # Fast path for a well-formed item (the common case); anything else takes the path with precise errors.
-    if type(item) is dict and len(item) == 3:
-        subject, purpose, channel = item.get("subject"), item.get("purpose"), item.get("channel")
-        if type(purpose) is str and type(channel) is str and type(subject) is str:
-            info = catalog.purposes.get(purpose)
-            if (
-                info is not None
-                and channel in info.channels
-                and 0 < len(subject) <= 255
-                and not CONTROL_CHARACTERS.search(subject)
-            ):
-                return Question(subject, purpose, channel)
-    if not isinstance(item, dict) or set(item) != {"subject", "purpose", "channel"}:
-        return InvalidRequest('each check is {"subject", "purpose", "channel"}, all three and nothing else')
-    try:
-        return validate_question(catalog, item.get("subject"), item.get("purpose"), item.get("channel"))
-    except ConsentError as exc:
-        return exc
+            assert isinstance(question, ConsentError)
+            echo = {k: item.get(k) for k in ("subject", "purpose", "channel")} if isinstance(item, dict) else {}
+            results.append(orjson.dumps({**echo, "error": _error(question)}))
+    return Response(b'{"results":[%b]}' % b",".join(results), media_type="application/json")
 
 
 async def check_stream(request: Request) -> Response:
     """NDJSON in, NDJSON out, in order; unbounded input in constant memory. A bad line gets an error line."""
     checks = _checks(request)
 
-    async def lines() -> AsyncIterator[tuple[int, bytes | None]]:
+    async def lines() -> AsyncIterator[Sequence[tuple[int, bytes | None]]]:
+        """The complete lines of each body chunk, numbered; None for a line over MAX_LINE (skipped)."""
         buffer = b""
         number = 0
         skipping = False
@@ -132,39 +109,74 @@ async def check_stream(request: Request) -> Response:
                 if len(buffer) > MAX_LINE:
                     if not skipping:
                         number += 1
-                        yield number, None  # line too long: reported once, skipped up to its newline
+                        yield [(number, None)]  # line too long: reported once, skipped up to its newline
                     skipping, buffer = True, b""
                 continue
             *complete, buffer = buffer.split(b"\n")
-            for raw in complete:
-                if skipping:
-                    skipping = False
-                    continue
-                number += 1
-                yield number, raw
+            if skipping:
+                skipping = False
+                complete = complete[1:]  # the end of the long line, already reported
+            out = list(enumerate(complete, number + 1))
+            number += len(complete)
+            yield out
         if buffer.strip() and not skipping:
-            yield number + 1, buffer
+            yield [(number + 1, buffer)]
 
     async def answers() -> AsyncIterator[bytes]:
-        # Pipelined: chunk N's lookup runs while chunk N+1 is parsed; at most two chunks are held (constant memory).
+        # Pipelined: up to IN_FLIGHT chunks are looked up (in a worker thread on SQLite) while the next ones are
+        # parsed and the previous ones written; at most IN_FLIGHT + 1 chunks are held (constant memory).
         catalog = await checks.catalog.get()
-        batch: list[tuple[int, Question | ConsentError]] = []
-        pending: asyncio.Task[bytes] | None = None
-        async for number, raw in lines():
-            if raw is not None and not raw.strip():
-                continue
-            batch.append((number, _parse_line(catalog, raw)))
-            if len(batch) >= STREAM_CHUNK:
-                task = asyncio.ensure_future(_answer_lines(checks, batch))
-                if pending is not None:
-                    yield await pending
-                pending, batch = task, []
-        if pending is not None:
-            yield await pending
-        if batch:
-            yield await _answer_lines(checks, batch)
+        rule = BulkRule(catalog, checks.clock(), checks.reader.dialect)
+        numbers: list[int] = []
+        items: list[Key | ConsentError] = []
+        in_flight: deque[tuple[asyncio.Future[list[Row | None]], BulkRule, list[int], list[Key | ConsentError]]]
+        in_flight = deque()
+        loads, question = orjson.loads, rule.question
+        async for group in lines():
+            for number, raw in group:
+                if raw is None:
+                    items.append(InvalidRequest(f"line longer than {MAX_LINE} bytes"))
+                else:
+                    try:
+                        item = loads(raw)
+                    except orjson.JSONDecodeError as exc:
+                        if not raw.strip():
+                            continue  # blank lines are allowed and not answered
+                        items.append(MalformedBody(f"not valid JSON: {exc}"))
+                    else:
+                        items.append(question(item))
+                numbers.append(number)
+                if len(items) >= STREAM_CHUNK:
+                    keys = [q for q in items if type(q) is tuple]
+                    in_flight.append((asyncio.ensure_future(checks.reader.rows(keys)), rule, numbers, items))
+                    if len(in_flight) > IN_FLIGHT:
+                        yield await _stream_lines(*in_flight.popleft())
+                    rule = BulkRule(catalog, checks.clock(), checks.reader.dialect)
+                    question = rule.question
+                    numbers, items = [], []
+        if items:
+            keys = [q for q in items if type(q) is tuple]
+            in_flight.append((asyncio.ensure_future(checks.reader.rows(keys)), rule, numbers, items))
+        while in_flight:
+            yield await _stream_lines(*in_flight.popleft())
 
     return DuplexStreamingResponse(answers(), media_type="application/x-ndjson")
+
+
+async def _stream_lines(
+    lookup: asyncio.Future[list[Row | None]], rule: BulkRule, numbers: list[int], items: list[Key | ConsentError]
+) -> bytes:
+    rows = iter(await lookup)
+    head, answer = rule.head, rule.answer
+    out = []
+    for number, item in zip(numbers, items, strict=True):
+        if type(item) is tuple:
+            out.append(b'{"line":%d,%b%b' % (number, head(item), answer(item, next(rows))))
+        else:
+            assert isinstance(item, ConsentError)
+            out.append(orjson.dumps({"line": number, "error": _error(item)}))
+    out.append(b"")
+    return b"\n".join(out)
 
 
 class DuplexStreamingResponse(Response):
@@ -189,39 +201,6 @@ class DuplexStreamingResponse(Response):
         except ClientDisconnect:
             return
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-def _parse_line(catalog: Any, raw: bytes | None) -> Question | ConsentError:
-    if raw is None:
-        return InvalidRequest(f"line longer than {MAX_LINE} bytes")
-    try:
-        item = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return MalformedBody(f"not valid JSON: {exc}")
-    return _question(catalog, item)
-
-
-async def _answer_lines(checks: CheckService, batch: list[tuple[int, Question | ConsentError]]) -> bytes:
-    answers = await checks.check_many([item for _, item in batch])
-    out = []
-    for (number, item), answer in zip(batch, answers, strict=True):
-        if isinstance(answer, ConsentError):
-            out.append(orjson.dumps({"line": number, "error": _error(answer)}))
-        else:
-            assert isinstance(item, Question)
-            out.append(
-                orjson.dumps(
-                    {
-                        "line": number,
-                        "subject": item.subject,
-                        "purpose": item.purpose,
-                        "channel": item.channel,
-                        **_answer(answer),
-                    },
-                    option=_OPTS,
-                )
-            )
-    return b"\n".join(out) + b"\n"
 
 
 async def audience(request: Request) -> Response:

@@ -1,0 +1,156 @@
+"""Bulk answers: thousands of questions, one query, each answer written straight to JSON bytes.
+
+The batch and stream endpoints apply the same rule as `decide` (the tests ask every reason through the single, batch
+and stream paths and compare the answers field by field), compiled once per catalog snapshot and instant so that a
+row of the lookup costs a few comparisons and one bytes template: no Question, Lookup, StateView or Answer object,
+no dict, no datetime parsing (on SQLite the stored UTC text compares in time order and is reformatted by slicing).
+bench/check_bench.py prints the effect (stream checks/s).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from server.consent.check import CONTROL_CHARACTERS, Question, validate_question
+from server.consent.reader import Key, Row
+from server.errors import ConsentError, InvalidRequest
+from server.policies.catalog import CatalogSnapshot
+
+_dumps = orjson.dumps
+_NULLS = b',"valid_until":null,"policy_version":null,"event_id":null}'
+_UNKNOWN = b'"allowed":false,"reason":"unknown_subject","status":"no_record","since":null' + _NULLS
+_STATE = b'"allowed":%b,"reason":%b,"status":%b,"since":%b,"valid_until":%b,"policy_version":%b,"event_id":%b}'
+_DENIED = {status: _dumps(status) for status in ("refused", "withdrawn", "expired", "pending_confirmation", "objected")}
+
+
+class BulkRule:
+    """The decision rule of `server.consent.decide`, compiled for one catalog snapshot, one instant, one dialect.
+
+    `dialect` says how the reader returns instants: `sqlite` as Tortoise's UTC text (`isoformat(" ")`, which
+    compares in time order), `postgres` as aware datetimes.
+    """
+
+    def __init__(self, catalog: CatalogSnapshot, now: datetime, dialect: str) -> None:
+        self.catalog = catalog
+        self._text = dialect == "sqlite"
+        self._now: Any = now.astimezone(UTC).isoformat(" ") if self._text else now
+        self._labels = {policy_id: _dumps(policy.label) for policy_id, policy in catalog.policies_by_id.items()}
+        # Per purpose x channel offered: the JSON of the pair, the answer when nothing was recorded, and the
+        # re-consent rule per granting policy: (stale for good, stale if granted before this instant).
+        self._pairs: dict[tuple[str, str], tuple[bytes, bytes, dict[int, tuple[bool, Any]]]] = {}
+        stale_rules: dict[str, dict[int, tuple[bool, Any]]] = {}
+        for code, purpose in catalog.purposes.items():
+            stale_rules[code] = self._stale_rules(code, now)
+            for channel in purpose.channels:
+                basis = purpose.basis_for(channel)
+                if basis in ("legitimate_interest", "necessary"):
+                    empty = b'"allowed":true,"reason":"%b","status":"no_record","since":null' % basis.encode() + _NULLS
+                else:
+                    empty = b'"allowed":false,"reason":"no_record","status":"no_record","since":null' + _NULLS
+                pair = b'"purpose":%b,"channel":%b,' % (_dumps(code), _dumps(channel))
+                self._pairs[(code, channel)] = (pair, empty, stale_rules[code])
+
+    def _stale_rules(self, purpose: str, now: datetime) -> dict[int, tuple[bool, Any]]:
+        """`CatalogSnapshot.reconsent_required` per granting policy, for material versions in force at `now`."""
+        rules: dict[int, tuple[bool, Any]] = {}
+        for policy_id, policy in self.catalog.policies_by_id.items():
+            same_document = False
+            threshold: datetime | None = None
+            for material in self.catalog.materials:
+                if purpose not in material.purposes or material.effective_at > now:
+                    continue
+                if material.document == policy.document:
+                    same_document = same_document or material.effective_at > policy.effective_at
+                elif threshold is None or material.effective_at > threshold:
+                    threshold = material.effective_at
+            rules[policy_id] = (same_document, self._native(threshold))
+        return rules
+
+    def _native(self, value: datetime | None) -> Any:
+        if value is None or not self._text:
+            return value
+        return value.astimezone(UTC).isoformat(" ")
+
+    def _instant(self, value: Any) -> bytes:
+        if value is None:
+            return b"null"
+        if self._text:
+            text: str = value
+            if text.endswith("+00:00") and len(text) > 19 and text[10] == " ":
+                return b'"%b"' % (text[:10] + "T" + text[11:-6] + "Z").encode()
+            value = datetime.fromisoformat(text)
+        return _dumps(value, option=orjson.OPT_UTC_Z)
+
+    def question(self, item: Any) -> Key | ConsentError:
+        """A well-formed question as a key, or the error `validate_question` gives for it."""
+        if type(item) is dict and len(item) == 3:
+            subject, purpose, channel = item.get("subject"), item.get("purpose"), item.get("channel")
+            if (
+                type(purpose) is str
+                and type(channel) is str
+                and type(subject) is str
+                and (purpose, channel) in self._pairs
+                and 0 < len(subject) <= 255
+                and not CONTROL_CHARACTERS.search(subject)
+            ):
+                return (subject, purpose, channel)
+        if not isinstance(item, dict) or set(item) != {"subject", "purpose", "channel"}:
+            return InvalidRequest('each check is {"subject", "purpose", "channel"}, all three and nothing else')
+        try:
+            question: Question = validate_question(
+                self.catalog, item.get("subject"), item.get("purpose"), item.get("channel")
+            )
+        except ConsentError as exc:
+            return exc
+        return (question.subject, question.purpose, question.channel)
+
+    def head(self, key: Key) -> bytes:
+        """`"subject":...,"purpose":...,"channel":...,` for the answer line of `key`."""
+        return b'"subject":%b,%b' % (_dumps(key[0]), self._pairs[(key[1], key[2])][0])
+
+    def answer(self, key: Key, row: Row | None) -> bytes:
+        """The answer fields (allowed, reason, status, since, valid_until, policy_version, event_id) and `}`."""
+        if row is None:
+            return _UNKNOWN
+        erased, restricted, status, since, valid_until, policy_id, event_id = row
+        now = self._now
+        if erased is not None and erased <= now:
+            return b'"allowed":false,"reason":"erased","status":"erased","since":%b' % self._instant(erased) + _NULLS
+        if restricted is not None and restricted <= now:
+            shown = _dumps(status) if status is not None else b'"no_record"'
+            return (
+                b'"allowed":false,"reason":"restricted","status":%b,"since":%b' % (shown, self._instant(restricted))
+                + _NULLS
+            )
+        _, empty, stale = self._pairs[(key[1], key[2])]
+        if status is None:
+            return empty
+        if status == "granted" or status == "soft_opt_in":
+            if valid_until is not None and now >= valid_until:
+                allowed, reason = b"false", b'"expired"'
+            elif status == "granted" and self._stale(stale, policy_id, since):
+                allowed, reason = b"false", b'"reconsent_required"'
+            else:
+                allowed, reason = b"true", _dumps(status)
+        else:
+            allowed, reason = b"false", _DENIED.get(status, b'"no_record"')
+        return _STATE % (
+            allowed,
+            reason,
+            _dumps(status),
+            self._instant(since),
+            self._instant(valid_until),
+            self._labels.get(policy_id, b"null"),
+            _dumps(event_id),
+        )
+
+    @staticmethod
+    def _stale(rules: dict[int, tuple[bool, Any]], policy_id: int, since: Any) -> bool:
+        rule = rules.get(policy_id)
+        if rule is None:
+            return False
+        same_document, threshold = rule
+        return same_document or (threshold is not None and since < threshold)
