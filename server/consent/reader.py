@@ -22,6 +22,7 @@ import asyncpg
 import orjson
 
 from server.consent.decide import StateView, SubjectFlags
+from server.consent.threaded_rows import threaded_rows
 
 Key = tuple[str, str, str]  # (ref, purpose, channel)
 # What the bulk path reads per known subject, as the driver returns it (instants are UTC text on SQLite, aware
@@ -48,7 +49,9 @@ class StateReader(Protocol):
 
     async def rows(self, keys: Sequence[Key]) -> list[Row | None]: ...
 
-    def stream(self, sql: str, params: Sequence[Any], chunk: int) -> AsyncIterator[list[tuple[Any, ...]]]: ...
+    def stream(
+        self, queries: Sequence[tuple[str, Sequence[Any]]], chunk: int
+    ) -> AsyncIterator[list[tuple[Any, ...]]]: ...
 
     async def close(self) -> None: ...
 
@@ -153,10 +156,13 @@ class SqliteStateReader:
                 results[start + index] = Lookup(flags, state)
         return results
 
+    def _bulk_connection(self) -> sqlite3.Connection:
+        return self._spare.pop() if self._spare else self._connect()
+
     async def rows(self, keys: Sequence[Key]) -> list[Row | None]:
         """The bulk read, in a worker thread on a connection of its own: SQLite releases the GIL while it runs
         the query, so a stream's lookups overlap with the parsing and formatting of its other chunks."""
-        conn = self._spare.pop() if self._spare else self._connect()
+        conn = self._bulk_connection()
         try:
             return await asyncio.to_thread(_sqlite_rows, conn, keys)
         finally:
@@ -182,15 +188,17 @@ class SqliteStateReader:
                 return Lookup(flags, StateView(status, recorded, _ts(valid_until), policy_id, str(event_id)))
         return Lookup(flags, None)
 
-    async def stream(self, sql: str, params: Sequence[Any], chunk: int) -> AsyncIterator[list[tuple[Any, ...]]]:
-        """Rows in chunks; the loop is yielded between chunks so other requests are served meanwhile."""
-        cursor = self._conn.execute(sql, list(params))
-        try:
-            while rows := cursor.fetchmany(chunk):
-                yield rows
-                await asyncio.sleep(0)
-        finally:
-            cursor.close()
+    def stream(self, queries: Sequence[tuple[str, Sequence[Any]]], chunk: int) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """Rows in chunks, each query read by a worker thread on a connection of its own (`threaded_rows`)."""
+        return threaded_rows(self._bulk_connection, self._spare.append, queries, chunk)
+
+    def rowid_ranges(self, table: str, parts: int) -> list[tuple[int, int]]:
+        """`parts` contiguous rowid ranges covering `table` (for reading it in parallel)."""
+        low, high = self._conn.execute(f"SELECT min(rowid), max(rowid) FROM {table}").fetchone()
+        if low is None:
+            return [(0, 0)]
+        step = (high - low) // parts + 1
+        return [(start, min(start + step - 1, high)) for start in range(low, high + 1, step)]
 
     async def close(self) -> None:
         self._conn.close()
@@ -303,12 +311,15 @@ class PostgresStateReader:
             return Lookup(flags, None)
         return Lookup(flags, StateView(status, recorded_at, valid_until, policy_id, event_id))
 
-    async def stream(self, sql: str, params: Sequence[Any], chunk: int) -> AsyncIterator[list[tuple[Any, ...]]]:
-        """Rows in chunks from a server-side cursor (constant memory whatever the result size)."""
+    async def stream(
+        self, queries: Sequence[tuple[str, Sequence[Any]]], chunk: int
+    ) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """Rows in chunks from a server-side cursor (constant memory whatever the result size), query by query."""
         async with self._pool.acquire() as conn, conn.transaction(readonly=True):
-            cursor = await conn.cursor(sql, *params)
-            while rows := await cursor.fetch(chunk):
-                yield [tuple(row) for row in rows]
+            for sql, params in queries:
+                cursor = await conn.cursor(sql, *params)
+                while rows := await cursor.fetch(chunk):
+                    yield [tuple(row) for row in rows]
 
     async def close(self) -> None:
         await self._pool.close()
