@@ -6,6 +6,7 @@ are personal data, stay out of the logs (DESIGN invariant 9); no IP address or q
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import secrets
@@ -15,6 +16,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("server.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._\-]{8,64}$")
+# A generated id is this process's random prefix and a serial number: unique without a system call per request.
+_PROCESS = secrets.token_hex(4)
+_SERIAL = itertools.count(1)
 
 
 class RequestLogMiddleware:
@@ -25,8 +29,8 @@ class RequestLogMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _SAFE_ID.match(incoming) else secrets.token_hex(8)
+        incoming = next((value for name, value in scope["headers"] if name == b"x-request-id"), b"").decode("latin-1")
+        request_id = incoming if _SAFE_ID.match(incoming) else f"{_PROCESS}{next(_SERIAL):08x}"
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
