@@ -86,7 +86,7 @@ async def check_batch(request: Request) -> Response:
     results = []
     for item, question in zip(items, questions, strict=True):
         if type(question) is tuple:
-            results.append(b"{%b%b" % (rule.head(question), rule.answer(question, next(rows))))
+            results.append(rule.line(b"", question, next(rows)))
         else:
             assert isinstance(question, ConsentError)
             echo = {k: item.get(k) for k in ("subject", "purpose", "channel")} if isinstance(item, dict) else {}
@@ -167,11 +167,11 @@ async def _stream_lines(
     lookup: asyncio.Future[list[Row | None]], rule: BulkRule, numbers: list[int], items: list[Key | ConsentError]
 ) -> bytes:
     rows = iter(await lookup)
-    head, answer = rule.head, rule.answer
+    line = rule.line
     out = []
     for number, item in zip(numbers, items, strict=True):
         if type(item) is tuple:
-            out.append(b'{"line":%d,%b%b' % (number, head(item), answer(item, next(rows))))
+            out.append(line(b'"line":%d,' % number, item, next(rows)))
         else:
             assert isinstance(item, ConsentError)
             out.append(orjson.dumps({"line": number, "error": _error(item)}))

@@ -107,12 +107,14 @@ class BulkRule:
             return exc
         return (question.subject, question.purpose, question.channel)
 
-    def head(self, key: Key) -> bytes:
-        """`"subject":...,"purpose":...,"channel":...,` for the answer line of `key`."""
-        return b'"subject":%b,%b' % (_dumps(key[0]), self._pairs[(key[1], key[2])][0])
+    def line(self, prefix: bytes, key: Key, row: Row | None) -> bytes:
+        """`{` + prefix + subject, purpose, channel + the answer fields (allowed, reason, status, since, valid_until,
+        policy_version, event_id) + `}`: what a single check answers, for the row the bulk read found (None: no
+        such subject)."""
+        pair, empty, stale = self._pairs[(key[1], key[2])]
+        return b'{%b"subject":%b,%b%b' % (prefix, _dumps(key[0]), pair, self._answer(empty, stale, row))
 
-    def answer(self, key: Key, row: Row | None) -> bytes:
-        """The answer fields (allowed, reason, status, since, valid_until, policy_version, event_id) and `}`."""
+    def _answer(self, empty: bytes, stale: dict[int, tuple[bool, Any]], row: Row | None) -> bytes:
         if row is None:
             return _UNKNOWN
         erased, restricted, status, since, valid_until, policy_id, event_id = row
@@ -125,7 +127,6 @@ class BulkRule:
                 b'"allowed":false,"reason":"restricted","status":%b,"since":%b' % (shown, self._instant(restricted))
                 + _NULLS
             )
-        _, empty, stale = self._pairs[(key[1], key[2])]
         if status is None:
             return empty
         if status == "granted" or status == "soft_opt_in":
