@@ -68,10 +68,10 @@ class TransparencyLog:
                 if is_postgres(conn):
                     await conn.execute_query(f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})")
                 size = await _size(conn)
-                # Queue order is insertion order; a transaction that commits late is simply appended later.
+                # Queue order is insertion order; a transaction that commits late is simply appended later. The
+                # queue row carries the event hash (copied at record time), so there is no lookup into consent_events.
                 rows = await conn.execute_query_dict(
-                    "SELECT q.id AS queue_id, e.id, e.hash FROM log_queue q JOIN consent_events e ON e.id = q.event_id "
-                    f"ORDER BY q.id LIMIT {BATCH}"
+                    f"SELECT id, event_id, event_hash FROM log_queue ORDER BY id LIMIT {BATCH}"
                 )
                 if not rows:
                     return size
@@ -86,8 +86,8 @@ class TransparencyLog:
         nodes: list[list[Any]] = []
         for offset, row in enumerate(rows):
             position = size + offset
-            current = leaf_hash(bytes.fromhex(row["hash"]))
-            entries.append([position, str(row["id"]), current.hex()])
+            current = leaf_hash(bytes.fromhex(row["event_hash"]))
+            entries.append([position, str(row["event_id"]), current.hex()])
             level, index = 0, position
             while index & 1:
                 current = node_hash(frontier[level], current)
@@ -102,7 +102,7 @@ class TransparencyLog:
             await conn.execute_many(
                 f'INSERT INTO merkle_nodes (level, "index", hash) VALUES ({p[0]}, {p[1]}, {p[2]})', nodes
             )
-        ids = [int(row["queue_id"]) for row in rows]
+        ids = [int(row["id"]) for row in rows]
         for start in range(0, len(ids), 900):
             chunk = ids[start : start + 900]
             marks = ", ".join(placeholders(conn, len(chunk)))
