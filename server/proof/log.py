@@ -8,10 +8,11 @@ transaction that records them, so an event is either committed and queued, or ne
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import rfc8785
 from joserfc import jws
@@ -70,37 +71,27 @@ class TransparencyLog:
                 size = await _size(conn)
                 # Queue order is insertion order; a transaction that commits late is simply appended later. The
                 # queue row carries the event hash (copied at record time), so there is no lookup into consent_events.
-                rows = await conn.execute_query_dict(
+                _, rows = await conn.execute_query(
                     f"SELECT id, event_id, event_hash FROM log_queue ORDER BY id LIMIT {BATCH}"
                 )
                 if not rows:
                     return size
                 await self._append(conn, size, rows)
 
-    async def _append(self, conn: BaseDBAsyncClient, size: int, rows: list[dict[str, Any]]) -> None:
-        """Leaves go to log_entries (their hash is the level-0 node), interior nodes to merkle_nodes; raw
-        executemany, since a first checkpoint over an existing ledger inserts millions of rows."""
-        frontier = {level: bytes.fromhex(h) for level, h in (await _frontier(conn, size)).items()}
-        leaf_hash, node_hash = merkle.leaf_hash, merkle.node_hash
-        entries: list[list[Any]] = []
-        nodes: list[list[Any]] = []
-        for offset, row in enumerate(rows):
-            position = size + offset
-            current = leaf_hash(bytes.fromhex(row["event_hash"]))
-            entries.append([position, str(row["event_id"]), current.hex()])
-            level, index = 0, position
-            while index & 1:
-                current = node_hash(frontier[level], current)
-                level, index = level + 1, index >> 1
-                nodes.append([level, index, current.hex()])
-            frontier[level] = current
+    async def _append(self, conn: BaseDBAsyncClient, size: int, rows: Sequence[Any]) -> None:
+        """Leaves go to log_entries (their hash is the level-0 node), interior nodes to merkle_nodes, in bulk,
+        since a first checkpoint over an existing ledger inserts millions of rows; then the batch leaves the queue."""
+        entries, nodes = hash_batch(size, rows, await _frontier(conn, size))
         p = placeholders(conn, 3)
+        # Tuples: both drivers take any sequence per row, Tortoise's annotation says lists.
         await conn.execute_many(
-            f"INSERT INTO log_entries (position, event_id, leaf_hash) VALUES ({p[0]}, {p[1]}, {p[2]})", entries
+            f"INSERT INTO log_entries (event_id, position, leaf_hash) VALUES ({p[0]}, {p[1]}, {p[2]})",
+            cast(list[list[Any]], entries),
         )
         if nodes:
             await conn.execute_many(
-                f'INSERT INTO merkle_nodes (level, "index", hash) VALUES ({p[0]}, {p[1]}, {p[2]})', nodes
+                f'INSERT INTO merkle_nodes (level, "index", hash) VALUES ({p[0]}, {p[1]}, {p[2]})',
+                cast(list[list[Any]], nodes),
             )
         ids = [int(row["id"]) for row in rows]
         for start in range(0, len(ids), 900):
@@ -166,11 +157,44 @@ async def _size(conn: BaseDBAsyncClient) -> int:
     return 0 if last is None else int(last) + 1
 
 
-async def _frontier(conn: BaseDBAsyncClient, size: int) -> dict[int, str]:
-    """The roots of the perfect subtrees that make up a tree of `size` leaves, by level."""
+async def _frontier(conn: BaseDBAsyncClient, size: int) -> list[bytes]:
+    """The roots of the perfect subtrees that make up a tree of `size` leaves, by level (64 slots)."""
     keys = {(level, (size >> level) - 1) for level in range(size.bit_length()) if size >> level & 1}
-    found = await _fetch_nodes(conn, keys)
-    return {level: value.hex() for (level, _), value in found.items()}
+    frontier = [b""] * 64
+    for (level, _), value in (await _fetch_nodes(conn, keys)).items():
+        frontier[level] = value
+    return frontier
+
+
+def hash_batch(
+    size: int, rows: Iterable[Any], frontier: list[bytes]
+) -> tuple[list[tuple[Any, int, str]], list[tuple[int, int, str]]]:
+    """Leaf and interior-node rows for queue rows (`event_id`, `event_hash` hex, by name: driver rows or dicts)
+    appended to a tree of `size` leaves whose `frontier` (updated in place) is given.
+
+    Returns log_entries rows `(event_id, position, leaf_hash)` sorted by event id (positions stay in queue order,
+    only the insert order changes: the unique index on the random UUID is the costly one to insert into at random)
+    and merkle_nodes rows `(level, index, hash)` by level, then index. The hashing is `merkle.leaf_hash` and
+    `merkle.node_hash` written out with hashlib: it runs once or twice per event.
+    """
+    sha256, fromhex = hashlib.sha256, bytes.fromhex
+    entries: list[tuple[Any, int, str]] = []
+    by_level: list[list[tuple[int, int, str]]] = [[] for _ in range(64)]
+    position = size
+    for row in rows:
+        event_id = row["event_id"]
+        current = sha256(b"\x00" + fromhex(row["event_hash"])).digest()
+        entries.append((event_id, position, current.hex()))
+        level, index = 0, position
+        while index & 1:
+            current = sha256(b"\x01" + frontier[level] + current).digest()
+            level += 1
+            index >>= 1
+            by_level[level].append((level, index, current.hex()))
+        frontier[level] = current
+        position += 1
+    entries.sort()
+    return entries, [node for nodes in by_level for node in nodes]
 
 
 async def _fetch_nodes(conn: BaseDBAsyncClient | None, keys: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
