@@ -93,11 +93,7 @@ class TransparencyLog:
                 f'INSERT INTO merkle_nodes (level, "index", hash) VALUES ({p[0]}, {p[1]}, {p[2]})',
                 cast(list[list[Any]], nodes),
             )
-        ids = [int(row["id"]) for row in rows]
-        for start in range(0, len(ids), 900):
-            chunk = ids[start : start + 900]
-            marks = ", ".join(placeholders(conn, len(chunk)))
-            await conn.execute_query(f"DELETE FROM log_queue WHERE id IN ({marks})", chunk)
+        await _dequeue(conn, [int(row["id"]) for row in rows])
 
     async def checkpoint(self) -> SignedCheckpoint:
         """Sequence what is queued, then sign the tree if it grew since the latest checkpoint."""
@@ -195,6 +191,24 @@ def hash_batch(
         position += 1
     entries.sort()
     return entries, [node for nodes in by_level for node in nodes]
+
+
+async def _dequeue(conn: BaseDBAsyncClient, ids: list[int]) -> None:
+    """Remove the sequenced batch (`ids`, ascending) from the queue with one statement.
+
+    PostgreSQL: by id list. Sequence values are taken before commit, so a transaction that commits after our SELECT
+    can hold an id below the batch's last one: a range would delete an event that was never sequenced.
+    SQLite: by range. `ids` are the lowest ids of this transaction's snapshot, ids are AUTOINCREMENT (never reused),
+    and there is one writer: had another connection committed since the snapshot, this transaction's first write
+    would have failed (SQLITE_BUSY_SNAPSHOT), and in this process the connection is ours until commit. So the rows
+    with id <= ids[-1] are exactly `ids`. Either way the count is checked: a mismatch rolls the batch back.
+    """
+    if is_postgres(conn):
+        deleted, _ = await conn.execute_query("DELETE FROM log_queue WHERE id = ANY($1::bigint[])", [ids])
+    else:
+        deleted, _ = await conn.execute_query("DELETE FROM log_queue WHERE id <= ?", [ids[-1]])
+    if deleted != len(ids):
+        raise RuntimeError(f"log_queue: removed {deleted} rows for a batch of {len(ids)}, rolled back")
 
 
 async def _fetch_nodes(conn: BaseDBAsyncClient | None, keys: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
