@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
+import asyncpg
 import rfc8785
 from joserfc import jws
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -71,8 +72,10 @@ class TransparencyLog:
                 size = await _size(conn)
                 # Queue order is insertion order; a transaction that commits late is simply appended later. The
                 # queue row carries the event hash (copied at record time), so there is no lookup into consent_events.
+                # Event ids as text on both backends: no UUID objects to build, and they sort in C.
                 _, rows = await conn.execute_query(
-                    f"SELECT id, event_id, event_hash FROM log_queue ORDER BY id LIMIT {BATCH}"
+                    "SELECT id, CAST(event_id AS TEXT) AS event_id, event_hash FROM log_queue "
+                    f"ORDER BY id LIMIT {BATCH}"
                 )
                 if not rows:
                     return size
@@ -82,17 +85,8 @@ class TransparencyLog:
         """Leaves go to log_entries (their hash is the level-0 node), interior nodes to merkle_nodes, in bulk,
         since a first checkpoint over an existing ledger inserts millions of rows; then the batch leaves the queue."""
         entries, nodes = hash_batch(size, rows, await _frontier(conn, size))
-        p = placeholders(conn, 3)
-        # Tuples: both drivers take any sequence per row, Tortoise's annotation says lists.
-        await conn.execute_many(
-            f"INSERT INTO log_entries (event_id, position, leaf_hash) VALUES ({p[0]}, {p[1]}, {p[2]})",
-            cast(list[list[Any]], entries),
-        )
-        if nodes:
-            await conn.execute_many(
-                f'INSERT INTO merkle_nodes (level, "index", hash) VALUES ({p[0]}, {p[1]}, {p[2]})',
-                cast(list[list[Any]], nodes),
-            )
+        await _insert_rows(conn, "log_entries", ("event_id", "position", "leaf_hash"), entries)
+        await _insert_rows(conn, "merkle_nodes", ("level", "index", "hash"), nodes)
         await _dequeue(conn, [int(row["id"]) for row in rows])
 
     async def checkpoint(self) -> SignedCheckpoint:
@@ -191,6 +185,23 @@ def hash_batch(
         position += 1
     entries.sort()
     return entries, [node for nodes in by_level for node in nodes]
+
+
+async def _insert_rows(
+    conn: BaseDBAsyncClient, table: str, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Bulk insert inside the caller's transaction: COPY on PostgreSQL (asyncpg), executemany otherwise."""
+    if not rows:
+        return
+    if is_postgres(conn):
+        async with conn.acquire_connection() as raw:
+            if isinstance(raw, asyncpg.Connection):
+                await raw.copy_records_to_table(table, records=rows, columns=columns)
+                return
+    marks = ", ".join(placeholders(conn, len(columns)))
+    names = ", ".join(f'"{c}"' for c in columns)
+    # Tuples: both drivers take any sequence per row, Tortoise's annotation says lists.
+    await conn.execute_many(f'INSERT INTO "{table}" ({names}) VALUES ({marks})', cast(list[list[Any]], rows))
 
 
 async def _dequeue(conn: BaseDBAsyncClient, ids: list[int]) -> None:
