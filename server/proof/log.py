@@ -26,7 +26,7 @@ from server.models import Checkpoint, LogEntry, MerkleNode
 from server.proof import merkle
 
 ADVISORY_LOCK_KEY = 0x636F6E73  # "cons"
-BATCH = 20_000
+BATCH = 50_000
 CHECKPOINT_TYP = "consent-checkpoint+json"
 
 
