@@ -126,7 +126,7 @@ STATE_COLUMNS = (
     "subject_id",
 )
 
-QUEUE_COLUMNS = ("event_id",)
+QUEUE_COLUMNS = ("event_id", "event_hash")
 
 
 @dataclass(frozen=True)
@@ -540,9 +540,12 @@ def _collect(result: SeedResult, rows: ChunkRows) -> None:
         result.allowed[key] = result.allowed.get(key, 0) + count
 
 
-def _queue_rows(rows: ChunkRows) -> list[tuple[str]]:
-    """One `log_queue` row per event, as `Ledger.record` writes in the recording transaction."""
-    return [(event[0],) for event in rows.events]
+_EVENT_ID, _EVENT_HASH = EVENT_COLUMNS.index("id"), EVENT_COLUMNS.index("hash")
+
+
+def _queue_rows(rows: ChunkRows) -> list[tuple[str, str]]:
+    """One `log_queue` row per event (its id and hash), as `Ledger.record` writes in the recording transaction."""
+    return [(event[_EVENT_ID], event[_EVENT_HASH]) for event in rows.events]
 
 
 def _insert_sql(table: str, columns: tuple[str, ...]) -> str:

@@ -103,6 +103,12 @@ async def _restore_declared_indexes(conn: Any) -> None:
             if getattr(field, "index", False) and not field.pk:
                 wanted.append((_column(meta, field_name),))
         unique = {tuple(_column(meta, f) for f in together) for together in meta.unique_together}
+        # Single-column UNIQUE too: a rebuild writes a one-to-one key (log_queue.event_id) without it.
+        unique |= {
+            (str(column),)
+            for name, column in meta.fields_db_projection.items()
+            if getattr(meta.fields_map[name], "unique", False) and not meta.fields_map[name].pk
+        }
         unique_covered = {cols for cols, is_unique in covered_unique.items() if is_unique}
         for columns in unique:
             if columns not in unique_covered:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from server.proof import merkle
+from server.proof.log import hash_batch
 from tests import independent
 
 
@@ -49,3 +51,34 @@ def test_roots_paths_and_consistency_match_the_rfc_for_random_sizes() -> None:
             assert merkle.verify_consistency(old, size, old_root, root, consistency)
             if old < size:
                 assert not merkle.verify_consistency(old, size, rng.randbytes(32), root, consistency)
+
+
+def test_the_sequencer_batches_give_the_nodes_of_the_stored_tree() -> None:
+    """`hash_batch` (the sequencer's inlined hashing) over batches of any size: the same leaves and nodes as above."""
+    rng = random.Random(9162)
+    leaves = [rng.randbytes(32) for _ in range(777)]
+    node = _stored_nodes(leaves)
+    events: list[dict[str, Any]] = [
+        {"id": i + 1, "event_id": f"{rng.getrandbits(128):032x}", "event_hash": leaf.hex()}
+        for i, leaf in enumerate(leaves)
+    ]
+    frontier = [b""] * 64
+    entries: list[tuple[Any, int, str]] = []
+    nodes: list[tuple[int, int, str]] = []
+    start = 0
+    while start < len(events):
+        end = min(len(events), start + rng.choice([1, 2, 3, 7, 64, 100]))
+        batch_entries, batch_nodes = hash_batch(start, events[start:end], frontier)
+        # insert order: by event id (positions say the queue order)
+        assert [e[0] for e in batch_entries] == sorted(e["event_id"] for e in events[start:end])
+        assert [n[:2] for n in batch_nodes] == sorted(n[:2] for n in batch_nodes)  # by level, then index
+        entries += batch_entries
+        nodes += batch_nodes
+        start = end
+    by_event = {event["event_id"]: position for position, event in enumerate(events)}
+    assert sorted((position, by_event[event_id], leaf) for event_id, position, leaf in entries) == [
+        (p, p, node(0, p).hex()) for p in range(len(events))
+    ]
+    assert {(level, index): value for level, index, value in nodes} == {
+        (level, index): node(level, index).hex() for level in range(1, 10) for index in range(len(leaves) >> level)
+    }

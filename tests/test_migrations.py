@@ -22,11 +22,15 @@ from tortoise.migrations.api import migrate as migrate_api
 
 import server.db
 import server.models
+from server.auth.keys import KeyStore
 from server.db import is_postgres, tortoise_config
 from server.ledger.append import Decision, Ledger, RecordRequest
 from server.migrate import apply_migrations, pending_changes
 from server.policies.catalog import Catalog
 from server.policies.sync import sync_policies
+from server.proof import merkle
+from server.proof.log import TransparencyLog
+from tests import independent
 from tests.databases import POLICY_DIR, SqliteTemplate, forget_cached_sql
 
 REPO_MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -149,6 +153,62 @@ def test_applying_migrations_twice_is_a_no_op(empty_url: str) -> None:
         assert await pending_changes(empty_url) == []
 
     asyncio.run(scenario())
+
+
+def test_events_queued_before_0005_get_their_hash_and_are_sequenced_as_before(empty_url: str, tmp_path: Path) -> None:
+    """0005 copies the event hash into log_queue: rows queued without it are filled in, then sequenced normally."""
+
+    async def scenario() -> None:
+        await apply_migrations(empty_url)
+        async with opened(empty_url) as conn:
+            await sync_policies(POLICY_DIR)
+            for ref in ("cust-queued-1", "cust-queued-2", "cust-queued-3"):
+                await record_decisions(ref)
+            events = await conn.execute_query_dict(
+                "SELECT e.id, e.hash FROM log_queue q JOIN consent_events e ON e.id = q.event_id ORDER BY q.id"
+            )
+        assert len(events) == 6
+        # back to before 0005: the queue rows lose their hash column, as on a database queued by the old code
+        await apply_migrations(empty_url, target="models.0004_service_desk")
+        async with opened(empty_url) as conn:
+            assert "event_hash" not in await queue_columns(conn)
+            assert await conn.execute_query_dict("SELECT event_id FROM log_queue ORDER BY id") == [
+                {"event_id": row["id"]} for row in events
+            ]
+        await apply_migrations(empty_url)
+        assert await pending_changes(empty_url) == []
+        async with opened(empty_url) as conn:
+            queued = await conn.execute_query_dict("SELECT event_id, event_hash FROM log_queue ORDER BY id")
+            assert [(str(r["event_id"]), r["event_hash"]) for r in queued] == [
+                (str(e["id"]), e["hash"]) for e in events
+            ]
+            # one queue row per event still: the SQLite rebuild for NOT NULL must keep the unique key
+            with pytest.raises(IntegrityError):
+                await conn.execute_query(
+                    "INSERT INTO log_queue (event_id, event_hash) VALUES "
+                    f"({', '.join(server.db.placeholders(conn, 2))})",
+                    [str(events[0]["id"]), events[0]["hash"]],
+                )
+            log = TransparencyLog(KeyStore(tmp_path / "keys"), "test-log", lambda: datetime.now(UTC))
+            assert await log.sequence() == 6
+            entries = await conn.execute_query_dict("SELECT position, event_id, leaf_hash FROM log_entries")
+            leaves = [bytes.fromhex(e["hash"]) for e in events]
+            assert sorted((r["position"], str(r["event_id"]), r["leaf_hash"]) for r in entries) == [
+                (i, str(e["id"]), merkle.leaf_hash(leaf).hex())
+                for i, (e, leaf) in enumerate(zip(events, leaves, strict=True))
+            ]
+            assert await log.root(6) == independent.mth(leaves)
+            assert await conn.execute_query_dict("SELECT id FROM log_queue") == []
+
+    asyncio.run(scenario())
+
+
+async def queue_columns(conn: BaseDBAsyncClient) -> set[str]:
+    if is_postgres(conn):
+        sql = "SELECT column_name AS name FROM information_schema.columns WHERE table_name = 'log_queue'"
+    else:
+        sql = "SELECT name FROM pragma_table_info('log_queue')"
+    return {str(r["name"]) for r in await conn.execute_query_dict(sql)}
 
 
 # --- SQLite table rebuilds -------------------------------------------------------------------------------------------

@@ -202,7 +202,7 @@ class Ledger:
                 recorded.append(event)
             await _move_head(conn, subject_id, seq, head)
             # The transparency log's sequencer picks these up after commit (server.proof.log).
-            await LogQueue.bulk_create([LogQueue(event_id=e.id) for e in recorded], using_db=conn)
+            await LogQueue.bulk_create([LogQueue(event_id=e.id, event_hash=e.hash) for e in recorded], using_db=conn)
             receipt = None
             if self.receipts is not None:
                 receipt_id, receipt = self.receipts.issue(

@@ -32,12 +32,17 @@ class Receipt(Model):
 
 
 class LogQueue(Model):
-    """Events committed but not yet given a log position. The sequencer drains it in commit order."""
+    """Events committed but not yet given a log position. The sequencer drains it in commit order.
+
+    `event_hash` is a copy of the event's hash, written in the recording transaction, so the sequencer reads the
+    queue alone instead of looking up every event by its random UUID.
+    """
 
     id = fields.BigIntField(primary_key=True)
     event: fields.OneToOneRelation[ConsentEvent] = fields.OneToOneField(
         "models.ConsentEvent", related_name="queued", on_delete=fields.RESTRICT
     )
+    event_hash = fields.CharField(max_length=64)
 
     class Meta:
         table = "log_queue"

@@ -8,11 +8,13 @@ transaction that records them, so an event is either committed and queued, or ne
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
+import asyncpg
 import rfc8785
 from joserfc import jws
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -24,7 +26,7 @@ from server.models import Checkpoint, LogEntry, MerkleNode
 from server.proof import merkle
 
 ADVISORY_LOCK_KEY = 0x636F6E73  # "cons"
-BATCH = 20_000
+BATCH = 50_000
 CHECKPOINT_TYP = "consent-checkpoint+json"
 
 
@@ -68,45 +70,24 @@ class TransparencyLog:
                 if is_postgres(conn):
                     await conn.execute_query(f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})")
                 size = await _size(conn)
-                # Queue order is insertion order; a transaction that commits late is simply appended later.
-                rows = await conn.execute_query_dict(
-                    "SELECT q.id AS queue_id, e.id, e.hash FROM log_queue q JOIN consent_events e ON e.id = q.event_id "
-                    f"ORDER BY q.id LIMIT {BATCH}"
+                # Queue order is insertion order; a transaction that commits late is simply appended later. The
+                # queue row carries the event hash (copied at record time), so there is no lookup into consent_events.
+                # Event ids as text on both backends: no UUID objects to build, and they sort in C.
+                _, rows = await conn.execute_query(
+                    "SELECT id, CAST(event_id AS TEXT) AS event_id, event_hash FROM log_queue "
+                    f"ORDER BY id LIMIT {BATCH}"
                 )
                 if not rows:
                     return size
                 await self._append(conn, size, rows)
 
-    async def _append(self, conn: BaseDBAsyncClient, size: int, rows: list[dict[str, Any]]) -> None:
-        """Leaves go to log_entries (their hash is the level-0 node), interior nodes to merkle_nodes; raw
-        executemany, since a first checkpoint over an existing ledger inserts millions of rows."""
-        frontier = {level: bytes.fromhex(h) for level, h in (await _frontier(conn, size)).items()}
-        leaf_hash, node_hash = merkle.leaf_hash, merkle.node_hash
-        entries: list[list[Any]] = []
-        nodes: list[list[Any]] = []
-        for offset, row in enumerate(rows):
-            position = size + offset
-            current = leaf_hash(bytes.fromhex(row["hash"]))
-            entries.append([position, str(row["id"]), current.hex()])
-            level, index = 0, position
-            while index & 1:
-                current = node_hash(frontier[level], current)
-                level, index = level + 1, index >> 1
-                nodes.append([level, index, current.hex()])
-            frontier[level] = current
-        p = placeholders(conn, 3)
-        await conn.execute_many(
-            f"INSERT INTO log_entries (position, event_id, leaf_hash) VALUES ({p[0]}, {p[1]}, {p[2]})", entries
-        )
-        if nodes:
-            await conn.execute_many(
-                f'INSERT INTO merkle_nodes (level, "index", hash) VALUES ({p[0]}, {p[1]}, {p[2]})', nodes
-            )
-        ids = [int(row["queue_id"]) for row in rows]
-        for start in range(0, len(ids), 900):
-            chunk = ids[start : start + 900]
-            marks = ", ".join(placeholders(conn, len(chunk)))
-            await conn.execute_query(f"DELETE FROM log_queue WHERE id IN ({marks})", chunk)
+    async def _append(self, conn: BaseDBAsyncClient, size: int, rows: Sequence[Any]) -> None:
+        """Leaves go to log_entries (their hash is the level-0 node), interior nodes to merkle_nodes, in bulk,
+        since a first checkpoint over an existing ledger inserts millions of rows; then the batch leaves the queue."""
+        entries, nodes = hash_batch(size, rows, await _frontier(conn, size))
+        await _insert_rows(conn, "log_entries", ("event_id", "position", "leaf_hash"), entries)
+        await _insert_rows(conn, "merkle_nodes", ("level", "index", "hash"), nodes)
+        await _dequeue(conn, [int(row["id"]) for row in rows])
 
     async def checkpoint(self) -> SignedCheckpoint:
         """Sequence what is queued, then sign the tree if it grew since the latest checkpoint."""
@@ -166,11 +147,79 @@ async def _size(conn: BaseDBAsyncClient) -> int:
     return 0 if last is None else int(last) + 1
 
 
-async def _frontier(conn: BaseDBAsyncClient, size: int) -> dict[int, str]:
-    """The roots of the perfect subtrees that make up a tree of `size` leaves, by level."""
+async def _frontier(conn: BaseDBAsyncClient, size: int) -> list[bytes]:
+    """The roots of the perfect subtrees that make up a tree of `size` leaves, by level (64 slots)."""
     keys = {(level, (size >> level) - 1) for level in range(size.bit_length()) if size >> level & 1}
-    found = await _fetch_nodes(conn, keys)
-    return {level: value.hex() for (level, _), value in found.items()}
+    frontier = [b""] * 64
+    for (level, _), value in (await _fetch_nodes(conn, keys)).items():
+        frontier[level] = value
+    return frontier
+
+
+def hash_batch(
+    size: int, rows: Iterable[Any], frontier: list[bytes]
+) -> tuple[list[tuple[Any, int, str]], list[tuple[int, int, str]]]:
+    """Leaf and interior-node rows for queue rows (`event_id`, `event_hash` hex, by name: driver rows or dicts)
+    appended to a tree of `size` leaves whose `frontier` (updated in place) is given.
+
+    Returns log_entries rows `(event_id, position, leaf_hash)` sorted by event id (positions stay in queue order,
+    only the insert order changes: the unique index on the random UUID is the costly one to insert into at random)
+    and merkle_nodes rows `(level, index, hash)` by level, then index. The hashing is `merkle.leaf_hash` and
+    `merkle.node_hash` written out with hashlib: it runs once or twice per event.
+    """
+    sha256, fromhex = hashlib.sha256, bytes.fromhex
+    entries: list[tuple[Any, int, str]] = []
+    by_level: list[list[tuple[int, int, str]]] = [[] for _ in range(64)]
+    position = size
+    for row in rows:
+        event_id = row["event_id"]
+        current = sha256(b"\x00" + fromhex(row["event_hash"])).digest()
+        entries.append((event_id, position, current.hex()))
+        level, index = 0, position
+        while index & 1:
+            current = sha256(b"\x01" + frontier[level] + current).digest()
+            level += 1
+            index >>= 1
+            by_level[level].append((level, index, current.hex()))
+        frontier[level] = current
+        position += 1
+    entries.sort()
+    return entries, [node for nodes in by_level for node in nodes]
+
+
+async def _insert_rows(
+    conn: BaseDBAsyncClient, table: str, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Bulk insert inside the caller's transaction: COPY on PostgreSQL (asyncpg), executemany otherwise."""
+    if not rows:
+        return
+    if is_postgres(conn):
+        async with conn.acquire_connection() as raw:
+            if isinstance(raw, asyncpg.Connection):
+                await raw.copy_records_to_table(table, records=rows, columns=columns)
+                return
+    marks = ", ".join(placeholders(conn, len(columns)))
+    names = ", ".join(f'"{c}"' for c in columns)
+    # Tuples: both drivers take any sequence per row, Tortoise's annotation says lists.
+    await conn.execute_many(f'INSERT INTO "{table}" ({names}) VALUES ({marks})', cast(list[list[Any]], rows))
+
+
+async def _dequeue(conn: BaseDBAsyncClient, ids: list[int]) -> None:
+    """Remove the sequenced batch (`ids`, ascending) from the queue with one statement.
+
+    PostgreSQL: by id list. Sequence values are taken before commit, so a transaction that commits after our SELECT
+    can hold an id below the batch's last one: a range would delete an event that was never sequenced.
+    SQLite: by range. `ids` are the lowest ids of this transaction's snapshot, ids are AUTOINCREMENT (never reused),
+    and there is one writer: had another connection committed since the snapshot, this transaction's first write
+    would have failed (SQLITE_BUSY_SNAPSHOT), and in this process the connection is ours until commit. So the rows
+    with id <= ids[-1] are exactly `ids`. Either way the count is checked: a mismatch rolls the batch back.
+    """
+    if is_postgres(conn):
+        deleted, _ = await conn.execute_query("DELETE FROM log_queue WHERE id = ANY($1::bigint[])", [ids])
+    else:
+        deleted, _ = await conn.execute_query("DELETE FROM log_queue WHERE id <= ?", [ids[-1]])
+    if deleted != len(ids):
+        raise RuntimeError(f"log_queue: removed {deleted} rows for a batch of {len(ids)}, rolled back")
 
 
 async def _fetch_nodes(conn: BaseDBAsyncClient | None, keys: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:

@@ -1,0 +1,73 @@
+"""The sequencer while events are being recorded: every event gets exactly one position, positions are gapless, the
+queue ends empty, and the root is the RFC 6962 root of the event hashes in position order."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from tortoise import Tortoise, connections
+
+import server.proof.log
+from server.auth.keys import KeyStore
+from server.db import tortoise_config
+from server.ledger.append import Decision, Ledger, RecordRequest
+from server.policies.catalog import Catalog
+from server.proof.log import TransparencyLog
+from tests import independent
+from tests.databases import forget_cached_sql
+
+
+def test_sequencing_while_recording_gives_every_event_one_position(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server.proof.log, "BATCH", 7)  # many small batches, interleaved with the recording
+
+    async def scenario() -> None:
+        forget_cached_sql()
+        await Tortoise.init(config=tortoise_config(database_url))
+        try:
+            ledger = Ledger("k" * 40, Catalog(5.0), lambda: datetime.now(UTC))
+            log = TransparencyLog(KeyStore(tmp_path / "keys"), "test-log", lambda: datetime.now(UTC))
+
+            async def recorder(n: int) -> None:
+                for i in range(10):
+                    await ledger.record(
+                        RecordRequest(
+                            ref=f"cust-seq-{n}-{i % 3}",
+                            policy="privacy-policy/2/fr",
+                            decisions=[Decision("offers", "email", "grant"), Decision("offers", "sms", "grant")],
+                            touchpoint="api",
+                            method="api",
+                            actor_type="client",
+                            actor_id="test",
+                        )
+                    )
+
+            async def sequencer() -> None:
+                for _ in range(15):
+                    await log.sequence()
+                    await asyncio.sleep(0)
+
+            await asyncio.gather(*(recorder(n) for n in range(4)), sequencer(), sequencer())
+            size = await log.sequence()
+
+            conn = connections.get("default")
+            events = {
+                str(r["id"]): r["hash"] for r in await conn.execute_query_dict("SELECT id, hash FROM consent_events")
+            }
+            entries = await conn.execute_query_dict(
+                "SELECT position, event_id, leaf_hash FROM log_entries ORDER BY position"
+            )
+            assert size == len(events) == 80
+            assert [r["position"] for r in entries] == list(range(size))
+            assert sorted(str(r["event_id"]) for r in entries) == sorted(events)
+            assert await conn.execute_query_dict("SELECT id FROM log_queue") == []
+            leaves = [bytes.fromhex(events[str(r["event_id"])]) for r in entries]
+            assert await log.root(size) == independent.mth(leaves)
+        finally:
+            await Tortoise.close_connections()
+
+    asyncio.run(scenario())
