@@ -48,6 +48,17 @@ def test_batch_and_stream_answer_what_single_checks_answer(client: TestClient, a
     assert [{k: v for k, v in line.items() if k not in ("line", *questions[0])} for line in lines] == singles
 
 
+def test_a_full_batch_answers_each_question_in_its_place(client: TestClient, auth: dict[str, str]) -> None:
+    """10,000 questions (more than one part of a PostgreSQL read, more than one SQLite query), known and unknown
+    subjects interleaved: every answer is the single check's answer for the question at that index."""
+    questions = _seed(client, auth)
+    singles = [_single(client, auth, q) for q in questions]
+    order = [(i * 7) % len(questions) for i in range(10_000)]
+    batch = client.post("/v1/consents/check", json={"checks": [questions[i] for i in order]}, headers=auth)
+    assert batch.status_code == 200, batch.text
+    assert batch.json()["results"] == [{**questions[i], **singles[i]} for i in order]
+
+
 def test_batch_items_with_errors_are_answered_in_place(client: TestClient, auth: dict[str, str]) -> None:
     record(client, auth, "a", [("offers", "email", "grant")])
     checks = [
