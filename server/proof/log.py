@@ -64,7 +64,8 @@ class TransparencyLog:
         self.clock = clock
 
     async def sequence(self) -> int:
-        """Give every queued event a log position (commit order: recorded_at, then id). Returns the tree size."""
+        """Give every queued event a log position, in queue order (the order the recording transactions queued
+        them). Returns the tree size."""
         while True:
             async with in_transaction() as conn:
                 if is_postgres(conn):
