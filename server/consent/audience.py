@@ -115,20 +115,8 @@ async def export_changes(
 
 
 def _reconsent_rule(catalog: CatalogSnapshot, purpose: str, now: datetime) -> Callable[[int, Any], bool]:
-    """Per grant policy: stale for good (a newer material version of the same document), or stale when granted
-    before a threshold (a material version of another document) — precomputed so each row costs a dict lookup."""
-    rules: dict[int, tuple[bool, datetime | None]] = {}
-    for policy_id, policy in catalog.policies_by_id.items():
-        same_doc = False
-        threshold: datetime | None = None
-        for material in catalog.materials:
-            if purpose not in material.purposes or material.effective_at > now:
-                continue
-            if material.document == policy.document:
-                same_doc = same_doc or material.effective_at > policy.effective_at
-            elif threshold is None or material.effective_at > threshold:
-                threshold = material.effective_at
-        rules[policy_id] = (same_doc, threshold)
+    """Per grant policy, as `CatalogSnapshot.reconsent_rules` precomputes it."""
+    rules = catalog.reconsent_rules(purpose, now)
 
     def stale(policy_id: int, since: Any) -> bool:
         same_doc, threshold = rules.get(policy_id, (False, None))

@@ -54,20 +54,11 @@ class BulkRule:
                 self._pairs[(code, channel)] = (pair, empty, stale_rules[code])
 
     def _stale_rules(self, purpose: str, now: datetime) -> dict[int, tuple[bool, Any]]:
-        """`CatalogSnapshot.reconsent_required` per granting policy, for material versions in force at `now`."""
-        rules: dict[int, tuple[bool, Any]] = {}
-        for policy_id, policy in self.catalog.policies_by_id.items():
-            same_document = False
-            threshold: datetime | None = None
-            for material in self.catalog.materials:
-                if purpose not in material.purposes or material.effective_at > now:
-                    continue
-                if material.document == policy.document:
-                    same_document = same_document or material.effective_at > policy.effective_at
-                elif threshold is None or material.effective_at > threshold:
-                    threshold = material.effective_at
-            rules[policy_id] = (same_document, self._native(threshold))
-        return rules
+        """`CatalogSnapshot.reconsent_rules`, thresholds in the reader's form of an instant."""
+        return {
+            policy_id: (same_document, self._native(threshold))
+            for policy_id, (same_document, threshold) in self.catalog.reconsent_rules(purpose, now).items()
+        }
 
     def _native(self, value: datetime | None) -> Any:
         if value is None or not self._text:

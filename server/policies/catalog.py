@@ -70,6 +70,24 @@ class CatalogSnapshot:
                 return True
         return False
 
+    def reconsent_rules(self, purpose: str, at: datetime) -> dict[int, tuple[bool, datetime | None]]:
+        """`reconsent_required` precomputed per granting policy, for one purpose and instant, so that a row costs a
+        dict lookup: (stale for good: a newer material version of the same document is in force, stale when granted
+        before this instant: the latest material version of another document in force)."""
+        rules: dict[int, tuple[bool, datetime | None]] = {}
+        for policy_id, policy in self.policies_by_id.items():
+            same_document = False
+            threshold: datetime | None = None
+            for material in self.materials:
+                if purpose not in material.purposes or material.effective_at > at:
+                    continue
+                if material.document == policy.document:
+                    same_document = same_document or material.effective_at > policy.effective_at
+                elif threshold is None or material.effective_at > threshold:
+                    threshold = material.effective_at
+            rules[policy_id] = (same_document, threshold)
+        return rules
+
 
 class Catalog:
     """Single-flight: when the snapshot is stale, one background reload runs while requests keep the old snapshot
