@@ -123,8 +123,9 @@ async def check_stream(request: Request) -> Response:
             yield [(number + 1, buffer)]
 
     async def answers() -> AsyncIterator[bytes]:
-        # Pipelined: up to IN_FLIGHT chunks are looked up (in a worker thread on SQLite) while the next ones are
-        # parsed and the previous ones written; at most IN_FLIGHT + 1 chunks are held (constant memory).
+        # Pipelined: up to IN_FLIGHT chunks are looked up (on PostgreSQL, by the database while Python goes on; the
+        # SQLite read is synchronous) while the next ones are parsed and the previous ones written; at most
+        # IN_FLIGHT + 1 chunks are held (constant memory).
         catalog = await checks.catalog.get()
         rule = BulkRule(catalog, checks.clock(), checks.reader.dialect)
         numbers: list[int] = []
