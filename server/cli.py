@@ -7,10 +7,11 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from server.db import with_database
 from server.settings import Settings, SettingsError
 
 
@@ -57,18 +58,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(coro: Coroutine[Any, Any, int]) -> int:
     return asyncio.run(coro)
-
-
-async def _with_db(settings: Settings, work: Callable[[], Awaitable[int]]) -> int:
-    from tortoise import Tortoise
-
-    from server.db import tortoise_config
-
-    await Tortoise.init(config=tortoise_config(settings.database_url))
-    try:
-        return await work()
-    finally:
-        await Tortoise.close_connections()
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -124,7 +113,7 @@ def cmd_policies_sync(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{len(report.published)} new, {len(report.unchanged)} unchanged, {len(report.purposes)} purposes")
         return 0
 
-    return asyncio.run(_with_db(settings, work))
+    return asyncio.run(with_database(settings.database_url, work))
 
 
 def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> int:
@@ -148,7 +137,7 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 0
 
-    return asyncio.run(_with_db(settings, work))
+    return asyncio.run(with_database(settings.database_url, work))
 
 
 def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> int:
@@ -177,7 +166,7 @@ def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
         print(f"transparency log: {log.entries} entries, {log.checkpoints} checkpoints: {log_verdict}")
         return 0 if report.ok and not log.problems else 1
 
-    return asyncio.run(_with_db(settings, work))
+    return asyncio.run(with_database(settings.database_url, work))
 
 
 def cmd_ledger_checkpoint(settings: Settings, args: argparse.Namespace) -> int:
@@ -189,7 +178,7 @@ def cmd_ledger_checkpoint(settings: Settings, args: argparse.Namespace) -> int:
         print(json.dumps(checkpoint.as_json()))
         return 0
 
-    return asyncio.run(_with_db(settings, work))
+    return asyncio.run(with_database(settings.database_url, work))
 
 
 def cmd_proof_verify(args: argparse.Namespace) -> int:

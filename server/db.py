@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from tortoise import connections
+from tortoise import Tortoise, connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 APP_LABEL = "models"
@@ -81,3 +82,12 @@ def placeholders(conn: BaseDBAsyncClient, count: int, start: int = 1) -> list[st
     if is_postgres(conn):
         return [f"${i}" for i in range(start, start + count)]
     return ["?"] * count
+
+
+async def with_database(database_url: str, work: Callable[[], Awaitable[int]]) -> int:
+    """Run `work` (a CLI verb) with Tortoise connected to `database_url`, and close the connections after."""
+    await Tortoise.init(config=tortoise_config(database_url))
+    try:
+        return await work()
+    finally:
+        await Tortoise.close_connections()

@@ -13,10 +13,10 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from server.db import with_database
 from server.desk.roles import ROLES
 from server.settings import Settings, SettingsError
 
@@ -33,18 +33,6 @@ def _parser() -> argparse.ArgumentParser:
     reminders = verbs.add_parser("reminders", help="requests due within DSR_REMINDER_DAYS or overdue")
     reminders.add_argument("--send", action="store_true", help="mail the owners (once a day per request)")
     return parser
-
-
-async def _with_db(settings: Settings, work: Callable[[], Awaitable[int]]) -> int:
-    from tortoise import Tortoise
-
-    from server.db import tortoise_config
-
-    await Tortoise.init(config=tortoise_config(settings.database_url))
-    try:
-        return await work()
-    finally:
-        await Tortoise.close_connections()
 
 
 async def create_command(email: str, name: str, role: str, password: str | None) -> dict[str, Any]:
@@ -109,7 +97,7 @@ def main(argv: list[str]) -> int:
                 return 2
             return 0
 
-        return asyncio.run(_with_db(settings, create))
+        return asyncio.run(with_database(settings.database_url, create))
     if args.verb == "list":
 
         async def listing() -> int:
@@ -129,11 +117,11 @@ def main(argv: list[str]) -> int:
                 )
             return 0
 
-        return asyncio.run(_with_db(settings, listing))
+        return asyncio.run(with_database(settings.database_url, listing))
 
     async def reminders() -> int:
         for line in await reminders_command(settings, args.send):
             print(json.dumps(line))
         return 0
 
-    return asyncio.run(_with_db(settings, reminders))
+    return asyncio.run(with_database(settings.database_url, reminders))
