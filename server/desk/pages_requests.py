@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from server.desk import dsr, effects
 from server.desk.deadlines import OPEN_STATUSES, urgency
+from server.desk.dsr import Actor
 from server.desk.guard import require_staff
 from server.desk.notices import send_notice
 from server.desk.roles import AGENT_KINDS, may_handle, may_take
@@ -146,19 +147,7 @@ async def set_status(request: Request, staff: Staff) -> Response:
     await dsr.set_status(req, status, note, actor, desk.now())
     if status == "refused":
         # GDPR 12(4): the person is told why, and that they may complain to the supervisory authority.
-        subject = await Subject.get(id=req.subject_id)
-        await send_notice(
-            desk.mailer,
-            subject,
-            req.id,
-            "refusal",
-            actor,
-            desk.now(),
-            desk.controller.email,
-            kind=req.kind,
-            received=req.received_at.date().isoformat(),
-            reason=note.strip(),
-        )
+        await _notify_person(request, req, "refusal", actor, reason=note.strip())
     await audit(request, staff, "dsr_status", req.subject_id, request_id=req.id, status=status)
     return redirect(f"/console/requests/{req.id}", request)
 
@@ -174,19 +163,8 @@ async def extend(request: Request, staff: Staff) -> Response:
         raise InvalidRequest("an extension is 1 or 2 months", parameter="months")
     actor = dsr.staff_actor(staff.id)
     new_due = await dsr.extend(req, int(months), form.get("reason", ""), actor, desk.now(), desk.zone)
-    subject = await Subject.get(id=req.subject_id)
-    await send_notice(
-        desk.mailer,
-        subject,
-        req.id,
-        "extension",
-        actor,
-        desk.now(),
-        desk.controller.email,
-        kind=req.kind,
-        received=req.received_at.date().isoformat(),
-        due=new_due.isoformat(),
-        reason=form.get("reason", "").strip(),
+    await _notify_person(
+        request, req, "extension", actor, due=new_due.isoformat(), reason=form.get("reason", "").strip()
     )
     await audit(request, staff, "dsr_extend", req.subject_id, request_id=req.id, due_on=new_due.isoformat())
     return redirect(f"/console/requests/{req.id}", request)
@@ -251,3 +229,11 @@ async def restriction_lift(request: Request, staff: Staff) -> Response:
     await effects.lift(desk, req, dsr.staff_actor(staff.id))
     await audit(request, staff, "dsr_restriction_lift", req.subject_id, request_id=req.id)
     return redirect(f"/console/requests/{req.id}", request)
+
+
+async def _notify_person(request: Request, req: DataSubjectRequest, notice: str, actor: Actor, **values: str) -> None:
+    """Mail `notice` about `req` to its person (with the request's kind and date of receipt) and log it."""
+    desk = desk_of(request)
+    subject = await Subject.get(id=req.subject_id)
+    values.update(kind=req.kind, received=req.received_at.date().isoformat())
+    await send_notice(desk.mailer, subject, req.id, notice, actor, desk.now(), desk.controller.email, **values)
