@@ -36,14 +36,13 @@ class BulkRule:
     def __init__(self, catalog: CatalogSnapshot, now: datetime, dialect: str) -> None:
         self.catalog = catalog
         self._text = dialect == "sqlite"
-        self._now: Any = now.astimezone(UTC).isoformat(" ") if self._text else now
+        self._now = self._native(now)
         self._labels = {policy_id: _dumps(policy.label) for policy_id, policy in catalog.policies_by_id.items()}
         # Per purpose x channel offered: the JSON of the pair, the answer when nothing was recorded, and the
         # re-consent rule per granting policy: (stale for good, stale if granted before this instant).
         self._pairs: dict[tuple[str, str], tuple[bytes, bytes, dict[int, tuple[bool, Any]]]] = {}
-        stale_rules: dict[str, dict[int, tuple[bool, Any]]] = {}
         for code, purpose in catalog.purposes.items():
-            stale_rules[code] = self._stale_rules(code, now)
+            stale = self._stale_rules(code, now)
             for channel in purpose.channels:
                 basis = purpose.basis_for(channel)
                 if basis in ("legitimate_interest", "necessary"):
@@ -51,7 +50,7 @@ class BulkRule:
                 else:
                     empty = b'"allowed":false,"reason":"no_record","status":"no_record","since":null' + _NULLS
                 pair = b'"purpose":%b,"channel":%b,' % (_dumps(code), _dumps(channel))
-                self._pairs[(code, channel)] = (pair, empty, stale_rules[code])
+                self._pairs[(code, channel)] = (pair, empty, stale)
 
     def _stale_rules(self, purpose: str, now: datetime) -> dict[int, tuple[bool, Any]]:
         """`CatalogSnapshot.reconsent_rules`, thresholds in the reader's form of an instant."""
