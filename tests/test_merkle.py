@@ -6,7 +6,7 @@ import random
 from typing import Any
 
 from server.proof import merkle
-from server.proof.log import hash_batch
+from server.proof.log import STORED_FROM_LEVEL, hash_batch
 from tests import independent
 
 
@@ -80,5 +80,7 @@ def test_the_sequencer_batches_give_the_nodes_of_the_stored_tree() -> None:
         (p, p, node(0, p).hex()) for p in range(len(events))
     ]
     assert {(level, index): value for level, index, value in nodes} == {
-        (level, index): node(level, index).hex() for level in range(1, 10) for index in range(len(leaves) >> level)
+        (level, index): node(level, index).hex()
+        for level in range(STORED_FROM_LEVEL, 10)
+        for index in range(len(leaves) >> level)
     }

@@ -21,12 +21,15 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from server.auth.keys import ALGORITHM, KeyStore
-from server.db import is_postgres, placeholders
-from server.models import Checkpoint, LogEntry, MerkleNode
+from server.db import connection, is_postgres, placeholders
+from server.models import Checkpoint, MerkleNode
 from server.proof import merkle
 
 ADVISORY_LOCK_KEY = 0x636F6E73  # "cons"
 BATCH = 50_000
+# Interior nodes are stored from this level up. A lower node covers at most 8 leaves, and is recomputed from them
+# when a proof needs it: storing levels 1-3 would add 7 rows per 8 events to the sequencer's writes.
+STORED_FROM_LEVEL = 4
 CHECKPOINT_TYP = "consent-checkpoint+json"
 
 
@@ -165,8 +168,8 @@ def hash_batch(
 
     Returns log_entries rows `(event_id, position, leaf_hash)` sorted by event id (positions stay in queue order,
     only the insert order changes: the unique index on the random UUID is the costly one to insert into at random)
-    and merkle_nodes rows `(level, index, hash)` by level, then index. The hashing is `merkle.leaf_hash` and
-    `merkle.node_hash` written out with hashlib: it runs once or twice per event.
+    and merkle_nodes rows `(level, index, hash)` of levels >= STORED_FROM_LEVEL, by level, then index. The hashing
+    is `merkle.leaf_hash` and `merkle.node_hash` written out with hashlib: it runs once or twice per event.
     """
     sha256, fromhex = hashlib.sha256, bytes.fromhex
     entries: list[tuple[Any, int, str]] = []
@@ -181,7 +184,8 @@ def hash_batch(
             current = sha256(b"\x01" + frontier[level] + current).digest()
             level += 1
             index >>= 1
-            by_level[level].append((level, index, current.hex()))
+            if level >= STORED_FROM_LEVEL:
+                by_level[level].append((level, index, current.hex()))
         frontier[level] = current
         position += 1
     entries.sort()
@@ -224,22 +228,28 @@ async def _dequeue(conn: BaseDBAsyncClient, ids: list[int]) -> None:
 
 
 async def _fetch_nodes(conn: BaseDBAsyncClient | None, keys: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-    """Level 0 nodes are the leaf hashes in log_entries; higher levels are in merkle_nodes."""
+    """Level 0 nodes are the leaf hashes in log_entries; levels 1 to STORED_FROM_LEVEL - 1 are hashed from their
+    leaves; higher levels are in merkle_nodes."""
     found: dict[tuple[int, int], bytes] = {}
+    derived = [(level, index) for level, index in keys if 0 < level < STORED_FROM_LEVEL]
+    positions = {index for level, index in keys if level == 0}
+    for level, index in derived:
+        positions.update(range(index << level, (index + 1) << level))
+    leaves = await _fetch_leaves(conn, sorted(positions))
+    for level, index in keys:
+        if level == 0 and index in leaves:
+            found[(0, index)] = leaves[index]
+    for level, index in derived:
+        span = [leaves.get(p) for p in range(index << level, (index + 1) << level)]
+        if all(span):
+            found[(level, index)] = merkle.perfect_subtree_hash(cast(list[bytes], span))
     by_level: dict[int, list[int]] = {}
     for level, index in keys:
-        by_level.setdefault(level, []).append(index)
+        if level >= STORED_FROM_LEVEL:
+            by_level.setdefault(level, []).append(index)
     for level, indexes in by_level.items():
         for start in range(0, len(indexes), 500):
-            chunk = indexes[start : start + 500]
-            if level == 0:
-                leaves = LogEntry.filter(position__in=chunk)
-                if conn is not None:
-                    leaves = leaves.using_db(conn)
-                for leaf in await leaves.values("position", "leaf_hash"):
-                    found[(0, leaf["position"])] = bytes.fromhex(leaf["leaf_hash"])
-                continue
-            query = MerkleNode.filter(level=level, index__in=chunk)
+            query = MerkleNode.filter(level=level, index__in=indexes[start : start + 500])
             if conn is not None:
                 query = query.using_db(conn)
             for row in await query.values("level", "index", "hash"):
@@ -248,6 +258,21 @@ async def _fetch_nodes(conn: BaseDBAsyncClient | None, keys: set[tuple[int, int]
     if missing:
         raise LookupError(f"Merkle nodes missing from the log: {sorted(missing)[:5]}")
     return found
+
+
+async def _fetch_leaves(conn: BaseDBAsyncClient | None, positions: list[int]) -> dict[int, bytes]:
+    """Leaf hashes by position, 500 positions per query."""
+    client = conn or connection()
+    leaves: dict[int, bytes] = {}
+    for start in range(0, len(positions), 500):
+        chunk = positions[start : start + 500]
+        marks = ", ".join(placeholders(client, len(chunk)))
+        _, rows = await client.execute_query(
+            f"SELECT position, leaf_hash FROM log_entries WHERE position IN ({marks})", chunk
+        )
+        for row in rows:
+            leaves[int(row["position"])] = bytes.fromhex(row["leaf_hash"])
+    return leaves
 
 
 def _signed(row: Checkpoint) -> SignedCheckpoint:

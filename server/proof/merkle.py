@@ -23,6 +23,14 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
 
 
+def perfect_subtree_hash(leaves: list[bytes]) -> bytes:
+    """The hash of a perfect subtree from its leaf hashes (a power of two of them), pair by pair."""
+    level = leaves
+    while len(level) > 1:
+        level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+    return level[0]
+
+
 def split(n: int) -> int:
     """The largest power of two strictly below n (n >= 2)."""
     return 1 << ((n - 1).bit_length() - 1)
