@@ -15,6 +15,9 @@ from tortoise.apps import Apps
 from tortoise.context import TortoiseContext
 from tortoise.migrations.api import migrate as migrate_api
 from tortoise.migrations.autodetector import MigrationAutodetector
+from tortoise.migrations.operations import TortoiseOperation
+from tortoise.migrations.schema_editor.base import BaseSchemaEditor
+from tortoise.migrations.schema_generator.state import State
 
 from server.db import APP_LABEL, is_postgres, tortoise_config
 from server.ledger import append_only
@@ -57,6 +60,41 @@ async def make_migrations(database_url: str, name: str | None = None) -> list[st
                 writer.name = f"{number}_{name}"
             paths.append(str(writer.write()))
         return paths
+
+
+class StateOnly(TortoiseOperation):
+    """An operation's effect on the migration state only: for schema changes the autodetector describes but cannot
+    apply faithfully, which the migration then makes itself (with `RunPython`)."""
+
+    def __init__(self, operation: TortoiseOperation) -> None:
+        self.operation = operation
+
+    def describe(self) -> str:
+        return f"{self.operation.describe()} (state only)"
+
+    def state_forward(self, app_label: str, state: State) -> None:
+        self.operation.state_forward(app_label, state)
+
+    async def database_forward(
+        self, app_label: str, old_state: State, new_state: State, state_editor: BaseSchemaEditor | None = None
+    ) -> None:
+        return None
+
+    async def database_backward(
+        self, app_label: str, old_state: State, new_state: State, state_editor: BaseSchemaEditor | None = None
+    ) -> None:
+        return None
+
+
+async def constraint_names(client: Any, table: str, kind: str, column: str) -> list[str]:
+    """PostgreSQL: names of the constraints of `kind` ('p', 'u', 'f') on exactly `column` of `table`."""
+    rows = await client.execute_query_dict(
+        "SELECT c.conname AS name FROM pg_constraint c JOIN pg_attribute a "
+        "ON a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey) "
+        "WHERE c.conrelid = to_regclass($1) AND c.contype::text = $2 AND a.attname = $3 AND cardinality(c.conkey) = 1",
+        [table, kind, column],
+    )
+    return [str(row["name"]) for row in rows]
 
 
 def _apps(ctx: TortoiseContext) -> Apps:

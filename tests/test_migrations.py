@@ -33,6 +33,7 @@ from server.proof.log import TransparencyLog
 from tests import independent
 from tests.databases import POLICY_DIR, SqliteTemplate, forget_cached_sql
 
+LOG_ENTRIES = "SELECT position, event_id, leaf_hash FROM log_entries ORDER BY position"
 REPO_MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 LEDGER_TABLES = ("subjects", "consent_events", "consent_states")
 
@@ -182,16 +183,9 @@ def test_events_queued_before_0005_get_their_hash_and_are_sequenced_as_before(em
             assert [(str(r["event_id"]), r["event_hash"]) for r in queued] == [
                 (str(e["id"]), e["hash"]) for e in events
             ]
-            # one queue row per event still: the SQLite rebuild for NOT NULL must keep the unique key
-            with pytest.raises(IntegrityError):
-                await conn.execute_query(
-                    "INSERT INTO log_queue (event_id, event_hash) VALUES "
-                    f"({', '.join(server.db.placeholders(conn, 2))})",
-                    [str(events[0]["id"]), events[0]["hash"]],
-                )
             log = TransparencyLog(KeyStore(tmp_path / "keys"), "test-log", lambda: datetime.now(UTC))
             assert await log.sequence() == 6
-            entries = await conn.execute_query_dict("SELECT position, event_id, leaf_hash FROM log_entries")
+            entries = await conn.execute_query_dict(LOG_ENTRIES)
             leaves = [bytes.fromhex(e["hash"]) for e in events]
             assert sorted((r["position"], str(r["event_id"]), r["leaf_hash"]) for r in entries) == [
                 (i, str(e["id"]), merkle.leaf_hash(leaf).hex())
@@ -201,6 +195,85 @@ def test_events_queued_before_0005_get_their_hash_and_are_sequenced_as_before(em
             assert await conn.execute_query_dict("SELECT id FROM log_queue") == []
 
     asyncio.run(scenario())
+
+
+def test_0006_keeps_the_log_its_proofs_and_its_keys(empty_url: str, tmp_path: Path) -> None:
+    """0006 re-keys log_entries by position, drops two constraints and Merkle levels 1-3: the log's roots and proofs
+    stay the same, positions and event ids stay unique, and sequencing continues; going back restores levels 1-3."""
+
+    async def low_levels(conn: BaseDBAsyncClient) -> dict[tuple[int, int], str]:
+        rows = await conn.execute_query_dict('SELECT level, "index", hash FROM merkle_nodes WHERE level < 4')
+        return {(int(r["level"]), int(r["index"])): r["hash"] for r in rows}
+
+    async def scenario() -> None:
+        await apply_migrations(empty_url, target="models.0005_queue_event_hash")
+        log = TransparencyLog(KeyStore(tmp_path / "keys"), "test-log", lambda: datetime.now(UTC))
+        async with opened(empty_url) as conn:
+            await sync_policies(POLICY_DIR)
+            for number in range(19):
+                await record_decisions(f"cust-0006-{number}")
+            assert await log.sequence() == 38
+            # the 0005 code also stored levels 1-3: put them in, as such a database has them
+            leaves = [
+                bytes.fromhex(r["leaf_hash"])
+                for r in await conn.execute_query_dict("SELECT leaf_hash FROM log_entries ORDER BY position")
+            ]
+            expected_low = {
+                (level, index): merkle.perfect_subtree_hash(leaves[index << level : (index + 1) << level]).hex()
+                for level in (1, 2, 3)
+                for index in range(len(leaves) >> level)
+            }
+            marks = ", ".join(server.db.placeholders(conn, 3))
+            await conn.execute_many(
+                f'INSERT INTO merkle_nodes (level, "index", hash) VALUES ({marks})',
+                [[level, index, value] for (level, index), value in expected_low.items()],
+            )
+            entries = await conn.execute_query_dict(LOG_ENTRIES)
+            root = await log.root(38)
+            paths = await log.inclusion(range(38), 38)
+            consistency = await log.consistency(13, 38)
+            logged = await event_hashes_in_log_order(conn)
+        assert root == independent.mth(logged)
+        assert paths == {m: independent.path(m, logged) for m in range(38)}
+        assert consistency == independent.proof(13, logged)
+
+        await apply_migrations(empty_url)
+        assert await pending_changes(empty_url) == []
+        async with opened(empty_url) as conn:
+            assert await low_levels(conn) == {}
+            assert await conn.execute_query_dict(LOG_ENTRIES) == entries
+            assert await log.root(38) == root
+            assert await log.inclusion(range(38), 38) == paths
+            assert await log.consistency(13, 38) == consistency
+            marks = ", ".join(server.db.placeholders(conn, 3))
+            insert = f"INSERT INTO log_entries (event_id, position, leaf_hash) VALUES ({marks})"
+            with pytest.raises(IntegrityError):  # a position is the key
+                await conn.execute_query(insert, [str(uuid.uuid4()), 0, "00"])
+            with pytest.raises(IntegrityError):  # an event is logged once
+                await conn.execute_query(insert, [str(entries[0]["event_id"]), 38, "00"])
+            await record_decisions("cust-0006-after")
+            assert await log.sequence() == 40
+            logged = await event_hashes_in_log_order(conn)
+            assert await log.root(40) == independent.mth(logged)
+            leaves = [merkle.leaf_hash(data) for data in logged]
+
+        await apply_migrations(empty_url, target="models.0005_queue_event_hash")
+        async with opened(empty_url) as conn:
+            assert await low_levels(conn) == {
+                (level, index): merkle.perfect_subtree_hash(leaves[index << level : (index + 1) << level]).hex()
+                for level in (1, 2, 3)
+                for index in range(40 >> level)
+            }
+            assert len(await conn.execute_query_dict("SELECT id FROM log_entries")) == 40
+
+    asyncio.run(scenario())
+
+
+async def event_hashes_in_log_order(conn: BaseDBAsyncClient) -> list[bytes]:
+    rows = await conn.execute_query_dict(
+        "SELECT e.hash FROM log_entries l JOIN consent_events e ON e.id = l.event_id ORDER BY l.position"
+    )
+    return [bytes.fromhex(r["hash"]) for r in rows]
 
 
 async def queue_columns(conn: BaseDBAsyncClient) -> set[str]:

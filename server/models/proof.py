@@ -36,10 +36,15 @@ class LogQueue(Model):
 
     `event_hash` is a copy of the event's hash, written in the recording transaction, so the sequencer reads the
     queue alone instead of looking up every event by its random UUID.
+
+    `event_id` has no unique index: the queue is drained a million rows at a time on a first checkpoint, and
+    deleting from an index on random UUIDs was the sequencer's costliest step. An event is queued once, by the
+    transaction that inserts it; `log_entries.event_id` is unique, and `ledger verify` counts queued plus logged
+    against the events.
     """
 
     id = fields.BigIntField(primary_key=True)
-    event: fields.OneToOneRelation[ConsentEvent] = fields.OneToOneField(
+    event: fields.ForeignKeyRelation[ConsentEvent] = fields.ForeignKeyField(
         "models.ConsentEvent", related_name="queued", on_delete=fields.RESTRICT
     )
     event_hash = fields.CharField(max_length=64)
@@ -49,12 +54,16 @@ class LogQueue(Model):
 
 
 class LogEntry(Model):
-    """A leaf of the transparency log: position -> event, with the RFC 6962 leaf hash of the event hash."""
+    """A leaf of the transparency log: position -> event, with the RFC 6962 leaf hash of the event hash.
 
-    id = fields.BigIntField(primary_key=True)
-    position = fields.BigIntField(unique=True)
+    The position is the key (no surrogate id and its index). `event_id` is unique but carries no foreign-key
+    constraint: it is copied from `log_queue`, whose constraint checked it when the event was recorded, and events
+    are never deleted (append-only triggers), so a second check per row would only slow the sequencer.
+    """
+
+    position = fields.BigIntField(primary_key=True, generated=False)
     event: fields.OneToOneRelation[ConsentEvent] = fields.OneToOneField(
-        "models.ConsentEvent", related_name="log_entry", on_delete=fields.RESTRICT
+        "models.ConsentEvent", related_name="log_entry", on_delete=fields.RESTRICT, db_constraint=False
     )
     leaf_hash = fields.CharField(max_length=64)
 
@@ -65,7 +74,8 @@ class LogEntry(Model):
 class MerkleNode(Model):
     """The hash of a perfect subtree: `level` L covers leaves [index * 2^L, (index + 1) * 2^L)."""
 
-    # Only levels >= 1 are stored here: level 0 (the leaves) is log_entries.leaf_hash.
+    # Only levels >= 4 (`server.proof.log.STORED_FROM_LEVEL`) are stored: level 0 (the leaves) is
+    # log_entries.leaf_hash, and levels 1-3 are hashed from at most 8 leaves when a proof needs them.
 
     id = fields.BigIntField(primary_key=True)
     level = fields.SmallIntField()
