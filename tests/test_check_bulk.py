@@ -17,7 +17,9 @@ def _seed(client: TestClient, auth: dict[str, str]) -> list[dict[str, str]]:
     record(client, auth, "a", [("offers", "email", "grant"), ("partners", "email", "grant")])
     record(client, auth, "b", [("offers", "sms", "deny"), ("newsletter", "email", "grant")])
     record(client, auth, "c", [("offers", "post", "object"), ("offers", "email", "soft_opt_in")])
-    refs = ["a", "b", "c", "ghost"]
+    # A ref with a no-break space: valid, though not str.isprintable() (the bulk fast path hands it to the full rule).
+    record(client, auth, "d\u00a0e", [("offers", "email", "grant")])
+    refs = ["a", "b", "c", "d\u00a0e", "ghost"]
     return [{"subject": r, "purpose": p, "channel": c} for r, (p, c) in itertools.product(refs, PAIRS)]
 
 
@@ -67,11 +69,13 @@ def test_batch_items_with_errors_are_answered_in_place(client: TestClient, auth:
         {"subject": "a", "purpose": "offers"},
         "not an object",
         {"subject": "a", "purpose": "offers", "channel": "email", "extra": 1},
+        {"subject": "a\x01", "purpose": "offers", "channel": "email"},
     ]
     results = client.post("/v1/consents/check", json={"checks": checks}, headers=auth).json()["results"]
     assert results[0]["allowed"] is True
     assert [r.get("error", {}).get("type") for r in results[1:]] == [
         "/problems/unknown-purpose",
+        "/problems/invalid-request",
         "/problems/invalid-request",
         "/problems/invalid-request",
         "/problems/invalid-request",

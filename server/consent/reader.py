@@ -3,8 +3,10 @@
 Why not the ORM: a check is one indexed lookup; the ORM's query building and model instantiation cost more than the
 lookup itself (bench/check_bench.py prints the figures). Two choices measured there:
 
-- SQLite: a private read-only `sqlite3` connection used synchronously on the event loop. An indexed lookup takes
-  microseconds, less than aiosqlite's hop to its worker thread, and WAL lets it read while the writer writes.
+- SQLite: a private read-only `sqlite3` connection used synchronously on the event loop for single checks. An
+  indexed lookup takes microseconds, less than aiosqlite's hop to its worker thread, and WAL lets it read while the
+  writer writes. Bulk reads (batch, stream) run on a second read-only connection in one worker thread, as one
+  aggregate query per 5,000 keys, so that SQLite works on the other core while Python writes answers.
 - PostgreSQL: a dedicated asyncpg pool with prepared statements; concurrent single checks that arrive in the same
   event-loop turn are coalesced into one round trip (`unnest` of the keys), so 50 waiting callers cost one query,
   not 50. Every answer still comes from the database at the time of the query: nothing is cached.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
@@ -22,11 +25,14 @@ import asyncpg
 import orjson
 
 from server.consent.decide import StateView, SubjectFlags
+from server.models.ledger import CHECK_STATE_INDEX
+from server.models.subjects import CHECK_SUBJECT_INDEX
 
 Key = tuple[str, str, str]  # (ref, purpose, channel)
 # What the bulk path reads per known subject, as the driver returns it (instants are UTC text on SQLite, aware
 # datetimes on PostgreSQL): erased_at, restricted_at, status, since, valid_until, policy_version_id, event_id.
-Row = tuple[Any, Any, Any, Any, Any, Any, Any]
+# A list on SQLite (decoded from JSON), a tuple on PostgreSQL.
+Row = Sequence[Any]
 
 
 class Lookup(NamedTuple):
@@ -53,26 +59,31 @@ class StateReader(Protocol):
     async def close(self) -> None: ...
 
 
-_SQLITE_ONE = """
+_SQLITE_ONE = f"""
 SELECT s.erased_at, s.restricted_at, c.status, c.since, c.valid_until, c.policy_version_id, c.event_id
-FROM subjects s LEFT JOIN consent_states c
+FROM subjects s INDEXED BY {CHECK_SUBJECT_INDEX} LEFT JOIN consent_states c INDEXED BY {CHECK_STATE_INDEX}
   ON c.subject_id = s.id AND c.purpose_id = ? AND c.channel_id = ?
 WHERE s.ref = ?"""
 
 _SQLITE_SUBJECT = "SELECT id, erased_at, restricted_at FROM subjects WHERE ref = ?"
 _SQLITE_BATCH = 5000
 # The keys go in as one JSON array, unpacked once into a materialised CTE (json_extract in the join itself ran per
-# probe: 117 ms against 65 ms for 10,000 keys); only known subjects come back (an absent index is an unknown ref),
-# instants as stored.
-_SQLITE_ROWS = """
+# probe: 117 ms against 65 ms for 10,000 keys). What comes out is ONE row: a JSON array holding [index, erased_at,
+# restricted_at, status, since, valid_until, policy_version_id, event_id] per known subject (an absent index is an
+# unknown ref), instants as stored. One sqlite3_step computes it all, and Python's sqlite3 releases the GIL for the
+# whole step, so the bulk read runs on the other core while the event loop goes on (a row-per-key read hands the GIL
+# back and forth at every row: that made a threaded stream slower, 59k -> 41-49k checks/s, when it was tried).
+_SQLITE_ROWS = f"""
 WITH k AS MATERIALIZED (
   SELECT key AS i, json_extract(value, '$[0]') AS ref, json_extract(value, '$[1]') AS purpose,
          json_extract(value, '$[2]') AS channel
   FROM json_each(?))
-SELECT k.i, s.erased_at, s.restricted_at, c.status, c.since, c.valid_until, c.policy_version_id, c.event_id
+SELECT json_group_array(json_array(k.i, s.erased_at, s.restricted_at, c.status, c.since, c.valid_until,
+                                   c.policy_version_id, c.event_id))
 FROM k
-JOIN subjects s ON s.ref = k.ref
-LEFT JOIN consent_states c ON c.subject_id = s.id AND c.purpose_id = k.purpose AND c.channel_id = k.channel"""
+JOIN subjects s INDEXED BY {CHECK_SUBJECT_INDEX} ON s.ref = k.ref
+LEFT JOIN consent_states c INDEXED BY {CHECK_STATE_INDEX}
+  ON c.subject_id = s.id AND c.purpose_id = k.purpose AND c.channel_id = k.channel"""
 
 
 def _ts(value: Any) -> datetime | None:
@@ -105,10 +116,9 @@ class SqliteStateReader:
     dialect = "sqlite"
 
     def __init__(self, path: str) -> None:
-        self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA query_only = 1")
-        self._conn.execute("PRAGMA busy_timeout = 5000")
-        self._conn.execute("PRAGMA cache_size = -65536")
+        self._conn = _read_only(path)
+        self._bulk_conn = _read_only(path)
+        self._bulk = ThreadPoolExecutor(1, thread_name_prefix="sqlite-bulk-read")
 
     def _one(self, key: Key) -> Lookup:
         ref, purpose, channel = key
@@ -125,10 +135,10 @@ class SqliteStateReader:
         return [_lookup(row) for row in _sqlite_rows(self._conn, keys)]
 
     async def rows(self, keys: Sequence[Key]) -> list[Row | None]:
-        """The bulk read, synchronous like the others. Measured: the same read in a worker thread (SQLite releases
-        the GIL while stepping) made a stream slower on 2 cores, 59k -> 41-49k checks/s, with half as much CPU
-        again: the GIL changes hands at every row."""
-        return _sqlite_rows(self._conn, keys)
+        """The bulk read, on its own connection in a worker thread (see _SQLITE_ROWS). Measured on the stream of
+        bench/check_bench.py, with the covering indexes of migration 0007: 1.6-1.8x the checks/s of the same read
+        on the event loop (bench/README.md, "Stream")."""
+        return await asyncio.get_running_loop().run_in_executor(self._bulk, _sqlite_rows, self._bulk_conn, keys)
 
     async def at(self, key: Key, at: datetime) -> Lookup:
         ref, purpose, channel = key
@@ -161,15 +171,25 @@ class SqliteStateReader:
             cursor.close()
 
     async def close(self) -> None:
+        self._bulk.shutdown(wait=True)
+        self._bulk_conn.close()
         self._conn.close()
+
+
+def _read_only(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA query_only = 1")
+    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute("PRAGMA cache_size = -65536")
+    return conn
 
 
 def _sqlite_rows(conn: sqlite3.Connection, keys: Sequence[Key]) -> list[Row | None]:
     results: list[Row | None] = [None] * len(keys)
     for start in range(0, len(keys), _SQLITE_BATCH):
-        found = conn.execute(_SQLITE_ROWS, (orjson.dumps(keys[start : start + _SQLITE_BATCH]),)).fetchall()
-        for index, *row in found:
-            results[start + index] = tuple(row)
+        (found,) = conn.execute(_SQLITE_ROWS, (orjson.dumps(keys[start : start + _SQLITE_BATCH]),)).fetchone()
+        for item in orjson.loads(found):
+            results[start + item[0]] = item[1:]
     return results
 
 
