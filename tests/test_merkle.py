@@ -44,6 +44,8 @@ def test_roots_paths_and_consistency_match_the_rfc_for_random_sizes() -> None:
             assert not merkle.verify_inclusion(merkle.leaf_hash(leaves[m]), (m + 1) % size, size, audit, root) or (
                 size == 1
             )
+        many = rng.sample(range(size), min(size, 12))  # one call, shared subtree hashes: the same paths
+        assert merkle.inclusion_paths(node, many, size) == {m: independent.path(m, leaves) for m in many}, size
         for old in rng.sample(range(1, size + 1), min(size, 4)):
             consistency = merkle.consistency_proof(node, old, size)
             assert consistency == independent.proof(old, leaves), (old, size)

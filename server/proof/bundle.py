@@ -46,6 +46,8 @@ from server.services import Services
 
 MANIFEST_TYP = "consent-proof-manifest+json"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+# One environment per process: it caches the compiled report template (compiling it took longer than rendering it).
+_REPORT_ENV = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
 
 
 @dataclass(frozen=True)
@@ -236,9 +238,8 @@ def _report(
     bundle_id: str,
     files: dict[str, bytes],
 ) -> str:
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     titles = {code: p.titles.get("en") or p.titles.get("fr") or code for code, p in catalog.purposes.items()}
-    return env.get_template("report.html").render(
+    return _REPORT_ENV.get_template("report.html").render(
         controller=controller,
         pseudonym=subject.pseudonym,
         events=events,

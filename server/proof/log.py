@@ -129,7 +129,7 @@ class TransparencyLog:
 
     async def inclusion(self, positions: Iterable[int], size: int) -> dict[int, list[bytes]]:
         wanted = [p for p in positions if p < size]
-        return await self._run(lambda node: {p: merkle.inclusion_path(node, p, size) for p in wanted})
+        return await self._run(lambda node: merkle.inclusion_paths(node, wanted, size))
 
     async def consistency(self, old_size: int, new_size: int) -> list[bytes]:
         return await self._run(lambda node: merkle.consistency_proof(node, old_size, new_size))

@@ -9,7 +9,7 @@ batch (`plan` first collects which nodes are needed). Verification needs nothing
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 NodeKey = tuple[int, int]  # (level, index): leaves [index * 2**level, (index + 1) * 2**level)
 NodeSource = Callable[[int, int], bytes]
@@ -53,17 +53,36 @@ def root(node: NodeSource, size: int) -> bytes:
 
 def inclusion_path(node: NodeSource, index: int, size: int) -> list[bytes]:
     """RFC 9162 2.1.3.1 PATH(m, D[0:n])."""
-    return _path(node, index, 0, size)
+    return inclusion_paths(node, [index], size)[index]
 
 
-def _path(node: NodeSource, m: int, start: int, end: int) -> list[bytes]:
-    n = end - start
-    if n == 1:
-        return []
-    k = split(n)
-    if m < k:
-        return [*_path(node, m, start, start + k), subtree_hash(node, start + k, end)]
-    return [*_path(node, m - k, start + k, end), subtree_hash(node, start, start + k)]
+def inclusion_paths(node: NodeSource, indexes: Iterable[int], size: int) -> dict[int, list[bytes]]:
+    """PATH(m, D[0:size]) for each m, sharing the subtree hashes the paths have in common (those along the right
+    edge of a tree that is not a power of two are hashed from stored nodes, not read: once, not once per path)."""
+    memo: dict[tuple[int, int], bytes] = {}
+
+    def sibling(start: int, end: int) -> bytes:
+        found = memo.get((start, end))
+        if found is None:
+            found = memo[(start, end)] = subtree_hash(node, start, end)
+        return found
+
+    paths: dict[int, list[bytes]] = {}
+    for index in indexes:
+        path: list[bytes] = []  # from the root down; RFC order is leaf up
+        m, start, end = index, 0, size
+        while end - start > 1:
+            k = split(end - start)
+            if m < k:
+                path.append(sibling(start + k, end))
+                end = start + k
+            else:
+                path.append(sibling(start, start + k))
+                m -= k
+                start += k
+        path.reverse()
+        paths[index] = path
+    return paths
 
 
 def consistency_proof(node: NodeSource, old_size: int, new_size: int) -> list[bytes]:
