@@ -131,6 +131,25 @@ def _json_edit(name: str, edit: Any) -> Any:
     return change
 
 
+def _assert_report_shows_each_event(bundle: zipfile.ZipFile) -> None:
+    """report.html, the lawyer's view: a row per event with its decision, its text (linked, hash shown) and how."""
+    report = bundle.read("report.html").decode()
+    rows = report.split("<tbody>")[1].split("</tbody>")[0].split("<tr>")[1:]
+    events = json.loads(bundle.read("events.json"))
+    assert len(rows) == len(events) > 0
+    for row, event in zip(rows, events, strict=True):
+        policy = event["policy"]
+        for shown in (
+            f"<td>{event['seq']}</td>",
+            f"{event['purpose']}) / {event['channel']}",
+            f"<strong>{event['status']}</strong>",
+            f'href="policies/{policy["document"]}/{policy["version"]}/{policy["lang"]}.md"',
+            policy["sha256"][:16],
+            f"{event['touchpoint']} / {event['method']}",
+        ):
+            assert shown in row, (shown, row)
+
+
 def test_an_untouched_bundle_verifies_and_each_corruption_is_named(
     client: TestClient, auth: dict[str, str], tmp_path: Path
 ) -> None:
@@ -155,6 +174,7 @@ def test_an_untouched_bundle_verifies_and_each_corruption_is_named(
         assert expected in files, expected
     assert any(f.startswith("receipts/") for f in files) and any(f.startswith("snapshots/") for f in files)
     assert _verify(tmp_path, data) == []
+    _assert_report_shows_each_event(zipfile.ZipFile(io.BytesIO(data)))
 
     def first_policy(files: dict[str, bytes]) -> None:
         name = next(n for n in files if n.startswith("policies/"))
