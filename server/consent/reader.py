@@ -5,8 +5,8 @@ lookup itself (bench/check_bench.py prints the figures). Two choices measured th
 
 - SQLite: a private read-only `sqlite3` connection used synchronously on the event loop for single checks. An
   indexed lookup takes microseconds, less than aiosqlite's hop to its worker thread, and WAL lets it read while the
-  writer writes. Bulk reads (batch, stream) run on a second read-only connection in one worker thread, as one
-  aggregate query per 5,000 keys, so that SQLite works on the other core while Python writes answers.
+  writer writes. Bulk reads (batch, stream) run on two worker threads with a read-only connection each, as one
+  aggregate query per part of at most 5,000 keys, so that SQLite works on the other core while Python writes.
 - PostgreSQL: a dedicated asyncpg pool with prepared statements; concurrent single checks that arrive in the same
   event-loop turn are coalesced into one round trip (`unnest` of the keys), so 50 waiting callers cost one query,
   not 50. Every answer still comes from the database at the time of the query: nothing is cached.
@@ -144,8 +144,8 @@ class SqliteStateReader:
     async def rows(self, keys: Sequence[Key]) -> list[Row | None]:
         """The bulk read, on its own connection in a worker thread (see _SQLITE_ROWS). Measured on the stream of
         bench/check_bench.py, with the covering indexes of migration 0007: 1.6-1.8x the checks/s of the same read
-        on the event loop (bench/README.md, "Stream"). A large read is split between the threads (a batch of
-        10,000 keys: two parts of 5,000 read at once)."""
+        on the event loop (bench/README.md, "Where a stream's time goes"). A large read is split between the
+        threads (a batch of 10,000 keys: two parts of 5,000 read at once)."""
         loop = asyncio.get_running_loop()
         part = min(_SQLITE_BATCH, max(1000, -(-len(keys) // self._bulk_threads)))
         if len(keys) <= part:

@@ -109,8 +109,8 @@ class ConsentState(Model):
         table = "consent_states"
         unique_together = (("subject", "purpose", "channel"),)
         # The second index covers the consent-check read: the answer comes from the index alone, no table row
-        # (bench/README.md, "Stream"). Named, because the SQLite reader names it (INDEXED BY): without statistics
-        # SQLite's planner prefers the unique index and then reads the table row.
+        # (bench/README.md, "Where a stream's time goes"). Named, because the SQLite reader names it (INDEXED BY):
+        # without statistics SQLite's planner prefers the unique index and then reads the table row.
         indexes = (
             ("purpose_id", "channel_id", "status"),
             Index(fields=CHECK_STATE_COLUMNS, name=CHECK_STATE_INDEX),
