@@ -66,7 +66,7 @@ FROM subjects s INDEXED BY {CHECK_SUBJECT_INDEX} LEFT JOIN consent_states c INDE
   ON c.subject_id = s.id AND c.purpose_id = ? AND c.channel_id = ?
 WHERE s.ref = ?"""
 
-_SQLITE_SUBJECT = "SELECT id, erased_at, restricted_at FROM subjects WHERE ref = ?"
+_SQLITE_SUBJECT = f"SELECT id, erased_at, restricted_at FROM subjects INDEXED BY {CHECK_SUBJECT_INDEX} WHERE ref = ?"
 _SQLITE_BATCH = 5000
 # The keys go in as one JSON array, unpacked once into a materialised CTE (json_extract in the join itself ran per
 # probe: 117 ms against 65 ms for 10,000 keys). What comes out is ONE row: a JSON array holding [index, erased_at,
