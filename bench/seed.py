@@ -46,6 +46,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import asyncpg
 import orjson
 
+from server.ids import uuid7_at
 from server.ledger.chain import GENESIS, body_hash, event_body
 from server.ledger.evidence import pseudonym
 from server.ledger.transitions import keeps_validity, next_status
@@ -276,6 +277,18 @@ def _uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
+# Seeded event ids are stamped as if the set's subjects had been recorded one per millisecond, in index order,
+# ending ~11.6 days before the seed ran (1e9 subjects fit).
+SEED_CLOCK_SPAN_MS = 10**9
+
+
+def _event_uuid(rng: random.Random, now: datetime, index: int, seq: int) -> str:
+    """A version 7 id like those `Ledger.record` makes (`server.ids.uuid7`), in queue order: the recording
+    transaction queues an event as it mints its id, so in a real log ids ascend in queue order (bench/README.md)."""
+    unix_ms = int(now.timestamp() * 1000) - SEED_CLOCK_SPAN_MS + index
+    return str(uuid7_at(unix_ms, seq << 62 | rng.getrandbits(62)))
+
+
 def generate_chunk(spec: ChunkSpec) -> ChunkRows:
     """Rows for subjects [start, start+count) of one set; deterministic for a given seed."""
     rng = random.Random(f"{spec.kind}:{spec.seed}:{spec.start}")
@@ -320,7 +333,7 @@ def generate_chunk(spec: ChunkSpec) -> ChunkRows:
             valid_until = (
                 at + timedelta(days=purpose.validity_days) if purpose.validity_days and keeps_validity(status) else None
             )
-            event_id = _uuid(rng)
+            event_id = _event_uuid(rng, now, index, seq)
             digest = body_hash(
                 event_body(
                     event_id=event_id,

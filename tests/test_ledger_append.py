@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 
 import rfc8785
 from starlette.testclient import TestClient
@@ -31,6 +32,9 @@ def test_grant_then_read_back_chain_and_matrix(client: TestClient, auth: dict[st
     assert events[1]["prev_hash"] == events[0]["hash"]
     assert [e["status"] for e in events] == ["granted", "refused"]
     assert events[0]["policy_version"] == "privacy-policy/2/fr"
+    # Event ids are time-ordered (server.ids): version 7, in the order the events were recorded.
+    event_ids = [uuid.UUID(e["id"]) for e in events]
+    assert [i.version for i in event_ids] == [7, 7] and event_ids == sorted(event_ids)
 
     matrix = client.get("/v1/subjects/cust-42/consents", headers=auth).json()
     by_key = {(c["purpose"], c["channel"]): c for c in matrix["consents"]}

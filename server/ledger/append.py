@@ -25,6 +25,7 @@ from server.errors import (
     UnknownPolicyVersion,
     UnknownPurpose,
 )
+from server.ids import uuid7
 from server.ledger.chain import body_hash, event_body
 from server.ledger.evidence import minimise, pseudonym
 from server.ledger.transitions import keeps_validity, next_status
@@ -300,7 +301,7 @@ def _event(
     snapshot_sha: str | None,
     evidence: dict[str, Any],
 ) -> RecordedEvent:
-    event_id = str(uuid.uuid4())
+    event_id = str(uuid7())
     body = event_body(
         event_id=event_id,
         subject=subject_pseudonym,
