@@ -49,6 +49,7 @@ import orjson
 import psutil
 
 from bench.app import BASELINE_PATH, event_loop_and_parser
+from bench.machine import describe, python_loop_seconds
 from bench.seed import PAIRS, UNKNOWN_PREFIX, SeedResult, asyncpg_dsn, prepare_database, ref_of, seed_database
 
 REPO = Path(__file__).resolve().parent.parent
@@ -121,6 +122,7 @@ class Options:
     workers: int | None
     seed: int
     wrk: str
+    python_loop_s: float  # bench.machine, measured before the run
 
 
 def log(message: str) -> None:
@@ -758,6 +760,7 @@ def print_table(reports: list[BackendReport], opts: Options) -> None:
         f"This machine has {os.cpu_count()} CPU core(s), shared by the server, wrk and the client: absolute figures "
         "vary between machines; the ratio check/baseline, measured in the same run, is the comparable one."
     )
+    print(describe(opts.python_loop_s))
     header = ("backend", "figure", "value", "target", "")
     lines = [header]
     for report in reports:
@@ -786,6 +789,7 @@ def save_results(reports: list[BackendReport], opts: Options) -> Path:
             "python": platform.python_version(),
             "loop": loop,
             "http": http,
+            "python_loop_s": opts.python_loop_s,
         },
         "targets": TARGETS,
         "backends": {r.backend: {"error": r.error, **r.figures} for r in reports},
@@ -829,6 +833,7 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         seed=args.seed,
         wrk=wrk,
+        python_loop_s=python_loop_seconds(),
     )
     started = time.monotonic()
     reports = [run_backend(backend, opts) for backend in opts.backends]

@@ -26,6 +26,7 @@ from typing import Any
 from tortoise import Tortoise
 
 from bench.check_bench import Database, run_async
+from bench.machine import describe, python_loop_seconds
 from bench.seed import prepare_database, seed_database
 from server.db import tortoise_config
 from server.ledger.append import Decision, RecordRequest
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     results = []
+    speed = python_loop_seconds()
     with tempfile.TemporaryDirectory(prefix="proof-bench-") as tmp:
         for backend in backends:
             print(f"[{backend}] {args.events:,} events ...", flush=True)
@@ -139,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             results.append(run_async(work))
     print()
+    print(describe(speed))
     print(f"{'backend':9}{'figure':48}{'value':>14}  target")
     for r in results:
         rows = [

@@ -5,6 +5,7 @@ hash chain (seq 1..n, `prev_hash` linking to the previous event's `hash`, comput
 `server.ledger.chain.event_body` + `body_hash` over the subject's pseudonym), the matching `consent_states` rows and
 the subject head (`last_seq`, `head_hash`), and (when the schema has the transparency log) one `log_queue` row
 per event, as the recording transaction writes them: the events are committed and waiting for the sequencer.
+Event ids are UUID version 7, ascending in queue order, as `Ledger.record` mints them (`server/ids.py`).
 Statuses follow `server.ledger.transitions.next_status`, so `python -m server ledger verify` passes on a seeded
 database. Receipts (optional per record call) are not written.
 
