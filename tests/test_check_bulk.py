@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from starlette.testclient import TestClient
 
-from tests.conftest import record
+from tests.conftest import record, run, services_of
 
 PAIRS = [("offers", "email"), ("offers", "sms"), ("offers", "post"), ("partners", "email"), ("newsletter", "email")]
 
@@ -161,3 +161,25 @@ def test_stream_keeps_request_order_across_chunks(client: TestClient, auth: dict
     assert [line["line"] for line in lines] == list(range(1, 3501))
     assert [line["reason"] for line in lines[:4]] == ["granted", "unknown_subject", "granted", "unknown_subject"]
     assert {line["subject"] for line in lines[3000:]} == {"a", "ghost"}
+
+
+def test_an_audience_read_stopped_early_leaves_the_reader_usable(client: TestClient, auth: dict[str, str]) -> None:
+    """A client that hangs up mid-export stops the reader's stream; on PostgreSQL a fetch of the next chunk is
+    already in flight then, and its connection must go back to the pool only once that fetch has ended."""
+    for n in range(5):
+        record(client, auth, f"early-{n}", [("offers", "email", "grant")])
+    reader = services_of(client).checks.reader
+    sql = "SELECT ref FROM subjects ORDER BY ref"
+
+    async def stop_after_first_chunk() -> list[Any]:
+        rows = reader.stream(sql, [], 2)
+        first = await anext(rows)
+        await rows.aclose()
+        return list(first)
+
+    for _ in range(12):  # more than the pool's connections: a connection kept busy would run it dry
+        assert [tuple(row) for row in run(client, stop_after_first_chunk)] == [("early-0",), ("early-1",)]
+    answer = _single(client, auth, {"subject": "early-4", "purpose": "offers", "channel": "email"})
+    assert answer["allowed"] is True
+    rows, _ = _audience(client, auth, "/v1/audiences/offers/email")
+    assert sorted(row["ref"] for row in rows) == [f"early-{n}" for n in range(5)]
