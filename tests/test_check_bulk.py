@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from collections.abc import AsyncGenerator
+from typing import Any, cast
 
 import orjson
 from starlette.testclient import TestClient
@@ -168,11 +169,13 @@ def test_an_audience_read_stopped_early_leaves_the_reader_usable(client: TestCli
     already in flight then, and its connection must go back to the pool only once that fetch has ended."""
     for n in range(5):
         record(client, auth, f"early-{n}", [("offers", "email", "grant")])
-    reader = services_of(client).checks.reader
+    checks = services_of(client).checks
+    assert checks is not None
+    reader = checks.reader
     sql = "SELECT ref FROM subjects ORDER BY ref"
 
     async def stop_after_first_chunk() -> list[Any]:
-        rows = reader.stream(sql, [], 2)
+        rows = cast(AsyncGenerator[list[tuple[Any, ...]], None], reader.stream(sql, [], 2))
         first = await anext(rows)
         await rows.aclose()
         return list(first)
