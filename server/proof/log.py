@@ -161,7 +161,8 @@ def hash_batch(
     appended to a tree of `size` leaves whose `frontier` (updated in place) is given.
 
     Returns log_entries rows `(event_id, position, leaf_hash)` sorted by event id (positions stay in queue order,
-    only the insert order changes: the unique index on the random UUID is the costly one to insert into at random)
+    only the insert order changes: for the random v4 ids of older ledgers, the unique index is costly to insert
+    into at random; v7 ids already come in about this order)
     and merkle_nodes rows `(level, index, hash)` of levels >= STORED_FROM_LEVEL, by level, then index. The hashing
     is `merkle.leaf_hash` and `merkle.node_hash` written out with hashlib: it runs once or twice per event.
     """
@@ -225,8 +226,8 @@ async def _take_batch(conn: BaseDBAsyncClient) -> list[Any]:
             "SELECT id, event_id, event_hash FROM taken ORDER BY id"
         )
         return list(rows)
-    # SQLite: a DELETE takes the write lock even when it finds nothing, so an idle tick only reads. There is no DML
-    # in a WITH clause, and RETURNING comes back in no set order.
+    # SQLite: a DELETE takes the write lock even when it finds nothing, so the probe keeps an idle tick to a read.
+    # There is no DML in a WITH clause, and RETURNING comes back in no set order.
     _, probe = await conn.execute_query("SELECT 1 FROM log_queue LIMIT 1")
     if not probe:
         return []
