@@ -1,7 +1,7 @@
 """Covering indexes for the consent-check read: a subject by ref, and its state for one purpose x channel.
 
-With them a check reads two index entries and no table row (bench/README.md, "Where a stream's time goes", has the figures). Named,
-because the SQLite reader names them (INDEXED BY).
+With them a check reads two index entries and no table row (bench/README.md, "Where a stream's time goes", has
+the figures). Named, because the SQLite reader names them (INDEXED BY).
 """
 
 from tortoise import migrations

@@ -143,10 +143,10 @@ class SqliteStateReader:
         return [_lookup(row) for row in _sqlite_rows(self._conn, keys)]
 
     async def rows(self, keys: Sequence[Key]) -> list[Row | None]:
-        """The bulk read, on its own connection in a worker thread (see _SQLITE_ROWS). Measured on the stream of
-        bench/check_bench.py, with the covering indexes of migration 0007: 1.6-1.8x the checks/s of the same read
-        on the event loop (bench/README.md, "Where a stream's time goes"). A large read is split between the
-        threads (a batch of 10,000 keys: two parts of 5,000 read at once)."""
+        """The bulk read, on the worker threads, each with its own connection (see _SQLITE_ROWS). Measured on the
+        stream of bench/check_bench.py, with the covering indexes of migration 0007: 1.6-1.8x the checks/s of the
+        same read on the event loop (bench/README.md, "Where a stream's time goes"). A large read is split between
+        the threads (a batch of 10,000 keys: two parts of 5,000 read at once)."""
         loop = asyncio.get_running_loop()
         part = min(_SQLITE_BATCH, max(1000, -(-len(keys) // self._bulk_threads)))
         if len(keys) <= part:
