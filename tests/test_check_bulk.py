@@ -117,6 +117,64 @@ def test_stream_reports_bad_lines_by_number_and_goes_on(client: TestClient, auth
     assert lines[3]["error"]["type"] == "/problems/unknown-purpose"
 
 
+TRICKY_LINES = [
+    b'{"subject": "a", "purpose": "offers", "channel": "email"}',
+    # Two values on one line, the second running on into the next line: neither line is one check.
+    b'{"subject": "a", "purpose": "offers", "channel": "email"}, {"subject": "a",',
+    b'"purpose": "offers", "channel": "email"}',
+    b'{"subject": "a", "purpose": "offers", "channel": "email"}\r',  # CRLF: a valid line
+    b'{"subject": "a", "purpose": "offers", "channel": "email", "x": {}}',
+    b'{"subject": "a", "subject": "b", "purpose": "offers", "channel": "email"}',  # the last "subject" counts
+    b'{"subject": 5, "purpose": "offers", "channel": "email"}',
+    b'{"subject": "", "purpose": "offers", "channel": "email"}',
+    b'{"subject": "a", "purpose": ["offers"], "channel": "email"}',
+    b'{"subject": "x{y}", "purpose": "offers", "channel": "email"}',
+    b'{"subject": "a", "purpose": "offers", "channel": "email"} ',
+    b'{"subject": "a\\"}',  # one brace each side, but the string never ends on this line
+    b'{"subject": "b", "purpose": "offers", "channel": "email"}',
+    b"  ",
+    b'{"subject": "a", "purpose": "offers", "channel": "email", "at": "now"}',
+    b'{"subject": "a", "purpose": "offers", "channel": "sms"}',
+]
+
+
+def test_each_stream_line_is_answered_as_if_it_came_alone(client: TestClient, auth: dict[str, str]) -> None:
+    """Whole chunks of well-formed lines are parsed at once (`BulkRule.keys`); whatever the lines hold, the answer
+    to each line is the answer it gets on its own, and a line never merges with its neighbour."""
+    record(client, auth, "a", [("offers", "email", "grant")])
+    record(client, auth, "b", [("offers", "email", "deny")])
+    headers = {**auth, "Content-Type": "application/x-ndjson"}
+
+    def stream(body: bytes) -> list[dict[str, Any]]:
+        response = client.post("/v1/consents/check/stream", content=body, headers=headers)
+        assert response.status_code == 200, response.text
+        return [orjson.loads(line) for line in response.content.splitlines()]
+
+    alone: list[dict[str, Any]] = []
+    for number, line in enumerate(TRICKY_LINES, 1):
+        alone.extend({**answer, "line": number} for answer in stream(line + b"\n"))
+    assert len(alone) == len(TRICKY_LINES) - 1  # the blank line gets no answer
+    assert sum("error" in answer for answer in alone) == 8
+    assert stream(b"\n".join(TRICKY_LINES) + b"\n") == alone
+    # Two lines that make one check if read as one, and a line of two checks: three errors, as on their own.
+    merged = [
+        b'{"subject": "a"',
+        b'"purpose": "offers", "channel": "email"}',
+        b'{"subject": "a", "purpose": "offers", "channel": "email"}, '
+        b'{"subject": "b", "purpose": "offers", "channel": "email"}',
+    ]
+    assert [("error" in answer, answer["line"]) for answer in stream(b"\n".join(merged) + b"\n")] == [
+        (True, 1),
+        (True, 2),
+        (True, 3),
+    ]
+    # The same lines two at a time: each pair is a chunk of its own that may or may not take the fast path.
+    for first in range(0, len(TRICKY_LINES), 2):
+        pair = TRICKY_LINES[first : first + 2]
+        expected = [{**answer, "line": answer["line"] - first} for answer in alone if answer["line"] - first in (1, 2)]
+        assert stream(b"\n".join(pair) + b"\n") == expected, pair
+
+
 def _audience(client: TestClient, auth: dict[str, str], path: str) -> tuple[list[dict[str, Any]], str]:
     response = client.get(path, headers=auth)
     assert response.status_code == 200, response.text

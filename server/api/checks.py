@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -18,7 +18,7 @@ from server.consent.audience import export_allowed, export_changes
 from server.consent.bulk import BulkRule
 from server.consent.check import MAX_BATCH, CheckService, validate_question
 from server.consent.decide import Answer
-from server.consent.reader import Key, Row
+from server.consent.reader import Key
 from server.errors import ConsentError, InvalidRequest, MalformedBody, PayloadTooLarge
 from server.services import Services
 
@@ -82,11 +82,11 @@ async def check_batch(request: Request) -> Response:
         raise PayloadTooLarge(f"{len(items)} checks in one batch; the limit is {MAX_BATCH}", limit=MAX_BATCH)
     rule = BulkRule(await checks.catalog.get(), checks.clock(), checks.reader.dialect)
     questions = [rule.question(item) for item in items]
-    rows = iter(await checks.reader.rows([q for q in questions if type(q) is tuple]))
+    answers = iter(await rule.answers(checks.reader, [q for q in questions if type(q) is tuple], None))
     results = []
     for item, question in zip(items, questions, strict=True):
         if type(question) is tuple:
-            results.append(rule.line(b"", question, next(rows)))
+            results.append(next(answers))
         else:
             assert isinstance(question, ConsentError)
             echo = {k: item.get(k) for k in ("subject", "purpose", "channel")} if isinstance(item, dict) else {}
@@ -98,8 +98,9 @@ async def check_stream(request: Request) -> Response:
     """NDJSON in, NDJSON out, in order; unbounded input in constant memory. A bad line gets an error line."""
     checks = _checks(request)
 
-    async def lines() -> AsyncIterator[Sequence[tuple[int, bytes | None]]]:
-        """The complete lines of each body chunk, numbered; None for a line over MAX_LINE (skipped)."""
+    async def lines() -> AsyncIterator[tuple[int, list[bytes] | None]]:
+        """The complete lines of each body chunk and the number of the first; None for a line over MAX_LINE
+        (reported once, skipped up to its newline)."""
         buffer = b""
         number = 0
         skipping = False
@@ -109,35 +110,38 @@ async def check_stream(request: Request) -> Response:
                 if len(buffer) > MAX_LINE:
                     if not skipping:
                         number += 1
-                        yield [(number, None)]  # line too long: reported once, skipped up to its newline
+                        yield number, None
                     skipping, buffer = True, b""
                 continue
             *complete, buffer = buffer.split(b"\n")
             if skipping:
                 skipping = False
                 complete = complete[1:]  # the end of the long line, already reported
-            out = list(enumerate(complete, number + 1))
-            number += len(complete)
-            yield out
+            if complete:
+                yield number + 1, complete
+                number += len(complete)
         if buffer.strip() and not skipping:
-            yield [(number + 1, buffer)]
+            yield number + 1, [buffer]
 
     async def answers() -> AsyncIterator[bytes]:
-        # Pipelined: up to IN_FLIGHT chunks are looked up (on PostgreSQL, by the database while Python goes on; the
-        # SQLite read is synchronous) while the next ones are parsed and the previous ones written; at most
-        # IN_FLIGHT + 1 chunks are held (constant memory).
+        # Pipelined: up to IN_FLIGHT chunks are looked up (on PostgreSQL, by the database while Python goes on; on
+        # SQLite, on the reader's worker threads) while the next ones are parsed and the previous ones written; at
+        # most IN_FLIGHT + 1 chunks are held (constant memory).
         catalog = await checks.catalog.get()
         rule = BulkRule(catalog, checks.clock(), checks.reader.dialect)
         numbers: list[int] = []
         items: list[Key | ConsentError] = []
-        in_flight: deque[tuple[asyncio.Future[list[Row | None]], BulkRule, list[int], list[Key | ConsentError]]]
-        in_flight = deque()
-        loads, question = orjson.loads, rule.question
-        async for group in lines():
-            for number, raw in group:
-                if raw is None:
-                    items.append(InvalidRequest(f"line longer than {MAX_LINE} bytes"))
-                else:
+        in_flight: deque[tuple[asyncio.Future[list[bytes]], list[int], list[Key | ConsentError]]] = deque()
+        loads = orjson.loads
+        async for first, group in lines():
+            if group is None:
+                items.append(InvalidRequest(f"line longer than {MAX_LINE} bytes"))
+                numbers.append(first)
+            elif (keys := rule.keys(b"\n".join(group), len(group))) is not None:
+                items.extend(keys)  # every line a well-formed check: parsed and validated at once
+                numbers.extend(range(first, first + len(group)))
+            else:
+                for number, raw in enumerate(group, first):
                     try:
                         item = loads(raw)
                     except orjson.JSONDecodeError as exc:
@@ -145,34 +149,45 @@ async def check_stream(request: Request) -> Response:
                             continue  # blank lines are allowed and not answered
                         items.append(MalformedBody(f"not valid JSON: {exc}"))
                     else:
-                        items.append(question(item))
-                numbers.append(number)
-                if len(items) >= STREAM_CHUNK:
-                    keys = [q for q in items if type(q) is tuple]
-                    in_flight.append((asyncio.ensure_future(checks.reader.rows(keys)), rule, numbers, items))
-                    if len(in_flight) > IN_FLIGHT:
-                        yield await _stream_lines(*in_flight.popleft())
-                    rule = BulkRule(catalog, checks.clock(), checks.reader.dialect)
-                    question = rule.question
-                    numbers, items = [], []
+                        items.append(rule.question(item))
+                    numbers.append(number)
+            if len(items) >= STREAM_CHUNK:
+                in_flight.append(_look_up(rule, checks, numbers, items))
+                if len(in_flight) > IN_FLIGHT:
+                    yield await _stream_lines(*in_flight.popleft())
+                rule = BulkRule(catalog, checks.clock(), checks.reader.dialect)
+                numbers, items = [], []
         if items:
-            keys = [q for q in items if type(q) is tuple]
-            in_flight.append((asyncio.ensure_future(checks.reader.rows(keys)), rule, numbers, items))
+            in_flight.append(_look_up(rule, checks, numbers, items))
         while in_flight:
             yield await _stream_lines(*in_flight.popleft())
 
     return DuplexStreamingResponse(answers(), media_type="application/x-ndjson")
 
 
+def _look_up(
+    rule: BulkRule, checks: CheckService, numbers: list[int], items: list[Key | ConsentError]
+) -> tuple[asyncio.Future[list[bytes]], list[int], list[Key | ConsentError]]:
+    """Start answering the well-formed questions of a stream chunk."""
+    keys = [q for q in items if type(q) is tuple]
+    key_numbers = numbers
+    if len(keys) != len(items):
+        key_numbers = [n for n, q in zip(numbers, items, strict=True) if type(q) is tuple]
+    return asyncio.ensure_future(rule.answers(checks.reader, keys, key_numbers)), numbers, items
+
+
 async def _stream_lines(
-    lookup: asyncio.Future[list[Row | None]], rule: BulkRule, numbers: list[int], items: list[Key | ConsentError]
+    lookup: asyncio.Future[list[bytes]], numbers: list[int], items: list[Key | ConsentError]
 ) -> bytes:
-    rows = iter(await lookup)
-    line = rule.line
+    lines = await lookup
+    if len(lines) == len(items):  # no error line to put in between
+        lines.append(b"")
+        return b"\n".join(lines)
+    answers = iter(lines)
     out = []
     for number, item in zip(numbers, items, strict=True):
         if type(item) is tuple:
-            out.append(line(b'"line":%d,' % number, item, next(rows)))
+            out.append(next(answers))
         else:
             assert isinstance(item, ConsentError)
             out.append(orjson.dumps({"line": number, "error": _error(item)}))

@@ -9,13 +9,15 @@ bench/check_bench.py prints the effect (stream checks/s).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 import orjson
 
 from server.consent.check import Question, validate_question
-from server.consent.reader import Key, Row
+from server.consent.reader import Key, Row, StateReader
 from server.errors import ConsentError, InvalidRequest
 from server.policies.catalog import CatalogSnapshot
 
@@ -23,6 +25,8 @@ _dumps = orjson.dumps
 _NULLS = b',"valid_until":null,"policy_version":null,"event_id":null}'
 _UNKNOWN = b'"allowed":false,"reason":"unknown_subject","status":"no_record","since":null' + _NULLS
 _STATE = b'"allowed":%b,"reason":%b,"status":%b,"since":%b,"valid_until":%b,"policy_version":%b,"event_id":%b}'
+_KEY = itemgetter("subject", "purpose", "channel")
+_PAIR = itemgetter(1, 2)
 _DENIED = {status: _dumps(status) for status in ("refused", "withdrawn", "expired", "pending_confirmation", "objected")}
 
 
@@ -51,6 +55,15 @@ class BulkRule:
                     empty = b'"allowed":false,"reason":"no_record","status":"no_record","since":null' + _NULLS
                 pair = b'"purpose":%b,"channel":%b,' % (_dumps(code), _dumps(channel))
                 self._pairs[(code, channel)] = (pair, empty, stale)
+        self._offered = frozenset(self._pairs)
+
+    async def answers(self, reader: StateReader, keys: Sequence[Key], numbers: Sequence[int] | None) -> list[bytes]:
+        """The answer line of each key, in order, prefixed with `"line":n,` when `numbers` (one per key) are given."""
+        rows = await reader.rows(keys)
+        line = self.line
+        if numbers is None:
+            return [line(b"", key, row) for key, row in zip(keys, rows, strict=True)]
+        return [line(b'"line":%d,' % n, key, row) for n, key, row in zip(numbers, keys, rows, strict=True)]
 
     def _stale_rules(self, purpose: str, now: datetime) -> dict[int, tuple[bool, Any]]:
         """`CatalogSnapshot.reconsent_rules`, thresholds in the reader's form of an instant."""
@@ -73,6 +86,34 @@ class BulkRule:
                 return b'"%b"' % (text[:10] + "T" + text[11:-6] + "Z").encode()
             value = datetime.fromisoformat(text)
         return _dumps(value, option=orjson.OPT_UTC_Z)
+
+    def keys(self, block: bytes, count: int) -> list[Key] | None:
+        """The keys of `count` NDJSON lines (`block`: the lines joined by newlines) when every line is one
+        well-formed check that `question` would accept at once; None otherwise (then the caller goes line by line).
+
+        The block is parsed with one `orjson.loads` and checked with C-level passes over the whole list, instead of
+        a parse and a `question` call per line (bench/README.md, "Where a stream's time goes"). Each line is then
+        exactly one element of the list: every line starts with `{` and ends with `}`, and the lines are joined by
+        `,` and a newline. A value that ran from one line into the next would hold that newline either in a string
+        (not JSON) or in a nested object or array (not a check: its three values must be strings), and the list has
+        as many elements as there are lines. Any other block (a blank line, CRLF, a line of two values) takes the
+        per-line path, which numbers the errors."""
+        if not (block.startswith(b"{") and block.endswith(b"}") and block.count(b"}\n{") == count - 1):
+            return None
+        try:
+            items = orjson.loads(b"[" + block.replace(b"\n", b",\n") + b"]")
+            if len(items) != count or set(map(len, items)) != {3}:
+                return None
+            keys: list[Key] = list(map(_KEY, items))  # KeyError: a field is missing
+            subjects = [key[0] for key in keys]
+            if not all(map(str.isprintable, subjects)):  # TypeError: a subject that is not a string
+                return None
+            lengths = set(map(len, subjects))
+            if min(lengths) < 1 or max(lengths) > 255 or not self._offered.issuperset(map(_PAIR, keys)):
+                return None
+        except (orjson.JSONDecodeError, KeyError, TypeError):  # TypeError also: an unhashable purpose or channel
+            return None
+        return keys
 
     def question(self, item: Any) -> Key | ConsentError:
         """A well-formed question as a key, or the error `validate_question` gives for it."""

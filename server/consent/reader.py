@@ -224,10 +224,15 @@ def _sqlite_rows(conn: sqlite3.Connection, keys: Sequence[Key]) -> list[Row | No
     return results
 
 
+# The keys go in as three texts of fields joined by the unit separator (U+001F), split by PostgreSQL: encoding three
+# text[] parameters made asyncpg check every element's type in Python, ~1 us a key (bench/README.md, "Where a
+# stream's time goes"). Questions never hold a control character (`validate_question`); `_fetch` checks anyway.
+_PG_SEPARATOR = "\x1f"
 _PG_MANY = """
 SELECT k.i, s.erased_at, s.restricted_at, s.id IS NOT NULL AS known,
        c.status, c.since, c.valid_until, c.policy_version_id, c.event_id::text
-FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(ref, purpose, channel, i)
+FROM unnest(string_to_array($1, E'\\x1f'), string_to_array($2, E'\\x1f'), string_to_array($3, E'\\x1f'))
+     WITH ORDINALITY AS k(ref, purpose, channel, i)
 LEFT JOIN subjects s ON s.ref = k.ref
 LEFT JOIN consent_states c ON c.subject_id = s.id AND c.purpose_id = k.purpose AND c.channel_id = k.channel"""
 
@@ -295,11 +300,13 @@ class PostgresStateReader:
         return results
 
     async def _fetch(self, keys: Sequence[Key]) -> list[Row | None]:
-        refs = [k[0] for k in keys]
-        purposes = [k[1] for k in keys]
-        channels = [k[2] for k in keys]
+        if not keys:
+            return []
+        fields = [_PG_SEPARATOR.join(column) for column in zip(*keys, strict=True)]
+        if any(text.count(_PG_SEPARATOR) != len(keys) - 1 for text in fields):
+            raise ValueError("a consent-check key holds U+001F")  # validate_question rules it out
         async with self._pool.acquire() as conn:
-            records = await conn.fetch(_PG_MANY, refs, purposes, channels)
+            records = await conn.fetch(_PG_MANY, *fields)
         results: list[Row | None] = [None] * len(keys)
         for i, erased, restricted, known, status, since, valid_until, policy_id, event_id in records:
             if known:
