@@ -13,7 +13,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from server.api.bodies import read_body
-from server.api.params import instant
+from server.api.params import instant, query_values
 from server.consent.audience import export_allowed, export_changes
 from server.consent.bulk import BulkRule
 from server.consent.check import MAX_BATCH, CheckService, validate_question
@@ -54,7 +54,7 @@ def _checks(request: Request) -> CheckService:
 async def check_one(request: Request) -> Response:
     """May we contact `subject` for `purpose` on `channel`? Default deny; `reason` says why."""
     checks = _checks(request)
-    query = request.query_params
+    query = query_values(request.scope["query_string"])
     catalog = await checks.catalog.get()
     question = validate_question(catalog, query.get("subject"), query.get("purpose"), query.get("channel"))
     at = instant(query.get("at"), "at")
