@@ -12,7 +12,7 @@ from tortoise import Tortoise, connections
 
 import server.proof.log
 from server.auth.keys import KeyStore
-from server.db import tortoise_config
+from server.db import placeholders, tortoise_config
 from server.ledger.append import Decision, Ledger, RecordRequest
 from server.policies.catalog import Catalog
 from server.proof.log import TransparencyLog
@@ -67,6 +67,50 @@ def test_sequencing_while_recording_gives_every_event_one_position(
             assert await conn.execute_query_dict("SELECT id FROM log_queue") == []
             leaves = [bytes.fromhex(events[str(r["event_id"])]) for r in entries]
             assert await log.root(size) == independent.mth(leaves)
+        finally:
+            await Tortoise.close_connections()
+
+    asyncio.run(scenario())
+
+
+def test_positions_follow_queue_order_whatever_order_the_rows_are_stored_in(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queue is read back in the order its rows are stored (on PostgreSQL, by row address), which need not be
+    queue order once space is reused: the rows are stored here in reverse, and positions still follow queue ids."""
+    monkeypatch.setattr(server.proof.log, "BATCH", 4)
+
+    async def scenario() -> None:
+        forget_cached_sql()
+        await Tortoise.init(config=tortoise_config(database_url))
+        try:
+            ledger = Ledger("k" * 40, Catalog(5.0), lambda: datetime.now(UTC))
+            log = TransparencyLog(KeyStore(tmp_path / "keys"), "test-log", lambda: datetime.now(UTC))
+            for i in range(10):
+                await ledger.record(
+                    RecordRequest(
+                        ref=f"cust-order-{i}",
+                        policy="privacy-policy/2/fr",
+                        decisions=[Decision("offers", "email", "grant")],
+                        touchpoint="api",
+                        method="api",
+                        actor_type="client",
+                        actor_id="test",
+                    )
+                )
+            conn = connections.get("default")
+            queued = await conn.execute_query_dict("SELECT id, event_id, event_hash FROM log_queue ORDER BY id")
+            assert len(queued) == 10
+            await conn.execute_query("DELETE FROM log_queue")
+            marks = ", ".join(placeholders(conn, 3))
+            for row in reversed(queued):
+                await conn.execute_query(
+                    f"INSERT INTO log_queue (id, event_id, event_hash) VALUES ({marks})",
+                    [row["id"], str(row["event_id"]), row["event_hash"]],
+                )
+            assert await log.sequence() == 10
+            entries = await conn.execute_query_dict("SELECT position, event_id FROM log_entries ORDER BY position")
+            assert [str(r["event_id"]) for r in entries] == [str(r["event_id"]) for r in queued]
         finally:
             await Tortoise.close_connections()
 
