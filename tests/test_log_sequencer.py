@@ -4,6 +4,8 @@ queue ends empty, and the root is the RFC 6962 root of the event hashes in posit
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,31 +22,40 @@ from tests import independent
 from tests.databases import forget_cached_sql
 
 
+@contextlib.asynccontextmanager
+async def _ledger_and_log(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[Ledger, TransparencyLog]]:
+    forget_cached_sql()
+    await Tortoise.init(config=tortoise_config(database_url))
+    try:
+        ledger = Ledger("k" * 40, Catalog(5.0), lambda: datetime.now(UTC))
+        yield ledger, TransparencyLog(KeyStore(tmp_path / "keys"), "test-log", lambda: datetime.now(UTC))
+    finally:
+        await Tortoise.close_connections()
+
+
+def _grant(ref: str, *channels: str) -> RecordRequest:
+    return RecordRequest(
+        ref=ref,
+        policy="privacy-policy/2/fr",
+        decisions=[Decision("offers", channel, "grant") for channel in channels],
+        touchpoint="api",
+        method="api",
+        actor_type="client",
+        actor_id="test",
+    )
+
+
 def test_sequencing_while_recording_gives_every_event_one_position(
     database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(server.proof.log, "BATCH", 7)  # many small batches, interleaved with the recording
 
     async def scenario() -> None:
-        forget_cached_sql()
-        await Tortoise.init(config=tortoise_config(database_url))
-        try:
-            ledger = Ledger("k" * 40, Catalog(5.0), lambda: datetime.now(UTC))
-            log = TransparencyLog(KeyStore(tmp_path / "keys"), "test-log", lambda: datetime.now(UTC))
+        async with _ledger_and_log(database_url, tmp_path) as (ledger, log):
 
             async def recorder(n: int) -> None:
                 for i in range(10):
-                    await ledger.record(
-                        RecordRequest(
-                            ref=f"cust-seq-{n}-{i % 3}",
-                            policy="privacy-policy/2/fr",
-                            decisions=[Decision("offers", "email", "grant"), Decision("offers", "sms", "grant")],
-                            touchpoint="api",
-                            method="api",
-                            actor_type="client",
-                            actor_id="test",
-                        )
-                    )
+                    await ledger.record(_grant(f"cust-seq-{n}-{i % 3}", "email", "sms"))
 
             async def sequencer() -> None:
                 for _ in range(15):
@@ -67,8 +78,6 @@ def test_sequencing_while_recording_gives_every_event_one_position(
             assert await conn.execute_query_dict("SELECT id FROM log_queue") == []
             leaves = [bytes.fromhex(events[str(r["event_id"])]) for r in entries]
             assert await log.root(size) == independent.mth(leaves)
-        finally:
-            await Tortoise.close_connections()
 
     asyncio.run(scenario())
 
@@ -81,23 +90,9 @@ def test_positions_follow_queue_order_whatever_order_the_rows_are_stored_in(
     monkeypatch.setattr(server.proof.log, "BATCH", 4)
 
     async def scenario() -> None:
-        forget_cached_sql()
-        await Tortoise.init(config=tortoise_config(database_url))
-        try:
-            ledger = Ledger("k" * 40, Catalog(5.0), lambda: datetime.now(UTC))
-            log = TransparencyLog(KeyStore(tmp_path / "keys"), "test-log", lambda: datetime.now(UTC))
+        async with _ledger_and_log(database_url, tmp_path) as (ledger, log):
             for i in range(10):
-                await ledger.record(
-                    RecordRequest(
-                        ref=f"cust-order-{i}",
-                        policy="privacy-policy/2/fr",
-                        decisions=[Decision("offers", "email", "grant")],
-                        touchpoint="api",
-                        method="api",
-                        actor_type="client",
-                        actor_id="test",
-                    )
-                )
+                await ledger.record(_grant(f"cust-order-{i}", "email"))
             conn = connections.get("default")
             queued = await conn.execute_query_dict("SELECT id, event_id, event_hash FROM log_queue ORDER BY id")
             assert len(queued) == 10
@@ -111,7 +106,5 @@ def test_positions_follow_queue_order_whatever_order_the_rows_are_stored_in(
             assert await log.sequence() == 10
             entries = await conn.execute_query_dict("SELECT position, event_id FROM log_entries ORDER BY position")
             assert [str(r["event_id"]) for r in entries] == [str(r["event_id"]) for r in queued]
-        finally:
-            await Tortoise.close_connections()
 
     asyncio.run(scenario())

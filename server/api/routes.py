@@ -24,7 +24,7 @@ async def openapi(request: Request) -> JSONResponse:
 
 CORE_ENDPOINTS: list[Endpoint] = [
     # The consent checks come first: Starlette tries routes in order, and a check is the request marketing tools
-    # send most, before every send (bench/README.md, "Reading the numbers").
+    # send most, before every send (bench/README.md, "Where a single check's time goes").
     Endpoint(
         "/v1/consents/check",
         "GET",

@@ -225,8 +225,8 @@ def _sqlite_rows(conn: sqlite3.Connection, keys: Sequence[Key]) -> list[Row | No
 
 
 # The keys go in as three texts of fields joined by the unit separator (U+001F), split by PostgreSQL: encoding three
-# text[] parameters made asyncpg check every element's type in Python, ~1 us a key (bench/README.md, "Where a
-# stream's time goes"). Questions never hold a control character (`validate_question`); `_fetch` checks anyway.
+# text[] parameters made asyncpg call `isinstance` six times a key in Python (bench/README.md, "Where a stream's time
+# goes"). Questions never hold a control character (`validate_question`); `_fetch` checks anyway.
 _PG_SEPARATOR = "\x1f"
 _PG_MANY = """
 SELECT k.i, s.erased_at, s.restricted_at, s.id IS NOT NULL AS known,
