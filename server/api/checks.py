@@ -117,9 +117,9 @@ async def check_stream(request: Request) -> Response:
             if skipping:
                 skipping = False
                 complete = complete[1:]  # the end of the long line, already reported
-            if complete:
-                yield number + 1, complete
-                number += len(complete)
+            for start in range(0, len(complete), STREAM_CHUNK):  # a large body chunk is answered a part at a time
+                yield number + 1 + start, complete[start : start + STREAM_CHUNK]
+            number += len(complete)
         if buffer.strip() and not skipping:
             yield number + 1, [buffer]
 
