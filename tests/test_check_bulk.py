@@ -7,8 +7,10 @@ from collections.abc import AsyncGenerator
 from typing import Any, cast
 
 import orjson
+import pytest
 from starlette.testclient import TestClient
 
+from server.consent import reader
 from tests.conftest import record, run, services_of
 
 PAIRS = [("offers", "email"), ("offers", "sms"), ("offers", "post"), ("partners", "email"), ("newsletter", "email")]
@@ -57,6 +59,20 @@ def test_a_full_batch_answers_each_question_in_its_place(client: TestClient, aut
     questions = _seed(client, auth)
     singles = [_single(client, auth, q) for q in questions]
     order = [(i * 7) % len(questions) for i in range(10_000)]
+    batch = client.post("/v1/consents/check", json={"checks": [questions[i] for i in order]}, headers=auth)
+    assert batch.status_code == 200, batch.text
+    assert batch.json()["results"] == [{**questions[i], **singles[i]} for i in order]
+
+
+def test_pairs_read_over_several_sqlite_statements_keep_their_answers(
+    client: TestClient, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SQLite bulk read takes at most `_UNION_MAX` purpose x channel pairs per statement; a catalog with more pairs
+    is read in several statements. With two per statement, the five pairs here take three."""
+    monkeypatch.setattr(reader, "_UNION_MAX", 2)
+    questions = _seed(client, auth)
+    singles = [_single(client, auth, q) for q in questions]
+    order = [(i * 7) % len(questions) for i in range(len(questions) * 3)]
     batch = client.post("/v1/consents/check", json={"checks": [questions[i] for i in order]}, headers=auth)
     assert batch.status_code == 200, batch.text
     assert batch.json()["results"] == [{**questions[i], **singles[i]} for i in order]

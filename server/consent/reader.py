@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -68,24 +69,41 @@ FROM subjects s INDEXED BY {CHECK_SUBJECT_INDEX} LEFT JOIN consent_states c INDE
 WHERE s.ref = ?"""
 
 _SQLITE_SUBJECT = f"SELECT id, erased_at, restricted_at FROM subjects INDEXED BY {CHECK_SUBJECT_INDEX} WHERE ref = ?"
-_SQLITE_BATCH = 5000
-# The keys go in as one JSON array, unpacked once into a materialised CTE (json_extract in the join itself ran per
-# probe: 117 ms against 65 ms for 10,000 keys). What comes out is ONE row: a JSON array holding [index, erased_at,
-# restricted_at, status, since, valid_until, policy_version_id, event_id] per known subject (an absent index is an
-# unknown ref), instants as stored. One sqlite3_step computes it all, and Python's sqlite3 releases the GIL for the
-# whole step, so the bulk read runs on the other core while the event loop goes on (a row-per-key read hands the GIL
-# back and forth at every row: that made a threaded stream slower, 59k -> 41-49k checks/s, when it was tried).
-_SQLITE_ROWS = f"""
-WITH k AS MATERIALIZED (
-  SELECT key AS i, json_extract(value, '$[0]') AS ref, json_extract(value, '$[1]') AS purpose,
-         json_extract(value, '$[2]') AS channel
-  FROM json_each(?))
-SELECT json_group_array(json_array(k.i, s.erased_at, s.restricted_at, c.status, c.since, c.valid_until,
-                                   c.policy_version_id, c.event_id))
-FROM k
-JOIN subjects s INDEXED BY {CHECK_SUBJECT_INDEX} ON s.ref = k.ref
-LEFT JOIN consent_states c INDEXED BY {CHECK_STATE_INDEX}
-  ON c.subject_id = s.id AND c.purpose_id = k.purpose AND c.channel_id = k.channel"""
+_SQLITE_BATCH = 5000  # keys per bulk read on a worker thread (a batch of 10,000 is two reads at once)
+# The keys are grouped by purpose x channel (`by_pair`) and read in ONE statement: a UNION ALL branch per pair, each
+# taking its refs as one flat JSON array and its purpose and channel as parameters. What comes out is ONE row: a JSON
+# array holding [branch, index in the branch's refs, erased_at, restricted_at, status, since, valid_until,
+# policy_version_id, event_id] per known subject (an absent index is an unknown ref), instants as stored. One
+# sqlite3_step computes it all, and Python's sqlite3 releases the GIL for the whole step, so the bulk read runs on the
+# other core while the event loop goes on. Each GIL round trip counts: a row-per-key read made a threaded stream
+# slower (59k -> 41-49k checks/s), and so did one statement per pair (bench/README.md, "Where a stream's time goes").
+# Flat refs with the pair as a parameter cost less than the [ref, purpose, channel] arrays they replace, which took
+# three json_extract calls a key.
+_UNION_MAX = 32  # branches per statement (SQLite allows 500 terms in a compound SELECT)
+_SQLITE_BRANCH = """SELECT json_array({branch}, k.key, s.erased_at, s.restricted_at, c.status, c.since, c.valid_until,
+                  c.policy_version_id, c.event_id) AS found
+FROM json_each(?{refs}) k
+JOIN subjects s INDEXED BY {subject_index} ON s.ref = k.value
+LEFT JOIN consent_states c INDEXED BY {state_index}
+  ON c.subject_id = s.id AND c.purpose_id = ?{purpose} AND c.channel_id = ?{channel}"""
+
+
+@functools.cache
+def _sqlite_rows_sql(branches: int) -> str:
+    """The bulk read for `branches` pairs; parameters: refs (JSON array), purpose, channel for each pair in turn."""
+    union = "\nUNION ALL\n".join(
+        _SQLITE_BRANCH.format(
+            branch=i,
+            refs=3 * i + 1,
+            purpose=3 * i + 2,
+            channel=3 * i + 3,
+            subject_index=CHECK_SUBJECT_INDEX,
+            state_index=CHECK_STATE_INDEX,
+        )
+        for i in range(branches)
+    )
+    # group_concat, not json_group_array: the latter would parse each branch's array again.
+    return f"SELECT '[' || coalesce(group_concat(found), '') || ']' FROM ({union})"
 
 
 def _ts(value: Any) -> datetime | None:
@@ -143,7 +161,7 @@ class SqliteStateReader:
         return [_lookup(row) for row in _sqlite_rows(self._conn, keys)]
 
     async def rows(self, keys: Sequence[Key]) -> list[Row | None]:
-        """The bulk read, on the worker threads, each with its own connection (see _SQLITE_ROWS). Measured on the
+        """The bulk read, on the worker threads, each with its own connection (see _SQLITE_BRANCH). Measured on the
         stream of bench/check_bench.py, with the covering indexes of migration 0007: 1.6-1.8x the checks/s of the
         same read on the event loop (bench/README.md, "Where a stream's time goes"). A large read is split between
         the threads (a batch of 10,000 keys: two parts of 5,000 read at once)."""
@@ -217,11 +235,28 @@ def _read_only(path: str, cache_kib: int) -> sqlite3.Connection:
 
 def _sqlite_rows(conn: sqlite3.Connection, keys: Sequence[Key]) -> list[Row | None]:
     results: list[Row | None] = [None] * len(keys)
-    for start in range(0, len(keys), _SQLITE_BATCH):
-        (found,) = conn.execute(_SQLITE_ROWS, (orjson.dumps(keys[start : start + _SQLITE_BATCH]),)).fetchone()
-        for item in orjson.loads(found):
-            results[start + item[0]] = item[1:]
+    groups = list(by_pair(keys).items())
+    for start in range(0, len(groups), _UNION_MAX):
+        part = groups[start : start + _UNION_MAX]
+        params: list[Any] = []
+        for (purpose, channel), (_, refs) in part:
+            params += (orjson.dumps(refs), purpose, channel)
+        (found,) = conn.execute(_sqlite_rows_sql(len(part)), params).fetchone()
+        for branch, index, *row in orjson.loads(found):
+            results[part[branch][1][0][index]] = row
     return results
+
+
+def by_pair(keys: Sequence[Key]) -> dict[tuple[str, str], tuple[list[int], list[str]]]:
+    """The keys grouped by purpose x channel: for each pair, the keys' positions and their refs, in key order."""
+    groups: dict[tuple[str, str], tuple[list[int], list[str]]] = {}
+    for position, (ref, purpose, channel) in enumerate(keys):
+        group = groups.get((purpose, channel))
+        if group is None:
+            group = groups[(purpose, channel)] = ([], [])
+        group[0].append(position)
+        group[1].append(ref)
+    return groups
 
 
 # The keys go in as three texts of fields joined by the unit separator (U+001F), split by PostgreSQL: encoding three
