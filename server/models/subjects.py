@@ -8,6 +8,8 @@ from tortoise.models import Model
 
 CHECK_SUBJECT_INDEX = "subjects_check_by_ref"
 CHECK_SUBJECT_COLUMNS = ("ref", "id", "erased_at", "restricted_at")
+AUDIENCE_SUBJECT_INDEX = "subjects_audience_by_id"
+AUDIENCE_SUBJECT_COLUMNS = ("id", "ref", "erased_at", "restricted_at")
 
 
 class Subject(Model):
@@ -33,6 +35,10 @@ class Subject(Model):
 
     class Meta:
         table = "subjects"
-        # Covers the consent-check read of a subject by ref (its id and the two flags a check needs); named for the
-        # SQLite reader's INDEXED BY, like ConsentState's.
-        indexes = (Index(fields=CHECK_SUBJECT_COLUMNS, name=CHECK_SUBJECT_INDEX),)
+        # Cover the consent-check read of a subject by ref (its id and the two flags a check needs) and the audience
+        # export's read by id (its ref and the two flags); named for the SQLite readers' INDEXED BY, like
+        # ConsentState's. Neither holds `last_seq` or `head_hash`, so appending a decision does not write them.
+        indexes = (
+            Index(fields=CHECK_SUBJECT_COLUMNS, name=CHECK_SUBJECT_INDEX),
+            Index(fields=AUDIENCE_SUBJECT_COLUMNS, name=AUDIENCE_SUBJECT_INDEX),
+        )
