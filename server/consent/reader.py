@@ -70,7 +70,7 @@ WHERE s.ref = ?"""
 
 _SQLITE_SUBJECT = f"SELECT id, erased_at, restricted_at FROM subjects INDEXED BY {CHECK_SUBJECT_INDEX} WHERE ref = ?"
 _SQLITE_BATCH = 5000  # keys per bulk read on a worker thread (a batch of 10,000 is two reads at once)
-# The keys are grouped by purpose x channel (`by_pair`) and read in ONE statement: a UNION ALL branch per pair, each
+# The keys are grouped by purpose x channel (`_by_pair`) and read in ONE statement: a UNION ALL branch per pair, each
 # taking its refs as one flat JSON array and its purpose and channel as parameters. What comes out is ONE row: a JSON
 # array holding [branch, index in the branch's refs, erased_at, restricted_at, status, since, valid_until,
 # policy_version_id, event_id] per known subject (an absent index is an unknown ref), instants as stored. One
@@ -235,19 +235,21 @@ def _read_only(path: str, cache_kib: int) -> sqlite3.Connection:
 
 def _sqlite_rows(conn: sqlite3.Connection, keys: Sequence[Key]) -> list[Row | None]:
     results: list[Row | None] = [None] * len(keys)
-    groups = list(by_pair(keys).items())
+    groups = list(_by_pair(keys).items())
     for start in range(0, len(groups), _UNION_MAX):
         part = groups[start : start + _UNION_MAX]
         params: list[Any] = []
-        for (purpose, channel), (_, refs) in part:
+        positions: list[list[int]] = []  # per branch, the position in `keys` of each of its refs
+        for (purpose, channel), (key_positions, refs) in part:
             params += (orjson.dumps(refs), purpose, channel)
+            positions.append(key_positions)
         (found,) = conn.execute(_sqlite_rows_sql(len(part)), params).fetchone()
         for branch, index, *row in orjson.loads(found):
-            results[part[branch][1][0][index]] = row
+            results[positions[branch][index]] = row
     return results
 
 
-def by_pair(keys: Sequence[Key]) -> dict[tuple[str, str], tuple[list[int], list[str]]]:
+def _by_pair(keys: Sequence[Key]) -> dict[tuple[str, str], tuple[list[int], list[str]]]:
     """The keys grouped by purpose x channel: for each pair, the keys' positions and their refs, in key order."""
     groups: dict[tuple[str, str], tuple[list[int], list[str]]] = {}
     for position, (ref, purpose, channel) in enumerate(keys):
