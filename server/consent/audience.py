@@ -67,7 +67,12 @@ async def export_allowed(
             f"JOIN subjects s {by_id} ON s.id = c.subject_id "
             f"WHERE c.purpose_id = {p1} AND c.channel_id = {p2} AND c.status IN ('granted', 'soft_opt_in') "
             f"AND (c.valid_until IS NULL OR c.valid_until > {p3}) "
-            "AND s.erased_at IS NULL AND s.restricted_at IS NULL"
+            "AND s.erased_at IS NULL AND s.restricted_at IS NULL "
+            # The order both indexes already give (SQLite sorts nothing). Without it PostgreSQL prefers a hash join
+            # that first builds a table of every subject: the first row after ~0.8 s, against a few ms for the
+            # merge join of the two indexes, which is also faster in all (bench/README.md, "Where an audience
+            # export's time goes").
+            "ORDER BY c.subject_id"
         )
     stale = _reconsent_rule(catalog, purpose.code, now)
     dumps = orjson.dumps
