@@ -214,9 +214,8 @@ async def _take_batch(conn: BaseDBAsyncClient) -> list[Any]:
     transaction rolls the deletion back with everything else.
 
     PostgreSQL finds the rows by `ctid` (a TID scan) instead of an index descent per id, ~80 ms per 50,000 rows in
-    `EXPLAIN ANALYZE`, with no separate read (bench/README.md). The rows cannot move
-    within the statement: queue rows are never updated, and only the sequencer, under its advisory lock, deletes
-    them.
+    `EXPLAIN ANALYZE`, with no separate read (bench/README.md). The rows cannot move within the statement: queue
+    rows are never updated, and only the sequencer, under its advisory lock, deletes them.
     """
     rows: Sequence[Any]
     if is_postgres(conn):
