@@ -35,7 +35,9 @@ async def apply_migrations(database_url: str, *, target: str | None = None, quie
         await migrate_api(config=config, target=target, progress=None if quiet else _print_progress)
         conn = connections.get("default")
         if not is_postgres(conn):
-            await _check_sqlite(conn)
+            # The models describe the latest migration only: an earlier target gets no indexes from them (they
+            # could name columns it does not have, or indexes a later migration creates).
+            await _check_sqlite(conn, restore_indexes=target is None)
 
 
 async def pending_changes(database_url: str) -> list[str]:
@@ -103,11 +105,12 @@ def _apps(ctx: TortoiseContext) -> Apps:
     return ctx.apps
 
 
-async def _check_sqlite(conn: Any) -> None:
+async def _check_sqlite(conn: Any, *, restore_indexes: bool) -> None:
     broken = await conn.execute_query_dict("PRAGMA foreign_key_check")
     if broken:
         raise MigrationError(f"foreign key check failed after migrating: {broken[:5]}")
-    await _restore_declared_indexes(conn)
+    if restore_indexes:
+        await _restore_declared_indexes(conn)
     if await _table_exists(conn, "consent_events"):
         await append_only.install(conn)  # idempotent (IF NOT EXISTS): a rebuild of the table drops its triggers
 
@@ -118,12 +121,15 @@ async def _table_exists(conn: Any, table: str) -> bool:
 
 
 async def _restore_declared_indexes(conn: Any) -> None:
-    """Re-create indexes declared on the models that a SQLite table rebuild dropped."""
+    """Re-create indexes declared on the models that a SQLite table rebuild dropped, under their declared names
+    (the SQLite readers name theirs: INDEXED BY). An index on a column the table does not have is skipped: SQLite
+    would index the quoted name as a string."""
     apps = Tortoise.apps
     models = apps[APP_LABEL].values() if apps is not None and APP_LABEL in apps else []
     for model in models:
         meta = model._meta
         table = meta.db_table
+        present = {row["name"] for row in await conn.execute_query_dict(f'PRAGMA table_info("{table}")')}
         existing = await conn.execute_query_dict(f'PRAGMA index_list("{table}")')
         covered = set()
         covered_unique: dict[tuple[str, ...], bool] = {}
@@ -132,14 +138,14 @@ async def _restore_declared_indexes(conn: Any) -> None:
             key = tuple(c["name"] for c in cols)
             covered.add(key)
             covered_unique[key] = covered_unique.get(key, False) or bool(row["unique"])
-        wanted: list[tuple[str, ...]] = []
+        wanted: list[tuple[tuple[str, ...], str | None]] = []
         for index in meta.indexes:
             names = index if isinstance(index, tuple) else tuple(getattr(index, "fields", ()) or ())
             if names:
-                wanted.append(tuple(_column(meta, f) for f in names))
+                wanted.append((tuple(_column(meta, f) for f in names), getattr(index, "name", None)))
         for field_name, field in meta.fields_map.items():
             if getattr(field, "index", False) and not field.pk:
-                wanted.append((_column(meta, field_name),))
+                wanted.append(((_column(meta, field_name),), None))
         unique = {tuple(_column(meta, f) for f in together) for together in meta.unique_together}
         # Single-column UNIQUE too: a rebuild writes a one-to-one key (log_queue.event_id) without it.
         unique |= {
@@ -149,17 +155,19 @@ async def _restore_declared_indexes(conn: Any) -> None:
         }
         unique_covered = {cols for cols, is_unique in covered_unique.items() if is_unique}
         for columns in unique:
-            if columns not in unique_covered:
+            if columns not in unique_covered and present.issuperset(columns):
                 # A lost UNIQUE(subject_id, seq) would let the chain fork: restore it as a unique index.
                 await _create_index(conn, table, columns, unique=True)
-        for columns in wanted:
-            if columns not in covered:
-                await _create_index(conn, table, columns, unique=False)
+        for columns, name in wanted:
+            if columns not in covered and present.issuperset(columns):
+                await _create_index(conn, table, columns, unique=False, name=name)
 
 
-async def _create_index(conn: Any, table: str, columns: tuple[str, ...], *, unique: bool) -> None:
+async def _create_index(
+    conn: Any, table: str, columns: tuple[str, ...], *, unique: bool, name: str | None = None
+) -> None:
     kind = "uniq" if unique else "idx"
-    name = f"{kind}_{table}_{'_'.join(columns)}"[:60]
+    name = name or f"{kind}_{table}_{'_'.join(columns)}"[:60]
     cols_sql = ", ".join(f'"{c}"' for c in columns)
     statement = "CREATE UNIQUE INDEX" if unique else "CREATE INDEX"
     await conn.execute_script(f'{statement} IF NOT EXISTS "{name}" ON "{table}" ({cols_sql})')

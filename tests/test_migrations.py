@@ -351,11 +351,14 @@ def inspect(path: Path) -> dict[str, Any]:
     db = sqlite3.connect(path)
     try:
         indexes: dict[str, set[tuple[tuple[str, ...], bool]]] = {}
+        named: set[str] = set()  # the indexes the models name (the SQLite readers use them: INDEXED BY)
         for table in LEDGER_TABLES:
             found = set()
             for _, name, unique, *_rest in db.execute(f'PRAGMA index_list("{table}")').fetchall():
                 columns = tuple(r[2] for r in db.execute(f'PRAGMA index_info("{name}")').fetchall())
                 found.add((columns, bool(unique)))
+                if not name.startswith(("sqlite_autoindex_", "idx_", "uniq_")):
+                    named.add(name)
             indexes[table] = found
         return {
             "subjects": db.execute("SELECT id, ref, pseudonym, phone, last_seq, head_hash FROM subjects").fetchall(),
@@ -364,6 +367,7 @@ def inspect(path: Path) -> dict[str, Any]:
             ).fetchall(),
             "states": db.execute("SELECT id, subject_id, event_id, status FROM consent_states ORDER BY id").fetchall(),
             "indexes": indexes,
+            "named_indexes": named,
             "triggers": {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")},
             "fk_check": db.execute("PRAGMA foreign_key_check").fetchall(),
             "sql": dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall()),
@@ -401,6 +405,7 @@ def test_sqlite_rebuild_of_a_parent_table_keeps_child_rows_and_indexes(
     assert after["states"] == before["states"]
     assert after["fk_check"] == []
     assert after["indexes"] == before["indexes"]
+    assert after["named_indexes"] == before["named_indexes"] >= {"subjects_check_by_ref", "subjects_audience_by_id"}
     assert after["triggers"] >= {"consent_events_no_update", "consent_events_no_delete"}
     assert_refuses_update_and_delete(path)
 
