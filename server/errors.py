@@ -14,7 +14,8 @@ Domain code raises these; `server.api.problems` maps each to an RFC 9457 problem
     │   └── InvalidTransition         decision not allowed from the current status
     ├── NotFound                      (404)
     ├── AuthenticationRequired        missing/invalid/expired token (401 + WWW-Authenticate)
-    └── InsufficientScope             token lacks the scope (403 + WWW-Authenticate)
+    ├── InsufficientScope             token lacks the scope (403 + WWW-Authenticate)
+    └── WriteWindowExceeded           a write outlasted `server.visibility.WRITE_WINDOW`; nothing kept (503)
 """
 
 from __future__ import annotations
@@ -112,6 +113,14 @@ class InsufficientScope(ConsentError):
         self.scope = scope
 
 
+class WriteWindowExceeded(ConsentError):
+    """The transaction took longer than the change feed allows for (`server.visibility`): rolled back, retry."""
+
+    status = 503
+    slug = "write-window-exceeded"
+    title = "The write took too long and was not kept; send it again"
+
+
 ALL_ERRORS: tuple[type[ConsentError], ...] = (
     ConsentError,
     InvalidRequest,
@@ -126,4 +135,5 @@ ALL_ERRORS: tuple[type[ConsentError], ...] = (
     NotFound,
     AuthenticationRequired,
     InsufficientScope,
+    WriteWindowExceeded,
 )

@@ -210,19 +210,6 @@ def test_audience_lists_exactly_the_subjects_the_check_allows(client: TestClient
     assert client.get("/v1/audiences/nope/email", headers=auth).status_code == 422
 
 
-def test_audience_since_returns_only_changes(client: TestClient, auth: dict[str, str]) -> None:
-    record(client, auth, "a", [("offers", "email", "grant")])
-    record(client, auth, "b", [("offers", "email", "grant")])
-    _, cursor = _audience(client, auth, "/v1/audiences/offers/email")
-    record(client, auth, "b", [("offers", "email", "withdraw")])
-    record(client, auth, "c", [("offers", "email", "grant")])
-    changes, _ = _audience(client, auth, f"/v1/audiences/offers/email?since={cursor}")
-    assert sorted((c["ref"], c["allowed"], c["reason"]) for c in changes) == [
-        ("b", False, "withdrawn"),
-        ("c", True, "granted"),
-    ]
-
-
 def test_stream_keeps_request_order_across_chunks(client: TestClient, auth: dict[str, str]) -> None:
     record(client, auth, "a", [("offers", "email", "grant")])
     subjects = ["a", "ghost"]

@@ -9,7 +9,7 @@ import sqlite3
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from server.auth.keys import KeyStore
 from server.db import is_postgres, tortoise_config
 from server.ledger.append import Decision, Ledger, RecordRequest
 from server.migrate import apply_migrations, pending_changes
+from server.models import DataSubjectRequest, DsrHistory, Subject
 from server.policies.catalog import Catalog
 from server.policies.sync import sync_policies
 from server.proof import merkle
@@ -193,6 +194,58 @@ def test_events_queued_before_0005_get_their_hash_and_are_sequenced_as_before(em
             ]
             assert await log.root(6) == independent.mth(leaves)
             assert await conn.execute_query_dict("SELECT id FROM log_queue") == []
+
+    asyncio.run(scenario())
+
+
+def test_0009_dates_the_flags_already_changed_so_the_change_feed_sees_them(empty_url: str) -> None:
+    """`subjects.flags_changed_at` is filled for subjects erased, restricted or lifted before 0009: the latest of
+    the flags and of the desk's `restriction_lifted` steps; other subjects keep it empty. Going back drops it."""
+    day = datetime(2026, 5, 4, 10, tzinfo=UTC)
+
+    async def scenario() -> None:
+        await apply_migrations(empty_url, target="models.0008_audience_covering_indexes")
+        async with opened(empty_url) as conn:
+            await sync_policies(POLICY_DIR)
+            for ref in ("erased", "restricted", "both", "lifted", "untouched"):
+                await record_decisions(f"cust-{ref}")
+            ids = {str(r["ref"]): r["id"] for r in await conn.execute_query_dict("SELECT id, ref FROM subjects")}
+            mark = server.db.placeholders(conn, 2)
+            for ref, column, at in (
+                ("cust-erased", "erased_at", day),
+                ("cust-restricted", "restricted_at", day),
+                ("cust-both", "restricted_at", day),
+                ("cust-both", "erased_at", day + timedelta(days=1)),
+            ):
+                sql = f"UPDATE subjects SET {column} = {mark[0]} WHERE id = {mark[1]}"
+                await conn.execute_query(sql, [at, ids[ref]])
+            request = await DataSubjectRequest.create(
+                subject_id=ids["cust-lifted"],
+                kind="restriction",
+                channel="phone",
+                received_at=day,
+                original_due_on=day.date(),
+                due_on=day.date(),
+                opened_by="agent",
+            )
+            for action, at in (("restricted", day), ("restriction_lifted", day + timedelta(days=2))):
+                await DsrHistory.create(request_id=request.id, at=at, actor="agent", action=action)
+        await apply_migrations(empty_url)
+        async with opened(empty_url):
+            changed = {s.ref: s.flags_changed_at for s in await Subject.all()}
+        assert changed == {
+            "cust-erased": day,
+            "cust-restricted": day,
+            "cust-both": day + timedelta(days=1),
+            "cust-lifted": day + timedelta(days=2),
+            "cust-untouched": None,
+        }
+        await apply_migrations(empty_url, target="models.0008_audience_covering_indexes")
+        async with opened(empty_url) as conn:
+            with pytest.raises(OperationalError):
+                await conn.execute_query("SELECT flags_changed_at FROM subjects")
+        await apply_migrations(empty_url)
+        assert await pending_changes(empty_url) == []
 
     asyncio.run(scenario())
 
@@ -405,7 +458,7 @@ def test_sqlite_rebuild_of_a_parent_table_keeps_child_rows_and_indexes(
     assert after["states"] == before["states"]
     assert after["fk_check"] == []
     assert after["indexes"] == before["indexes"]
-    assert after["named_indexes"] == before["named_indexes"] >= {"subjects_check_by_ref", "subjects_audience_by_id"}
+    assert after["named_indexes"] == before["named_indexes"] >= {"subjects_check_by_ref", "subjects_flags_changed"}
     assert after["triggers"] >= {"consent_events_no_update", "consent_events_no_delete"}
     assert_refuses_update_and_delete(path)
 

@@ -21,6 +21,7 @@ from server.consent.decide import Answer
 from server.consent.reader import Key
 from server.errors import ConsentError, InvalidRequest, MalformedBody, PayloadTooLarge
 from server.services import Services
+from server.visibility import FEED_OVERLAP
 
 _OPTS = orjson.OPT_UTC_Z
 BATCH_BODY_LIMIT = 8 * 1024 * 1024
@@ -220,7 +221,8 @@ class DuplexStreamingResponse(Response):
 
 
 async def audience(request: Request) -> Response:
-    """Every subject ref currently allowed (NDJSON); with `?since=`, the changes after that instant."""
+    """Every subject ref currently allowed (NDJSON); with `?since=`, the changes after that instant. Either way the
+    `X-Next-Since` header is the `since` of the next poll."""
     checks = _checks(request)
     catalog = await checks.catalog.get()
     question = validate_question(catalog, "-", request.path_params["purpose"], request.path_params["channel"])
@@ -231,5 +233,6 @@ async def audience(request: Request) -> Response:
         body = export_allowed(checks.reader, catalog, purpose, question.channel, now)
     else:
         body = export_changes(checks.reader, catalog, purpose, question.channel, since, now)
-    next_since = now.isoformat().replace("+00:00", "Z")
+    # Not `now`: a change whose instant precedes now may still commit after this read (server.visibility).
+    next_since = (now - FEED_OVERLAP).isoformat().replace("+00:00", "Z")
     return StreamingResponse(body, media_type="application/x-ndjson", headers={"X-Next-Since": next_since})

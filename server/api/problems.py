@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.errors import AuthenticationRequired, ConsentError, InsufficientScope
+from server.errors import AuthenticationRequired, ConsentError, InsufficientScope, WriteWindowExceeded
 
 log = logging.getLogger("server.errors")
 MEDIA_TYPE = "application/problem+json"
@@ -38,6 +38,8 @@ async def consent_error(request: Request, exc: Exception) -> Response:
             f'Bearer realm="consent", error="insufficient_scope", scope="{exc.scope}", '
             f'error_description="{_quote(exc.detail)}"'
         )
+    elif isinstance(exc, WriteWindowExceeded):
+        headers["Retry-After"] = "1"
     return problem(exc.status, exc.slug, exc.title, exc.detail, headers, **exc.extensions)
 
 

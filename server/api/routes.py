@@ -12,6 +12,7 @@ from server.api.openapi import build_openapi
 from server.banner.routes import BANNER_ENDPOINTS
 from server.desk.routes import DESK_ENDPOINTS
 from server.middleware.metrics import metrics as metrics_endpoint
+from server.visibility import FEED_OVERLAP
 
 DATE_TIME = {"type": "string", "format": "date-time"}
 REF = Param("ref", "path", "the company's own id of the subject (1-255 characters)")
@@ -132,7 +133,15 @@ CORE_ENDPOINTS: list[Endpoint] = [
         params=[
             Param("purpose", "path", "purpose code"),
             Param("channel", "path", "channel code"),
-            Param("since", "query", "only subjects whose answer may have changed after this instant", schema=DATE_TIME),
+            Param(
+                "since",
+                "query",
+                "only subjects whose answer may have changed after this instant, each as {ref, allowed, reason}; "
+                "pass the X-Next-Since header of the previous export or poll (it overlaps the previous read by "
+                f"{FEED_OVERLAP.total_seconds():.0f} s, so a line may come twice: apply it as the subject's "
+                "current answer)",
+                schema=DATE_TIME,
+            ),
         ],
         response_media_type="application/x-ndjson",
     ),

@@ -147,13 +147,16 @@ async def erase(desk: Desk, request: DataSubjectRequest, actor: Actor) -> None:
             now,
             conn,
         )
+        # Last, with the clock read just before the commit: the change feed's cursor allows for the time between
+        # the two, not for the mail sent above (server.visibility).
+        await Subject.filter(id=subject.id).using_db(conn).update(flags_changed_at=desk.now())
 
 
 async def restrict(desk: Desk, request: DataSubjectRequest, actor: Actor) -> None:
     subject = await _subject(request)
     now = desk.now()
     if subject.restricted_at is None:
-        await Subject.filter(id=subject.id).update(restricted_at=now)
+        await Subject.filter(id=subject.id).update(restricted_at=now, flags_changed_at=now)
     await dsr.complete(request, "processing restricted (GDPR 18): consent checks answer 'restricted'", actor, now)
 
 
@@ -189,7 +192,7 @@ async def lift(desk: Desk, request: DataSubjectRequest, actor: Actor) -> None:
     if not informed:
         raise InvalidRequest("GDPR 18(3): the person must be told before the restriction is lifted")
     now = desk.now()
-    await Subject.filter(id=subject.id).update(restricted_at=None)
+    await Subject.filter(id=subject.id).update(restricted_at=None, flags_changed_at=now)
     await dsr.history(request.id, actor, "restriction_lifted", "", now)
 
 

@@ -24,6 +24,7 @@ from server.errors import (
     UnknownChannel,
     UnknownPolicyVersion,
     UnknownPurpose,
+    WriteWindowExceeded,
 )
 from server.ids import uuid7
 from server.ledger.chain import body_hash, event_body
@@ -32,6 +33,7 @@ from server.ledger.transitions import keeps_validity, next_status
 from server.models import ConsentEvent, ConsentState, LogQueue, Receipt, UISnapshot
 from server.policies.catalog import Catalog, CatalogSnapshot, PolicyInfo
 from server.proof.receipts import ReceiptIssuer
+from server.visibility import WRITE_WINDOW
 
 TOUCHPOINTS = ("preference_center", "banner", "api", "agent", "import", "unsubscribe", "gpc", "system")
 
@@ -221,6 +223,12 @@ class Ledger:
                     event_ids=[e.id for e in recorded],
                     jws=receipt,
                     created_at=now,
+                )
+            # The change feed reads again only the last FEED_OVERLAP: a decision must be committed within
+            # WRITE_WINDOW of its `since`, or it is not kept at all (server.visibility).
+            if self.clock() - now > WRITE_WINDOW:
+                raise WriteWindowExceeded(
+                    f"recording took longer than {WRITE_WINDOW.total_seconds():.0f} s; nothing was kept, send it again"
                 )
         return RecordResult(request.ref, subject_pseudonym, created, recorded, receipt)
 

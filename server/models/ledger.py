@@ -34,6 +34,11 @@ AUDIENCE_STATE_COLUMNS = (
     "valid_until",
     "policy_version_id",
 )
+# The audience change feed's reads: one purpose x channel's states decided after an instant, or expiring between two.
+CHANGED_STATE_INDEX = "consent_states_changed"
+CHANGED_STATE_COLUMNS = ("purpose_id", "channel_id", "since")
+EXPIRING_STATE_INDEX = "consent_states_expiring"
+EXPIRING_STATE_COLUMNS = ("purpose_id", "channel_id", "valid_until")
 
 
 class UISnapshot(Model):
@@ -123,8 +128,11 @@ class ConsentState(Model):
         # subject, bench/README.md "Where a stream's time goes") and the audience export (one purpose x channel,
         # in subject order, so that its lookups of the subjects come in index order: "Where an audience export's
         # time goes"). Named, because the SQLite readers name them (INDEXED BY): without statistics SQLite's planner
-        # prefers the unique index and then reads the table row.
+        # prefers the unique index and then reads the table row. The change feed's two (by `since`, by
+        # `valid_until`) let a poll read only what changed since its cursor, not every state of the pair.
         indexes = (
             Index(fields=AUDIENCE_STATE_COLUMNS, name=AUDIENCE_STATE_INDEX),
             Index(fields=CHECK_STATE_COLUMNS, name=CHECK_STATE_INDEX),
+            Index(fields=CHANGED_STATE_COLUMNS, name=CHANGED_STATE_INDEX),
+            Index(fields=EXPIRING_STATE_COLUMNS, name=EXPIRING_STATE_INDEX),
         )

@@ -10,6 +10,8 @@ CHECK_SUBJECT_INDEX = "subjects_check_by_ref"
 CHECK_SUBJECT_COLUMNS = ("ref", "id", "erased_at", "restricted_at")
 AUDIENCE_SUBJECT_INDEX = "subjects_audience_by_id"
 AUDIENCE_SUBJECT_COLUMNS = ("id", "ref", "erased_at", "restricted_at")
+FLAGS_CHANGED_INDEX = "subjects_flags_changed"
+CREATED_INDEX = "subjects_created"
 
 
 class Subject(Model):
@@ -19,6 +21,9 @@ class Subject(Model):
     kept here, apart from the ledger, so that erasure (GDPR 17) can blank them without touching any event.
     `last_seq` / `head_hash` are the head of the subject's hash chain: the row is locked while appending, which
     serialises writers on one subject (DESIGN invariant 3).
+
+    `flags_changed_at` is when `erased_at` or `restricted_at` last changed, lifting a restriction included (which
+    leaves no other trace here): the audience change feed finds those subjects by it (`server.visibility`).
     """
 
     id = fields.UUIDField(primary_key=True)
@@ -32,13 +37,17 @@ class Subject(Model):
     created_at = fields.DatetimeField(auto_now_add=True)
     erased_at = fields.DatetimeField(null=True)
     restricted_at = fields.DatetimeField(null=True)
+    flags_changed_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "subjects"
         # Cover the consent-check read of a subject by ref (its id and the two flags a check needs) and the audience
         # export's read by id (its ref and the two flags); named for the SQLite readers' INDEXED BY, like
         # ConsentState's. Neither holds `last_seq` or `head_hash`, so appending a decision does not write them.
+        # The change feed's: subjects erased, restricted or lifted after an instant, and subjects created after one.
         indexes = (
             Index(fields=CHECK_SUBJECT_COLUMNS, name=CHECK_SUBJECT_INDEX),
             Index(fields=AUDIENCE_SUBJECT_COLUMNS, name=AUDIENCE_SUBJECT_INDEX),
+            Index(fields=("flags_changed_at",), name=FLAGS_CHANGED_INDEX),
+            Index(fields=("created_at",), name=CREATED_INDEX),
         )

@@ -1,0 +1,216 @@
+"""The audience change feed keeps a marketing system's copy of an audience equal to the export.
+
+A copy starts from a full export (`GET /v1/audiences/{purpose}/{channel}`) and is kept up to date by polling
+`?since=<X-Next-Since of the previous read>`: each line sets one subject's answer. After every kind of change that
+can move a subject in or out of an audience (a decision, a new subject where the basis needs no consent, an
+objection, a restriction and its lifting through the service desk, a material policy version coming into force, a
+re-consent, an expiry crossed at read time, an erasure), the copy must equal a fresh export, and both must equal the
+audience the test expects. A change committed just after a read, with an instant before it, must still reach the
+next poll; and a decision that cannot be committed in time for that is not kept at all (`server.visibility`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from starlette.testclient import TestClient
+
+from server.settings import Settings
+from server.visibility import FEED_OVERLAP, WRITE_WINDOW
+from tests.conftest import Clock, record
+from tests.test_desk_helpers import check, new_staff, post, set_contact, sign_in
+from tests.test_desk_requests import open_via_console
+
+PAST = datetime(2026, 8, 1, 9, tzinfo=UTC)  # before privacy-policy v2 (material for partners) came into force
+V2_IN_FORCE = datetime(2026, 9, 1, 0, 0, 1, tzinfo=UTC)
+OFFERS_EMAIL, OFFERS_POST, PARTNERS_EMAIL = ("offers", "email"), ("offers", "post"), ("partners", "email")
+PAIRS = (OFFERS_EMAIL, OFFERS_POST, PARTNERS_EMAIL)  # consent, legitimate interest, consent with a material version
+
+
+@dataclass
+class StepClock(Clock):
+    """`Clock`, and when `step` is set every reading moves it on by `step` (a slow transaction)."""
+
+    step: timedelta | None = None
+
+    def __call__(self) -> datetime:
+        now = super().__call__()
+        if self.step is not None:
+            self.fixed = now + self.step
+        return now
+
+
+@pytest.fixture
+def clock() -> StepClock:
+    return StepClock()
+
+
+@pytest.fixture
+def settings(settings: Settings, tmp_path: Path) -> Settings:
+    """The desk mails its notices (restriction, erasure) to a per-test outbox."""
+    return settings.with_overrides(mail_dir=tmp_path / "mail")
+
+
+def _read(client: TestClient, auth: dict[str, str], path: str) -> tuple[list[dict[str, Any]], str]:
+    response = client.get(path, headers=auth)
+    assert response.status_code == 200, response.text
+    return [orjson.loads(line) for line in response.content.splitlines()], response.headers["x-next-since"]
+
+
+@dataclass
+class Copy:
+    """What a marketing system keeps of one audience: the refs allowed, and the cursor of its next poll."""
+
+    pair: tuple[str, str]
+    refs: set[str] = field(default_factory=set)
+    cursor: str = ""
+    polled: list[list[dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def path(self) -> str:
+        return f"/v1/audiences/{self.pair[0]}/{self.pair[1]}"
+
+    def export(self, client: TestClient, auth: dict[str, str]) -> set[str]:
+        rows, self.cursor = _read(client, auth, self.path)
+        self.refs = {row["ref"] for row in rows}
+        return self.refs
+
+    def poll(self, client: TestClient, auth: dict[str, str]) -> list[dict[str, Any]]:
+        lines, self.cursor = _read(client, auth, f"{self.path}?since={self.cursor}")
+        for line in lines:
+            assert set(line) == {"ref", "allowed", "reason"}, line
+            (self.refs.add if line["allowed"] else self.refs.discard)(line["ref"])
+        self.polled.append(lines)
+        return lines
+
+
+def _fresh_export(client: TestClient, auth: dict[str, str], pair: tuple[str, str]) -> set[str]:
+    return Copy(pair).export(client, auth)
+
+
+def test_a_copy_kept_by_polling_the_feed_equals_the_export_after_every_kind_of_change(
+    client: TestClient, auth: dict[str, str], clock: StepClock
+) -> None:
+    clock.set(PAST)
+    copies = {pair: Copy(pair) for pair in PAIRS}
+    for copy in copies.values():
+        assert copy.export(client, auth) == set()
+    supervisor = new_staff(client, "supervisor")
+    state: dict[str, Any] = {}
+
+    def grants() -> None:
+        for ref in ("ana", "ben"):
+            decisions = [("offers", "email", "grant"), ("partners", "email", "grant")]
+            assert record(client, auth, ref, decisions, policy="privacy-policy/1/en").status_code == 201
+            set_contact(client, ref, email=f"{ref}@example.org", locale="en")
+
+    def a_new_subject() -> None:  # allowed on offers/post (legitimate interest) without a decision for it
+        assert record(client, auth, "cyd", [("offers", "sms", "grant")]).status_code == 201
+        set_contact(client, "cyd", email="cyd@example.org", locale="en")
+
+    def withdrawal() -> None:
+        assert record(client, auth, "ben", [("offers", "email", "withdraw")]).status_code == 201
+
+    def objection() -> None:
+        assert record(client, auth, "ben", [("offers", "post", "object")]).status_code == 201
+
+    def restriction() -> None:
+        csrf = sign_in(client, email=supervisor.email)
+        state["restriction"] = open_via_console(client, csrf, "ana", "restriction")
+        assert post(client, csrf, f"/console/requests/{state['restriction']}/fulfil").status_code == 303
+
+    def lifting() -> None:
+        csrf = sign_in(client, email=supervisor.email)
+        base = f"/console/requests/{state['restriction']}"
+        told = {"lift_on": clock().date().isoformat(), "reason": "checked"}
+        assert post(client, csrf, f"{base}/restriction-notice", told).status_code == 303
+        assert post(client, csrf, f"{base}/restriction-lift").status_code == 303
+
+    def material_version_in_force() -> None:  # ana's and ben's partners grants were given under version 1
+        clock.set(V2_IN_FORCE)
+
+    def reconsent() -> None:
+        assert record(client, auth, "ana", [("partners", "email", "grant")]).status_code == 201
+
+    def expiry() -> None:  # ana's offers/email grant (three years) runs out; no job runs, no event is written
+        answer = check(client, auth, "ana", "offers", "email")
+        clock.set(datetime.fromisoformat(answer["valid_until"]))
+
+    def erasure() -> None:
+        csrf = sign_in(client, email=supervisor.email)
+        request_id = open_via_console(client, csrf, "cyd", "erasure")
+        answer = post(client, csrf, f"/console/requests/{request_id}/fulfil", {"confirm": "yes"})
+        assert answer.status_code == 303, answer.text
+
+    # (change, then the audiences expected: offers/email, offers/post, partners/email)
+    steps = [
+        (grants, {"ana", "ben"}, {"ana", "ben"}, {"ana", "ben"}),
+        (a_new_subject, {"ana", "ben"}, {"ana", "ben", "cyd"}, {"ana", "ben"}),
+        (withdrawal, {"ana"}, {"ana", "ben", "cyd"}, {"ana", "ben"}),
+        (objection, {"ana"}, {"ana", "cyd"}, {"ana", "ben"}),
+        (restriction, set(), {"cyd"}, {"ben"}),
+        (lifting, {"ana"}, {"ana", "cyd"}, {"ana", "ben"}),
+        (material_version_in_force, {"ana"}, {"ana", "cyd"}, set()),
+        (reconsent, {"ana"}, {"ana", "cyd"}, {"ana"}),
+        (expiry, set(), {"ana", "cyd"}, set()),  # partners grants last two years: ana's re-consent ran out too
+        (erasure, set(), {"ana"}, set()),
+    ]
+    for change, *expected in steps:
+        change()
+        clock.advance(minutes=10)
+        for (pair, copy), audience in zip(copies.items(), expected, strict=True):
+            lines = copy.poll(client, auth)  # the copy began empty: every member it has came from the feed
+            assert copy.refs == _fresh_export(client, auth, pair) == audience, (change.__name__, pair, lines)
+
+    # Nothing changed since: a poll past the overlap reads nothing, however many subjects there are.
+    clock.advance(minutes=10)
+    for copy in copies.values():
+        copy.poll(client, auth)
+        clock.advance(seconds=1)
+        assert copy.poll(client, auth) == [], copy.pair
+
+
+def test_a_change_committed_just_after_a_read_reaches_the_next_poll(
+    client: TestClient, auth: dict[str, str], clock: StepClock
+) -> None:
+    now = PAST + timedelta(days=1)
+    clock.set(now - timedelta(minutes=5))
+    assert record(client, auth, "dan", [("offers", "email", "grant")]).status_code == 201
+    clock.set(now)
+    copy = Copy(OFFERS_EMAIL)
+    assert copy.export(client, auth) == {"dan"}
+    cursor = datetime.fromisoformat(copy.cursor)
+    # A withdrawal whose transaction read the clock before that export but committed after it, within the window.
+    clock.set(now - WRITE_WINDOW + timedelta(seconds=1))
+    assert record(client, auth, "dan", [("offers", "email", "withdraw")]).status_code == 201
+    clock.set(now + timedelta(minutes=1))
+    assert copy.poll(client, auth) == [{"ref": "dan", "allowed": False, "reason": "withdrawn"}]
+    assert copy.refs == set()
+    assert cursor == now - FEED_OVERLAP  # what let the poll see it: a cursor of `now` would have missed it
+
+
+def test_a_decision_that_outlasts_the_write_window_is_not_kept(
+    client: TestClient, auth: dict[str, str], clock: StepClock
+) -> None:
+    clock.set(PAST)
+    assert record(client, auth, "eve", [("offers", "email", "grant")]).status_code == 201
+    clock.step = WRITE_WINDOW + timedelta(seconds=1)  # each reading of the clock a window later: a slow transaction
+    slow = record(client, auth, "eve", [("offers", "email", "withdraw")])
+    assert slow.status_code == 503, slow.text
+    assert slow.json()["type"] == "/problems/write-window-exceeded"
+    assert slow.headers["retry-after"] == "1"
+    late = record(client, auth, "fay", [("offers", "email", "grant")])
+    assert late.status_code == 503, late.text
+    clock.step = None
+    # Nothing of either was kept: eve's grant stands, fay is still unknown, and eve's chain goes on from its head.
+    assert check(client, auth, "eve", "offers", "email")["reason"] == "granted"
+    assert check(client, auth, "fay", "offers", "email")["reason"] == "unknown_subject"
+    assert record(client, auth, "eve", [("offers", "email", "withdraw")]).status_code == 201
+    events = client.get("/v1/subjects/eve/events", headers=auth)
+    assert events.status_code == 200, events.text
+    assert [e["action"] for e in events.json()["events"]] == ["grant", "withdraw"]
