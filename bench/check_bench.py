@@ -66,7 +66,10 @@ STREAM_LINES_PER_CHUNK = 1000
 RSS_INTERVAL_S = 0.05
 AUDIENCE = ("offers", "email")
 AUDIENCE_RUNS = 2
+FEED_CHANGES = 1000  # withdrawals recorded through the API before the change feed is polled
+FEED_RUNS = 3
 SCOPES = "consent:check"
+WRITER_SCOPES = "consent:write"  # the change-feed phase records its changes through the API
 _JSON = {"Content-Type": "application/json"}
 T = TypeVar("T")
 
@@ -185,7 +188,7 @@ class Database:
             run_async(lambda: _pg_admin(self.admin_url, f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
 
 
-async def create_bench_client(database_url: str) -> tuple[str, str]:
+async def create_bench_client(database_url: str, scopes: str = SCOPES) -> tuple[str, str]:
     from tortoise import Tortoise
 
     from server.auth.clients import create_client
@@ -193,7 +196,7 @@ async def create_bench_client(database_url: str) -> tuple[str, str]:
 
     await Tortoise.init(config=tortoise_config(database_url))
     try:
-        client = await create_client("bench", SCOPES)
+        client = await create_client("bench", scopes)
     finally:
         await Tortoise.close_connections()
     return client.client_id, client.client_secret
@@ -605,6 +608,44 @@ def audience_export(server: BenchServer, token: str, expected_rows: int) -> dict
     return {**best, "pair": f"{purpose}/{channel}", "runs": runs}
 
 
+def change_feed(server: BenchServer, token: str, writer_token: str, subjects: int) -> dict[str, Any]:
+    """`FEED_CHANGES` withdrawals of audience subjects recorded through the API, then the change feed polled from a
+    cursor taken just before them: every withdrawn ref must come back as not allowed."""
+    purpose, channel = AUDIENCE
+    path = f"/v1/audiences/{purpose}/{channel}"
+    withdrawn = {ref_of("audience", index) for index in range(FEED_CHANGES)}
+    with httpx.Client(base_url=server.base_url, timeout=600) as client:
+        reader = {"Authorization": f"Bearer {token}"}
+        now = client.get(path, params={"since": datetime.now(UTC).isoformat()}, headers=reader)
+        if now.status_code != 200:
+            raise BenchError(f"change feed: HTTP {now.status_code} {now.text[:300]}")
+        cursor = now.headers["x-next-since"]
+        body = {"policy": {"document": "privacy-policy", "version": "2", "lang": "fr"}}
+        writer = {"Authorization": f"Bearer {writer_token}"}
+        started = time.perf_counter()
+        for ref in sorted(withdrawn):
+            decisions = [{"purpose": purpose, "channel": channel, "action": "withdraw"}]
+            answer = client.post(f"/v1/subjects/{ref}/consents", json={**body, "decisions": decisions}, headers=writer)
+            if answer.status_code != 201:
+                raise BenchError(f"change feed: recording a withdrawal: HTTP {answer.status_code} {answer.text[:300]}")
+        recorded_s = time.perf_counter() - started
+        runs = []
+        for _ in range(FEED_RUNS):
+            started = time.perf_counter()
+            poll = client.get(path, params={"since": cursor}, headers=reader)
+            seconds = time.perf_counter() - started
+            if poll.status_code != 200:
+                raise BenchError(f"change feed: HTTP {poll.status_code} {poll.text[:300]}")
+            lines = [orjson.loads(line) for line in poll.content.splitlines()]
+            denied = {line["ref"] for line in lines if not line["allowed"]}
+            if not withdrawn <= denied:
+                raise BenchError(f"change feed: {len(withdrawn - denied)} withdrawals missing from the poll")
+            runs.append({"lines": len(lines), "seconds": seconds})
+            log(f"  change feed: {len(lines):,} lines in {seconds * 1000:.1f} ms")
+    best = min(runs, key=lambda r: r["seconds"])
+    return {**best, "changes": FEED_CHANGES, "subjects": subjects, "recorded_s": recorded_s, "runs": runs}
+
+
 # --- one backend --------------------------------------------------------------------------------------------
 
 
@@ -630,6 +671,7 @@ def run_backend(backend: str, opts: Options) -> BackendReport:
             created = True
             run_async(lambda: prepare_database(database.url, POLICY_DIR))
             client_id, client_secret = run_async(lambda: create_bench_client(database.url))
+            writer_id, writer_secret = run_async(lambda: create_bench_client(database.url, WRITER_SCOPES))
             log(f"{backend}: seeding {opts.subjects:,} subjects")
             seeded = run_async(
                 lambda: seed_database(
@@ -675,6 +717,10 @@ def run_backend(backend: str, opts: Options) -> BackendReport:
                 log(f"{backend}:   seeded in {audience_seed.seconds:.1f} s")
                 expected = opts.audience + seeded.allowed.get("/".join(AUDIENCE), 0)
                 report.figures["audience"] = audience_export(server, token, expected)
+                log(f"{backend}: change feed after {FEED_CHANGES:,} withdrawals")
+                writer_token = get_token(server.base_url, writer_id, writer_secret)
+                total = seeded.subjects + audience_seed.subjects
+                report.figures["feed"] = change_feed(server, token, writer_token, total)
         except BenchError as exc:
             report.error = str(exc)
             log(f"{backend}: FAILED: {exc}")
@@ -745,6 +791,12 @@ def table_rows(report: BackendReport) -> list[tuple[str, str, str, str]]:
         rate, rows_, secs = f["audience"]["rows_per_s"], f["audience"]["rows"], f["audience"]["seconds"]
         add(f"audience export rows/s ({AUDIENCE[0]}/{AUDIENCE[1]})", f"{rate:,.0f}", ">= 300,000", rate >= 300_000)
         add("audience rows exported", f"{rows_:,} in {secs:.2f} s")
+    if "feed" in f:
+        feed = f["feed"]
+        add(
+            f"change feed after {feed['changes']:,} withdrawals",
+            f"{feed['lines']:,} lines in {feed['seconds'] * 1000:.1f} ms ({feed['subjects']:,} subjects)",
+        )
     return rows
 
 
