@@ -28,8 +28,10 @@ BACKFILL = [
     "UPDATE subjects SET flags_changed_at = erased_at WHERE erased_at IS NOT NULL",
     "UPDATE subjects SET flags_changed_at = restricted_at WHERE restricted_at IS NOT NULL "
     "AND (flags_changed_at IS NULL OR restricted_at > flags_changed_at)",
-    f"UPDATE subjects SET flags_changed_at = ({_LIFTED}) WHERE ({_LIFTED}) IS NOT NULL "
-    f"AND (flags_changed_at IS NULL OR ({_LIFTED}) > flags_changed_at)",
+    # Only subjects with a restriction request: the subquery is not run for every subject.
+    f"UPDATE subjects SET flags_changed_at = ({_LIFTED}) "
+    "WHERE id IN (SELECT subject_id FROM dsr_requests WHERE kind = 'restriction') "
+    f"AND ({_LIFTED}) IS NOT NULL AND (flags_changed_at IS NULL OR ({_LIFTED}) > flags_changed_at)",
 ]
 
 

@@ -35,9 +35,9 @@ async def apply_migrations(database_url: str, *, target: str | None = None, quie
         await migrate_api(config=config, target=target, progress=None if quiet else _print_progress)
         conn = connections.get("default")
         if not is_postgres(conn):
-            # The models describe the latest migration only: an earlier target gets no indexes from them (they
-            # could name columns it does not have, or indexes a later migration creates).
-            await _check_sqlite(conn, restore_indexes=target is None)
+            # The models describe the latest migration only: an earlier target gets back only the unique indexes a
+            # rebuild dropped, not the others (they could be ones a later migration creates, under the same name).
+            await _check_sqlite(conn, at_latest=target is None)
 
 
 async def pending_changes(database_url: str) -> list[str]:
@@ -105,12 +105,11 @@ def _apps(ctx: TortoiseContext) -> Apps:
     return ctx.apps
 
 
-async def _check_sqlite(conn: Any, *, restore_indexes: bool) -> None:
+async def _check_sqlite(conn: Any, *, at_latest: bool) -> None:
     broken = await conn.execute_query_dict("PRAGMA foreign_key_check")
     if broken:
         raise MigrationError(f"foreign key check failed after migrating: {broken[:5]}")
-    if restore_indexes:
-        await _restore_declared_indexes(conn)
+    await _restore_declared_indexes(conn, at_latest=at_latest)
     if await _table_exists(conn, "consent_events"):
         await append_only.install(conn)  # idempotent (IF NOT EXISTS): a rebuild of the table drops its triggers
 
@@ -120,10 +119,11 @@ async def _table_exists(conn: Any, table: str) -> bool:
     return bool(rows)
 
 
-async def _restore_declared_indexes(conn: Any) -> None:
-    """Re-create indexes declared on the models that a SQLite table rebuild dropped, under their declared names
-    (the SQLite readers name theirs: INDEXED BY). An index on a column the table does not have is skipped: SQLite
-    would index the quoted name as a string."""
+async def _restore_declared_indexes(conn: Any, *, at_latest: bool) -> None:
+    """Re-create indexes declared on the models that a SQLite table rebuild dropped: unique ones always, the others
+    only `at_latest`, a named one under its name (the SQLite readers use them: INDEXED BY), also where an index of
+    the same columns has another name. An index on a column the table does not have is skipped: SQLite would index
+    the quoted name as a string."""
     apps = Tortoise.apps
     models = apps[APP_LABEL].values() if apps is not None and APP_LABEL in apps else []
     for model in models:
@@ -131,6 +131,7 @@ async def _restore_declared_indexes(conn: Any) -> None:
         table = meta.db_table
         present = {row["name"] for row in await conn.execute_query_dict(f'PRAGMA table_info("{table}")')}
         existing = await conn.execute_query_dict(f'PRAGMA index_list("{table}")')
+        existing_names = {row["name"] for row in existing}
         covered = set()
         covered_unique: dict[tuple[str, ...], bool] = {}
         for row in existing:
@@ -158,8 +159,9 @@ async def _restore_declared_indexes(conn: Any) -> None:
             if columns not in unique_covered and present.issuperset(columns):
                 # A lost UNIQUE(subject_id, seq) would let the chain fork: restore it as a unique index.
                 await _create_index(conn, table, columns, unique=True)
-        for columns, name in wanted:
-            if columns not in covered and present.issuperset(columns):
+        for columns, name in wanted if at_latest else []:
+            missing = name not in existing_names if name else columns not in covered
+            if missing and present.issuperset(columns):
                 await _create_index(conn, table, columns, unique=False, name=name)
 
 

@@ -7,7 +7,8 @@ a withdrawal the marketing system would never hear of. So writers keep the gap b
 ledger rolls back a decision whose transaction outlasts it; the desk reads the clock as the last step before its
 write), and the feed hands out a cursor `FEED_OVERLAP` in the past, so the next poll reads again every change that
 could still have been in flight. A change may be reported twice; the feed reports answers, not events, so a
-repeat is harmless.
+repeat is harmless. The instants come from the servers' clocks: servers that write to one database must keep them
+in step (NTP) to well within `WRITE_WINDOW`.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ next poll; and a decision that cannot be committed in time for that is not kept 
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,9 +21,11 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
+from server.models import PolicyVersion
+from server.policies.sync import sync_policies
 from server.settings import Settings
 from server.visibility import FEED_OVERLAP, WRITE_WINDOW
-from tests.conftest import Clock, record
+from tests.conftest import Clock, record, run, services_of
 from tests.test_desk_helpers import check, new_staff, post, set_contact, sign_in
 from tests.test_desk_requests import open_via_console
 
@@ -93,10 +96,23 @@ def _fresh_export(client: TestClient, auth: dict[str, str], pair: tuple[str, str
     return Copy(pair).export(client, auth)
 
 
+def _published_when_in_force(client: TestClient) -> None:
+    """The test database's policies were synced today, in real time; this test's clock runs in 2026. Date each
+    publication at its `effective_at`, as if each version had been published on time."""
+
+    async def backdate() -> None:
+        for version in await PolicyVersion.all():
+            await PolicyVersion.filter(id=version.id).update(published_at=version.effective_at)
+
+    run(client, backdate)
+    run(client, services_of(client).catalog.reload)
+
+
 def test_a_copy_kept_by_polling_the_feed_equals_the_export_after_every_kind_of_change(
     client: TestClient, auth: dict[str, str], clock: StepClock
 ) -> None:
     clock.set(PAST)
+    _published_when_in_force(client)
     copies = {pair: Copy(pair) for pair in PAIRS}
     for copy in copies.values():
         assert copy.export(client, auth) == set()
@@ -166,6 +182,8 @@ def test_a_copy_kept_by_polling_the_feed_equals_the_export_after_every_kind_of_c
         for (pair, copy), audience in zip(copies.items(), expected, strict=True):
             lines = copy.poll(client, auth)  # the copy began empty: every member it has came from the feed
             assert copy.refs == _fresh_export(client, auth, pair) == audience, (change.__name__, pair, lines)
+            if change is withdrawal and pair != OFFERS_EMAIL:  # a poll carries what changed, nothing older
+                assert lines == [], (pair, lines)
 
     # Nothing changed since: a poll past the overlap reads nothing, however many subjects there are.
     clock.advance(minutes=10)
@@ -192,6 +210,33 @@ def test_a_change_committed_just_after_a_read_reaches_the_next_poll(
     assert copy.poll(client, auth) == [{"ref": "dan", "allowed": False, "reason": "withdrawn"}]
     assert copy.refs == set()
     assert cursor == now - FEED_OVERLAP  # what let the poll see it: a cursor of `now` would have missed it
+
+
+def test_a_material_version_published_back_dated_reaches_the_next_poll(
+    client: TestClient, auth: dict[str, str], clock: StepClock, tmp_path: Path
+) -> None:
+    """A material version synced with an `effective_at` before the copy's cursor: the grants it makes stale were not
+    in any earlier poll, so the next one must carry them, though the version came into force before its cursor."""
+    real = datetime.now(UTC).replace(microsecond=0)
+    clock.set(real - timedelta(days=1))
+    assert record(client, auth, "gus", [("partners", "sms", "grant")]).status_code == 201
+    clock.set(real - timedelta(hours=2))
+    copy = Copy(("partners", "sms"))
+    assert copy.export(client, auth) == {"gus"}
+    docs = tmp_path / "policy_docs"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "policy_docs", docs)
+    text = (docs / "privacy-policy" / "2" / "fr.md").read_text()
+    back_dated = (real - timedelta(hours=3)).isoformat().replace("+00:00", "Z")
+    (docs / "privacy-policy" / "3").mkdir()
+    (docs / "privacy-policy" / "3" / "fr.md").write_text(
+        text.replace('version: "2"', 'version: "3"').replace("2026-09-01T00:00:00Z", back_dated)
+    )
+    run(client, sync_policies, docs)  # published now, in force since three hours ago
+    run(client, services_of(client).catalog.reload)
+    clock.set(real + timedelta(minutes=1))
+    assert check(client, auth, "gus", "partners", "sms")["reason"] == "reconsent_required"
+    assert copy.poll(client, auth) == [{"ref": "gus", "allowed": False, "reason": "reconsent_required"}]
+    assert copy.refs == _fresh_export(client, auth, ("partners", "sms")) == set()
 
 
 def test_a_decision_that_outlasts_the_write_window_is_not_kept(

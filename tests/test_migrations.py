@@ -463,6 +463,26 @@ def test_sqlite_rebuild_of_a_parent_table_keeps_child_rows_and_indexes(
     assert_refuses_update_and_delete(path)
 
 
+def test_sqlite_named_index_left_under_a_generated_name_is_restored_by_name(sqlite_file: tuple[str, Path]) -> None:
+    """Before 2026-11-30 the restore after a rebuild gave a named index a generated name (same columns), which the
+    readers' INDEXED BY cannot find: migrating again creates it under its own name."""
+    url, path = sqlite_file
+    db = sqlite3.connect(path)
+    try:
+        db.execute("DROP INDEX subjects_check_by_ref")
+        db.execute(
+            'CREATE INDEX "idx_subjects_ref_id_erased_at_restricted_at" ON subjects (ref, id, erased_at, restricted_at)'
+        )
+        db.commit()
+    finally:
+        db.close()
+    assert "subjects_check_by_ref" not in inspect(path)["named_indexes"]
+
+    asyncio.run(apply_migrations(url))
+
+    assert "subjects_check_by_ref" in inspect(path)["named_indexes"]
+
+
 def test_sqlite_rebuild_with_foreign_keys_on_is_the_hazard_the_safety_rails_avoid(
     sqlite_file: tuple[str, Path], extra_migration: Callable[[list[str]], str]
 ) -> None:

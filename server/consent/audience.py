@@ -100,7 +100,9 @@ async def export_changes(
     sql = _changes_sql(
         reader.dialect,
         opt_out=purpose.basis_for(channel) in ("legitimate_interest", "necessary"),
-        material=any(purpose.code in m.purposes and since < m.effective_at <= now for m in catalog.materials),
+        # A version published back-dated (in force before its publication) counts from its publication: a cursor
+        # taken before that saw no reason to re-read the grants.
+        material=any(purpose.code in m.purposes and since < m.visible_from <= now for m in catalog.materials),
     )
     params = [purpose.code, channel, _param(reader, since), _param(reader, now)]
     dumps = orjson.dumps

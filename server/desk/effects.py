@@ -11,8 +11,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from server.desk import dsr
@@ -154,9 +156,10 @@ async def erase(desk: Desk, request: DataSubjectRequest, actor: Actor) -> None:
 
 async def restrict(desk: Desk, request: DataSubjectRequest, actor: Actor) -> None:
     subject = await _subject(request)
-    now = desk.now()
-    if subject.restricted_at is None:
-        await Subject.filter(id=subject.id).update(restricted_at=now, flags_changed_at=now)
+    async with in_transaction() as conn:
+        now = await _locked_now(desk, conn, subject)
+        if subject.restricted_at is None:
+            await Subject.filter(id=subject.id).using_db(conn).update(restricted_at=now, flags_changed_at=now)
     await dsr.complete(request, "processing restricted (GDPR 18): consent checks answer 'restricted'", actor, now)
 
 
@@ -191,9 +194,17 @@ async def lift(desk: Desk, request: DataSubjectRequest, actor: Actor) -> None:
     ).exists()
     if not informed:
         raise InvalidRequest("GDPR 18(3): the person must be told before the restriction is lifted")
-    now = desk.now()
-    await Subject.filter(id=subject.id).update(restricted_at=None, flags_changed_at=now)
+    async with in_transaction() as conn:
+        now = await _locked_now(desk, conn, subject)
+        await Subject.filter(id=subject.id).using_db(conn).update(restricted_at=None, flags_changed_at=now)
     await dsr.history(request.id, actor, "restriction_lifted", "", now)
+
+
+async def _locked_now(desk: Desk, conn: BaseDBAsyncClient, subject: Subject) -> datetime:
+    """Lock the subject's row, then read the clock: a decision being recorded for the same subject cannot hold the
+    commit of a flag change back past the change feed's window (server.visibility)."""
+    await Subject.select_for_update().using_db(conn).get(id=subject.id)
+    return desk.now()
 
 
 async def object_to_marketing(

@@ -11,7 +11,7 @@ import hashlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -128,7 +128,10 @@ class Ledger:
                 await store_snapshot(conn, request.snapshot)
             elif snapshot_sha is not None and not await UISnapshot.exists(sha256=snapshot_sha, using_db=conn):
                 raise InvalidRequest(f"UI snapshot {snapshot_sha} is not stored", ui_snapshot=snapshot_sha)
-            subject_id, subject_pseudonym, seq, head, created = await self._lock_subject(conn, request.ref)
+            # The window runs from here: a new subject's `created_at` is this instant, and waiting for a writer of the
+            # same subject counts too (server.visibility).
+            started = self.clock()
+            subject_id, subject_pseudonym, seq, head, created = await self._lock_subject(conn, request.ref, started)
             current = {
                 (s["purpose_id"], s["channel_id"]): s
                 for s in await ConsentState.filter(subject_id=subject_id)
@@ -225,8 +228,8 @@ class Ledger:
                     created_at=now,
                 )
             # The change feed reads again only the last FEED_OVERLAP: a decision must be committed within
-            # WRITE_WINDOW of its `since`, or it is not kept at all (server.visibility).
-            if self.clock() - now > WRITE_WINDOW:
+            # WRITE_WINDOW of its `since` (and a new subject of its `created_at`), or it is not kept at all.
+            if self.clock() - started > WRITE_WINDOW:
                 raise WriteWindowExceeded(
                     f"recording took longer than {WRITE_WINDOW.total_seconds():.0f} s; nothing was kept, send it again"
                 )
@@ -239,9 +242,10 @@ class Ledger:
             catalog = await self.catalog.reload()
         return catalog
 
-    async def _lock_subject(self, conn: BaseDBAsyncClient, ref: str) -> tuple[str, str, int, str, bool]:
-        """Create the subject if new, then lock its row; returns (id, pseudonym, last_seq, head_hash, created)."""
-        inserted = await _insert_subject(conn, str(uuid.uuid4()), ref, pseudonym(self.secret_key, ref))
+    async def _lock_subject(self, conn: BaseDBAsyncClient, ref: str, now: datetime) -> tuple[str, str, int, str, bool]:
+        """Create the subject if new (created `now`), then lock its row; returns (id, pseudonym, last_seq,
+        head_hash, created)."""
+        inserted = await _insert_subject(conn, str(uuid.uuid4()), ref, pseudonym(self.secret_key, ref), now)
         lock = " FOR UPDATE" if is_postgres(conn) else ""
         rows = await conn.execute_query_dict(
             f"SELECT id, pseudonym, last_seq, head_hash FROM subjects WHERE ref = {placeholders(conn, 1)[0]}{lock}",
@@ -251,12 +255,12 @@ class Ledger:
         return str(row["id"]), row["pseudonym"], int(row["last_seq"]), row["head_hash"], bool(inserted)
 
 
-async def _insert_subject(conn: BaseDBAsyncClient, subject_id: str, ref: str, pseudo: str) -> bool:
+async def _insert_subject(conn: BaseDBAsyncClient, subject_id: str, ref: str, pseudo: str, now: datetime) -> bool:
     ph = placeholders(conn, 5)
     changed, _ = await conn.execute_query(
         "INSERT INTO subjects (id, ref, pseudonym, last_seq, head_hash, created_at) "
         f"VALUES ({ph[0]}, {ph[1]}, {ph[2]}, 0, {ph[3]}, {ph[4]}) ON CONFLICT (ref) DO NOTHING",
-        [subject_id, ref, pseudo, "0" * 64, datetime.now(UTC)],
+        [subject_id, ref, pseudo, "0" * 64, now],
     )
     return bool(changed)
 

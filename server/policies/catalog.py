@@ -44,6 +44,15 @@ class PolicyInfo:
     material: bool
     purposes: tuple[str, ...]
     title: str
+    published_at: datetime | None = None  # when `policies sync` stored it (it may come into force earlier)
+
+    @property
+    def visible_from(self) -> datetime:
+        """From when a reader can know this version is in force: its `effective_at`, or its publication when it was
+        published back-dated. The audience change feed reports a material version from then on."""
+        if self.published_at is None or self.published_at <= self.effective_at:
+            return self.effective_at
+        return self.published_at
 
     @property
     def label(self) -> str:
@@ -143,7 +152,18 @@ class Catalog:
         rows = (
             await PolicyVersion.all()
             .order_by("document", "effective_at", "lang")
-            .only("id", "document", "version", "lang", "sha256", "effective_at", "material", "purposes", "title")
+            .only(
+                "id",
+                "document",
+                "version",
+                "lang",
+                "sha256",
+                "effective_at",
+                "material",
+                "purposes",
+                "title",
+                "published_at",
+            )
         )
         policies = [
             PolicyInfo(
@@ -156,6 +176,7 @@ class Catalog:
                 material=r.material,
                 purposes=tuple(r.purposes),
                 title=r.title,
+                published_at=r.published_at,
             )
             for r in rows
         ]
