@@ -239,6 +239,32 @@ def test_a_material_version_published_back_dated_reaches_the_next_poll(
     assert copy.refs == _fresh_export(client, auth, ("partners", "sms")) == set()
 
 
+def test_a_change_of_legal_basis_reaches_the_next_poll(
+    client: TestClient, auth: dict[str, str], clock: StepClock, tmp_path: Path
+) -> None:
+    """Post offers become consent-based: a subject who never decided was allowed on legitimate interest and no
+    longer is, though nothing was recorded for them."""
+    real = datetime.now(UTC).replace(microsecond=0)
+    clock.set(real - timedelta(days=1))
+    assert record(client, auth, "hal", [("offers", "email", "grant")]).status_code == 201
+    clock.set(real - timedelta(hours=1))
+    copy = Copy(OFFERS_POST)
+    assert copy.export(client, auth) == {"hal"}
+    docs = tmp_path / "policy_docs"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "policy_docs", docs)
+    declared = (docs / "purposes.yaml").read_text()
+    assert declared.count("channel_basis: {post: legitimate_interest}") == 1
+    (docs / "purposes.yaml").write_text(
+        declared.replace("channel_basis: {post: legitimate_interest}", "channel_basis: {}")
+    )
+    run(client, sync_policies, docs)
+    run(client, services_of(client).catalog.reload)
+    clock.set(real + timedelta(minutes=1))
+    assert check(client, auth, "hal", "offers", "post")["reason"] == "no_record"
+    assert copy.poll(client, auth) == [{"ref": "hal", "allowed": False, "reason": "no_record"}]
+    assert copy.refs == _fresh_export(client, auth, OFFERS_POST) == set()
+
+
 def test_a_decision_that_outlasts_the_write_window_is_not_kept(
     client: TestClient, auth: dict[str, str], clock: StepClock
 ) -> None:

@@ -15,7 +15,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from server.app import create_app
-from server.models import Channel, ConsentEvent, PolicyVersion, Purpose, Subject
+from server.models import Channel, ConsentEvent, PolicyVersion, Purpose, PurposeBasisChange, Subject
 from server.policies.documents import PolicySourceError, load_tree
 from server.policies.sync import PublishedPolicyChanged, SyncReport, sync_policies
 from server.settings import Settings
@@ -157,6 +157,31 @@ def test_sync_publishes_new_versions_once(client: TestClient, policy_copy: Path)
         assert entry["effective_at"] == "2026-10-01T00:00:00Z"
         text = client.get(entry["url"])
         assert text.status_code == 200 and text.content == path.read_bytes()
+
+
+async def _basis_changes() -> list[tuple[str, str, dict[str, str], list[str]]]:
+    return [
+        (c.purpose_id, c.legal_basis, dict(c.channel_basis), list(c.channels))  # type: ignore[attr-defined]
+        for c in await PurposeBasisChange.all().order_by("id")
+    ]
+
+
+def test_sync_records_each_change_of_a_purposes_basis_or_channels(client: TestClient, policy_copy: Path) -> None:
+    """Only real changes of the legal basis, a channel's basis or the channels are kept (the audience change feed
+    reads them); a sync that changes nothing, or changes only a title, adds none."""
+    declared = (policy_copy / "purposes.yaml").read_text()
+    run(client, sync_policies, policy_copy)
+    assert run(client, _basis_changes) == []
+    retitled = declared.replace('en: "Demo Shop offers"', 'en: "Offers from Demo Shop"')
+    assert retitled != declared
+    (policy_copy / "purposes.yaml").write_text(retitled)
+    run(client, sync_policies, policy_copy)
+    assert run(client, _basis_changes) == []
+    rebased = retitled.replace("channel_basis: {post: legitimate_interest}", "channel_basis: {}")
+    (policy_copy / "purposes.yaml").write_text(rebased)
+    run(client, sync_policies, policy_copy)
+    run(client, sync_policies, policy_copy)
+    assert run(client, _basis_changes) == [("offers", "consent", {}, ["email", "sms", "phone", "post"])]
 
 
 async def _catalogue() -> tuple[list[tuple[str, str, str, str]], list[str], dict[str, dict[str, str]]]:

@@ -3,9 +3,9 @@
 Full export (`since` absent): one line `{"ref": ...}` per allowed subject. Change feed (`since` given): one line
 `{"ref", "allowed", "reason"}` per subject whose answer may have changed after `since`: a new decision, an expiry
 crossed, an erasure, a restriction or its lifting, a new subject where the basis needs no consent, or (for the whole
-purpose) a material policy version that came into force. Its cost follows the changes, not the subjects: each kind
-is read from an index of its own. The cursor handed back lies `server.visibility.FEED_OVERLAP` before the read, so
-that a change committed just after it is not missed.
+purpose) a material policy version that came into force or a change of its legal basis or channels. Its cost
+follows the changes, not the subjects: each kind is read from an index of its own. The cursor handed back lies
+`server.visibility.FEED_OVERLAP` before the read, so that a change committed just after it is not missed.
 Expiry and re-consent are applied at read time here too, so the export always agrees with the check API.
 """
 
@@ -19,6 +19,7 @@ import orjson
 
 from server.consent.decide import StateView, SubjectFlags, decide
 from server.consent.reader import StateReader, since_of
+from server.models import PurposeBasisChange
 from server.models.ledger import AUDIENCE_STATE_INDEX, CHANGED_STATE_INDEX, EXPIRING_STATE_INDEX
 from server.models.subjects import AUDIENCE_SUBJECT_INDEX, CREATED_INDEX, FLAGS_CHANGED_INDEX
 from server.policies.catalog import CatalogSnapshot, PurposeInfo
@@ -103,6 +104,9 @@ async def export_changes(
         # A version published back-dated (in force before its publication) counts from its publication: a cursor
         # taken before that saw no reason to re-read the grants.
         material=any(purpose.code in m.purposes and since < m.visible_from <= now for m in catalog.materials),
+        rebased=await PurposeBasisChange.filter(
+            purpose_id=purpose.code, changed_at__gt=since, changed_at__lte=now
+        ).exists(),
     )
     params = [purpose.code, channel, _param(reader, since), _param(reader, now)]
     dumps = orjson.dumps
@@ -120,7 +124,7 @@ async def export_changes(
             yield b"".join(out)
 
 
-def _changes_sql(dialect: str, *, opt_out: bool, material: bool) -> str:
+def _changes_sql(dialect: str, *, opt_out: bool, material: bool, rebased: bool = False) -> str:
     """The subjects whose answer for the pair may have changed after the cursor, each read from an index of its own
     (so a poll costs what changed, not every subject), then answered like a check. Parameters: purpose, channel,
     cursor, now. A subject may be found by several of the branches; UNION keeps it once."""
@@ -140,6 +144,8 @@ def _changes_sql(dialect: str, *, opt_out: bool, material: bool) -> str:
         branches.append(f"SELECT id FROM subjects {hint(CREATED_INDEX)} WHERE created_at > {p}3")
     if material:  # a material policy version came into force: every grant of the pair may need re-consent
         branches.append(f"SELECT subject_id FROM consent_states WHERE {pair} AND status = 'granted'")
+    if rebased:  # the purpose's legal basis or channels changed: every subject without a decision may have flipped
+        branches.append("SELECT id FROM subjects")
     return (
         "SELECT s.ref, s.erased_at, s.restricted_at, c.status, c.since, c.valid_until, c.policy_version_id, c.event_id "
         f"FROM ({' UNION '.join(branches)}) AS changed JOIN subjects s ON s.id = changed.id "

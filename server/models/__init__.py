@@ -1,6 +1,6 @@
 """Tortoise models: the tables of the service. One module per concept; this package is the Tortoise app."""
 
-from server.models.catalog import Channel, PolicyVersion, Purpose
+from server.models.catalog import Channel, PolicyVersion, Purpose, PurposeBasisChange
 from server.models.clients import ApiClient
 from server.models.desk import DataSubjectRequest, DsrHistory, StaffAccount, Suppression
 from server.models.ledger import ConsentEvent, ConsentState, UISnapshot
@@ -21,6 +21,7 @@ __all__ = [
     "MerkleNode",
     "PolicyVersion",
     "Purpose",
+    "PurposeBasisChange",
     "Receipt",
     "StaffAccount",
     "Subject",

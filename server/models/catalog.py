@@ -38,6 +38,26 @@ class Purpose(Model):
         table = "purposes"
 
 
+class PurposeBasisChange(Model):
+    """A change `policies sync` made to an existing purpose's legal basis, per-channel basis or channels, with the
+    declaration as it became: append-only. Such a change can flip the answer of every subject who never decided on
+    the purpose (legitimate interest becoming consent, say), so the audience change feed reports every subject of
+    the purpose's pairs once after it."""
+
+    id = fields.IntField(primary_key=True)
+    purpose: fields.ForeignKeyRelation[Purpose] = fields.ForeignKeyField(
+        "models.Purpose", related_name="basis_changes", on_delete=fields.RESTRICT
+    )
+    legal_basis = fields.CharField(max_length=32)
+    channel_basis: dict[str, str] = fields.JSONField(default=dict)
+    channels: list[str] = fields.JSONField(default=list)
+    changed_at = fields.DatetimeField()
+
+    class Meta:
+        table = "purpose_basis_changes"
+        indexes = (("purpose_id", "changed_at"),)
+
+
 class PolicyVersion(Model):
     """One immutable published text in one language, with the SHA-256 of its exact bytes.
 

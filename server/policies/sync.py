@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from server.models import Channel, PolicyVersion, Purpose
+from server.models import Channel, PolicyVersion, Purpose, PurposeBasisChange
 from server.policies.documents import PolicyTree, load_tree
 
 
@@ -65,7 +67,7 @@ async def sync_policies(root: Path) -> SyncReport:
 
 async def _upsert_purposes(tree: PolicyTree) -> None:
     for declared in tree.purposes:
-        values = {
+        values: dict[str, Any] = {
             "legal_basis": declared.legal_basis,
             "channel_basis": declared.channel_basis,
             "channels": list(declared.channels),
@@ -77,4 +79,21 @@ async def _upsert_purposes(tree: PolicyTree) -> None:
             "titles": declared.titles,
             "descriptions": declared.descriptions,
         }
+        stored = await Purpose.get_or_none(code=declared.code)
         await Purpose.update_or_create(defaults=values, code=declared.code)
+        if stored is not None and _basis(stored) != _basis_values(values):
+            await PurposeBasisChange.create(
+                purpose_id=declared.code,
+                legal_basis=values["legal_basis"],
+                channel_basis=values["channel_basis"],
+                channels=values["channels"],
+                changed_at=datetime.now(UTC),
+            )
+
+
+def _basis(purpose: Purpose) -> tuple[Any, ...]:
+    return (purpose.legal_basis, dict(purpose.channel_basis), sorted(purpose.channels))
+
+
+def _basis_values(values: dict[str, Any]) -> tuple[Any, ...]:
+    return (values["legal_basis"], dict(values["channel_basis"]), sorted(values["channels"]))
