@@ -124,7 +124,7 @@ async def export_changes(
             yield b"".join(out)
 
 
-def _changes_sql(dialect: str, *, opt_out: bool, material: bool, rebased: bool = False) -> str:
+def _changes_sql(dialect: str, *, opt_out: bool, material: bool, rebased: bool) -> str:
     """The subjects whose answer for the pair may have changed after the cursor, each read from an index of its own
     (so a poll costs what changed, not every subject), then answered like a check. Parameters: purpose, channel,
     cursor, now. A subject may be found by several of the branches; UNION keeps it once."""
