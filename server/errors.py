@@ -114,7 +114,9 @@ class InsufficientScope(ConsentError):
 
 
 class WriteWindowExceeded(ConsentError):
-    """The transaction took longer than the change feed allows for (`server.visibility`): rolled back, retry."""
+    """Nothing was recorded: the write took longer than 30 seconds from its start to its commit, so it was rolled
+    back. Audience change feeds read the last minute again at every poll; a change committed later than that could
+    reach none of them. Send the same request again (Retry-After gives the delay)."""
 
     status = 503
     slug = "write-window-exceeded"

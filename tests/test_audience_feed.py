@@ -275,6 +275,10 @@ def test_a_decision_that_outlasts_the_write_window_is_not_kept(
     assert slow.status_code == 503, slow.text
     assert slow.json()["type"] == "/problems/write-window-exceeded"
     assert slow.headers["retry-after"] == "1"
+    explained = client.get("/problems/write-window-exceeded")
+    assert explained.status_code == 200 and "Send the same request again" in explained.text
+    assert f"{WRITE_WINDOW.total_seconds():.0f} seconds" in explained.text
+    assert FEED_OVERLAP.total_seconds() == 60 and "the last minute" in explained.text
     late = record(client, auth, "fay", [("offers", "email", "grant")])
     assert late.status_code == 503, late.text
     clock.step = None
