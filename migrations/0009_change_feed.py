@@ -35,7 +35,6 @@ BACKFILL = [
 ]
 
 
-
 async def add_column(apps, schema_editor) -> None:
     client = schema_editor.client
     kind = "TIMESTAMPTZ" if is_postgres(client) else "TIMESTAMP"

@@ -72,7 +72,6 @@ class Copy:
     pair: tuple[str, str]
     refs: set[str] = field(default_factory=set)
     cursor: str = ""
-    polled: list[list[dict[str, Any]]] = field(default_factory=list)
 
     @property
     def path(self) -> str:
@@ -88,7 +87,6 @@ class Copy:
         for line in lines:
             assert set(line) == {"ref", "allowed", "reason"}, line
             (self.refs.add if line["allowed"] else self.refs.discard)(line["ref"])
-        self.polled.append(lines)
         return lines
 
 

@@ -99,7 +99,7 @@ async def export_changes(
     now: datetime,
 ) -> AsyncIterator[bytes]:
     sql = _changes_sql(
-        reader.dialect,
+        reader,
         opt_out=purpose.basis_for(channel) in ("legitimate_interest", "necessary"),
         # A version published back-dated (in force before its publication) counts from its publication: a cursor
         # taken before that saw no reason to re-read the grants.
@@ -124,24 +124,25 @@ async def export_changes(
             yield b"".join(out)
 
 
-def _changes_sql(dialect: str, *, opt_out: bool, material: bool, rebased: bool) -> str:
+def _changes_sql(reader: StateReader, *, opt_out: bool, material: bool, rebased: bool) -> str:
     """The subjects whose answer for the pair may have changed after the cursor, each read from an index of its own
     (so a poll costs what changed, not every subject), then answered like a check. Parameters: purpose, channel,
     cursor, now. A subject may be found by several of the branches; UNION keeps it once."""
-    p = "$" if dialect == "postgres" else "?"
-    hint: Callable[[str], str] = (lambda index: f"INDEXED BY {index}") if dialect == "sqlite" else (lambda index: "")
-    pair = f"purpose_id = {p}1 AND channel_id = {p}2"
+    purpose, channel, cursor, now = _marks(reader, 4)
+    sqlite = reader.dialect == "sqlite"
+    hint: Callable[[str], str] = (lambda index: f"INDEXED BY {index}") if sqlite else (lambda index: "")
+    pair = f"purpose_id = {purpose} AND channel_id = {channel}"
     branches = [
         # a decision recorded
-        f"SELECT subject_id AS id FROM consent_states {hint(CHANGED_STATE_INDEX)} WHERE {pair} AND since > {p}3",
+        f"SELECT subject_id AS id FROM consent_states {hint(CHANGED_STATE_INDEX)} WHERE {pair} AND since > {cursor}",
         # a validity period that ran out
         f"SELECT subject_id FROM consent_states {hint(EXPIRING_STATE_INDEX)} "
-        f"WHERE {pair} AND valid_until > {p}3 AND valid_until <= {p}4",
+        f"WHERE {pair} AND valid_until > {cursor} AND valid_until <= {now}",
         # erased, restricted, or a restriction lifted
-        f"SELECT id FROM subjects {hint(FLAGS_CHANGED_INDEX)} WHERE flags_changed_at > {p}3",
+        f"SELECT id FROM subjects {hint(FLAGS_CHANGED_INDEX)} WHERE flags_changed_at > {cursor}",
     ]
     if opt_out:  # a new subject is allowed on this pair without any decision
-        branches.append(f"SELECT id FROM subjects {hint(CREATED_INDEX)} WHERE created_at > {p}3")
+        branches.append(f"SELECT id FROM subjects {hint(CREATED_INDEX)} WHERE created_at > {cursor}")
     if material:  # a material policy version came into force: every grant of the pair may need re-consent
         branches.append(f"SELECT subject_id FROM consent_states WHERE {pair} AND status = 'granted'")
     if rebased:  # the purpose's legal basis or channels changed: every subject without a decision may have flipped
@@ -149,7 +150,7 @@ def _changes_sql(dialect: str, *, opt_out: bool, material: bool, rebased: bool) 
     return (
         "SELECT s.ref, s.erased_at, s.restricted_at, c.status, c.since, c.valid_until, c.policy_version_id, c.event_id "
         f"FROM ({' UNION '.join(branches)}) AS changed JOIN subjects s ON s.id = changed.id "
-        f"LEFT JOIN consent_states c ON c.subject_id = s.id AND c.purpose_id = {p}1 AND c.channel_id = {p}2"
+        f"LEFT JOIN consent_states c ON c.subject_id = s.id AND c.purpose_id = {purpose} AND c.channel_id = {channel}"
     )
 
 

@@ -157,8 +157,8 @@ async def erase(desk: Desk, request: DataSubjectRequest, actor: Actor) -> None:
 async def restrict(desk: Desk, request: DataSubjectRequest, actor: Actor) -> None:
     subject = await _subject(request)
     async with in_transaction() as conn:
-        now = await _locked_now(desk, conn, subject)
-        if subject.restricted_at is None:
+        locked, now = await _lock(desk, conn, subject)
+        if locked.restricted_at is None:  # as it stands once the row is ours, not as read before
             await Subject.filter(id=subject.id).using_db(conn).update(restricted_at=now, flags_changed_at=now)
     await dsr.complete(request, "processing restricted (GDPR 18): consent checks answer 'restricted'", actor, now)
 
@@ -195,16 +195,16 @@ async def lift(desk: Desk, request: DataSubjectRequest, actor: Actor) -> None:
     if not informed:
         raise InvalidRequest("GDPR 18(3): the person must be told before the restriction is lifted")
     async with in_transaction() as conn:
-        now = await _locked_now(desk, conn, subject)
+        _, now = await _lock(desk, conn, subject)
         await Subject.filter(id=subject.id).using_db(conn).update(restricted_at=None, flags_changed_at=now)
     await dsr.history(request.id, actor, "restriction_lifted", "", now)
 
 
-async def _locked_now(desk: Desk, conn: BaseDBAsyncClient, subject: Subject) -> datetime:
-    """Lock the subject's row, then read the clock: a decision being recorded for the same subject cannot hold the
-    commit of a flag change back past the change feed's window (server.visibility)."""
-    await Subject.select_for_update().using_db(conn).get(id=subject.id)
-    return desk.now()
+async def _lock(desk: Desk, conn: BaseDBAsyncClient, subject: Subject) -> tuple[Subject, datetime]:
+    """The subject's row, locked, and the clock read after that: a decision being recorded for the same subject
+    cannot hold the commit of a flag change back past the change feed's window (server.visibility)."""
+    locked = await Subject.select_for_update().using_db(conn).get(id=subject.id)
+    return locked, desk.now()
 
 
 async def object_to_marketing(

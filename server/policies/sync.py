@@ -81,7 +81,8 @@ async def _upsert_purposes(tree: PolicyTree) -> None:
         }
         stored = await Purpose.get_or_none(code=declared.code)
         await Purpose.update_or_create(defaults=values, code=declared.code)
-        if stored is not None and _basis(stored) != _basis_values(values):
+        declared_basis = _basis(values["legal_basis"], values["channel_basis"], values["channels"])
+        if stored is not None and _basis(stored.legal_basis, stored.channel_basis, stored.channels) != declared_basis:
             await PurposeBasisChange.create(
                 purpose_id=declared.code,
                 legal_basis=values["legal_basis"],
@@ -91,9 +92,6 @@ async def _upsert_purposes(tree: PolicyTree) -> None:
             )
 
 
-def _basis(purpose: Purpose) -> tuple[Any, ...]:
-    return (purpose.legal_basis, dict(purpose.channel_basis), sorted(purpose.channels))
-
-
-def _basis_values(values: dict[str, Any]) -> tuple[Any, ...]:
-    return (values["legal_basis"], dict(values["channel_basis"]), sorted(values["channels"]))
+def _basis(legal_basis: str, channel_basis: dict[str, str], channels: list[str]) -> tuple[Any, ...]:
+    """What decides a subject's answer without a decision: the basis per channel, and the channels offered."""
+    return (legal_basis, dict(channel_basis), sorted(channels))
