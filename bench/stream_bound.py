@@ -71,8 +71,8 @@ def _answer_lines(database_url: str, lines: list[bytes], chunk: int, start: Any)
                 if keys is None:
                     raise RuntimeError("a generated line was not a well-formed check")
                 answers = await rule.answers(reader, keys, range(first + 1, first + 1 + len(keys)))
-                answers.append(b"")
-                b"\n".join(answers)  # the chunk of the response body the endpoint would send
+                answers.append("")
+                "\n".join(answers).encode()  # the chunk of the response body the endpoint would send
             return ProcessFigures(len(lines), time.perf_counter() - started, time.process_time() - cpu_started)
         finally:
             await reader.close()

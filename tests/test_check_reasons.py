@@ -116,6 +116,23 @@ def test_erased_and_restricted_override_a_grant(client: TestClient, auth: dict[s
     assert (restricted["allowed"], restricted["reason"]) == (False, "restricted")
 
 
+def test_an_erasure_or_restriction_dated_after_the_check_does_not_apply_yet(
+    client: TestClient, auth: dict[str, str], clock: Clock
+) -> None:
+    """The rule reads flags as of the check's instant: one dated later (a writer whose clock runs ahead) leaves the
+    state to decide, on every path (batch and stream write such rows apart from the common ones)."""
+    clock.set(PAST)
+    record(client, auth, "later-erased", [("offers", "email", "grant")])
+    record(client, auth, "later-restricted", [("offers", "email", "grant"), ("offers", "email", "withdraw")])
+    run(client, _flag("later-erased", "erased_at", PAST + timedelta(hours=1)))
+    run(client, _flag("later-restricted", "restricted_at", PAST + timedelta(hours=1)))
+    assert (check(client, auth, "later-erased", "offers", "email")["reason"]) == "granted"
+    assert (check(client, auth, "later-restricted", "offers", "email")["reason"]) == "withdrawn"
+    clock.set(PAST + timedelta(hours=1))
+    assert (check(client, auth, "later-erased", "offers", "email")["reason"]) == "erased"
+    assert (check(client, auth, "later-restricted", "offers", "email")["reason"]) == "restricted"
+
+
 def test_expiry_is_crossed_at_read_time(client: TestClient, auth: dict[str, str], clock: Clock) -> None:
     clock.set(PAST)
     granted = record(client, auth, "subject-2", [("offers", "email", "grant")]).json()["events"][0]

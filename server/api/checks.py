@@ -91,8 +91,8 @@ async def check_batch(request: Request) -> Response:
         else:
             assert isinstance(question, ConsentError)
             echo = {k: item.get(k) for k in ("subject", "purpose", "channel")} if isinstance(item, dict) else {}
-            results.append(orjson.dumps({**echo, "error": _error(question)}))
-    return Response(b'{"results":[%b]}' % b",".join(results), media_type="application/json")
+            results.append(orjson.dumps({**echo, "error": _error(question)}).decode())
+    return Response(f'{{"results":[{",".join(results)}]}}'.encode(), media_type="application/json")
 
 
 async def check_stream(request: Request) -> Response:
@@ -132,7 +132,7 @@ async def check_stream(request: Request) -> Response:
         rule = BulkRule(catalog, checks.clock(), checks.reader.dialect)
         numbers: list[int] = []
         items: list[Key | ConsentError] = []
-        in_flight: deque[tuple[asyncio.Future[list[bytes]], list[int], list[Key | ConsentError]]] = deque()
+        in_flight: deque[tuple[asyncio.Future[list[str]], list[int], list[Key | ConsentError]]] = deque()
         loads = orjson.loads
         async for first, group in lines():
             if group is None:
@@ -168,7 +168,7 @@ async def check_stream(request: Request) -> Response:
 
 def _look_up(
     rule: BulkRule, checks: CheckService, numbers: list[int], items: list[Key | ConsentError]
-) -> tuple[asyncio.Future[list[bytes]], list[int], list[Key | ConsentError]]:
+) -> tuple[asyncio.Future[list[str]], list[int], list[Key | ConsentError]]:
     """Start answering the well-formed questions of a stream chunk."""
     keys = [q for q in items if type(q) is tuple]
     key_numbers = numbers
@@ -178,12 +178,12 @@ def _look_up(
 
 
 async def _stream_lines(
-    lookup: asyncio.Future[list[bytes]], numbers: list[int], items: list[Key | ConsentError]
+    lookup: asyncio.Future[list[str]], numbers: list[int], items: list[Key | ConsentError]
 ) -> bytes:
     lines = await lookup
     if len(lines) == len(items):  # no error line to put in between
-        lines.append(b"")
-        return b"\n".join(lines)
+        lines.append("")
+        return "\n".join(lines).encode()
     answers = iter(lines)
     out = []
     for number, item in zip(numbers, items, strict=True):
@@ -191,9 +191,9 @@ async def _stream_lines(
             out.append(next(answers))
         else:
             assert isinstance(item, ConsentError)
-            out.append(orjson.dumps({"line": number, "error": _error(item)}))
-    out.append(b"")
-    return b"\n".join(out)
+            out.append(orjson.dumps({"line": number, "error": _error(item)}).decode())
+    out.append("")
+    return "\n".join(out).encode()
 
 
 class DuplexStreamingResponse(Response):

@@ -1,8 +1,8 @@
-"""Bulk answers: thousands of questions, one query, each answer written straight to JSON bytes.
+"""Bulk answers: thousands of questions, one query, each answer written straight to JSON text.
 
 The batch and stream endpoints apply the same rule as `decide` (the tests ask every reason through the single, batch
 and stream paths and compare the answers field by field), compiled once per catalog snapshot and instant so that a
-row of the lookup costs a few comparisons and one bytes template: no Question, Lookup, StateView or Answer object,
+row of the lookup costs a few comparisons and one f-string: no Question, Lookup, StateView or Answer object,
 no dict, no datetime parsing (on SQLite the stored UTC text compares in time order and is reformatted by slicing).
 bench/check_bench.py prints the effect (stream checks/s).
 """
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from itertools import repeat
+from json.encoder import encode_basestring
 from operator import itemgetter
 from typing import Any
 
@@ -22,12 +24,13 @@ from server.errors import ConsentError, InvalidRequest
 from server.policies.catalog import CatalogSnapshot
 
 _dumps = orjson.dumps
-_NULLS = b',"valid_until":null,"policy_version":null,"event_id":null}'
-_UNKNOWN = b'"allowed":false,"reason":"unknown_subject","status":"no_record","since":null' + _NULLS
-_STATE = b'"allowed":%b,"reason":%b,"status":%b,"since":%b,"valid_until":%b,"policy_version":%b,"event_id":%b}'
+_quote = encode_basestring  # a str as a JSON string (C): escapes `"`, `\\` and control characters, as orjson does
+_NULLS = ',"valid_until":null,"policy_version":null,"event_id":null}'
+_UNKNOWN = '"allowed":false,"reason":"unknown_subject","status":"no_record","since":null' + _NULLS
 _KEY = itemgetter("subject", "purpose", "channel")
 _PAIR = itemgetter(1, 2)
-_DENIED = {status: _dumps(status) for status in ("refused", "withdrawn", "expired", "pending_confirmation", "objected")}
+_DENIED = {status: _quote(status) for status in ("refused", "withdrawn", "expired", "pending_confirmation", "objected")}
+_STATUSES = {status: _quote(status) for status in ("granted", "soft_opt_in", *_DENIED)}
 
 
 class BulkRule:
@@ -41,29 +44,62 @@ class BulkRule:
         self.catalog = catalog
         self._text = dialect == "sqlite"
         self._now = self._native(now)
-        self._labels = {policy_id: _dumps(policy.label) for policy_id, policy in catalog.policies_by_id.items()}
+        self._labels = {policy_id: _quote(policy.label) for policy_id, policy in catalog.policies_by_id.items()}
         # Per purpose x channel offered: the JSON of the pair, the answer when nothing was recorded, and the
         # re-consent rule per granting policy: (stale for good, stale if granted before this instant).
-        self._pairs: dict[tuple[str, str], tuple[bytes, bytes, dict[int, tuple[bool, Any]]]] = {}
+        self._pairs: dict[tuple[str, str], tuple[str, str, dict[int, tuple[bool, Any]]]] = {}
         for code, purpose in catalog.purposes.items():
             stale = self._stale_rules(code, now)
             for channel in purpose.channels:
                 basis = purpose.basis_for(channel)
                 if basis in ("legitimate_interest", "necessary"):
-                    empty = b'"allowed":true,"reason":"%b","status":"no_record","since":null' % basis.encode() + _NULLS
+                    empty = f'"allowed":true,"reason":"{basis}","status":"no_record","since":null{_NULLS}'
                 else:
-                    empty = b'"allowed":false,"reason":"no_record","status":"no_record","since":null' + _NULLS
-                pair = b'"purpose":%b,"channel":%b,' % (_dumps(code), _dumps(channel))
+                    empty = f'"allowed":false,"reason":"no_record","status":"no_record","since":null{_NULLS}'
+                pair = f'"purpose":{_quote(code)},"channel":{_quote(channel)},'
                 self._pairs[(code, channel)] = (pair, empty, stale)
         self._offered = frozenset(self._pairs)
 
-    async def answers(self, reader: StateReader, keys: Sequence[Key], numbers: Sequence[int] | None) -> list[bytes]:
-        """The answer line of each key, in order, prefixed with `"line":n,` when `numbers` (one per key) are given."""
-        rows = await reader.rows(keys)
-        line = self.line
-        if numbers is None:
-            return [line(b"", key, row) for key, row in zip(keys, rows, strict=True)]
-        return [line(b'"line":%d,' % n, key, row) for n, key, row in zip(numbers, keys, rows, strict=True)]
+    async def answers(self, reader: StateReader, keys: Sequence[Key], numbers: Sequence[int] | None) -> list[str]:
+        """The answer line of each key, in order (JSON text, no newline), starting with `"line":n,` when `numbers`
+        (one per key) are given."""
+        return self.lines(keys, await reader.rows(keys), numbers)
+
+    def lines(self, keys: Sequence[Key], rows: Sequence[Row | None], numbers: Sequence[int] | None) -> list[str]:
+        """`{` + `"line":n,` when numbered + subject, purpose, channel + the answer fields (allowed, reason, status,
+        since, valid_until, policy_version, event_id) + `}`: what a single check answers, for the row the bulk read
+        found (None: no such subject).
+
+        The common row (a state, no erasure or restriction) is written inline, as text with one f-string: the stream
+        spends most of its event-loop time here, with the GIL that the bulk reads also need (bench/README.md, "Where a
+        stream's time goes"). Every other row goes through `_answer`."""
+        pairs, now, labels, instant, stale_of = self._pairs, self._now, self._labels, self._instant, self._stale
+        out: list[str] = []
+        append = out.append
+        numbered = numbers if numbers is not None else repeat(None, len(keys))
+        for number, (ref, purpose, channel), row in zip(numbered, keys, rows, strict=True):
+            pair, empty, stale = pairs[(purpose, channel)]
+            head = "{" if number is None else f'{{"line":{number},'
+            if row is None or row[0] is not None or row[1] is not None or row[2] is None:
+                append(f'{head}"subject":{_quote(ref)},{pair}{self._answer(purpose, channel, empty, row)}')
+                continue
+            _, _, status, since, valid_until, policy_id, event_id = row
+            if status == "granted" or status == "soft_opt_in":
+                if valid_until is not None and now >= valid_until:
+                    allowed, reason = "false", '"expired"'
+                elif status == "granted" and policy_id in stale and stale_of(stale, policy_id, since):
+                    allowed, reason = "false", '"reconsent_required"'
+                else:
+                    allowed, reason = "true", _STATUSES[status]
+            else:
+                allowed, reason = "false", _DENIED.get(status, '"no_record"')
+            append(
+                f'{head}"subject":{_quote(ref)},{pair}"allowed":{allowed},"reason":{reason},'
+                f'"status":{_STATUSES.get(status) or _quote(status)},"since":{instant(since)},'
+                f'"valid_until":{instant(valid_until)},"policy_version":{labels.get(policy_id, "null")},'
+                f'"event_id":{_quote(event_id)}}}'
+            )
+        return out
 
     def _stale_rules(self, purpose: str, now: datetime) -> dict[int, tuple[bool, Any]]:
         """`CatalogSnapshot.reconsent_rules`, thresholds in the reader's form of an instant."""
@@ -77,15 +113,16 @@ class BulkRule:
             return value
         return value.astimezone(UTC).isoformat(" ")
 
-    def _instant(self, value: Any) -> bytes:
+    def _instant(self, value: Any) -> str:
+        """An instant as its JSON text (`null`, or UTC with a `Z`), as a single check writes it."""
         if value is None:
-            return b"null"
+            return "null"
         if self._text:
             text: str = value
-            if text.endswith("+00:00") and len(text) > 19 and text[10] == " ":
-                return b'"%b"' % (text[:10] + "T" + text[11:-6] + "Z").encode()
+            if text[-6:] == "+00:00" and len(text) > 19 and text[10] == " ":
+                return f'"{text[:10]}T{text[11:-6]}Z"'
             value = datetime.fromisoformat(text)
-        return _dumps(value, option=orjson.OPT_UTC_Z)
+        return _dumps(value, option=orjson.OPT_UTC_Z).decode()
 
     def keys(self, block: bytes, count: int) -> list[Key] | None:
         """The keys of `count` NDJSON lines (`block`: the lines joined by newlines) when every line is one
@@ -138,46 +175,23 @@ class BulkRule:
             return exc
         return (question.subject, question.purpose, question.channel)
 
-    def line(self, prefix: bytes, key: Key, row: Row | None) -> bytes:
-        """`{` + prefix + subject, purpose, channel + the answer fields (allowed, reason, status, since, valid_until,
-        policy_version, event_id) + `}`: what a single check answers, for the row the bulk read found (None: no
-        such subject)."""
-        pair, empty, stale = self._pairs[(key[1], key[2])]
-        return b'{%b"subject":%b,%b%b' % (prefix, _dumps(key[0]), pair, self._answer(empty, stale, row))
-
-    def _answer(self, empty: bytes, stale: dict[int, tuple[bool, Any]], row: Row | None) -> bytes:
+    def _answer(self, purpose: str, channel: str, empty: str, row: Row | None) -> str:
+        """The answer fields of a row that `lines` does not write inline: unknown subject, erased, restricted, no
+        state for the pair."""
         if row is None:
             return _UNKNOWN
-        erased, restricted, status, since, valid_until, policy_id, event_id = row
+        erased, restricted, status = row[0], row[1], row[2]
         now = self._now
         if erased is not None and erased <= now:
-            return b'"allowed":false,"reason":"erased","status":"erased","since":%b' % self._instant(erased) + _NULLS
+            return f'"allowed":false,"reason":"erased","status":"erased","since":{self._instant(erased)}{_NULLS}'
         if restricted is not None and restricted <= now:
-            shown = _dumps(status) if status is not None else b'"no_record"'
-            return (
-                b'"allowed":false,"reason":"restricted","status":%b,"since":%b' % (shown, self._instant(restricted))
-                + _NULLS
-            )
+            shown = _quote(status) if status is not None else '"no_record"'
+            return f'"allowed":false,"reason":"restricted","status":{shown},"since":{self._instant(restricted)}{_NULLS}'
         if status is None:
             return empty
-        if status == "granted" or status == "soft_opt_in":
-            if valid_until is not None and now >= valid_until:
-                allowed, reason = b"false", b'"expired"'
-            elif status == "granted" and self._stale(stale, policy_id, since):
-                allowed, reason = b"false", b'"reconsent_required"'
-            else:
-                allowed, reason = b"true", _dumps(status)
-        else:
-            allowed, reason = b"false", _DENIED.get(status, b'"no_record"')
-        return _STATE % (
-            allowed,
-            reason,
-            _dumps(status),
-            self._instant(since),
-            self._instant(valid_until),
-            self._labels.get(policy_id, b"null"),
-            _dumps(event_id),
-        )
+        # A flag set after `now` does not apply yet (as in `decide`): the state decides, as `lines` writes it.
+        line = self.lines([("", purpose, channel)], [[None, None, *row[2:]]], None)[0]
+        return line[len('{"subject":"",') + len(self._pairs[(purpose, channel)][0]) :]
 
     @staticmethod
     def _stale(rules: dict[int, tuple[bool, Any]], policy_id: int, since: Any) -> bool:
