@@ -43,7 +43,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await Tortoise.init(config=tortoise_config(settings.database_url), _enable_global_fallback=True)
-        reader = await open_reader(settings.database_url)
+        reader = await open_reader(settings.database_url, settings.sqlite_bulk_mmap_mb)
         services.checks = CheckService(services.catalog, reader, clock)
         checkpoints = (
             asyncio.create_task(_checkpoint_loop(services.log, settings.checkpoint_interval_s))

@@ -11,6 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from server.consent import reader
+from server.settings import Settings
 from tests.conftest import record, run, services_of
 
 PAIRS = [("offers", "email"), ("offers", "sms"), ("offers", "post"), ("partners", "email"), ("newsletter", "email")]
@@ -76,6 +77,35 @@ def test_pairs_read_over_several_sqlite_statements_keep_their_answers(
     batch = client.post("/v1/consents/check", json={"checks": [questions[i] for i in order]}, headers=auth)
     assert batch.status_code == 200, batch.text
     assert batch.json()["results"] == [{**questions[i], **singles[i]} for i in order]
+
+
+@pytest.mark.parametrize("mmap_mb", [0, 16])
+def test_sqlite_bulk_reads_see_every_commit_mapped_or_not(
+    client: TestClient, auth: dict[str, str], settings: Settings, mmap_mb: int
+) -> None:
+    """The bulk connections read the file through mmap unless SQLITE_BULK_MMAP_MB is 0; either way a read sees what
+    was committed before it, including commits still in the write-ahead log, and answers as single checks do."""
+    if not settings.database_url.startswith("sqlite"):
+        pytest.skip("SQLite's bulk connections")
+    questions = _seed(client, auth)
+    path = settings.database_url.removeprefix("sqlite://")
+    bulk = reader.SqliteStateReader(path, bulk_mmap_mb=mmap_mb)
+    try:
+        conn = bulk._bulk_conns.get()
+        assert conn.execute("PRAGMA mmap_size").fetchone() == (mmap_mb * 1024 * 1024,)
+        bulk._bulk_conns.put(conn)
+        keys = [(q["subject"], q["purpose"], q["channel"]) for q in questions]
+        before = run(client, bulk.rows, keys)
+        record(client, auth, "a", [("offers", "email", "withdraw")])
+        record(client, auth, "ghost", [("offers", "email", "grant")])
+        after = run(client, bulk.rows, keys)
+    finally:
+        run(client, bulk.close)
+    changed = {k for k, old, new in zip(keys, before, after, strict=True) if old != new}
+    assert changed == {("a", "offers", "email")} | {k for k in keys if k[0] == "ghost"}  # ghost is now known
+    assert after[keys.index(("a", "offers", "email"))][2] == "withdrawn"
+    assert after[keys.index(("ghost", "offers", "email"))][2] == "granted"
+    assert before[keys.index(("ghost", "offers", "email"))] is None
 
 
 def test_batch_items_with_errors_are_answered_in_place(client: TestClient, auth: dict[str, str]) -> None:

@@ -34,6 +34,7 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
     assert settings.token_lifetime_s == 900
     assert settings.max_body_bytes == 1048576
+    assert settings.sqlite_bulk_mmap_mb == 1024
     assert settings.log_level == "INFO"
     assert settings.environment == "development"
     # no SECRET_KEY: one is generated into DATA_DIR (default ./data)
@@ -63,6 +64,8 @@ def test_data_dir_moves_the_embedded_defaults(tmp_path: Path) -> None:
         ("ENVIRONMENT", "staging"),
         ("TOKEN_LIFETIME_SECONDS", "10"),
         ("MAX_BODY_BYTES", "lots"),
+        ("SQLITE_BULK_MMAP_MB", "-1"),
+        ("SQLITE_BULK_MMAP_MB", "4096"),
     ],
 )
 def test_bad_value_names_variable_and_value(tmp_path: Path, name: str, value: str) -> None:
