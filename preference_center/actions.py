@@ -13,10 +13,13 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from preference_center.center import PreferenceCenter
+from preference_center.i18n import choose_language
 from preference_center.mailer import MailNotSent
 from preference_center.view import ON_STATUSES, Control, Row
-from server.ledger.append import Decision, Snapshot
+from server.ledger.append import Decision, RecordedEvent, Snapshot
 from server.ledger.append import store_snapshot as store_ui_snapshot
+from server.models import Subject
+from server.policies.catalog import CatalogSnapshot
 
 log = logging.getLogger("preference_center")
 LINK_PLACEHOLDER = "<confirmation link>"  # what the stored copy of a mail shows instead of the personal link
@@ -125,6 +128,40 @@ async def try_send_confirmation(center: PreferenceCenter, **kwargs: str) -> bool
     except MailNotSent:
         return False
     return True
+
+
+async def confirm_pending_grants(
+    center: PreferenceCenter, catalog: CatalogSnapshot, ref: str, events: Sequence[RecordedEvent]
+) -> list[dict[str, str]]:
+    """GDPR 7(1) double opt-in for decisions recorded through the API: each grant left `pending_confirmation` gets the
+    confirmation mail, sent to the address on file (set with `POST /v1/subjects/{ref}/preference-links`), in the
+    subject's language. What happened to each, for the caller: `sent`, `no_email` (nothing on file: the grant waits,
+    and the preference center offers to send it once an address is known), or `not_sent` (the mail server refused;
+    the person can ask again from the preference center)."""
+    pending = [e for e in events if e.status == "pending_confirmation" and e.action == "grant"]
+    if not pending:
+        return []
+    subject = await Subject.get(ref=ref)
+    lang = choose_language(None, subject.locale, None)
+    outcomes = []
+    for event in pending:
+        if not subject.email:
+            mail = "no_email"
+        else:
+            titles = catalog.purposes[event.purpose].titles
+            sent = await try_send_confirmation(
+                center,
+                ref=ref,
+                email=subject.email,
+                lang=lang,
+                purpose=event.purpose,
+                purpose_title=titles.get(lang) or titles.get("en") or event.purpose,
+                channel=event.channel,
+                event_id=event.id,
+            )
+            mail = "sent" if sent else "not_sent"
+        outcomes.append({"event_id": event.id, "purpose": event.purpose, "channel": event.channel, "mail": mail})
+    return outcomes
 
 
 async def send_preferences_link(center: PreferenceCenter, *, ref: str, email: str, lang: str) -> None:

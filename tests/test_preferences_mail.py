@@ -160,6 +160,46 @@ def test_double_opt_in_through_a_real_smtp_server(client: TestClient, auth: dict
     assert client.post("/preferences/confirm", data={"token": confirm_url.split("token=")[1]}).status_code == 403
 
 
+def test_a_double_opt_in_grant_recorded_through_the_api_mails_the_confirmation_link(
+    client: TestClient, auth: dict[str, str], sink: Sink
+) -> None:
+    """A signup form that records its grant through the API: the person gets the same confirmation mail as from the
+    preference center, in their language, and the grant counts once they click."""
+    client.post(f"/v1/subjects/{REF}/preference-links", json={"email": ADDRESS, "locale": "en"}, headers=auth)
+    recorded = record(client, auth, REF, [("newsletter", "email", "grant"), ("offers", "sms", "grant")])
+    assert recorded.status_code == 201, recorded.text
+    pending = recorded.json()["events"][0]
+    assert pending["status"] == "pending_confirmation"
+    assert recorded.json()["confirmations"] == [
+        {"event_id": pending["id"], "purpose": "newsletter", "channel": "email", "mail": "sent"}
+    ]
+    (mail,) = sink.messages  # none for the sms grant, which needs no confirmation
+    assert (mail["To"], mail["Subject"]) == (ADDRESS, "Please confirm: Newsletter")
+    assert check(client, auth, "newsletter", "email") == "pending_confirmation"
+
+    confirm_url = link_in(mail)
+    shown = client.get(confirm_url)
+    done = client.post(
+        "/preferences/confirm", data={"token": confirm_url.split("token=")[1], "csrf": csrf_of(shown.text)}
+    )
+    assert done.status_code == 200 and "Thank you, it is confirmed" in done.text
+    assert check(client, auth, "newsletter", "email") == "granted"
+    confirm = events(client)[-1]
+    assert (confirm["action"], confirm["method"]) == ("confirm", "confirm_link")
+    assert confirm["evidence"]["message_id"] == mail["Message-ID"].strip()
+
+
+def test_an_api_grant_without_an_address_on_file_waits_and_says_why(
+    client: TestClient, auth: dict[str, str], sink: Sink
+) -> None:
+    recorded = record(client, auth, "no-address", [("newsletter", "email", "grant")])
+    assert recorded.status_code == 201, recorded.text
+    assert [c["mail"] for c in recorded.json()["confirmations"]] == ["no_email"]
+    assert sink.messages == []
+    # Decisions that leave nothing pending report no confirmation at all.
+    assert record(client, auth, "no-address", [("offers", "email", "grant")]).json()["confirmations"] == []
+
+
 def test_a_confirmation_link_for_an_older_grant_confirms_nothing(
     client: TestClient, auth: dict[str, str], sink: Sink
 ) -> None:

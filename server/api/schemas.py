@@ -77,9 +77,24 @@ class EventOut(BaseModel):
     hash: str
 
 
+class ConfirmationOut(BaseModel):
+    event_id: str
+    purpose: str
+    channel: str
+    mail: Literal["sent", "no_email", "not_sent"] = Field(
+        description="the double opt-in mail for this pending grant: sent to the address on file; no address on file "
+        "(set one with POST /v1/subjects/{ref}/preference-links); or refused by the mail server"
+    )
+
+
 class RecordOut(BaseModel):
     subject: str
     events: list[EventOut]
+    receipt: str | None
+    confirmations: list[ConfirmationOut] = Field(
+        description="one per grant left pending_confirmation (double opt-in): it counts as consent once the person "
+        "clicks the link in the mail"
+    )
 
 
 class ConsentOut(BaseModel):

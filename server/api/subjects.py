@@ -9,6 +9,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from preference_center.actions import confirm_pending_grants
 from server.api.bodies import read_json
 from server.api.params import bounded_int, instant, iso, seq_cursor, subject_ref
 from server.api.schemas import RecordIn
@@ -64,8 +65,10 @@ async def record_consents(request: Request) -> Response:
         }
         for e in result.events
     ]
+    # After the commit: a mail that fails leaves the grant pending, never unrecorded.
+    confirmations = await confirm_pending_grants(services.preferences, await services.catalog.get(), ref, result.events)
     location = f"/v1/subjects/{quote(ref, safe='')}/events"
-    body_out = {"subject": ref, "events": events, "receipt": result.receipt}
+    body_out = {"subject": ref, "events": events, "receipt": result.receipt, "confirmations": confirmations}
     return _json(body_out, status=201, headers={"Location": location})
 
 
