@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import json
 import re
+from email import message_from_bytes
+from pathlib import Path
 from typing import Any
 
+import pytest
 from starlette.testclient import TestClient
 
 from server.models import AccessLog, ConsentEvent, StaffAccount, UISnapshot
-from tests.conftest import run
+from server.settings import Settings
+from tests.conftest import run, services_of
 from tests.test_desk_helpers import PASSWORD, check, csrf_of, new_staff, post, record_api, set_contact, sign_in
 
 
@@ -161,6 +165,36 @@ def test_agent_records_a_phone_consent_and_the_check_api_answers_granted(
     assert snapshot_link in timeline
     shown = client.get(snapshot_link)
     assert shown.status_code == 200 and "Do you agree to receive" in shown.text
+
+
+@pytest.fixture
+def settings(settings: Settings, tmp_path: Path) -> Settings:
+    """Mails (double opt-in confirmations) go to a per-test outbox."""
+    return settings.with_overrides(mail_dir=tmp_path / "mail")
+
+
+def test_a_phone_consent_to_a_double_opt_in_purpose_mails_the_confirmation_and_waits_for_it(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    record_api(client, auth, "cust-doi", [("offers", "phone", "grant")])
+    set_contact(client, "cust-doi", email="grace@example.org", locale="en")
+    record_api(client, auth, "cust-no-mail", [("offers", "phone", "grant")])
+    csrf = sign_in(client, "agent")
+    form = _record_form(client, "cust-doi", target="newsletter:email")
+    answer = post(client, csrf, "/console/customers/cust-doi/record", form, headers={"HX-Request": "true"})
+    assert "Recorded: newsletter/email grant → pending_confirmation" in answer.text
+    assert "The confirmation email went to the address on file" in answer.text
+    (mail,) = [message_from_bytes(p.read_bytes()) for p in services_of(client).settings.mail_dir.glob("*.eml")]
+    assert (mail["To"], mail["Subject"]) == ("grace@example.org", "Please confirm: Newsletter")
+    assert check(client, auth, "cust-doi", "newsletter", "email")["reason"] == "pending_confirmation"
+
+    # No address on file: said so (and, without JavaScript, on the page the agent is sent back to).
+    form = _record_form(client, "cust-no-mail", target="newsletter:email")
+    answer = post(client, csrf, "/console/customers/cust-no-mail/record", form)
+    assert answer.status_code == 303 and answer.headers["location"].endswith("?done=recorded_no_email")
+    page = client.get(answer.headers["location"]).text
+    assert "There is no email address on file, so no confirmation email left" in page
+    assert len(list(services_of(client).settings.mail_dir.glob("*.eml"))) == 1
 
 
 def test_a_changed_script_is_not_recorded(client: TestClient) -> None:

@@ -11,6 +11,7 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import Response
 
+from preference_center.actions import confirm_pending_grants
 from server.desk import customers, dsr
 from server.desk.customers import AGENT_ACTIONS, AGENT_METHODS
 from server.desk.deadlines import STATUSES
@@ -20,6 +21,15 @@ from server.desk.web import Staff, audit, desk_of, form_of, is_htmx, page, redir
 from server.errors import InvalidRequest, NotFound
 from server.ledger.append import Decision, RecordRequest, Snapshot
 from server.models import ConsentEvent, StaffAccount, Subject, UISnapshot
+
+# What the agent is told when a decision waits for the customer's double opt-in click (`confirm_pending_grants`).
+PENDING_NOTES = {
+    "sent": "The confirmation email went to the address on file: the consent counts once the customer clicks its link.",
+    "no_email": "There is no email address on file, so no confirmation email left: the consent does not count until "
+    "it is confirmed.",
+    "not_sent": "The confirmation email could not be sent: the customer can ask for it again from the preference "
+    "center.",
+}
 
 
 def _ref(request: Request) -> str:
@@ -118,7 +128,12 @@ async def customer_page(request: Request, staff: Staff) -> Response:
     )
     if exists:
         await audit(request, staff, "staff_view", subject.id, what="customer")
-    flash = {"recorded": "Decision recorded.", "opened": "Request opened."}.get(request.query_params.get("done", ""))
+    flashes = {
+        "recorded": "Decision recorded.",
+        "opened": "Request opened.",
+        **{f"recorded_{mail}": f"Decision recorded. {note}" for mail, note in PENDING_NOTES.items()},
+    }
+    flash = flashes.get(request.query_params.get("done", ""))
     return page(
         request,
         "customer.html",
@@ -182,10 +197,15 @@ async def record(request: Request, staff: Staff) -> Response:
     subject = await Subject.get(ref=ref)
     event = result.events[0]
     await audit(request, staff, "staff_record", subject.id, event_id=event.id, seq=event.seq, reference=reference[:64])
+    # A consent given by phone to a double opt-in purpose by email still needs the customer's click (GDPR 7(1)).
+    confirmations = await confirm_pending_grants(desk.services.preferences, catalog, ref, result.events)
+    mail = confirmations[0]["mail"] if confirmations else ""
     if not is_htmx(request):
-        return redirect(f"/console/customers/{_quoted(ref)}?done=recorded")
+        return redirect(f"/console/customers/{_quoted(ref)}?done=recorded{'_' + mail if mail else ''}")
     context = await _customer_context(request, staff, subject, True)
     message = f"Recorded: {purpose}/{channel} {values['action']} → {event.status} (event {event.seq})."
+    if mail:
+        message += " " + PENDING_NOTES[mail]
     return page(request, "_record_result.html", me=staff, kind="ok", message=message, **context)
 
 
