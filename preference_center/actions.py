@@ -16,6 +16,7 @@ from preference_center.center import PreferenceCenter
 from preference_center.i18n import choose_language
 from preference_center.mailer import MailNotSent
 from preference_center.view import ON_STATUSES, Control, Row
+from server.desk.contact import is_suppressed
 from server.ledger.append import Decision, RecordedEvent, Snapshot
 from server.ledger.append import store_snapshot as store_ui_snapshot
 from server.models import Subject
@@ -133,35 +134,72 @@ async def try_send_confirmation(center: PreferenceCenter, **kwargs: str) -> bool
 async def confirm_pending_grants(
     center: PreferenceCenter, catalog: CatalogSnapshot, ref: str, events: Sequence[RecordedEvent]
 ) -> list[dict[str, str]]:
-    """GDPR 7(1) double opt-in for decisions recorded through the API: each grant left `pending_confirmation` gets the
-    confirmation mail, sent to the address on file (set with `POST /v1/subjects/{ref}/preference-links`), in the
-    subject's language. What happened to each, for the caller: `sent`, `no_email` (nothing on file: the grant waits,
-    and the preference center offers to send it once an address is known), or `not_sent` (the mail server refused;
-    the person can ask again from the preference center)."""
-    pending = [e for e in events if e.status == "pending_confirmation" and e.action == "grant"]
-    if not pending:
+    """GDPR 7(1) double opt-in for decisions recorded through the API or the console, called after their commit: the
+    latest grant left `pending_confirmation` for each purpose x channel gets the preference center's confirmation
+    mail, at the address on file (`POST /v1/subjects/{ref}/preference-links` sets it), in the subject's language.
+
+    What happened to each, for the caller: `sent`; `no_email` (no address on file: the grant waits; once an address
+    is set, the preference center's "send again" mails it); `suppressed` (the address belongs to an erased person, GDPR
+    17); `restricted` (processing restricted, GDPR 18); `rate_limited` (more than the preference center's resend
+    limit for this person); `not_sent` (the mail could not be sent; the grant stays pending, the person can ask again
+    from the preference center). Nothing here fails the request: the decisions are already committed."""
+    latest: dict[tuple[str, str], RecordedEvent] = {}
+    for event in events:
+        if event.status == "pending_confirmation" and event.action == "grant":
+            latest[(event.purpose, event.channel)] = event  # an earlier pending event's link would confirm nothing
+    if not latest:
         return []
-    subject = await Subject.get(ref=ref)
+    try:
+        subject = await Subject.get(ref=ref)
+        blocked = await _why_no_mail(center, subject)
+    except Exception:
+        log.exception("double opt-in mail: the subject could not be read")
+        return [_outcome(event, "not_sent") for event in latest.values()]
     lang = choose_language(None, subject.locale, None)
-    outcomes = []
-    for event in pending:
-        if not subject.email:
-            mail = "no_email"
-        else:
-            titles = catalog.purposes[event.purpose].titles
-            sent = await try_send_confirmation(
-                center,
-                ref=ref,
-                email=subject.email,
-                lang=lang,
-                purpose=event.purpose,
-                purpose_title=titles.get(lang) or titles.get("en") or event.purpose,
-                channel=event.channel,
-                event_id=event.id,
-            )
-            mail = "sent" if sent else "not_sent"
-        outcomes.append({"event_id": event.id, "purpose": event.purpose, "channel": event.channel, "mail": mail})
-    return outcomes
+    return [
+        _outcome(event, blocked or await _mail_confirmation(center, catalog, subject, lang, event))
+        for event in latest.values()
+    ]
+
+
+def _outcome(event: RecordedEvent, mail: str) -> dict[str, str]:
+    return {"event_id": event.id, "purpose": event.purpose, "channel": event.channel, "mail": mail}
+
+
+async def _why_no_mail(center: PreferenceCenter, subject: Subject) -> str | None:
+    """Why no confirmation mail may go to this subject (see `confirm_pending_grants`), or None."""
+    if subject.restricted_at is not None:
+        return "restricted"
+    if not subject.email:
+        return "no_email"
+    if await is_suppressed(center.settings.secret_key, email=subject.email):
+        return "suppressed"
+    return None
+
+
+async def _mail_confirmation(
+    center: PreferenceCenter, catalog: CatalogSnapshot, subject: Subject, lang: str, event: RecordedEvent
+) -> str:
+    assert subject.email is not None  # `_why_no_mail`
+    if not center.link_requests.allow(f"resend:{subject.ref}"):
+        return "rate_limited"
+    purpose = catalog.purposes.get(event.purpose)
+    titles = purpose.titles if purpose is not None else {}
+    try:
+        await send_confirmation(
+            center,
+            ref=subject.ref,
+            email=subject.email,
+            lang=lang,
+            purpose=event.purpose,
+            purpose_title=titles.get(lang) or titles.get("en") or event.purpose,
+            channel=event.channel,
+            event_id=event.id,
+        )
+    except Exception:  # the mail server, the outbox, a template: the committed grant stays pending either way
+        log.exception("double opt-in mail not sent")
+        return "not_sent"
+    return "sent"
 
 
 async def send_preferences_link(center: PreferenceCenter, *, ref: str, email: str, lang: str) -> None:

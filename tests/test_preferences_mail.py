@@ -9,6 +9,7 @@ import hashlib
 import re
 import socket
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from starlette.testclient import TestClient
+from tortoise.transactions import in_transaction
 
+from server.desk.contact import normalise_email, suppress
 from server.models import ConsentEvent, Subject, UISnapshot
 from server.settings import Settings
 from tests.conftest import record, run, services_of
@@ -198,6 +201,47 @@ def test_an_api_grant_without_an_address_on_file_waits_and_says_why(
     assert sink.messages == []
     # Decisions that leave nothing pending report no confirmation at all.
     assert record(client, auth, "no-address", [("offers", "email", "grant")]).json()["confirmations"] == []
+
+
+def test_api_confirmation_mails_go_once_per_grant_and_never_where_they_may_not(
+    client: TestClient, auth: dict[str, str], sink: Sink
+) -> None:
+    """One mail for the grant that counts (a repeated pair in one request), none to a restricted subject or to an
+    erased person's address, and no more than the preference center's resend limit for one person."""
+    client.post(f"/v1/subjects/{REF}/preference-links", json={"email": ADDRESS}, headers=auth)
+    twice = record(client, auth, REF, [("newsletter", "email", "grant"), ("newsletter", "email", "grant")])
+    assert twice.status_code == 201, twice.text
+    latest = twice.json()["events"][-1]["id"]
+    assert [(c["event_id"], c["mail"]) for c in twice.json()["confirmations"]] == [(latest, "sent")]
+    assert len(sink.messages) == 1
+    assert client.get(link_in(sink.messages[0])).status_code == 200  # the link of the grant that counts
+
+    for mail in ("sent", "sent", "sent", "sent", "rate_limited"):  # 5 mails to one person in 15 minutes
+        grant = record(client, auth, REF, [("newsletter", "email", "grant")])
+        assert [c["mail"] for c in grant.json()["confirmations"]] == [mail]
+    assert len(sink.messages) == 5
+
+    secret = services_of(client).settings.secret_key
+
+    async def restrict_and_suppress() -> None:
+        await Subject.filter(ref="restricted-one").update(restricted_at=datetime.now(UTC))
+        async with in_transaction() as conn:
+            await suppress(conn, secret, "email", "erased@example.com", datetime.now(UTC))
+
+    for ref, address in (("restricted-one", "r@example.com"), ("reused-address", "Erased@Example.com")):
+        client.post(f"/v1/subjects/{ref}/preference-links", json={"locale": "fr"}, headers=auth)
+        run(client, set_address, ref, address)
+    run(client, restrict_and_suppress)
+    for ref, expected in (("restricted-one", "restricted"), ("reused-address", "suppressed")):
+        grant = record(client, auth, ref, [("newsletter", "email", "grant")])
+        assert grant.status_code == 201, grant.text
+        assert [c["mail"] for c in grant.json()["confirmations"]] == [expected]
+    assert len(sink.messages) == 5
+
+
+async def set_address(ref: str, address: str) -> None:
+    """An address on file as an import would have left it (normalised), before it was suppressed."""
+    await Subject.filter(ref=ref).update(email=normalise_email(address))
 
 
 def test_a_confirmation_link_for_an_older_grant_confirms_nothing(

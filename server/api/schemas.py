@@ -81,9 +81,11 @@ class ConfirmationOut(BaseModel):
     event_id: str
     purpose: str
     channel: str
-    mail: Literal["sent", "no_email", "not_sent"] = Field(
+    mail: Literal["sent", "no_email", "suppressed", "restricted", "rate_limited", "not_sent"] = Field(
         description="the double opt-in mail for this pending grant: sent to the address on file; no address on file "
-        "(set one with POST /v1/subjects/{ref}/preference-links); or refused by the mail server"
+        "(set one with POST /v1/subjects/{ref}/preference-links); not sent because the address belongs to an erased "
+        "person (GDPR 17), because processing is restricted (GDPR 18), or because this person was sent 5 in 15 "
+        "minutes; or the mail could not be sent (the person can ask again from the preference center)"
     )
 
 
@@ -92,8 +94,8 @@ class RecordOut(BaseModel):
     events: list[EventOut]
     receipt: str | None
     confirmations: list[ConfirmationOut] = Field(
-        description="one per grant left pending_confirmation (double opt-in): it counts as consent once the person "
-        "clicks the link in the mail"
+        description="one per purpose x channel left pending_confirmation (double opt-in) by this request: it counts "
+        "as consent once the person clicks the link in the mail"
     )
 
 

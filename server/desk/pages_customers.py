@@ -27,6 +27,9 @@ PENDING_NOTES = {
     "sent": "The confirmation email went to the address on file: the consent counts once the customer clicks its link.",
     "no_email": "There is no email address on file, so no confirmation email left: the consent does not count until "
     "it is confirmed.",
+    "suppressed": "No confirmation email was sent: the address on file belongs to a person whose data was erased.",
+    "restricted": "No confirmation email was sent: processing of this customer's data is restricted (GDPR 18).",
+    "rate_limited": "No confirmation email was sent: this customer was sent several in the last minutes.",
     "not_sent": "The confirmation email could not be sent: the customer can ask for it again from the preference "
     "center.",
 }
