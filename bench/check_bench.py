@@ -800,7 +800,7 @@ def table_rows(report: BackendReport) -> list[tuple[str, str, str, str]]:
         rate, own = stream["checks_per_s"], stream["rss_own_growth_mb"]
         add("stream checks/s", f"{rate:,.0f}", ">= 200,000", rate >= 200_000)
         add("stream peak RSS growth (own memory)", f"{own:.1f} MB", "<= 50 MB", own <= 50)
-        add("  file-backed: mapped database pages", f"{stream['rss_file_growth_mb']:.1f} MB")
+        add("  file-backed pages (SQLite: the mapped file)", f"{stream['rss_file_growth_mb']:.1f} MB")
         add("  RSS in all", f"{stream['rss_growth_mb']:.1f} MB")
     if "audience" in f:
         rate, rows_, secs = f["audience"]["rows_per_s"], f["audience"]["rows"], f["audience"]["seconds"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from collections.abc import AsyncGenerator
 from typing import Any, cast
 
@@ -79,33 +80,48 @@ def test_pairs_read_over_several_sqlite_statements_keep_their_answers(
     assert batch.json()["results"] == [{**questions[i], **singles[i]} for i in order]
 
 
-@pytest.mark.parametrize("mmap_mb", [0, 16])
+@pytest.mark.parametrize("mmap_mb", [0, 64])
 def test_sqlite_bulk_reads_see_every_commit_mapped_or_not(
     client: TestClient, auth: dict[str, str], settings: Settings, mmap_mb: int
 ) -> None:
     """The bulk connections read the file through mmap unless SQLITE_BULK_MMAP_MB is 0; either way a read sees what
-    was committed before it, including commits still in the write-ahead log, and answers as single checks do."""
+    was committed before it, whether the commit is still in the write-ahead log or was checkpointed into the mapped
+    file since, and answers as single checks do."""
     if not settings.database_url.startswith("sqlite"):
         pytest.skip("SQLite's bulk connections")
     questions = _seed(client, auth)
     path = settings.database_url.removeprefix("sqlite://")
+    keys = [(q["subject"], q["purpose"], q["channel"]) for q in questions]
     bulk = reader.SqliteStateReader(path, bulk_mmap_mb=mmap_mb)
+    writer = sqlite3.connect(path)
     try:
         conn = bulk._bulk_conns.get()
         assert conn.execute("PRAGMA mmap_size").fetchone() == (mmap_mb * 1024 * 1024,)
         bulk._bulk_conns.put(conn)
-        keys = [(q["subject"], q["purpose"], q["channel"]) for q in questions]
-        before = run(client, bulk.rows, keys)
-        record(client, auth, "a", [("offers", "email", "withdraw")])
-        record(client, auth, "ghost", [("offers", "email", "grant")])
-        after = run(client, bulk.rows, keys)
+        reads = [run(client, bulk.rows, keys)]
+        for ref, decision in [("a", ("offers", "email", "withdraw")), ("ghost", ("offers", "email", "grant"))]:
+            record(client, auth, ref, [decision])
+            reads.append(run(client, bulk.rows, keys))  # the commit is in the write-ahead log
+            assert writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0  # not busy: all moved
+            reads.append(run(client, bulk.rows, keys))  # now in the file itself
     finally:
+        writer.close()
         run(client, bulk.close)
-    changed = {k for k, old, new in zip(keys, before, after, strict=True) if old != new}
-    assert changed == {("a", "offers", "email")} | {k for k in keys if k[0] == "ghost"}  # ghost is now known
-    assert after[keys.index(("a", "offers", "email"))][2] == "withdrawn"
-    assert after[keys.index(("ghost", "offers", "email"))][2] == "granted"
-    assert before[keys.index(("ghost", "offers", "email"))] is None
+
+    def changed(before: list[Any], after: list[Any]) -> set[tuple[str, str, str]]:
+        return {k for k, old, new in zip(keys, before, after, strict=True) if old != new}
+
+    first, withdrawn, withdrawn_checkpointed, granted, granted_checkpointed = reads
+    assert changed(first, withdrawn) == {("a", "offers", "email")}
+    assert withdrawn[keys.index(("a", "offers", "email"))][2] == "withdrawn"
+    assert changed(withdrawn, granted) == {k for k in keys if k[0] == "ghost"}  # ghost is now known
+    assert granted[keys.index(("ghost", "offers", "email"))][2] == "granted"
+    assert withdrawn_checkpointed == withdrawn and granted_checkpointed == granted
+    # and the answers are the single checks' answers
+    batch = client.post("/v1/consents/check", json={"checks": questions}, headers=auth).json()["results"]
+    assert [{k: v for k, v in r.items() if k not in questions[0]} for r in batch] == [
+        _single(client, auth, q) for q in questions
+    ]
 
 
 def test_batch_items_with_errors_are_answered_in_place(client: TestClient, auth: dict[str, str]) -> None:

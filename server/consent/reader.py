@@ -134,8 +134,9 @@ def since_of(value: Any) -> datetime:
 # any case. The bulk connections also read the file through mmap (BULK_MMAP_MB, setting SQLITE_BULK_MMAP_MB): the two
 # check indexes of 100,000 subjects take ~96 MB, more than a bulk cache holds, and a page that misses the cache then
 # costs a read() and a copy. Mapped, a bulk read costs 3.4 us a key instead of 5.5 on two threads (bench/README.md,
-# "Where a stream's time goes"). The mapped pages are the kernel's page cache (clean, shared, reclaimable): they count
-# in the process's RSS as file-backed pages, bounded by the size of the file, not by what is streamed.
+# "Where a stream's time goes"). The mapped pages are the kernel's page cache, not copies: they count in the process's
+# RSS as file-backed pages, up to min(file size, BULK_MMAP_MB) for each of the two connections, whatever is streamed.
+# A mapped file truncated under the server (a VACUUM or a restore by another process) would raise SIGBUS: README.
 SINGLE_CACHE_KIB = 65536
 BULK_CACHE_KIB = 32768
 BULK_MMAP_MB = 1024
