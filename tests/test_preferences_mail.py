@@ -239,6 +239,23 @@ def test_api_confirmation_mails_go_once_per_grant_and_never_where_they_may_not(
     assert len(sink.messages) == 5
 
 
+def test_a_confirmation_mail_that_cannot_be_written_leaves_the_grant_recorded_and_pending(
+    client: TestClient, auth: dict[str, str], tmp_path: Path
+) -> None:
+    """The mail goes after the commit: an outbox that cannot be written (here a file where its directory should be)
+    is reported as `not_sent`, never as a 500 that would invite the caller to record the grant again."""
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    mailer = services_of(client).preferences.mailer
+    mailer.settings = mailer.settings.with_overrides(smtp_host=None, mail_dir=blocked)
+    client.post(f"/v1/subjects/{REF}/preference-links", json={"email": ADDRESS}, headers=auth)
+    grant = record(client, auth, REF, [("newsletter", "email", "grant")])
+    assert grant.status_code == 201, grant.text
+    assert [c["mail"] for c in grant.json()["confirmations"]] == ["not_sent"]
+    assert check(client, auth, "newsletter", "email") == "pending_confirmation"
+    assert [e["action"] for e in events(client)] == ["grant"]
+
+
 async def set_address(ref: str, address: str) -> None:
     """An address on file as an import would have left it (normalised), before it was suppressed."""
     await Subject.filter(ref=ref).update(email=normalise_email(address))
