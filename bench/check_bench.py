@@ -812,6 +812,8 @@ def table_rows(report: BackendReport) -> list[tuple[str, str, str, str]]:
             f"change feed after {feed['changes']:,} withdrawals",
             f"{feed['lines']:,} lines in {feed['seconds'] * 1000:.1f} ms ({feed['subjects']:,} subjects)",
         )
+        rate = feed["changes"] / feed["recorded_s"]
+        add("  the withdrawals recorded, one request each", f"{rate:,.0f} a second ({feed['recorded_s']:.1f} s)")
     return rows
 
 
