@@ -124,9 +124,14 @@ async def send_confirmation(
 
 
 async def try_send_confirmation(center: PreferenceCenter, **kwargs: str) -> bool:
+    """`send_confirmation`, called after the grant's commit: whatever fails (the mail server, the outbox, a template),
+    the committed grant stays pending, and the caller says so instead of failing the request."""
     try:
         await send_confirmation(center, **kwargs)
     except MailNotSent:
+        return False  # the mailer logged it
+    except Exception:
+        log.exception("double opt-in mail not sent")
         return False
     return True
 
@@ -185,21 +190,17 @@ async def _mail_confirmation(
         return "rate_limited"
     purpose = catalog.purposes.get(event.purpose)
     titles = purpose.titles if purpose is not None else {}
-    try:
-        await send_confirmation(
-            center,
-            ref=subject.ref,
-            email=subject.email,
-            lang=lang,
-            purpose=event.purpose,
-            purpose_title=titles.get(lang) or titles.get("en") or event.purpose,
-            channel=event.channel,
-            event_id=event.id,
-        )
-    except Exception:  # the mail server, the outbox, a template: the committed grant stays pending either way
-        log.exception("double opt-in mail not sent")
-        return "not_sent"
-    return "sent"
+    sent = await try_send_confirmation(
+        center,
+        ref=subject.ref,
+        email=subject.email,
+        lang=lang,
+        purpose=event.purpose,
+        purpose_title=titles.get(lang) or titles.get("en") or event.purpose,
+        channel=event.channel,
+        event_id=event.id,
+    )
+    return "sent" if sent else "not_sent"
 
 
 async def send_preferences_link(center: PreferenceCenter, *, ref: str, email: str, lang: str) -> None:

@@ -255,6 +255,19 @@ def test_a_confirmation_mail_that_cannot_be_written_leaves_the_grant_recorded_an
     assert check(client, auth, "newsletter", "email") == "pending_confirmation"
     assert [e["action"] for e in events(client)] == ["grant"]
 
+    # The preference center's own switch, on the same broken outbox: it says so, and the grant stays.
+    token = client.post(f"/v1/subjects/{REF}/preference-links", json={"locale": "en"}, headers=auth).json()["token"]
+    page = client.get("/preferences", params={"token": token}).text
+    for value in ("off", "on"):
+        answer = client.post(
+            "/preferences/toggle",
+            data={"token": token, "csrf": csrf_of(page), "set": f"newsletter:email:{value}"},
+            headers={"HX-Request": "true"},
+        )
+        assert answer.status_code == 200, answer.text
+    assert "the confirmation email could not be sent" in answer.text
+    assert [e["action"] for e in events(client)] == ["grant", "withdraw", "grant"]
+
 
 async def set_address(ref: str, address: str) -> None:
     """An address on file as an import would have left it (normalised), before it was suppressed."""
