@@ -296,7 +296,10 @@ def test_log_audit_detects_deleted_or_inserted_events(client: TestClient, auth: 
             "valid_until, prev_hash, hash) SELECT '00000000-0000-4000-8000-000000000001', subject_id, seq + 1, "
             "purpose_id, channel_id, action, status, policy_version_id, touchpoint, method, actor_type, actor_id, "
             "ui_snapshot_sha256, evidence, recorded_at, valid_until, hash, "
-            "'ab' || substr(hash, 3) FROM consent_events ORDER BY recorded_at LIMIT 1"
+            # The forged hash must differ from the copied one, whatever its first byte (a fixed 'ab' prefix
+            # collided with the UNIQUE constraint once in 256 runs).
+            "CASE WHEN substr(hash, 1, 2) = 'ab' THEN 'cd' ELSE 'ab' END || substr(hash, 3) "
+            "FROM consent_events ORDER BY recorded_at LIMIT 1"
         )
 
     run(client, delete_event if tamper == "delete" else insert_event)
