@@ -126,7 +126,8 @@ def reason(server: LiveServer, api: dict[str, str], ref: str, purpose: str, chan
     return str(answer.json()["reason"])
 
 
-def eventually(probe: Callable[[], Any], expected: Any, timeout: float = 8) -> None:
+def eventually(probe: Callable[[], Any], expected: Any, timeout: float = 20) -> None:
+    """Polls until `probe()` equals `expected`: the server reloads its catalogue every 5 s, on a request."""
     deadline = time.monotonic() + timeout
     value = probe()
     while value != expected and time.monotonic() < deadline:

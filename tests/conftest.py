@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
@@ -19,6 +20,11 @@ from server.auth.clients import create_client
 from server.services import Services
 from server.settings import Settings
 from tests.databases import POLICY_DIR, PostgresTemplate, SqliteTemplate, forget_cached_sql, postgres_admin_url
+
+# No per-example deadline: a garbage collection or a slow minute on a 2-core CI machine is not a failure of the code
+# under test (the properties, not their speed, are what these tests check; speed is measured under bench/).
+hypothesis_settings.register_profile("suite", deadline=None)
+hypothesis_settings.load_profile("suite")
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -95,6 +101,9 @@ def settings(database_url: str, keys_dir: Path) -> Settings:
         public_url="http://testserver",
         policy_dir=POLICY_DIR,
         environment="test",
+        # Tests sign checkpoints when they mean to: a background round in a test that outlasts the interval
+        # would add a checkpoint the test did not expect.
+        checkpoint_interval_s=0,
     )
 
 
