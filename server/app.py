@@ -50,14 +50,20 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
             if settings.checkpoint_interval_s
             else None
         )
+        deliveries = (
+            asyncio.create_task(services.recipients.run(settings.recipient_poll_s))
+            if settings.recipient_poll_s
+            else None
+        )
         try:
             await services.catalog.reload()
             yield
         finally:
-            if checkpoints is not None:
-                checkpoints.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await checkpoints
+            for task in (checkpoints, deliveries):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             services.checks = None
             await reader.close()
             await Tortoise.close_connections()

@@ -1,5 +1,5 @@
 """`python -m server <verb>`: serve, migrate, makemigrations, policies sync, clients create, keys rotate,
-demo, ledger verify, ledger checkpoint, proof verify."""
+recipients, demo, ledger verify, ledger checkpoint, proof verify."""
 
 from __future__ import annotations
 
@@ -35,6 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--scopes", required=True, help='space-separated, e.g. "consent:check consent:read"')
     keys = verbs.add_parser("keys", help="signing keys").add_subparsers(dest="action", required=True)
     keys.add_parser("rotate", help="add a new active signing key (old keys stay published)")
+    recipients = verbs.add_parser("recipients", help="systems told of withdrawals, erasures... (GDPR 19)")
+    recipient_verbs = recipients.add_subparsers(dest="action", required=True)
+    recipient_add = recipient_verbs.add_parser("add", help="register a recipient's notice URL")
+    recipient_add.add_argument("name")
+    recipient_add.add_argument("url", help="https URL the signed notices are POSTed to")
+    recipient_verbs.add_parser("list", help="recipients with their pending and failed notices (JSON lines)")
+    recipient_disable = recipient_verbs.add_parser("disable", help="queue no more notices for a recipient")
+    recipient_disable.add_argument("name")
+    recipient_verbs.add_parser("retry", help="send every failed notice again")
+    recipient_verbs.add_parser("deliver", help="send the notices due now, then exit")
     verbs.add_parser("demo", help="migrate, sync policies, seed demo data, print URLs and serve")
     ledger = verbs.add_parser("ledger", help="the consent ledger").add_subparsers(dest="action", required=True)
     ledger.add_parser("verify", help="recompute every hash chain, the state projection and the transparency log")
@@ -196,6 +206,55 @@ def cmd_proof_verify(args: argparse.Namespace) -> int:
     return 0 if verdict.passed else 1
 
 
+def cmd_recipients(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from server.auth.keys import KeyStore
+    from server.clock import utc_now
+    from server.errors import InvalidRequest
+    from server.models import RecipientNotice
+    from server.recipients import registry
+    from server.recipients.dispatcher import Dispatcher
+
+    async def work() -> int:
+        now = utc_now()
+        dispatcher = Dispatcher(
+            KeyStore(settings.signing_keys_dir).load(),
+            settings.issuer,
+            utc_now,
+            timeout_s=settings.recipient_timeout_s,
+            retry_for=timedelta(hours=settings.recipient_retry_hours),
+        )
+        if args.action == "add":
+            try:
+                recipient = await registry.add(
+                    args.name, args.url, now, allow_plain_http=settings.environment != "production"
+                )
+            except InvalidRequest as exc:
+                print(str(exc), file=sys.stderr)
+                return 2
+            print(json.dumps({"id": recipient.id, "name": recipient.name, "url": recipient.url}))
+        elif args.action == "list":
+            for view in await registry.listing():
+                print(json.dumps(view.__dict__))
+        elif args.action == "disable":
+            if not await registry.disable(args.name, now):
+                print(f"no active recipient named {args.name!r}", file=sys.stderr)
+                return 1
+            print(f"disabled {args.name}")
+        elif args.action == "retry":
+            failed = await RecipientNotice.filter(status="failed").values_list("id", flat=True)
+            print(f"{await dispatcher.send_again(list(failed))} notice(s) queued again")
+        else:
+            sent = 0
+            while tried := await dispatcher.deliver_due():
+                sent += tried
+            print(f"{sent} notice(s) tried")
+        return 0
+
+    return asyncio.run(with_database(settings.database_url, work))
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from server.demo import prepare_demo
 
@@ -213,5 +272,10 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "keys rotate": cmd_keys_rotate,
     "ledger verify": cmd_ledger_verify,
     "ledger checkpoint": cmd_ledger_checkpoint,
+    "recipients add": cmd_recipients,
+    "recipients list": cmd_recipients,
+    "recipients disable": cmd_recipients,
+    "recipients retry": cmd_recipients,
+    "recipients deliver": cmd_recipients,
     "demo": cmd_demo,
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from preference_center import setup as preference_center_setup
@@ -18,6 +18,7 @@ from server.policies.catalog import Catalog
 from server.proof.controller import load_controller
 from server.proof.log import TransparencyLog
 from server.proof.receipts import ReceiptIssuer
+from server.recipients.dispatcher import Dispatcher
 from server.settings import Settings
 
 
@@ -30,6 +31,7 @@ class Services:
     keys: KeyStore
     log: TransparencyLog
     tokens: TokenService
+    recipients: Dispatcher
     checks: CheckService | None = None  # opened in the lifespan, with the database
     # Feature objects, attached by each feature's own `attach(services)` (see build_services).
     preferences: Any = None
@@ -41,11 +43,20 @@ def build_services(settings: Settings, clock: Callable[[], datetime]) -> Service
     catalog = Catalog(settings.catalog_ttl_s)
     keys = KeyStore(settings.signing_keys_dir).load()
     receipts = ReceiptIssuer(keys, load_controller(settings.policy_dir), settings.issuer)
+    recipients = Dispatcher(
+        keys,
+        settings.issuer,
+        clock,
+        timeout_s=settings.recipient_timeout_s,
+        retry_for=timedelta(hours=settings.recipient_retry_hours),
+    )
+    ledger = Ledger(settings.secret_key, catalog, clock, receipts)
+    ledger.on_notices = recipients.wake
     services = Services(
         settings=settings,
         clock=clock,
         catalog=catalog,
-        ledger=Ledger(settings.secret_key, catalog, clock, receipts),
+        ledger=ledger,
         keys=keys,
         log=TransparencyLog(keys, settings.issuer, clock),
         tokens=TokenService(
@@ -55,6 +66,7 @@ def build_services(settings: Settings, clock: Callable[[], datetime]) -> Service
             lifetime_s=settings.token_lifetime_s,
             cache_size=settings.token_cache_size,
         ),
+        recipients=recipients,
     )
     preference_center_setup.attach(services)
     banner_setup.attach(services)

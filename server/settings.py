@@ -65,6 +65,12 @@ class Settings:
     dsr_reminder_days: int = 7
     # Transparency log: how often queued events are sequenced and a checkpoint signed (0: only on demand).
     checkpoint_interval_s: int = 60
+    # Recipients (GDPR 19): how often the server looks for notices due for a retry (a change queuing notices wakes it
+    # at once; 0: no sending in the server, only `python -m server recipients deliver`), how long one delivery may
+    # take, and for how long a notice is retried before it is marked failed.
+    recipient_poll_s: int = 30
+    recipient_timeout_s: int = 10
+    recipient_retry_hours: int = 72
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -135,6 +141,11 @@ class Settings:
             cookie_rate_per_minute=_int(
                 "COOKIE_RATE_PER_MINUTE", values.get("COOKIE_RATE_PER_MINUTE", "30"), 1, 100000
             ),
+            recipient_poll_s=_int("RECIPIENT_POLL_SECONDS", values.get("RECIPIENT_POLL_SECONDS", "30"), 0, 3600),
+            recipient_timeout_s=_int(
+                "RECIPIENT_TIMEOUT_SECONDS", values.get("RECIPIENT_TIMEOUT_SECONDS", "10"), 1, 120
+            ),
+            recipient_retry_hours=_int("RECIPIENT_RETRY_HOURS", values.get("RECIPIENT_RETRY_HOURS", "72"), 1, 24 * 30),
         )
         return settings
 

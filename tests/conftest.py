@@ -104,6 +104,8 @@ def settings(database_url: str, keys_dir: Path) -> Settings:
         # Tests sign checkpoints when they mean to: a background round in a test that outlasts the interval
         # would add a checkpoint the test did not expect.
         checkpoint_interval_s=0,
+        # Notices to recipients are sent when a test asks (`services.recipients.deliver_due`).
+        recipient_poll_s=0,
     )
 
 

@@ -49,6 +49,7 @@ EXPECTED: dict[tuple[str, str], frozenset[Any]] = {
     ("POST", "/console/customers/{ref}/link"): FRONT,
     ("POST", "/console/customers/{ref}/requests"): FRONT,
     ("GET", "/console/customers/{ref}/proof"): READ_PROOF,
+    ("POST", "/console/customers/{ref}/notices/{id}/resend"): FRONT,
     ("GET", "/console/requests"): STAFF,
     ("GET", "/console/requests/{id}"): STAFF,
     ("POST", "/console/requests/{id}/take"): FRONT,

@@ -7,6 +7,9 @@
 - restriction (18): `subjects.restricted_at` set, so the check API answers `restricted`; lifted only after the
   person was told (18(3)).
 - objection to direct marketing (21(3)): every marketing purpose on every channel objected to, in one record call.
+
+GDPR 19: a rectification, an erasure, a restriction or its lifting queues a notice for every recipient in its own
+transaction (`server.recipients`); an objection does so through the ledger.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from server.desk.notices import send_notice
 from server.errors import InvalidRequest
 from server.ledger.append import Decision, RecordRequest, RecordResult, Snapshot
 from server.models import ConsentState, DataSubjectRequest, DsrHistory, Subject
+from server.recipients import outbox as notices
 
 if TYPE_CHECKING:
     from server.desk.service import Desk
@@ -91,6 +95,8 @@ async def rectify(
         # GDPR 16 and 5(2): the change is logged by field name; the values stay only on the subject row.
         await dsr.history(request.id, actor, "rectified", f"corrected: {', '.join(fields)}", now, conn)
         await dsr.complete(request, f"corrected: {', '.join(fields)}", actor, now, conn)
+        told = await notices.queue(conn, subject.id, "rectification", now, field_names=fields)
+    _wake(desk, told)
     return fields
 
 
@@ -149,17 +155,22 @@ async def erase(desk: Desk, request: DataSubjectRequest, actor: Actor) -> None:
             now,
             conn,
         )
+        told = await notices.queue(conn, subject.id, "erasure", now)
         # Last, with the clock read just before the commit: the change feed's cursor allows for the time between
         # the two, not for the mail sent above (server.visibility).
         await Subject.filter(id=subject.id).using_db(conn).update(flags_changed_at=desk.now())
+    _wake(desk, told)
 
 
 async def restrict(desk: Desk, request: DataSubjectRequest, actor: Actor) -> None:
     subject = await _subject(request)
     async with in_transaction() as conn:
         locked, now = await _lock(desk, conn, subject)
+        told = 0
         if locked.restricted_at is None:  # as it stands once the row is ours, not as read before
             await Subject.filter(id=subject.id).using_db(conn).update(restricted_at=now, flags_changed_at=now)
+            told = await notices.queue(conn, subject.id, "restriction", now)
+    _wake(desk, told)
     await dsr.complete(request, "processing restricted (GDPR 18): consent checks answer 'restricted'", actor, now)
 
 
@@ -195,9 +206,19 @@ async def lift(desk: Desk, request: DataSubjectRequest, actor: Actor) -> None:
     if not informed:
         raise InvalidRequest("GDPR 18(3): the person must be told before the restriction is lifted")
     async with in_transaction() as conn:
-        _, now = await _lock(desk, conn, subject)
-        await Subject.filter(id=subject.id).using_db(conn).update(restricted_at=None, flags_changed_at=now)
+        locked, now = await _lock(desk, conn, subject)
+        told = 0
+        if locked.restricted_at is not None:  # lifted once, even if two agents lift it at the same time
+            await Subject.filter(id=subject.id).using_db(conn).update(restricted_at=None, flags_changed_at=now)
+            told = await notices.queue(conn, subject.id, "restriction_lifted", now)
+    _wake(desk, told)
     await dsr.history(request.id, actor, "restriction_lifted", "", now)
+
+
+def _wake(desk: Desk, told: int) -> None:
+    """After the commit: the dispatcher sends the notices just queued (GDPR 19) without waiting for its poll."""
+    if told:
+        desk.services.recipients.wake()
 
 
 async def _lock(desk: Desk, conn: BaseDBAsyncClient, subject: Subject) -> tuple[Subject, datetime]:

@@ -16,7 +16,16 @@ from typing import Any
 import orjson
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from server.models import ConsentEvent, ConsentState, DataSubjectRequest, DsrHistory, Receipt, Subject
+from server.models import (
+    ConsentEvent,
+    ConsentState,
+    DataSubjectRequest,
+    DsrHistory,
+    Receipt,
+    Recipient,
+    RecipientNotice,
+    Subject,
+)
 from server.policies.catalog import CatalogSnapshot
 from server.proof.access import subject_access_log
 from server.proof.controller import Controller
@@ -102,6 +111,26 @@ async def subject_export(
                 "history": [{"at": _iso(s["at"]), "action": s["action"], "note": s["note"]} for s in steps],
             }
         )
+    # GDPR 15(1)(c) and 19: the recipients of the data, and what each was told about this person.
+    recipients = [
+        {"name": r.name, "since": _iso(r.created_at), "until": _iso(r.disabled_at)}
+        for r in await Recipient.all().order_by("name")
+    ]
+    notices = [
+        {
+            "recipient": n.recipient.name,
+            "type": n.kind,
+            "purpose": n.purpose_id,
+            "channel": n.channel_id,
+            "fields": n.field_names,
+            "changed_at": _iso(n.changed_at),
+            "status": n.status,
+            "acknowledged_at": _iso(n.answered_at),
+        }
+        for n in await RecipientNotice.filter(subject_id=subject.id)
+        .order_by("changed_at", "id")
+        .prefetch_related("recipient")
+    ]
     return {
         "generated_at": _iso(now),
         "controller": {"name": controller.name, "address": controller.address, "email": controller.email},
@@ -119,6 +148,8 @@ async def subject_export(
         "receipts": receipts,
         "requests": requests,
         "access_log": await subject_access_log(subject.id),
+        "recipients": recipients,
+        "recipient_notices": notices,
     }
 
 
@@ -215,6 +246,14 @@ def to_csv_zip(data: dict[str, Any]) -> bytes:
     files["access_log.csv"] = _csv(
         ["at", "actor_type", "actor_id", "action"],
         [[a["at"], a["actor"]["type"], a["actor"]["id"], a["action"]] for a in data["access_log"]],
+    )
+    files["recipients.csv"] = _csv(
+        ["name", "since", "until"], [[r["name"], r["since"], r["until"]] for r in data["recipients"]]
+    )
+    notice_keys = ["recipient", "type", "purpose", "channel", "changed_at", "status", "acknowledged_at"]
+    files["recipient_notices.csv"] = _csv(
+        [*notice_keys, "fields"],
+        [[*(n[k] for k in notice_keys), " ".join(n["fields"])] for n in data["recipient_notices"]],
     )
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:

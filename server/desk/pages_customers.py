@@ -16,6 +16,7 @@ from server.desk import customers, dsr
 from server.desk.customers import AGENT_ACTIONS, AGENT_METHODS
 from server.desk.deadlines import STATUSES
 from server.desk.guard import require_staff
+from server.desk.pages_notices import notices_of
 from server.desk.roles import may_handle
 from server.desk.web import Staff, audit, desk_of, form_of, is_htmx, page, redirect
 from server.errors import InvalidRequest, NotFound
@@ -71,6 +72,7 @@ async def _customer_context(request: Request, staff: Staff, subject: Subject, ex
     events = await customers.timeline(subject, catalog) if exists else []
     names = {str(a["id"]): a["name"] for a in await StaffAccount.all().values("id", "name")}
     return {
+        "notices": await notices_of(subject) if exists else [],
         "rows": rows,
         "events": events,
         "subject": subject,

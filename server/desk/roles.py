@@ -5,6 +5,7 @@
     customer.view           x        x          x       x     search, consent matrix, timeline, UI snapshots
     consent.record          x        x                        record a decision on the customer's behalf
     link.send               x        x                        mail the customer a preference-center link
+    notice.resend           x        x                        send again a notice a recipient never acknowledged
     request.view            x        x          x       x     the request queue and a request's history
     request.open            x        x                        open a request for a customer
     request.handle          x        x                        work on a request (agents: their own, and only
@@ -31,6 +32,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "customer.view": frozenset(ROLES),
     "consent.record": frozenset({"agent", "supervisor"}),
     "link.send": frozenset({"agent", "supervisor"}),
+    "notice.resend": frozenset({"agent", "supervisor"}),
     "request.view": frozenset(ROLES),
     "request.open": frozenset({"agent", "supervisor"}),
     "request.handle": frozenset({"agent", "supervisor"}),

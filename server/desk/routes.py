@@ -9,7 +9,7 @@ desk route (`staff:<permission>`, `public`, `link-token`): the role x route matr
 from __future__ import annotations
 
 from server.api.endpoints import LINK_TOKEN, PUBLIC, Endpoint, Handler, Param
-from server.desk import pages_admin, pages_auth, pages_customers, pages_requests, public
+from server.desk import pages_admin, pages_auth, pages_customers, pages_notices, pages_requests, public
 
 HTML = "text/html"
 FORM = "application/x-www-form-urlencoded"
@@ -58,6 +58,13 @@ DESK_ENDPOINTS: list[Endpoint] = [
         "/console/customers/{ref}/link", "POST", pages_customers.send_link, "Email a preference link", params=[REF]
     ),
     _console("/console/customers/{ref}/proof", "GET", pages_customers.proof_bundle, "Proof bundle (zip)", params=[REF]),
+    _console(
+        "/console/customers/{ref}/notices/{id}/resend",
+        "POST",
+        pages_notices.resend,
+        "Send a failed notice to a recipient again (GDPR 19)",
+        params=[REF, Param("id", "path", "notice id", schema={"type": "string", "format": "uuid"})],
+    ),
     _console("/console/customers/{ref}/requests", "POST", pages_customers.open_request, "Open a request", params=[REF]),
     _console(
         "/console/customers/{ref}/snapshots/{sha256}",

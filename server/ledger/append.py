@@ -33,6 +33,8 @@ from server.ledger.transitions import keeps_validity, next_status
 from server.models import ConsentEvent, ConsentState, LogQueue, Receipt, UISnapshot
 from server.policies.catalog import Catalog, CatalogSnapshot, PolicyInfo
 from server.proof.receipts import ReceiptIssuer
+from server.recipients.outbox import TOLD_STATUSES
+from server.recipients.outbox import queue as queue_notices
 from server.visibility import WRITE_WINDOW
 
 TOUCHPOINTS = ("preference_center", "banner", "api", "agent", "import", "unsubscribe", "gpc", "system")
@@ -111,6 +113,8 @@ class Ledger:
         self.catalog = catalog
         self.clock = clock
         self.receipts = receipts
+        # Called after a commit that queued notices for recipients (the dispatcher's wake-up).
+        self.on_notices: Callable[[], None] | None = None
 
     async def record(self, request: RecordRequest) -> RecordResult:
         catalog = await self._catalog_with(request)
@@ -207,6 +211,19 @@ class Ledger:
                 head = event.hash
                 recorded.append(event)
             await _move_head(conn, subject_id, seq, head)
+            # GDPR 7(3), 19, 21(3): recipients are told of withdrawals and objections, queued in this transaction.
+            notices = 0
+            for e in recorded:
+                if e.status in TOLD_STATUSES:
+                    notices += await queue_notices(
+                        conn,
+                        subject_id,
+                        TOLD_STATUSES[e.status],
+                        now,
+                        event_id=e.id,
+                        purpose=e.purpose,
+                        channel=e.channel,
+                    )
             # The transparency log's sequencer picks these up after commit (server.proof.log).
             await LogQueue.bulk_create([LogQueue(event_id=e.id, event_hash=e.hash) for e in recorded], using_db=conn)
             receipt = None
@@ -233,6 +250,8 @@ class Ledger:
                 raise WriteWindowExceeded(
                     f"recording took longer than {WRITE_WINDOW.total_seconds():.0f} s; nothing was kept, send it again"
                 )
+        if notices and self.on_notices is not None:
+            self.on_notices()
         return RecordResult(request.ref, subject_pseudonym, created, recorded, receipt)
 
     async def _catalog_with(self, request: RecordRequest) -> CatalogSnapshot:

@@ -5,6 +5,7 @@ from server.models.clients import ApiClient
 from server.models.desk import DataSubjectRequest, DsrHistory, StaffAccount, Suppression
 from server.models.ledger import ConsentEvent, ConsentState, UISnapshot
 from server.models.proof import AccessLog, Checkpoint, LogEntry, LogQueue, MerkleNode, Receipt
+from server.models.recipients import Recipient, RecipientNotice
 from server.models.subjects import Subject
 
 __all__ = [
@@ -23,6 +24,8 @@ __all__ = [
     "Purpose",
     "PurposeBasisChange",
     "Receipt",
+    "Recipient",
+    "RecipientNotice",
     "StaffAccount",
     "Subject",
     "Suppression",

@@ -36,7 +36,7 @@ from server.auth.keys import ALGORITHM
 from server.consent.decide import SubjectFlags, decide
 from server.errors import NotFound
 from server.ledger.replay import replay
-from server.models import ConsentEvent, LogEntry, PolicyVersion, Receipt, Subject, UISnapshot
+from server.models import ConsentEvent, LogEntry, PolicyVersion, Receipt, RecipientNotice, Subject, UISnapshot
 from server.policies.catalog import CatalogSnapshot
 from server.proof.access import log_access, subject_access_log
 from server.proof.controller import Controller
@@ -144,6 +144,7 @@ async def build_bundle(
         files[f"snapshots/{snap.sha256}.{_extension(snap.content_type)}"] = snap.content.encode("utf-8")
     files["state.json"] = _json(_state(catalog, subject, rows, now, scope))
     files["access_log.json"] = _json(await subject_access_log(subject.id))
+    files["recipients.json"] = _json(await _recipient_notices(subject.id, scoped_ids))
     files["jwks.json"] = _json(services.keys.jwks())
     files["VERIFYING.md"] = (TEMPLATES / "VERIFYING.md").read_bytes()
     files["report.html"] = _report(
@@ -175,6 +176,37 @@ async def build_bundle(
         for name, data in sorted(files.items()):
             archive.writestr(name, data)
     return bundle_id, buffer.getvalue()
+
+
+async def _recipient_notices(subject_id: Any, scoped_ids: set[str]) -> list[dict[str, Any]]:
+    """GDPR 19: what each recipient was told and when it acknowledged (a withdrawal or objection only when its
+    event is in the bundle's scope; erasures, restrictions and rectifications always)."""
+    notices = []
+    for n in (
+        await RecipientNotice.filter(subject_id=subject_id).order_by("changed_at", "id").prefetch_related("recipient")
+    ):
+        if n.event_id is not None and str(n.event_id) not in scoped_ids:
+            continue
+        notices.append(
+            {
+                "notice_id": str(n.id),
+                "recipient": {"name": n.recipient.name, "url": n.recipient.url},
+                "type": n.kind,
+                "event_id": str(n.event_id) if n.event_id else None,
+                "purpose": n.purpose_id,
+                "channel": n.channel_id,
+                "fields": n.field_names,
+                "changed_at": checkpoint_time(n.changed_at),
+                "status": n.status,
+                "attempts": n.attempts,
+                "acknowledged_at": checkpoint_time(n.answered_at) if n.answered_at else None,
+                "acknowledgement": (
+                    {"http_status": n.answer_status, "body_sha256": n.answer_sha256} if n.answered_at else None
+                ),
+                "last_error": n.last_error,
+            }
+        )
+    return notices
 
 
 async def _cited_policies(events: list[dict[str, Any]]) -> list[PolicyVersion]:

@@ -1,0 +1,76 @@
+"""The recipients the operator registers: add, list, disable (GDPR 19; also the list GDPR 15(1)(c) answers with)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from ipaddress import ip_address
+from urllib.parse import urlsplit
+
+from tortoise.exceptions import IntegrityError
+
+from server.errors import InvalidRequest
+from server.models import Recipient, RecipientNotice
+
+
+@dataclass(frozen=True)
+class RecipientView:
+    id: int
+    name: str
+    url: str
+    active: bool
+    pending: int
+    failed: int
+
+
+def check_url(url: str, allow_plain_http: bool) -> str:
+    """An absolute https URL; plain http only to a loopback host or when `allow_plain_http` (development)."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise InvalidRequest(f"{url!r} is not an absolute http(s) URL", parameter="url")
+    if parts.username or parts.password:
+        raise InvalidRequest("put no credentials in the URL", parameter="url")
+    if parts.scheme == "http" and not allow_plain_http and not _loopback(parts.hostname):
+        raise InvalidRequest("a recipient's URL must use https (notices name people)", parameter="url")
+    return url.strip()
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def add(name: str, url: str, now: datetime, *, allow_plain_http: bool = False) -> Recipient:
+    name = name.strip()
+    if not name or len(name) > 128:
+        raise InvalidRequest("a recipient needs a name of 1 to 128 characters", parameter="name")
+    try:
+        return await Recipient.create(name=name, url=check_url(url, allow_plain_http), created_at=now)
+    except IntegrityError as exc:
+        raise InvalidRequest(f"a recipient named {name!r} already exists", parameter="name") from exc
+
+
+async def disable(name: str, now: datetime) -> bool:
+    """No new notices for it; those already queued are still sent (the data were disclosed before)."""
+    return bool(await Recipient.filter(name=name, disabled_at=None).update(disabled_at=now))
+
+
+async def listing() -> list[RecipientView]:
+    views = []
+    for recipient in await Recipient.all().order_by("name"):
+        notices = RecipientNotice.filter(recipient_id=recipient.id)
+        views.append(
+            RecipientView(
+                recipient.id,
+                recipient.name,
+                recipient.url,
+                recipient.disabled_at is None,
+                await notices.filter(status="pending").count(),
+                await notices.filter(status="failed").count(),
+            )
+        )
+    return views

@@ -1,0 +1,428 @@
+"""GDPR 19: recipients are told of withdrawals, objections, erasures, restrictions, liftings and rectifications.
+
+Each recipient is a real HTTP server on loopback. The notices are checked the way a recipient would check them:
+the JWT against the service's published JWKS, its claims against the ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from joserfc import jwt
+from joserfc.jwk import KeySet
+from starlette.testclient import TestClient
+
+from server.app import create_app
+from server.cli import main
+from server.desk.export import subject_export, to_csv_zip
+from server.errors import InvalidRequest
+from server.models import RecipientNotice, Subject
+from server.recipients import registry
+from server.recipients.dispatcher import NOTICE_TYP, retry_delay
+from server.settings import Settings
+from tests.conftest import Clock, bearer, record, run, services_of
+from tests.test_desk_helpers import desk, post, set_contact, sign_in
+from tests.test_desk_requests import open_via_console
+
+
+class Receiver:
+    """A recipient's endpoint: keeps every request, answers with the status it is told to."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.status = 200
+        self.answer = b'{"ok": true}'
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                receiver.received.append({"headers": dict(self.headers), "body": body.decode()})
+                self.send_response(receiver.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(receiver.answer)))
+                self.end_headers()
+                self.wfile.write(receiver.answer)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/consent-notices"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receivers() -> Iterator[list[Receiver]]:
+    started = [Receiver(), Receiver()]
+    yield started
+    for receiver in started:
+        receiver.close()
+
+
+@pytest.fixture
+def settings(settings: Settings, tmp_path: Path) -> Settings:
+    return settings.with_overrides(mail_dir=tmp_path / "mail")
+
+
+def add_recipient(client: TestClient, name: str, url: str) -> int:
+    now = services_of(client).clock()
+    recipient = run(client, lambda: registry.add(name, url, now))
+    return int(recipient.id)
+
+
+def deliver(client: TestClient) -> int:
+    return int(run(client, services_of(client).recipients.deliver_due))
+
+
+def claims(client: TestClient, received: dict[str, Any]) -> dict[str, Any]:
+    """The notice as a recipient reads it: the JWT checked against the JWKS the service publishes."""
+    assert received["headers"]["Content-Type"] == "application/jwt"
+    keys = KeySet.import_key_set(client.get("/.well-known/jwks.json").json())
+    token = jwt.decode(received["body"], keys, algorithms=["ES256"])
+    assert token.header["typ"] == NOTICE_TYP
+    return dict(token.claims)
+
+
+def notices(client: TestClient, **filters: Any) -> list[dict[str, Any]]:
+    async def read() -> list[dict[str, Any]]:
+        return list(await RecipientNotice.filter(**filters).order_by("changed_at", "id").values())
+
+    return list(run(client, read))
+
+
+def events_of(client: TestClient, auth: dict[str, str], ref: str) -> list[dict[str, Any]]:
+    answer = client.get(f"/v1/subjects/{ref}/events", headers=auth)
+    assert answer.status_code == 200, answer.text
+    return list(answer.json()["events"])
+
+
+def test_a_withdrawal_is_told_to_every_recipient_signed_and_acknowledged(
+    client: TestClient, auth: dict[str, str], receivers: list[Receiver]
+) -> None:
+    for index, receiver in enumerate(receivers):
+        add_recipient(client, f"esp-{index}", receiver.url)
+    assert record(client, auth, "cust-w", [("offers", "email", "grant")]).status_code == 201
+    assert deliver(client) == 0 and notices(client) == [], "a grant is not pushed"
+
+    assert record(client, auth, "cust-w", [("offers", "email", "withdraw")]).status_code == 201
+    assert deliver(client) == 2
+    withdrawal = events_of(client, auth, "cust-w")[-1]
+    for receiver in receivers:
+        assert len(receiver.received) == 1
+        told = claims(client, receiver.received[0])
+        assert told["type"] == "withdrawal" and told["subject"] == "cust-w"
+        assert (told["purpose"], told["channel"], told["event_id"]) == ("offers", "email", withdrawal["id"])
+        assert told["iss"] == services_of(client).settings.issuer and told["aud"] == receiver.url
+    kept = notices(client)
+    assert {n["status"] for n in kept} == {"delivered"} and {n["attempts"] for n in kept} == {1}
+    assert {n["answer_sha256"] for n in kept} == {hashlib.sha256(receivers[0].answer).hexdigest()}
+    assert {n["answer_status"] for n in kept} == {200}
+    assert {str(n["id"]) for n in kept} == {claims(client, r.received[0])["jti"] for r in receivers}
+    assert deliver(client) == 0, "a delivered notice is not sent again"
+
+
+def test_a_refused_decision_queues_nothing_and_a_disabled_recipient_gets_no_new_notice(
+    client: TestClient, auth: dict[str, str], receivers: list[Receiver]
+) -> None:
+    add_recipient(client, "esp", receivers[0].url)
+    add_recipient(client, "crm", receivers[1].url)
+    refused = record(client, auth, "cust-r", [("offers", "email", "withdraw")])
+    assert refused.status_code == 422, "nothing to withdraw"
+    assert notices(client) == []
+
+    record(client, auth, "cust-r", [("offers", "email", "grant"), ("offers", "sms", "grant")])
+    record(client, auth, "cust-r", [("offers", "email", "withdraw")])
+    now = services_of(client).clock()
+    assert run(client, lambda: registry.disable("crm", now)) is True
+    record(client, auth, "cust-r", [("offers", "sms", "object")])
+    assert deliver(client) == 3, "the withdrawal to both, the objection only to the active one"
+    assert len(receivers[0].received) == 2 and len(receivers[1].received) == 1
+    told = [claims(client, r) for r in receivers[0].received]
+    assert sorted(t["type"] for t in told) == ["objection", "withdrawal"]
+
+
+def test_an_unanswered_notice_is_retried_with_backoff_then_failed_then_sent_again(
+    client: TestClient, auth: dict[str, str], receivers: list[Receiver], clock: Clock
+) -> None:
+    receiver = receivers[0]
+    receiver.status = 503
+    add_recipient(client, "esp", receiver.url)
+    record(client, auth, "cust-f", [("offers", "email", "grant")])
+    clock.set(clock())
+    record(client, auth, "cust-f", [("offers", "email", "withdraw")])
+    assert deliver(client) == 1
+    [notice] = notices(client)
+    assert (notice["status"], notice["attempts"], notice["last_error"]) == ("pending", 1, "HTTP 503")
+    assert notice["next_attempt_at"] - clock() == timedelta(seconds=30)
+    assert deliver(client) == 0, "not before its next attempt"
+    clock.advance(seconds=31)
+    assert deliver(client) == 1
+    assert notices(client)[0]["attempts"] == 2 and notices(client)[0]["next_attempt_at"] - clock() == timedelta(
+        minutes=1
+    )
+    assert [retry_delay(n) for n in (1, 2, 3, 12, 40)] == [
+        timedelta(seconds=30),
+        timedelta(minutes=1),
+        timedelta(minutes=2),
+        timedelta(hours=6),
+        timedelta(hours=6),
+    ]
+
+    receiver.close()  # nobody listens any more: a refused connection is a failed attempt too
+    clock.advance(hours=72)
+    assert deliver(client) == 1
+    [notice] = notices(client)
+    assert notice["status"] == "failed" and notice["attempts"] == 3 and "ConnectError" in notice["last_error"]
+    clock.advance(hours=7)
+    assert deliver(client) == 0, "a failed notice waits for someone to send it again"
+
+    add_recipient(client, "esp-new-endpoint", receivers[1].url)
+    run(client, lambda: _move_recipient("esp", receivers[1].url))
+    assert run(client, services_of(client).recipients.send_again, [notice["id"]]) == 1
+    assert deliver(client) == 1
+    assert notices(client)[0]["status"] == "delivered"
+    assert claims(client, receivers[1].received[0])["type"] == "withdrawal"
+
+
+async def _move_recipient(name: str, url: str) -> None:
+    from server.models import Recipient
+
+    await Recipient.filter(name=name).update(url=url)
+
+
+def test_desk_changes_are_told_and_a_rectification_sends_the_values_of_the_moment(
+    client: TestClient, auth: dict[str, str], receivers: list[Receiver], clock: Clock
+) -> None:
+    receiver = receivers[0]
+    add_recipient(client, "esp", receiver.url)
+    record(client, auth, "cust-d", [("offers", "email", "grant"), ("offers", "sms", "grant")])
+    set_contact(client, "cust-d", email="ada@old.example", phone="+33612345678", locale="en")
+    csrf = sign_in(client, "supervisor")
+
+    rectification = open_via_console(client, csrf, "cust-d", "rectification")
+    answer = post(client, csrf, f"/console/requests/{rectification}/fulfil", {"email": "ada@new.example"})
+    assert answer.status_code == 303, answer.text
+    assert deliver(client) == 1
+    told = claims(client, receiver.received[-1])
+    assert told["type"] == "rectification" and told["fields"] == {"email": "ada@new.example"}
+
+    restriction = open_via_console(client, csrf, "cust-d", "restriction")
+    assert post(client, csrf, f"/console/requests/{restriction}/fulfil").status_code == 303
+    notice = post(
+        client, csrf, f"/console/requests/{restriction}/restriction-notice", {"lift_on": "2030-01-01", "reason": "ok"}
+    )
+    assert notice.status_code == 303
+    assert post(client, csrf, f"/console/requests/{restriction}/restriction-lift").status_code == 303
+    assert post(client, csrf, f"/console/requests/{restriction}/restriction-lift").status_code == 422
+    open_via_console(client, csrf, "cust-d", "objection")
+    # A rectification still waiting when the erasure comes: it is sent with nothing left to send.
+    receiver.status = 500
+    second = open_via_console(client, csrf, "cust-d", "rectification")
+    assert post(client, csrf, f"/console/requests/{second}/fulfil", {"phone": "+33698765432"}).status_code == 303
+    deliver(client)
+    receiver.status = 200
+    erasure = open_via_console(client, csrf, "cust-d", "erasure")
+    assert post(client, csrf, f"/console/requests/{erasure}/fulfil", {"confirm": "yes"}).status_code == 303
+    clock.advance(minutes=5)  # the failed rectification's next attempt is due
+    deliver(client)
+
+    kinds = [n["kind"] for n in notices(client)]
+    objected = [e for e in events_of(client, auth, "cust-d") if e["action"] == "object"]
+    assert len(objected) > 2
+    assert kinds == [
+        "rectification",
+        "restriction",
+        "restriction_lifted",
+        *["objection"] * len(objected),
+        "rectification",
+        "erasure",
+    ], "one per change; the objection once per pair it changed"
+    assert sorted(str(n["event_id"]) for n in notices(client, kind="objection")) == sorted(e["id"] for e in objected)
+    assert {n["status"] for n in notices(client)} == {"delivered"}
+    every = [claims(client, r) for r in receiver.received]
+    rectifications = [t["fields"] for t in every if t["type"] == "rectification"]
+    assert rectifications == [
+        {"email": "ada@new.example"},
+        {"phone": "+33698765432"},  # the attempt answered 500
+        {"phone": None},  # erased before it was delivered: nothing left to send
+    ]
+    erased = next(t for t in every if t["type"] == "erasure")
+    assert erased["subject"] == "cust-d" and "fields" not in erased
+    assert "ada@new.example" not in json.dumps(erased)
+
+
+def test_the_server_sends_a_notice_as_soon_as_the_change_is_committed(
+    settings: Settings, clock: Clock, receivers: list[Receiver]
+) -> None:
+    """With a poll an hour apart, only the wake-up after the commit can deliver within seconds."""
+    app = create_app(settings.with_overrides(recipient_poll_s=3600), clock=clock)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        auth = bearer(client)
+        add_recipient(client, "esp", receivers[0].url)
+        record(client, auth, "cust-now", [("newsletter", "email", "grant"), ("offers", "sms", "grant")])
+        record(client, auth, "cust-now", [("offers", "sms", "withdraw")])
+        deadline = time.monotonic() + 10
+        while not receivers[0].received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(receivers[0].received) == 1
+        assert claims(client, receivers[0].received[0])["type"] == "withdrawal"
+
+
+def test_recipient_urls_must_be_https_and_names_unique(client: TestClient) -> None:
+    now = services_of(client).clock()
+    for url, message in (
+        ("ftp://esp.example/x", "not an absolute http(s) URL"),
+        ("https://user:pw@esp.example/x", "no credentials"),
+        ("http://esp.example/x", "must use https"),
+    ):
+        with pytest.raises(InvalidRequest, match=re.escape(message)):
+            run(client, lambda url=url: registry.add("esp", url, now))
+    run(client, lambda: registry.add("esp", "https://esp.example/hooks", now))
+    run(client, lambda: registry.add("local", "http://127.0.0.1:9/x", now))
+    with pytest.raises(InvalidRequest, match="already exists"):
+        run(client, lambda: registry.add("esp", "https://other.example/", now))
+
+
+def test_the_command_line_adds_lists_disables_delivers_and_retries(
+    settings: Settings,
+    clock: Clock,
+    receivers: list[Receiver],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no developer .env
+    for name, value in {
+        "DATABASE_URL": settings.database_url,
+        "SECRET_KEY": settings.secret_key,
+        "SIGNING_KEYS_DIR": str(settings.signing_keys_dir),
+        "POLICY_DIR": str(settings.policy_dir),
+        "PUBLIC_URL": settings.public_url,
+        "DATA_DIR": str(tmp_path / "data"),
+        "ENVIRONMENT": "production",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    def listed() -> dict[str, Any]:
+        assert main(["recipients", "list"]) == 0
+        return dict(json.loads(capsys.readouterr().out))
+
+    assert main(["recipients", "add", "ESP", "http://esp.example/x"]) == 2
+    assert "must use https" in capsys.readouterr().err
+    assert main(["recipients", "add", "ESP", receivers[0].url]) == 0, "loopback may be plain http"
+    assert json.loads(capsys.readouterr().out)["name"] == "ESP"
+    with TestClient(create_app(settings, clock=clock)) as client:
+        auth = bearer(client)
+        record(client, auth, "cust-cli", [("offers", "email", "grant")])
+        record(client, auth, "cust-cli", [("offers", "email", "withdraw")])
+    receivers[0].status = 502
+    assert main(["recipients", "deliver"]) == 0
+    assert capsys.readouterr().out.strip() == "1 notice(s) tried"
+    assert {k: listed()[k] for k in ("name", "active", "pending", "failed")} == {
+        "name": "ESP",
+        "active": True,
+        "pending": 1,
+        "failed": 0,
+    }
+
+    async def fail_all() -> None:
+        await RecipientNotice.all().update(status="failed")
+
+    with TestClient(create_app(settings, clock=clock)) as client:
+        run(client, fail_all)
+    assert listed()["failed"] == 1
+    receivers[0].status = 200
+    assert main(["recipients", "retry"]) == 0 and "1 notice(s) queued again" in capsys.readouterr().out
+    assert main(["recipients", "deliver"]) == 0 and "1 notice(s) tried" in capsys.readouterr().out
+    assert len(receivers[0].received) == 2
+    assert (listed()["pending"], listed()["failed"]) == (0, 0)
+    assert main(["recipients", "disable", "ESP"]) == 0 and capsys.readouterr().out == "disabled ESP\n"
+    assert main(["recipients", "disable", "ESP"]) == 1 and "no active recipient" in capsys.readouterr().err
+    assert listed()["active"] is False
+
+
+def test_agents_see_what_recipients_were_told_and_send_a_failed_notice_again(
+    client: TestClient, auth: dict[str, str], receivers: list[Receiver], clock: Clock
+) -> None:
+    receiver = receivers[0]
+    add_recipient(client, "Newsletter ESP", receiver.url)
+    record(client, auth, "cust-v", [("offers", "email", "grant"), ("offers", "sms", "grant")])
+    clock.set(clock())
+    record(client, auth, "cust-v", [("offers", "email", "withdraw")])
+    receiver.status = 503
+    deliver(client)
+    clock.advance(hours=73)
+    deliver(client)
+    [failed] = notices(client)
+    assert failed["status"] == "failed"
+
+    auditor = sign_in(client, "auditor")
+    page = client.get("/console/customers/cust-v")
+    assert "Recipients told (GDPR 19)" in page.text and "Newsletter ESP" in page.text
+    assert "HTTP 503" in page.text and "Send again" not in page.text, "an auditor reads, never acts"
+    refused = post(client, auditor, f"/console/customers/cust-v/notices/{failed['id']}/resend")
+    assert refused.status_code == 403
+
+    agent = sign_in(client, "agent")
+    assert "Send again" in client.get("/console/customers/cust-v").text
+    missing = post(client, agent, "/console/customers/cust-v/notices/00000000-0000-4000-8000-000000000000/resend")
+    assert missing.status_code == 404
+    receiver.status = 200
+    again = post(client, agent, f"/console/customers/cust-v/notices/{failed['id']}/resend")
+    assert again.status_code == 303, again.text
+    assert notices(client)[0]["status"] == "pending"
+    assert deliver(client) == 1
+    page = client.get("/console/customers/cust-v")
+    assert "delivered" in page.text and "(HTTP 200)" in page.text and "Send again" not in page.text
+    resend = f"/console/customers/cust-v/notices/{failed['id']}/resend"
+    twice = post(client, agent, resend, headers={"HX-Request": "true"})
+    assert twice.status_code == 200 and "nothing to send again" in twice.text
+
+    # The subject's proof bundle and their access export say the same.
+    bundle = client.get("/v1/subjects/cust-v/proof", headers=auth)
+    assert bundle.status_code == 200, bundle.text
+    with zipfile.ZipFile(io.BytesIO(bundle.content)) as archive:
+        told = json.loads(archive.read("recipients.json"))
+        manifest = json.loads(archive.read("manifest.json"))
+    assert "recipients.json" in manifest["files"]
+    [entry] = told
+    withdrawal = events_of(client, auth, "cust-v")[-1]
+    assert entry["recipient"]["name"] == "Newsletter ESP" and entry["type"] == "withdrawal"
+    assert entry["event_id"] == withdrawal["id"] and entry["status"] == "delivered"
+    assert entry["acknowledgement"] == {
+        "http_status": 200,
+        "body_sha256": hashlib.sha256(receiver.answer).hexdigest(),
+    }
+    assert entry["attempts"] == 3
+
+    async def export() -> dict[str, Any]:
+        subject = await Subject.get(ref="cust-v")
+        catalog = await services_of(client).catalog.get()
+        return await subject_export(subject, catalog, desk(client).controller, clock())
+
+    data = run(client, export)
+    assert [r["name"] for r in data["recipients"]] == ["Newsletter ESP"]
+    assert [(n["recipient"], n["type"], n["status"]) for n in data["recipient_notices"]] == [
+        ("Newsletter ESP", "withdrawal", "delivered")
+    ]
+    with zipfile.ZipFile(io.BytesIO(to_csv_zip(data))) as archive:
+        assert "Newsletter ESP" in archive.read("recipients.csv").decode("utf-8-sig")
+        assert "withdrawal" in archive.read("recipient_notices.csv").decode("utf-8-sig")
