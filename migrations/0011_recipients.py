@@ -22,6 +22,7 @@ class Migration(migrations.Migration):
                 ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
                 ('name', fields.CharField(unique=True, max_length=128)),
                 ('url', fields.CharField(max_length=2048)),
+                ('purposes', fields.JSONField(default=list, encoder=JSON_DUMPS, decoder=loads)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
                 ('disabled_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
             ],

@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     recipient_add = recipient_verbs.add_parser("add", help="register a recipient's notice URL")
     recipient_add.add_argument("name")
     recipient_add.add_argument("url", help="https URL the signed notices are POSTed to")
+    recipient_add.add_argument(
+        "--purposes", default="", help="comma-separated purposes whose withdrawals it is told of (default: all)"
+    )
     recipient_verbs.add_parser("list", help="recipients with their pending and failed notices (JSON lines)")
     recipient_disable = recipient_verbs.add_parser("disable", help="queue no more notices for a recipient")
     recipient_disable.add_argument("name")
@@ -228,12 +231,20 @@ def cmd_recipients(settings: Settings, args: argparse.Namespace) -> int:
         if args.action == "add":
             try:
                 recipient = await registry.add(
-                    args.name, args.url, now, allow_plain_http=settings.environment != "production"
+                    args.name,
+                    args.url,
+                    now,
+                    purposes=args.purposes.split(","),
+                    allow_plain_http=settings.environment != "production",
                 )
             except InvalidRequest as exc:
                 print(str(exc), file=sys.stderr)
                 return 2
-            print(json.dumps({"id": recipient.id, "name": recipient.name, "url": recipient.url}))
+            print(
+                json.dumps(
+                    {"id": recipient.id, "name": recipient.name, "url": recipient.url, "purposes": recipient.purposes}
+                )
+            )
         elif args.action == "list":
             for view in await registry.listing():
                 print(json.dumps(view.__dict__))

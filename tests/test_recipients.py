@@ -6,6 +6,7 @@ the JWT against the service's published JWKS, its claims against the ledger.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -261,7 +262,6 @@ def test_desk_changes_are_told_and_a_rectification_sends_the_values_of_the_momen
     rectifications = [t["fields"] for t in every if t["type"] == "rectification"]
     assert rectifications == [
         {"email": "ada@new.example"},
-        {"phone": "+33698765432"},  # the attempt answered 500
         {"phone": None},  # erased before it was delivered: nothing left to send
     ]
     erased = next(t for t in every if t["type"] == "erasure")
@@ -426,3 +426,72 @@ def test_agents_see_what_recipients_were_told_and_send_a_failed_notice_again(
     with zipfile.ZipFile(io.BytesIO(to_csv_zip(data))) as archive:
         assert "Newsletter ESP" in archive.read("recipients.csv").decode("utf-8-sig")
         assert "withdrawal" in archive.read("recipient_notices.csv").decode("utf-8-sig")
+
+
+def test_a_recipient_of_some_purposes_is_told_of_their_withdrawals_and_of_every_change_to_the_person(
+    client: TestClient, auth: dict[str, str], receivers: list[Receiver]
+) -> None:
+    esp, crm = receivers
+    now = services_of(client).clock()
+    with pytest.raises(InvalidRequest, match="unknown purpose"):
+        run(client, lambda: registry.add("esp", esp.url, now, purposes=["offers", "nonsense"]))
+    run(client, lambda: registry.add("esp", esp.url, now, purposes=["offers", " "]))
+    run(client, lambda: registry.add("crm", crm.url, now))
+    record(client, auth, "cust-p", [("offers", "email", "grant"), ("newsletter", "email", "grant")])
+    record(client, auth, "cust-p", [("newsletter", "email", "withdraw")])
+    record(client, auth, "cust-p", [("offers", "email", "withdraw")])
+    set_contact(client, "cust-p", email="p@example.org")
+    csrf = sign_in(client, "supervisor")
+    restriction = open_via_console(client, csrf, "cust-p", "restriction")
+    assert post(client, csrf, f"/console/requests/{restriction}/fulfil").status_code == 303
+    deliver(client)
+    told_esp = [(t["type"], t.get("purpose")) for t in (claims(client, r) for r in esp.received)]
+    told_crm = [(t["type"], t.get("purpose")) for t in (claims(client, r) for r in crm.received)]
+    assert told_esp == [("withdrawal", "offers"), ("restriction", None)]
+    assert told_crm == [("withdrawal", "newsletter"), ("withdrawal", "offers"), ("restriction", None)]
+
+
+def test_a_recipient_that_is_down_is_tried_once_a_round_and_then_gets_its_notices_in_order(
+    client: TestClient, auth: dict[str, str], receivers: list[Receiver], clock: Clock
+) -> None:
+    receiver = receivers[0]
+    add_recipient(client, "esp", receiver.url)
+    pairs = [("offers", "email"), ("offers", "sms"), ("newsletter", "email")]
+    record(client, auth, "cust-o", [(p, c, "grant") for p, c in pairs])
+    clock.set(clock())
+    for purpose, channel in pairs:
+        record(client, auth, "cust-o", [(purpose, channel, "withdraw")])
+        clock.advance(seconds=1)
+    receiver.status = 503
+    assert deliver(client) == 3
+    assert len(receiver.received) == 1, "the first failure ends this recipient's round"
+    kept = notices(client)
+    assert [n["attempts"] for n in kept] == [1, 0, 0]
+    assert len({n["next_attempt_at"] for n in kept}) == 1, "the others wait for the same retry"
+    assert deliver(client) == 0
+    receiver.status = 200
+    clock.advance(seconds=31)
+    assert deliver(client) == 3
+    sent = [claims(client, r) for r in receiver.received[1:]]
+    assert [(t["purpose"], t["channel"]) for t in sent] == pairs, "oldest change first"
+    assert [t["changed_at"] for t in sent] == sorted(t["changed_at"] for t in sent)
+    assert {n["status"] for n in notices(client)} == {"delivered"}
+
+
+def test_two_dispatchers_running_at_once_send_each_notice_once(
+    client: TestClient, auth: dict[str, str], receivers: list[Receiver]
+) -> None:
+    """Several server processes each run a dispatcher: the lease on a notice lets one of them send it."""
+    for index, receiver in enumerate(receivers):
+        add_recipient(client, f"r{index}", receiver.url)
+    for n in range(5):
+        record(client, auth, f"cust-c{n}", [("offers", "email", "grant")])
+        record(client, auth, f"cust-c{n}", [("offers", "email", "withdraw")])
+    dispatcher = services_of(client).recipients
+
+    async def both() -> list[int]:
+        return list(await asyncio.gather(dispatcher.deliver_due(), dispatcher.deliver_due()))
+
+    assert sum(run(client, both)) == 10
+    assert [len(r.received) for r in receivers] == [5, 5]
+    assert len({claims(client, r)["jti"] for receiver in receivers for r in receiver.received}) == 10

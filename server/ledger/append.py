@@ -33,8 +33,8 @@ from server.ledger.transitions import keeps_validity, next_status
 from server.models import ConsentEvent, ConsentState, LogQueue, Receipt, UISnapshot
 from server.policies.catalog import Catalog, CatalogSnapshot, PolicyInfo
 from server.proof.receipts import ReceiptIssuer
-from server.recipients.outbox import TOLD_STATUSES
-from server.recipients.outbox import queue as queue_notices
+from server.recipients.outbox import EventChange
+from server.recipients.outbox import queue_events as queue_notices
 from server.visibility import WRITE_WINDOW
 
 TOUCHPOINTS = ("preference_center", "banner", "api", "agent", "import", "unsubscribe", "gpc", "system")
@@ -212,18 +212,9 @@ class Ledger:
                 recorded.append(event)
             await _move_head(conn, subject_id, seq, head)
             # GDPR 7(3), 19, 21(3): recipients are told of withdrawals and objections, queued in this transaction.
-            notices = 0
-            for e in recorded:
-                if e.status in TOLD_STATUSES:
-                    notices += await queue_notices(
-                        conn,
-                        subject_id,
-                        TOLD_STATUSES[e.status],
-                        now,
-                        event_id=e.id,
-                        purpose=e.purpose,
-                        channel=e.channel,
-                    )
+            notices = await queue_notices(
+                conn, subject_id, [EventChange(e.id, e.purpose, e.channel, e.status) for e in recorded], now
+            )
             # The transparency log's sequencer picks these up after commit (server.proof.log).
             await LogQueue.bulk_create([LogQueue(event_id=e.id, event_hash=e.hash) for e in recorded], using_db=conn)
             receipt = None

@@ -30,6 +30,9 @@ class Recipient(Model):
     id = fields.IntField(primary_key=True)
     name = fields.CharField(max_length=128, unique=True)
     url = fields.CharField(max_length=2048)
+    # The purposes whose withdrawals and objections it is told of (empty: every purpose). Erasures, restrictions
+    # and rectifications concern the person, so every recipient is told of them.
+    purposes: list[str] = fields.JSONField(default=list)
     created_at = fields.DatetimeField()
     disabled_at = fields.DatetimeField(null=True)
 

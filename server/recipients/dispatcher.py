@@ -13,6 +13,10 @@ else (another status, a timeout, a refused connection) is tried again after 30 s
 apart) until `retry_for` has passed since the change (or since it was sent again); the notice is then `failed`,
 which agents see on the customer's page and can send again. Redirects are not followed.
 
+Notices carry `changed_at` to the microsecond. Within a round a recipient gets its notices oldest first, but a
+retried notice can arrive after a later one: a recipient applies a notice only if its `changed_at` is later than
+the last it applied for that person (a restriction arriving after its lifting is then ignored).
+
 Several server processes may run a dispatcher each: a notice is claimed with a conditional update of its
 `lease_until` before it is sent, so one process sends it at a time.
 """
@@ -87,38 +91,52 @@ class Dispatcher:
                 log.exception("recipient delivery round failed")
 
     async def deliver_due(self) -> int:
-        """Send every notice due now (up to BATCH); returns how many were tried."""
+        """Send the notices due now (up to BATCH); returns how many were tried or postponed.
+
+        Each recipient's notices go one after the other, oldest change first, so a recipient learns of a
+        restriction before its lifting. The first that fails stops that recipient's round: the rest are postponed
+        to the same next attempt, without counting an attempt (a recipient that is down is tried once a round).
+        """
         now = self.clock()
         due = (
             await RecipientNotice.filter(status="pending", next_attempt_at__lte=now)
-            .order_by("next_attempt_at")
+            .order_by("next_attempt_at", "changed_at", "id")
             .limit(BATCH)
-            .values_list("id", flat=True)
+            .values_list("id", "recipient_id", "changed_at")
         )
-        claimed = []
-        for notice_id in due:
+        by_recipient: dict[int, list[tuple[datetime, Any]]] = {}
+        for notice_id, recipient_id, changed_at in due:
             taken = (
                 await RecipientNotice.filter(Q(id=notice_id), Q(status="pending"))
                 .filter(Q(lease_until=None) | Q(lease_until__lt=now))
                 .update(lease_until=now + LEASE)
             )
             if taken:
-                claimed.append(notice_id)
-        if not claimed:
+                by_recipient.setdefault(recipient_id, []).append((changed_at, notice_id))
+        if not by_recipient:
             return 0
         limit = asyncio.Semaphore(PARALLEL)
         async with httpx.AsyncClient(
             timeout=self.timeout_s, follow_redirects=False, transport=self.transport
         ) as client:
 
-            async def one(notice_id: Any) -> None:
+            async def one_recipient(claimed: list[tuple[datetime, Any]]) -> None:
+                notice_ids = [notice_id for _, notice_id in sorted(claimed, key=lambda item: item[0])]
                 async with limit:
-                    await self._deliver(client, notice_id)
+                    for position, notice_id in enumerate(notice_ids):
+                        retry_at = await self._deliver(client, notice_id)
+                        if retry_at is not None:
+                            if rest := notice_ids[position + 1 :]:
+                                await RecipientNotice.filter(id__in=rest).update(
+                                    next_attempt_at=retry_at, lease_until=None
+                                )
+                            return
 
-            await asyncio.gather(*(one(notice_id) for notice_id in claimed))
-        return len(claimed)
+            await asyncio.gather(*(one_recipient(claimed) for claimed in by_recipient.values()))
+        return sum(len(ids) for ids in by_recipient.values())
 
-    async def _deliver(self, client: httpx.AsyncClient, notice_id: Any) -> None:
+    async def _deliver(self, client: httpx.AsyncClient, notice_id: Any) -> datetime | None:
+        """Send one notice and record the outcome; returns its next attempt if it was not acknowledged."""
         notice = await RecipientNotice.get(id=notice_id).prefetch_related("recipient", "subject")
         recipient: Recipient = notice.recipient
         token = self.sign(notice, notice.subject)
@@ -161,6 +179,7 @@ class Dispatcher:
                 "; given up" if gave_up else "",
             )
         await RecipientNotice.filter(id=notice.id).update(attempts=attempts, lease_until=None, **changes)
+        return None if error is None else changes["next_attempt_at"]
 
     def sign(self, notice: RecipientNotice, subject: Subject) -> str:
         payload = self.payload(notice, subject)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from ipaddress import ip_address
@@ -10,7 +11,7 @@ from urllib.parse import urlsplit
 from tortoise.exceptions import IntegrityError
 
 from server.errors import InvalidRequest
-from server.models import Recipient, RecipientNotice
+from server.models import Purpose, Recipient, RecipientNotice
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class RecipientView:
     id: int
     name: str
     url: str
+    purposes: list[str]
     active: bool
     pending: int
     failed: int
@@ -44,12 +46,19 @@ def _loopback(host: str) -> bool:
         return False
 
 
-async def add(name: str, url: str, now: datetime, *, allow_plain_http: bool = False) -> Recipient:
+async def add(
+    name: str, url: str, now: datetime, *, purposes: Sequence[str] = (), allow_plain_http: bool = False
+) -> Recipient:
+    """`purposes`: the purposes whose withdrawals and objections it is told of (none given: every purpose)."""
     name = name.strip()
     if not name or len(name) > 128:
         raise InvalidRequest("a recipient needs a name of 1 to 128 characters", parameter="name")
+    wanted = sorted({p.strip() for p in purposes if p.strip()})
+    known = set(await Purpose.filter(code__in=wanted).values_list("code", flat=True)) if wanted else set()
+    if unknown := [p for p in wanted if p not in known]:
+        raise InvalidRequest(f"unknown purpose(s): {', '.join(unknown)}", parameter="purposes")
     try:
-        return await Recipient.create(name=name, url=check_url(url, allow_plain_http), created_at=now)
+        return await Recipient.create(name=name, url=check_url(url, allow_plain_http), purposes=wanted, created_at=now)
     except IntegrityError as exc:
         raise InvalidRequest(f"a recipient named {name!r} already exists", parameter="name") from exc
 
@@ -68,6 +77,7 @@ async def listing() -> list[RecipientView]:
                 recipient.id,
                 recipient.name,
                 recipient.url,
+                recipient.purposes,
                 recipient.disabled_at is None,
                 await notices.filter(status="pending").count(),
                 await notices.filter(status="failed").count(),
