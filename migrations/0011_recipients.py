@@ -46,6 +46,7 @@ class Migration(migrations.Migration):
                 ('retry_from', fields.DatetimeField(auto_now=False, auto_now_add=False)),
                 ('next_attempt_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
                 ('lease_until', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('lease_token', fields.CharField(null=True, max_length=32)),
                 ('last_error', fields.CharField(null=True, max_length=255)),
                 ('answered_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('answer_status', fields.IntField(null=True)),

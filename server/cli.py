@@ -217,17 +217,10 @@ def cmd_recipients(settings: Settings, args: argparse.Namespace) -> int:
     from server.errors import InvalidRequest
     from server.models import RecipientNotice
     from server.recipients import registry
-    from server.recipients.dispatcher import Dispatcher
+    from server.recipients.dispatcher import Dispatcher, send_again
 
     async def work() -> int:
         now = utc_now()
-        dispatcher = Dispatcher(
-            KeyStore(settings.signing_keys_dir).load(),
-            settings.issuer,
-            utc_now,
-            timeout_s=settings.recipient_timeout_s,
-            retry_for=timedelta(hours=settings.recipient_retry_hours),
-        )
         if args.action == "add":
             try:
                 recipient = await registry.add(
@@ -255,8 +248,17 @@ def cmd_recipients(settings: Settings, args: argparse.Namespace) -> int:
             print(f"disabled {args.name}")
         elif args.action == "retry":
             failed = await RecipientNotice.filter(status="failed").values_list("id", flat=True)
-            print(f"{await dispatcher.send_again(list(failed))} notice(s) queued again")
+            print(f"{await send_again(list(failed), now)} notice(s) queued again")
         else:
+            # Signed with the newest key on disk: after `keys rotate`, restart the server first, so that its JWKS
+            # publishes the key the recipients will be asked to check.
+            dispatcher = Dispatcher(
+                KeyStore(settings.signing_keys_dir).load(),
+                settings.issuer,
+                utc_now,
+                timeout_s=settings.recipient_timeout_s,
+                retry_for=timedelta(hours=settings.recipient_retry_hours),
+            )
             sent = 0
             while tried := await dispatcher.deliver_due():
                 sent += tried

@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
@@ -31,11 +32,11 @@ from server.desk.export import subject_export, to_csv_zip
 from server.errors import InvalidRequest
 from server.models import RecipientNotice, Subject
 from server.recipients import registry
-from server.recipients.dispatcher import NOTICE_TYP, retry_delay
+from server.recipients.dispatcher import NOTICE_TYP, Dispatcher, retry_delay
 from server.settings import Settings
 from tests.conftest import Clock, bearer, record, run, services_of
 from tests.test_desk_helpers import desk, post, set_contact, sign_in
-from tests.test_desk_requests import open_via_console
+from tests.test_desk_requests import dump_every_table, open_via_console
 
 
 class Receiver:
@@ -44,14 +45,17 @@ class Receiver:
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
         self.status = 200
+        self.statuses: list[int] = []  # answers for the next requests, before `status`
         self.answer = b'{"ok": true}'
+        self.delay = 0.0
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 receiver.received.append({"headers": dict(self.headers), "body": body.decode()})
-                self.send_response(receiver.status)
+                time.sleep(receiver.delay)
+                self.send_response(receiver.statuses.pop(0) if receiver.statuses else receiver.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(receiver.answer)))
                 self.end_headers()
@@ -99,6 +103,7 @@ def claims(client: TestClient, received: dict[str, Any]) -> dict[str, Any]:
     keys = KeySet.import_key_set(client.get("/.well-known/jwks.json").json())
     token = jwt.decode(received["body"], keys, algorithms=["ES256"])
     assert token.header["typ"] == NOTICE_TYP
+    assert token.claims["exp"] - token.claims["iat"] == 3600
     return dict(token.claims)
 
 
@@ -176,14 +181,13 @@ def test_an_unanswered_notice_is_retried_with_backoff_then_failed_then_sent_agai
     assert deliver(client) == 0, "not before its next attempt"
     clock.advance(seconds=31)
     assert deliver(client) == 1
-    assert notices(client)[0]["attempts"] == 2 and notices(client)[0]["next_attempt_at"] - clock() == timedelta(
-        minutes=1
-    )
-    assert [retry_delay(n) for n in (1, 2, 3, 12, 40)] == [
+    notice = notices(client)[0]
+    assert notice["attempts"] == 2 and notice["next_attempt_at"] - clock() == timedelta(seconds=31), "as long again"
+    assert [retry_delay(timedelta(seconds=n)) for n in (0, 29, 61, 7200, 10**6)] == [
         timedelta(seconds=30),
-        timedelta(minutes=1),
-        timedelta(minutes=2),
-        timedelta(hours=6),
+        timedelta(seconds=30),
+        timedelta(seconds=61),
+        timedelta(hours=2),
         timedelta(hours=6),
     ]
 
@@ -267,6 +271,9 @@ def test_desk_changes_are_told_and_a_rectification_sends_the_values_of_the_momen
     erased = next(t for t in every if t["type"] == "erasure")
     assert erased["subject"] == "cust-d" and "fields" not in erased
     assert "ada@new.example" not in json.dumps(erased)
+    dump = run(client, dump_every_table).lower()
+    for trace in ("ada@new.example", "ada@old.example", "98765432", "12345678"):
+        assert trace not in dump, f"{trace} kept after the erasure, recipients' notices included"
 
 
 def test_the_server_sends_a_notice_as_soon_as_the_change_is_committed(
@@ -492,6 +499,85 @@ def test_two_dispatchers_running_at_once_send_each_notice_once(
     async def both() -> list[int]:
         return list(await asyncio.gather(dispatcher.deliver_due(), dispatcher.deliver_due()))
 
-    assert sum(run(client, both)) == 10
+    run(client, both)
     assert [len(r.received) for r in receivers] == [5, 5]
+    assert {(n["status"], n["attempts"]) for n in notices(client)} == {("delivered", 1)}
     assert len({claims(client, r)["jti"] for receiver in receivers for r in receiver.received}) == 10
+
+
+def test_a_notice_a_recipient_refuses_does_not_hold_back_the_others_and_a_bad_url_fails_alone(
+    client: TestClient, auth: dict[str, str], receivers: list[Receiver], clock: Clock
+) -> None:
+    esp, crm = receivers
+    with pytest.raises(InvalidRequest, match="not a valid URL"):
+        add_recipient(client, "bad", "https://esp.example:abc/x")
+    add_recipient(client, "esp", esp.url)
+    broken = add_recipient(client, "crm", crm.url)
+
+    async def break_url() -> None:  # a URL that got past registration (an older version, a manual edit)
+        from server.models import Recipient
+
+        await Recipient.filter(id=broken).update(url="http://127.0.0.1:99999/x")
+
+    run(client, break_url)
+    pairs = [("offers", "email"), ("offers", "sms"), ("newsletter", "email")]
+    record(client, auth, "cust-4xx", [(p, c, "grant") for p, c in pairs])
+    clock.set(clock())
+    for purpose, channel in pairs:
+        record(client, auth, "cust-4xx", [(purpose, channel, "withdraw")])
+        clock.advance(seconds=1)
+    esp.statuses = [404]  # "unknown ref": this notice only
+    assert deliver(client) == 6
+    by_recipient = {(n["recipient_id"], n["purpose_id"], n["channel_id"]): n for n in notices(client)}
+    assert [len(r.received) for r in receivers] == [3, 0], "the refusal did not stop the round"
+    esp_notices = [n for key, n in by_recipient.items() if key[0] != broken]
+    assert sorted((n["status"], n["last_error"]) for n in esp_notices) == [
+        ("delivered", None),
+        ("delivered", None),
+        ("pending", "HTTP 404"),
+    ]
+    crm_notices = [n for key, n in by_recipient.items() if key[0] == broken]
+    assert [n["attempts"] for n in crm_notices] == [1, 0, 0], "unreachable: tried once, the others wait"
+    assert "port must be 0-65535" in crm_notices[0]["last_error"], "the error itself, not its exception group"
+
+
+def test_an_answer_is_read_up_to_64_kib_and_a_slow_one_times_out(
+    client: TestClient, auth: dict[str, str], receivers: list[Receiver], settings: Settings, clock: Clock
+) -> None:
+    esp, slow = receivers
+    esp.answer = b"x" * (1 << 20)
+    slow.delay = 1.5
+    add_recipient(client, "esp", esp.url)
+    add_recipient(client, "slow", slow.url)
+    record(client, auth, "cust-big", [("offers", "email", "grant")])
+    record(client, auth, "cust-big", [("offers", "email", "withdraw")])
+    services = services_of(client)
+    hurried = Dispatcher(services.keys, settings.issuer, clock, timeout_s=0.5)
+    started = time.monotonic()
+    assert run(client, hurried.deliver_due) == 2
+    assert time.monotonic() - started < 1.4, "the slow recipient's attempt was cut at its time limit"
+    kept = {n["recipient_id"]: n for n in notices(client)}
+    delivered = [n for n in kept.values() if n["status"] == "delivered"]
+    assert [n["answer_sha256"] for n in delivered] == [hashlib.sha256(b"x" * 65536).hexdigest()]
+    [late] = [n for n in kept.values() if n["status"] == "pending"]
+    assert late["last_error"] == "no answer within 0.5 s"
+
+
+def test_an_outcome_is_written_only_under_the_lease_it_was_sent_with(
+    client: TestClient, auth: dict[str, str], settings: Settings, clock: Clock
+) -> None:
+    """A send that outlives its lease: another process took the notice meanwhile, and its outcome stands."""
+    add_recipient(client, "esp", "https://esp.example/notices")
+    record(client, auth, "cust-lease", [("offers", "email", "grant")])
+    record(client, auth, "cust-lease", [("offers", "email", "withdraw")])
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        # While this attempt is under way, its lease runs out and another dispatcher delivers the notice.
+        await RecipientNotice.all().update(status="delivered", lease_token="other", attempts=1)
+        return httpx.Response(503)
+
+    services = services_of(client)
+    dispatcher = Dispatcher(services.keys, settings.issuer, clock, transport=httpx.MockTransport(answer))
+    assert run(client, dispatcher.deliver_due) == 1
+    [notice] = notices(client)
+    assert (notice["status"], notice["attempts"], notice["last_error"]) == ("delivered", 1, None)

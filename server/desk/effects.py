@@ -88,9 +88,12 @@ async def rectify(
     if not changes:
         raise InvalidRequest("nothing to correct: give the new email, phone or language")
     await refuse_suppressed(secret, email=changes.get("email"), phone=changes.get("phone"))
-    now = desk.now()
     fields = sorted(changes)
     async with in_transaction() as conn:
+        # Under the row lock: an erasure committed since the read above leaves nothing to correct.
+        locked, now = await _lock(desk, conn, subject)
+        if locked.erased_at is not None:
+            raise InvalidRequest("this subject's data was erased (GDPR 17); nothing more can be done for them")
         await Subject.filter(id=subject.id).using_db(conn).update(**changes)
         # GDPR 16 and 5(2): the change is logged by field name; the values stay only on the subject row.
         await dsr.history(request.id, actor, "rectified", f"corrected: {', '.join(fields)}", now, conn)
@@ -134,6 +137,14 @@ async def erase(desk: Desk, request: DataSubjectRequest, actor: Actor) -> None:
     if subject.phone:
         raw.append("".join(ch for ch in subject.phone if ch.isdigit() or ch == "+"))
     async with in_transaction() as conn:
+        # The row lock orders this erasure with a rectification of the same person: a correction committed since
+        # the read above refuses this erasure (tried again, it reads and erases the new data); one that comes after
+        # sees the erasure and is refused.
+        locked, _ = await _lock(desk, conn, subject)
+        if locked.erased_at is not None:
+            raise InvalidRequest("this subject's data was already erased")
+        if (locked.email, locked.phone) != (subject.email, subject.phone):
+            raise InvalidRequest("the contact data changed while erasing: open the customer again and retry")
         for kind, value in (("email", email), ("phone", phone)):
             if value:
                 await suppress(conn, desk.settings.secret_key, kind, value, now)

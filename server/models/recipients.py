@@ -45,8 +45,8 @@ class RecipientNotice(Model):
 
     `status`: `pending` (to send at `next_attempt_at`), `delivered` (the recipient answered 2xx: `answered_at`,
     `answer_status` and the SHA-256 of its answer body are the acknowledgement kept as proof), or `failed` (given
-    up after the retry period; shown to agents, who can send it again). `lease_until` lets one dispatcher at a
-    time send a notice when several server processes run.
+    up after the retry period; shown to agents, who can send it again). `lease_until` and `lease_token` let one
+    dispatcher at a time send a notice when several server processes run.
     """
 
     id = fields.UUIDField(primary_key=True)
@@ -69,6 +69,7 @@ class RecipientNotice(Model):
     retry_from = fields.DatetimeField()
     next_attempt_at = fields.DatetimeField()
     lease_until = fields.DatetimeField(null=True)
+    lease_token = fields.CharField(max_length=32, null=True)
     last_error = fields.CharField(max_length=255, null=True)
     answered_at = fields.DatetimeField(null=True)
     answer_status = fields.IntField(null=True)

@@ -1,24 +1,27 @@
 """Sending the queued notices to recipients: signed, retried, acknowledged.
 
 Each notice goes as one HTTP POST whose body is a JWT (`Content-Type: application/jwt`, header `typ`
-`consent-notice+jwt`) signed with the service's current key. A recipient checks it against the service's JWKS
-(`/.well-known/jwks.json`) and needs no shared secret. The payload names the subject by the company's `ref`,
-the kind of change and when it was made. A withdrawal or objection also names the purpose, the channel and the
-ledger event; a rectification names the fields and their values now, read when the notice is sent. `jti` is the
-notice id: a recipient can drop a notice it has already seen, since a notice may arrive twice (delivery is at
-least once).
+`consent-notice+jwt`, `exp` an hour after it was signed) signed with the service's current key. A recipient checks
+it against the service's JWKS (`/.well-known/jwks.json`) and needs no shared secret. The payload names the subject
+by the company's `ref`, the kind of change and when it was made. A withdrawal or objection also names the purpose,
+the channel and the ledger event; a rectification names the fields and their values now, read when the notice is
+sent. `jti` is the notice id: a recipient can drop a notice it has already seen, since a notice may arrive twice
+(delivery is at least once).
 
-A 2xx answer is the acknowledgement: its status, time and the SHA-256 of its body are kept as proof. Anything
-else (another status, a timeout, a refused connection) is tried again after 30 s, 1 min, 2 min, ... (at most 6 h
-apart) until `retry_for` has passed since the change (or since it was sent again); the notice is then `failed`,
-which agents see on the customer's page and can send again. Redirects are not followed.
+A 2xx answer is the acknowledgement: its status, time and the SHA-256 of its first 64 KiB are kept as proof. Each
+attempt has `timeout_s` in all (connection, sending, answer); redirects are not followed. Anything else is tried
+again, at first 30 s later, then after as long again as the notice has been waiting (so 30 s, 1 min, 2 min, ...,
+at most 6 h apart), until `retry_for` has passed since the change (or since it was sent again); the notice is
+then `failed`, which agents see on the customer's page and can send again.
 
-Notices carry `changed_at` to the microsecond. Within a round a recipient gets its notices oldest first, but a
-retried notice can arrive after a later one: a recipient applies a notice only if its `changed_at` is later than
-the last it applied for that person (a restriction arriving after its lifting is then ignored).
+Within a round a recipient gets its notices one after the other, oldest change first. When it is unavailable (no
+connection, a timeout, 5xx, 408, 429) its other notices wait for the same retry, without counting an attempt: a
+recipient that is down is tried once a round. A notice it refuses (another 4xx) is retried on its own and does
+not hold the others back.
 
-Several server processes may run a dispatcher each: a notice is claimed with a conditional update of its
-`lease_until` before it is sent, so one process sends it at a time.
+Several server processes may run a dispatcher each: a notice is claimed just before it is sent, with a conditional
+update that writes a lease (a token and an expiry longer than an attempt can take), and the outcome is written
+only under that lease. One process at a time sends a notice.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 from joserfc import jwt
@@ -42,17 +46,31 @@ log = logging.getLogger("server.recipients")
 
 NOTICE_TYP = "consent-notice+jwt"
 ALGORITHM = "ES256"
-LEASE = timedelta(seconds=120)
+TOKEN_LIFETIME_S = 3600
 FIRST_RETRY = timedelta(seconds=30)
 LONGEST_RETRY = timedelta(hours=6)
-ANSWER_BYTES = 64 * 1024  # the part of an answer body hashed as its acknowledgement
+ANSWER_BYTES = 64 * 1024  # the part of an answer body read, and hashed as its acknowledgement
 BATCH = 100
 PARALLEL = 8
+UNAVAILABLE = frozenset({408, 429})  # with every 5xx: the recipient, not this notice, is the problem
 
 
-def retry_delay(attempts: int) -> timedelta:
-    """After the n-th failed attempt: 30 s, 1 min, 2 min, ... capped at 6 h."""
-    return min(FIRST_RETRY * (2 ** min(attempts - 1, 20)), LONGEST_RETRY)
+def retry_delay(waited: timedelta) -> timedelta:
+    """The wait before the next attempt of a notice that has been waiting `waited` since it was (re)queued."""
+    return min(max(waited, FIRST_RETRY), LONGEST_RETRY)
+
+
+def _describe(exc: BaseException) -> str:
+    """The error an agent reads: the first real one inside exception groups (httpx's transports raise those)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"[:255]
+
+
+class Outcome(NamedTuple):
+    delivered: bool
+    unavailable: bool  # the recipient could not take any notice: the round stops for it
+    next_attempt_at: datetime | None
 
 
 class Dispatcher:
@@ -72,6 +90,8 @@ class Dispatcher:
         self.timeout_s = timeout_s
         self.retry_for = retry_for
         self.transport = transport
+        # Longer than any attempt can take: a lease never runs out while its holder is still sending.
+        self.lease = timedelta(seconds=timeout_s + 60)
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -79,7 +99,7 @@ class Dispatcher:
         self._wake.set()
 
     async def run(self, poll_s: int) -> None:
-        """Deliver due notices when woken, and every `poll_s` seconds for retries (0: only when woken)."""
+        """Deliver due notices when woken, and every `poll_s` seconds for retries."""
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=poll_s or None)
@@ -91,28 +111,19 @@ class Dispatcher:
                 log.exception("recipient delivery round failed")
 
     async def deliver_due(self) -> int:
-        """Send the notices due now (up to BATCH); returns how many were tried or postponed.
-
-        Each recipient's notices go one after the other, oldest change first, so a recipient learns of a
-        restriction before its lifting. The first that fails stops that recipient's round: the rest are postponed
-        to the same next attempt, without counting an attempt (a recipient that is down is tried once a round).
-        """
+        """Send the notices due now (up to BATCH); returns how many were looked at (sent, or postponed behind an
+        unavailable recipient)."""
         now = self.clock()
         due = (
             await RecipientNotice.filter(status="pending", next_attempt_at__lte=now)
+            .filter(Q(lease_until=None) | Q(lease_until__lt=now))
             .order_by("next_attempt_at", "changed_at", "id")
             .limit(BATCH)
             .values_list("id", "recipient_id", "changed_at")
         )
         by_recipient: dict[int, list[tuple[datetime, Any]]] = {}
         for notice_id, recipient_id, changed_at in due:
-            taken = (
-                await RecipientNotice.filter(Q(id=notice_id), Q(status="pending"))
-                .filter(Q(lease_until=None) | Q(lease_until__lt=now))
-                .update(lease_until=now + LEASE)
-            )
-            if taken:
-                by_recipient.setdefault(recipient_id, []).append((changed_at, notice_id))
+            by_recipient.setdefault(recipient_id, []).append((changed_at, notice_id))
         if not by_recipient:
             return 0
         limit = asyncio.Semaphore(PARALLEL)
@@ -120,57 +131,67 @@ class Dispatcher:
             timeout=self.timeout_s, follow_redirects=False, transport=self.transport
         ) as client:
 
-            async def one_recipient(claimed: list[tuple[datetime, Any]]) -> None:
-                notice_ids = [notice_id for _, notice_id in sorted(claimed, key=lambda item: item[0])]
+            async def one_recipient(queued: list[tuple[datetime, Any]]) -> None:
+                notice_ids = [notice_id for _, notice_id in sorted(queued, key=lambda item: item[0])]
                 async with limit:
                     for position, notice_id in enumerate(notice_ids):
-                        retry_at = await self._deliver(client, notice_id)
-                        if retry_at is not None:
-                            if rest := notice_ids[position + 1 :]:
-                                await RecipientNotice.filter(id__in=rest).update(
-                                    next_attempt_at=retry_at, lease_until=None
-                                )
+                        outcome = await self._claim_and_deliver(client, notice_id)
+                        if outcome is not None and outcome.unavailable:
+                            await self._postpone(notice_ids[position + 1 :], outcome.next_attempt_at)
                             return
 
-            await asyncio.gather(*(one_recipient(claimed) for claimed in by_recipient.values()))
-        return sum(len(ids) for ids in by_recipient.values())
+            rounds = await asyncio.gather(*(one_recipient(q) for q in by_recipient.values()), return_exceptions=True)
+        for failure in rounds:
+            if isinstance(failure, BaseException):
+                log.error("a recipient's round failed", exc_info=failure)
+        return len(due)
 
-    async def _deliver(self, client: httpx.AsyncClient, notice_id: Any) -> datetime | None:
-        """Send one notice and record the outcome; returns its next attempt if it was not acknowledged."""
+    async def _postpone(self, notice_ids: list[Any], until: datetime | None) -> None:
+        """The notices left behind an unavailable recipient wait for its retry (unless another process holds one)."""
+        if not notice_ids or until is None:
+            return
+        now = self.clock()
+        await (
+            RecipientNotice.filter(id__in=notice_ids, status="pending")
+            .filter(Q(lease_until=None) | Q(lease_until__lt=now))
+            .update(next_attempt_at=until)
+        )
+
+    async def _claim_and_deliver(self, client: httpx.AsyncClient, notice_id: Any) -> Outcome | None:
+        """Claim one notice, send it, record the outcome under the claim; None if another process had it."""
+        now = self.clock()
+        token = secrets.token_hex(16)
+        claimed = (
+            await RecipientNotice.filter(Q(id=notice_id), Q(status="pending"), Q(next_attempt_at__lte=now))
+            .filter(Q(lease_until=None) | Q(lease_until__lt=now))
+            .update(lease_until=now + self.lease, lease_token=token)
+        )
+        if not claimed:
+            return None
         notice = await RecipientNotice.get(id=notice_id).prefetch_related("recipient", "subject")
         recipient: Recipient = notice.recipient
-        token = self.sign(notice, notice.subject)
-        error: str | None = None
-        answer_status = None
-        digest = None
-        try:
-            response = await client.post(
-                recipient.url,
-                content=token.encode("ascii"),
-                headers={"Content-Type": "application/jwt", "Accept": "application/json, */*"},
-            )
-            body = response.content[:ANSWER_BYTES]
-            answer_status = response.status_code
-            if response.is_success:
-                digest = hashlib.sha256(body).hexdigest()
-            else:
-                error = f"HTTP {response.status_code}"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:255]
+        status, digest, error = await self._post(client, recipient.url, self.sign(notice, notice.subject))
         now = self.clock()
         attempts = notice.attempts + 1
         if error is None:
             changes: dict[str, Any] = {
                 "status": "delivered",
                 "answered_at": now,
-                "answer_status": answer_status,
+                "answer_status": status,
                 "answer_sha256": digest,
                 "last_error": None,
             }
+            outcome = Outcome(True, False, None)
         else:
             gave_up = now - notice.retry_from >= self.retry_for
-            changes = {"status": "failed" if gave_up else "pending", "last_error": error}
-            changes["next_attempt_at"] = now + retry_delay(attempts)
+            next_attempt = now + retry_delay(now - notice.retry_from)
+            changes = {
+                "status": "failed" if gave_up else "pending",
+                "last_error": error,
+                "next_attempt_at": next_attempt,
+            }
+            unavailable = status is None or status >= 500 or status in UNAVAILABLE
+            outcome = Outcome(False, unavailable, next_attempt)
             log.warning(
                 "notice %s to recipient %s not delivered (%s)%s",
                 notice.id,
@@ -178,8 +199,35 @@ class Dispatcher:
                 error,
                 "; given up" if gave_up else "",
             )
-        await RecipientNotice.filter(id=notice.id).update(attempts=attempts, lease_until=None, **changes)
-        return None if error is None else changes["next_attempt_at"]
+        written = await RecipientNotice.filter(id=notice.id, lease_token=token).update(
+            attempts=attempts, lease_until=None, lease_token=None, **changes
+        )
+        if not written:  # the lease ran out and another process took the notice: its outcome stands
+            log.warning("notice %s: lease lost while sending; outcome not recorded", notice.id)
+        return outcome
+
+    async def _post(self, client: httpx.AsyncClient, url: str, token: str) -> tuple[int | None, str | None, str | None]:
+        """(answer status, SHA-256 of the answer's first 64 KiB, error); the whole attempt within `timeout_s`."""
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                async with client.stream(
+                    "POST",
+                    url,
+                    content=token.encode("ascii"),
+                    headers={"Content-Type": "application/jwt", "Accept": "application/json, */*"},
+                ) as response:
+                    body = bytearray()
+                    async for chunk in response.aiter_raw():
+                        body += chunk[: ANSWER_BYTES - len(body)]
+                        if len(body) >= ANSWER_BYTES:
+                            break
+            if response.is_success:
+                return response.status_code, hashlib.sha256(bytes(body)).hexdigest(), None
+            return response.status_code, None, f"HTTP {response.status_code}"
+        except TimeoutError:
+            return None, None, f"no answer within {self.timeout_s:g} s"
+        except Exception as exc:  # any failure to deliver is an attempt that failed, never a failed round
+            return None, None, _describe(exc)
 
     def sign(self, notice: RecipientNotice, subject: Subject) -> str:
         payload = self.payload(notice, subject)
@@ -189,14 +237,16 @@ class Dispatcher:
 
     def payload(self, notice: RecipientNotice, subject: Subject) -> dict[str, Any]:
         recipient: Recipient = notice.recipient
+        issued = int(self.clock().timestamp())
         payload: dict[str, Any] = {
             "iss": self.issuer,
             "aud": recipient.url,
             "jti": str(notice.id),
-            "iat": int(self.clock().timestamp()),
+            "iat": issued,
+            "exp": issued + TOKEN_LIFETIME_S,
             "type": notice.kind,
             "subject": subject.ref,
-            "changed_at": notice.changed_at.isoformat().replace("+00:00", "Z"),
+            "changed_at": notice.changed_at.isoformat(timespec="microseconds").replace("+00:00", "Z"),
         }
         if notice.event_id is not None:
             payload["event_id"] = str(notice.event_id)
@@ -208,11 +258,17 @@ class Dispatcher:
         return payload
 
     async def send_again(self, notice_ids: list[Any]) -> int:
-        """Failed notices back in the queue, due now (an agent's or the operator's decision)."""
-        now = self.clock()
-        count = await RecipientNotice.filter(id__in=notice_ids, status="failed").update(
-            status="pending", next_attempt_at=now, retry_from=now
-        )
+        """Failed notices back in the queue, due now, with a new retry period; the loop is woken."""
+        count = await send_again(notice_ids, self.clock())
         if count:
             self.wake()
         return count
+
+
+async def send_again(notice_ids: list[Any], now: datetime) -> int:
+    """Failed notices back in the queue, due now, with a new retry period (an agent's or the operator's decision)."""
+    if not notice_ids:
+        return 0
+    return await RecipientNotice.filter(id__in=notice_ids, status="failed").update(
+        status="pending", next_attempt_at=now, retry_from=now
+    )

@@ -8,6 +8,7 @@ from datetime import datetime
 from ipaddress import ip_address
 from urllib.parse import urlsplit
 
+import httpx
 from tortoise.exceptions import IntegrityError
 
 from server.errors import InvalidRequest
@@ -27,7 +28,12 @@ class RecipientView:
 
 def check_url(url: str, allow_plain_http: bool) -> str:
     """An absolute https URL; plain http only to a loopback host or when `allow_plain_http` (development)."""
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 (raises ValueError on a port that is not a number or out of range)
+        httpx.URL(url.strip())  # what the dispatcher will send to
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise InvalidRequest(f"{url!r} is not a valid URL: {exc}", parameter="url") from exc
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise InvalidRequest(f"{url!r} is not an absolute http(s) URL", parameter="url")
     if parts.username or parts.password:
