@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
@@ -98,12 +99,16 @@ def deliver(client: TestClient) -> int:
 
 
 def claims(client: TestClient, received: dict[str, Any]) -> dict[str, Any]:
-    """The notice as a recipient reads it: the JWT checked against the JWKS the service publishes."""
+    """The notice as a recipient reads it: the JWT checked against the JWKS the service publishes, its claims
+    against the schema in /openapi.json."""
     assert received["headers"]["Content-Type"] == "application/jwt"
     keys = KeySet.import_key_set(client.get("/.well-known/jwks.json").json())
     token = jwt.decode(received["body"], keys, algorithms=["ES256"])
     assert token.header["typ"] == NOTICE_TYP
     assert token.claims["exp"] - token.claims["iat"] == 3600
+    document = client.get("/openapi.json").json()
+    assert "consentNotice" in document["webhooks"]
+    jsonschema.validate(token.claims, document["components"]["schemas"]["ConsentNotice"])
     return dict(token.claims)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from server.api.endpoints import LINK_TOKEN, PUBLIC, Endpoint
+from server.recipients.schema import NOTICE_SCHEMA
 from server.settings import SCOPES
 
 PROBLEM = {
@@ -65,8 +66,32 @@ def build_openapi(endpoints: Sequence[Endpoint], server_url: str) -> dict[str, A
         },
         "servers": [{"url": server_url}],
         "paths": paths,
+        "webhooks": {
+            "consentNotice": {
+                "post": {
+                    "summary": "A change told to a recipient (GDPR 19): withdrawal, objection, erasure, restriction...",
+                    "description": "Sent by this service to each registered recipient (`python -m server recipients "
+                    "add`). The body is a compact JWT whose claims are `ConsentNotice`.",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/jwt": {
+                                "schema": {
+                                    "type": "string",
+                                    "description": "compact JWS; its payload is #/components/schemas/ConsentNotice",
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {"description": "acknowledged (any 2xx); the body's SHA-256 is kept as proof"},
+                        "503": {"description": "try later (as any 5xx, 408, 429): the recipient's other notices wait"},
+                    },
+                }
+            }
+        },
         "components": {
-            "schemas": schemas,
+            "schemas": {**schemas, "ConsentNotice": NOTICE_SCHEMA},
             "securitySchemes": {
                 "oauth2": {
                     "type": "oauth2",
