@@ -31,12 +31,12 @@ from server.app import create_app
 from server.cli import main
 from server.desk.export import subject_export, to_csv_zip
 from server.errors import InvalidRequest
-from server.models import RecipientNotice, Subject
+from server.models import DataSubjectRequest, RecipientNotice, Subject
 from server.recipients import registry
 from server.recipients.dispatcher import NOTICE_TYP, Dispatcher, retry_delay
 from server.settings import Settings
 from tests.conftest import Clock, bearer, record, run, services_of
-from tests.test_desk_helpers import desk, post, set_contact, sign_in
+from tests.test_desk_helpers import desk, fetch, post, set_contact, sign_in
 from tests.test_desk_requests import dump_every_table, open_via_console
 
 
@@ -253,6 +253,8 @@ def test_desk_changes_are_told_and_a_rectification_sends_the_values_of_the_momen
     assert post(client, csrf, f"/console/requests/{erasure}/fulfil", {"confirm": "yes"}).status_code == 303
     clock.advance(minutes=5)  # the failed rectification's next attempt is due
     deliver(client)
+    for request_id in (rectification, restriction, erasure):
+        assert "1 recipient(s) to be told (GDPR 19)" in fetch(client, DataSubjectRequest, id=request_id).outcome
 
     kinds = [n["kind"] for n in notices(client)]
     objected = [e for e in events_of(client, auth, "cust-d") if e["action"] == "object"]

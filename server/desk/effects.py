@@ -96,9 +96,10 @@ async def rectify(
             raise InvalidRequest("this subject's data was erased (GDPR 17); nothing more can be done for them")
         await Subject.filter(id=subject.id).using_db(conn).update(**changes)
         # GDPR 16 and 5(2): the change is logged by field name; the values stay only on the subject row.
-        await dsr.history(request.id, actor, "rectified", f"corrected: {', '.join(fields)}", now, conn)
-        await dsr.complete(request, f"corrected: {', '.join(fields)}", actor, now, conn)
         told = await notices.queue(conn, subject.id, "rectification", now, field_names=fields)
+        outcome = f"corrected: {', '.join(fields)}{_told(told)}"
+        await dsr.history(request.id, actor, "rectified", outcome, now, conn)
+        await dsr.complete(request, outcome, actor, now, conn)
     _wake(desk, told)
     return fields
 
@@ -158,15 +159,15 @@ async def erase(desk: Desk, request: DataSubjectRequest, actor: Actor) -> None:
                 note = _scrub(step.note, raw)
                 if note != step.note:
                     await DsrHistory.filter(id=step.id).using_db(conn).update(note=note)
+        told = await notices.queue(conn, subject.id, "erasure", now)
         kept = ", ".join(k for k, v in (("email", email), ("phone", phone)) if v) or "none"
         await dsr.complete(
             request,
-            f"contact data erased; suppression entries: {kept}; ledger kept as proof (GDPR 17(3)(e))",
+            f"contact data erased; suppression entries: {kept}; ledger kept as proof (GDPR 17(3)(e)){_told(told)}",
             actor,
             now,
             conn,
         )
-        told = await notices.queue(conn, subject.id, "erasure", now)
         # Last, with the clock read just before the commit: the change feed's cursor allows for the time between
         # the two, not for the mail sent above (server.visibility).
         await Subject.filter(id=subject.id).using_db(conn).update(flags_changed_at=desk.now())
@@ -182,7 +183,9 @@ async def restrict(desk: Desk, request: DataSubjectRequest, actor: Actor) -> Non
             await Subject.filter(id=subject.id).using_db(conn).update(restricted_at=now, flags_changed_at=now)
             told = await notices.queue(conn, subject.id, "restriction", now)
     _wake(desk, told)
-    await dsr.complete(request, "processing restricted (GDPR 18): consent checks answer 'restricted'", actor, now)
+    await dsr.complete(
+        request, f"processing restricted (GDPR 18): consent checks answer 'restricted'{_told(told)}", actor, now
+    )
 
 
 async def notify_lift(desk: Desk, request: DataSubjectRequest, actor: Actor, lift_on: str, reason: str) -> None:
@@ -223,7 +226,12 @@ async def lift(desk: Desk, request: DataSubjectRequest, actor: Actor) -> None:
             await Subject.filter(id=subject.id).using_db(conn).update(restricted_at=None, flags_changed_at=now)
             told = await notices.queue(conn, subject.id, "restriction_lifted", now)
     _wake(desk, told)
-    await dsr.history(request.id, actor, "restriction_lifted", "", now)
+    await dsr.history(request.id, actor, "restriction_lifted", _told(told).removeprefix("; "), now)
+
+
+def _told(count: int) -> str:
+    """For the request's history: how many recipients will be told (GDPR 19)."""
+    return f"; {count} recipient(s) to be told (GDPR 19)" if count else ""
 
 
 def _wake(desk: Desk, told: int) -> None:
