@@ -164,3 +164,21 @@ def services_of(client: TestClient) -> Services:
     assert isinstance(app, Starlette)
     services: Services = app.state.services
     return services
+
+
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
+    """The command line reads the same database and secret as the app under test."""
+    monkeypatch.chdir(tmp_path)  # no developer .env
+    settings = settings.with_overrides(mail_dir=tmp_path / "mail")
+    for name, value in {
+        "DATABASE_URL": settings.database_url,
+        "SECRET_KEY": settings.secret_key,
+        "SIGNING_KEYS_DIR": str(settings.signing_keys_dir),
+        "POLICY_DIR": str(settings.policy_dir),
+        "PUBLIC_URL": settings.public_url,
+        "MAIL_DIR": str(settings.mail_dir),
+        "DATA_DIR": str(tmp_path / "data"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    return settings

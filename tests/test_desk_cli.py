@@ -7,7 +7,6 @@ import io
 import json
 from datetime import timedelta
 from email import message_from_bytes
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,26 +19,8 @@ from tests.conftest import Clock
 from tests.test_desk_helpers import PASSWORD, desk, sign_in
 
 
-@pytest.fixture
-def env(settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
-    """The command line reads the same database and secret as the app under test."""
-    monkeypatch.chdir(tmp_path)  # no developer .env
-    settings = settings.with_overrides(mail_dir=tmp_path / "mail")
-    for name, value in {
-        "DATABASE_URL": settings.database_url,
-        "SECRET_KEY": settings.secret_key,
-        "SIGNING_KEYS_DIR": str(settings.signing_keys_dir),
-        "POLICY_DIR": str(settings.policy_dir),
-        "PUBLIC_URL": settings.public_url,
-        "MAIL_DIR": str(settings.mail_dir),
-        "DATA_DIR": str(tmp_path / "data"),
-    }.items():
-        monkeypatch.setenv(name, value)
-    return settings
-
-
 def test_staff_create_makes_an_account_that_signs_in_at_once(
-    env: Settings, clock: Clock, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    cli_env: Settings, clock: Clock, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
     assert (
@@ -64,13 +45,13 @@ def test_staff_create_makes_an_account_that_signs_in_at_once(
     listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [a["email"] for a in listed] == ["eve@staff.example", "gen@staff.example"]
 
-    with TestClient(create_app(env, clock=clock)) as client:
+    with TestClient(create_app(cli_env, clock=clock)) as client:
         csrf = sign_in(client, email="eve@staff.example")
         assert csrf and "Eve (supervisor)" in client.get("/console").text
 
 
-def test_reminders_list_and_send(env: Settings, clock: Clock, capsys: pytest.CaptureFixture[str]) -> None:
-    with TestClient(create_app(env, clock=clock)) as client:
+def test_reminders_list_and_send(cli_env: Settings, clock: Clock, capsys: pytest.CaptureFixture[str]) -> None:
+    with TestClient(create_app(cli_env, clock=clock)) as client:
         sign_in(client, "supervisor")
         service = desk(client)
         today = service.today()
@@ -87,7 +68,7 @@ def test_reminders_list_and_send(env: Settings, clock: Clock, capsys: pytest.Cap
     assert lines[0]["overdue"] is True and lines[0]["recipients"], "unowned: every supervisor is reminded"
     assert main(["reminders", "--send"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[0])["request"] == late_id
-    mails = list((env.mail_dir).glob("*.eml"))
+    mails = list((cli_env.mail_dir).glob("*.eml"))
     assert len(mails) == 1
     body = message_from_bytes(mails[0].read_bytes()).get_payload(decode=True)
     assert isinstance(body, bytes) and f"/console/requests/{late_id}" in body.decode()

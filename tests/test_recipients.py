@@ -316,24 +316,14 @@ def test_recipient_urls_must_be_https_and_names_unique(client: TestClient) -> No
 
 
 def test_the_command_line_adds_lists_disables_delivers_and_retries(
-    settings: Settings,
+    cli_env: Settings,
     clock: Clock,
     receivers: list[Receiver],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-    tmp_path: Path,
 ) -> None:
-    monkeypatch.chdir(tmp_path)  # no developer .env
-    for name, value in {
-        "DATABASE_URL": settings.database_url,
-        "SECRET_KEY": settings.secret_key,
-        "SIGNING_KEYS_DIR": str(settings.signing_keys_dir),
-        "POLICY_DIR": str(settings.policy_dir),
-        "PUBLIC_URL": settings.public_url,
-        "DATA_DIR": str(tmp_path / "data"),
-        "ENVIRONMENT": "production",
-    }.items():
-        monkeypatch.setenv(name, value)
+    settings = cli_env
+    monkeypatch.setenv("ENVIRONMENT", "production")
 
     def listed() -> dict[str, Any]:
         assert main(["recipients", "list"]) == 0
