@@ -25,6 +25,7 @@ class Migration(migrations.Migration):
                 ('purposes', fields.JSONField(default=list, encoder=JSON_DUMPS, decoder=loads)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
                 ('disabled_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('unavailable_until', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
             ],
             options={'table': 'recipients', 'app': 'models', 'pk_attr': 'id', 'table_description': 'A system that receives consent data and must be told of changes to it (GDPR 19).'},
             bases=['Model'],

@@ -471,15 +471,46 @@ def test_a_recipient_that_is_down_is_tried_once_a_round_and_then_gets_its_notice
     assert len(receiver.received) == 1, "the first failure ends this recipient's round"
     kept = notices(client)
     assert [n["attempts"] for n in kept] == [1, 0, 0]
-    assert len({n["next_attempt_at"] for n in kept}) == 1, "the others wait for the same retry"
-    assert deliver(client) == 0
+    assert recipient_row(client, "esp")["unavailable_until"] == kept[0]["next_attempt_at"]
+    record(client, auth, "cust-o", [("offers", "email", "grant")])
+    record(client, auth, "cust-o", [("offers", "email", "withdraw")])
+    assert deliver(client) == 0, "nothing goes to it before the retry, a new notice neither"
     receiver.status = 200
     clock.advance(seconds=31)
-    assert deliver(client) == 3
+    assert deliver(client) == 4
     sent = [claims(client, r) for r in receiver.received[1:]]
-    assert [(t["purpose"], t["channel"]) for t in sent] == pairs, "oldest change first"
+    assert [(t["purpose"], t["channel"]) for t in sent] == [*pairs, ("offers", "email")], "oldest change first"
     assert [t["changed_at"] for t in sent] == sorted(t["changed_at"] for t in sent)
     assert {n["status"] for n in notices(client)} == {"delivered"}
+    assert recipient_row(client, "esp")["unavailable_until"] is None
+
+
+def test_a_backlog_behind_a_recipient_down_for_longer_than_the_retry_period_fails_at_once(
+    client: TestClient, auth: dict[str, str], receivers: list[Receiver], clock: Clock
+) -> None:
+    receiver = receivers[0]
+    add_recipient(client, "esp", receiver.url)
+    clock.set(clock())
+    for n in range(4):
+        record(client, auth, f"cust-b{n}", [("offers", "email", "grant")])
+        record(client, auth, f"cust-b{n}", [("offers", "email", "withdraw")])
+    receiver.status = 502
+    assert deliver(client) == 4 and len(receiver.received) == 1
+    clock.advance(hours=73)
+    deliver(client)
+    assert len(receiver.received) == 2, "tried once more, not once per notice"
+    kept = notices(client)
+    assert {n["status"] for n in kept} == {"failed"}, "agents see every one of them failed, not just the first"
+    assert sorted(n["last_error"] for n in kept) == ["HTTP 502", *["recipient unavailable: HTTP 502"] * 3]
+
+
+def recipient_row(client: TestClient, name: str) -> dict[str, Any]:
+    from server.models import Recipient
+
+    async def read() -> dict[str, Any]:
+        return dict((await Recipient.filter(name=name).values())[0])
+
+    return dict(run(client, read))
 
 
 def test_two_dispatchers_running_at_once_send_each_notice_once(

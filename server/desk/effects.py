@@ -113,6 +113,25 @@ def _erasable(value: str | None, kind: str, jurisdiction: str) -> str | None:
         return value.strip().lower()
 
 
+def _erasure_targets(desk: Desk, rows: list[Subject]) -> tuple[list[str], list[str], list[str]]:
+    """The emails and phones to put on the suppression list, and every written form of them to scrub from free text."""
+    jurisdiction = desk.controller.jurisdiction
+    emails: list[str] = []
+    phones: list[str] = []
+    raw: list[str] = []
+    for row in rows:
+        email = _erasable(row.email, "email", jurisdiction)
+        phone = _erasable(row.phone, "phone", jurisdiction)
+        if email and email not in emails:
+            emails.append(email)
+        if phone and phone not in phones:
+            phones.append(phone)
+        raw += [v.lower() for v in (row.email, row.phone, email, phone) if v]
+        if row.phone:
+            raw.append("".join(ch for ch in row.phone if ch.isdigit() or ch == "+"))
+    return emails, phones, list(dict.fromkeys(raw))
+
+
 def _scrub(text: str | None, secrets_: list[str]) -> str | None:
     if not text:
         return text
@@ -129,25 +148,17 @@ def _scrub(text: str | None, secrets_: list[str]) -> str | None:
 async def erase(desk: Desk, request: DataSubjectRequest, actor: Actor) -> None:
     subject = await _subject(request)
     now = desk.now()
-    jurisdiction = desk.controller.jurisdiction
-    email = _erasable(subject.email, "email", jurisdiction)
-    phone = _erasable(subject.phone, "phone", jurisdiction)
     # GDPR 12(1), 19: the person is told, at the address about to be erased, before it is erased.
     await send_notice(desk.mailer, subject, request.id, "erasure", actor, now, desk.controller.email)
-    raw = [v.lower() for v in (subject.email, subject.phone, email, phone) if v]
-    if subject.phone:
-        raw.append("".join(ch for ch in subject.phone if ch.isdigit() or ch == "+"))
     async with in_transaction() as conn:
-        # The row lock orders this erasure with a rectification of the same person: a correction committed since
-        # the read above refuses this erasure (tried again, it reads and erases the new data); one that comes after
-        # sees the erasure and is refused.
+        # Under the row lock, so that a rectification is either erased here or refused (it looks again under the
+        # same lock); what was read before the mail and what is there now are both erased.
         locked, _ = await _lock(desk, conn, subject)
         if locked.erased_at is not None:
             raise InvalidRequest("this subject's data was already erased")
-        if (locked.email, locked.phone) != (subject.email, subject.phone):
-            raise InvalidRequest("the contact data changed while erasing: open the customer again and retry")
-        for kind, value in (("email", email), ("phone", phone)):
-            if value:
+        email, phone, raw = _erasure_targets(desk, [subject, locked])
+        for kind, values in (("email", email), ("phone", phone)):
+            for value in values:
                 await suppress(conn, desk.settings.secret_key, kind, value, now)
         await Subject.filter(id=subject.id).using_db(conn).update(email=None, phone=None, locale=None, erased_at=now)
         # Free text typed by the person or an agent may repeat the address: scrub it everywhere it could be.

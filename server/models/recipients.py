@@ -35,6 +35,8 @@ class Recipient(Model):
     purposes: list[str] = fields.JSONField(default=list)
     created_at = fields.DatetimeField()
     disabled_at = fields.DatetimeField(null=True)
+    # Set when it could not take a notice: none of its notices is sent before then (server.recipients.dispatcher).
+    unavailable_until = fields.DatetimeField(null=True)
 
     class Meta:
         table = "recipients"

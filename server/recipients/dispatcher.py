@@ -10,14 +10,16 @@ sent. `jti` is the notice id: a recipient can drop a notice it has already seen,
 
 A 2xx answer is the acknowledgement: its status, time and the SHA-256 of its first 64 KiB are kept as proof. Each
 attempt has `timeout_s` in all (connection, sending, answer); redirects are not followed. Anything else is tried
-again, at first 30 s later, then after as long again as the notice has been waiting (so 30 s, 1 min, 2 min, ...,
-at most 6 h apart), until `retry_for` has passed since the change (or since it was sent again); the notice is
-then `failed`, which agents see on the customer's page and can send again.
+again, at first 30 s later, then after as long again as the notice has been waiting (so 30 s, 30 s, 1 min,
+2 min, ..., at most 6 h apart), until `retry_for` has passed since the change (or since it was sent again); the
+notice is then `failed`, which agents see on the customer's page and can send again. An answer whose body is still
+coming when the time is up counts as no answer (the notice comes again: delivery is at least once).
 
 Within a round a recipient gets its notices one after the other, oldest change first. When it is unavailable (no
-connection, a timeout, 5xx, 408, 429) its other notices wait for the same retry, without counting an attempt: a
-recipient that is down is tried once a round. A notice it refuses (another 4xx) is retried on its own and does
-not hold the others back.
+connection, a timeout, 5xx, 408, 429), none of its notices is sent before that notice's retry
+(`recipients.unavailable_until`), new ones included, and none counts an attempt: a recipient that is down is
+tried once per retry, whatever its backlog; those of its notices waiting longer than the retry period are marked
+failed with that error. A notice it refuses (another 4xx) is retried on its own and does not hold the others back.
 
 Several server processes may run a dispatcher each: a notice is claimed just before it is sent, with a conditional
 update that writes a lease (a token and an expiry longer than an attempt can take), and the outcome is written
@@ -71,6 +73,7 @@ class Outcome(NamedTuple):
     delivered: bool
     unavailable: bool  # the recipient could not take any notice: the round stops for it
     next_attempt_at: datetime | None
+    error: str | None
 
 
 class Dispatcher:
@@ -117,6 +120,7 @@ class Dispatcher:
         due = (
             await RecipientNotice.filter(status="pending", next_attempt_at__lte=now)
             .filter(Q(lease_until=None) | Q(lease_until__lt=now))
+            .filter(Q(recipient__unavailable_until=None) | Q(recipient__unavailable_until__lte=now))
             .order_by("next_attempt_at", "changed_at", "id")
             .limit(BATCH)
             .values_list("id", "recipient_id", "changed_at")
@@ -131,30 +135,33 @@ class Dispatcher:
             timeout=self.timeout_s, follow_redirects=False, transport=self.transport
         ) as client:
 
-            async def one_recipient(queued: list[tuple[datetime, Any]]) -> None:
+            async def one_recipient(recipient_id: int, queued: list[tuple[datetime, Any]]) -> None:
                 notice_ids = [notice_id for _, notice_id in sorted(queued, key=lambda item: item[0])]
                 async with limit:
-                    for position, notice_id in enumerate(notice_ids):
+                    for notice_id in notice_ids:
                         outcome = await self._claim_and_deliver(client, notice_id)
                         if outcome is not None and outcome.unavailable:
-                            await self._postpone(notice_ids[position + 1 :], outcome.next_attempt_at)
+                            await self._unavailable(recipient_id, outcome)
                             return
 
-            rounds = await asyncio.gather(*(one_recipient(q) for q in by_recipient.values()), return_exceptions=True)
+            rounds = await asyncio.gather(
+                *(one_recipient(recipient, queued) for recipient, queued in by_recipient.items()),
+                return_exceptions=True,
+            )
         for failure in rounds:
             if isinstance(failure, BaseException):
                 log.error("a recipient's round failed", exc_info=failure)
         return len(due)
 
-    async def _postpone(self, notice_ids: list[Any], until: datetime | None) -> None:
-        """The notices left behind an unavailable recipient wait for its retry (unless another process holds one)."""
-        if not notice_ids or until is None:
-            return
+    async def _unavailable(self, recipient_id: int, outcome: Outcome) -> None:
+        """The recipient could not take a notice: none of its notices is sent before the failed one's retry (new
+        ones included), and those waiting longer than the retry period are marked failed now, with that error."""
         now = self.clock()
+        await Recipient.filter(id=recipient_id).update(unavailable_until=outcome.next_attempt_at)
         await (
-            RecipientNotice.filter(id__in=notice_ids, status="pending")
+            RecipientNotice.filter(recipient_id=recipient_id, status="pending", retry_from__lte=now - self.retry_for)
             .filter(Q(lease_until=None) | Q(lease_until__lt=now))
-            .update(next_attempt_at=until)
+            .update(status="failed", last_error=f"recipient unavailable: {outcome.error}"[:255])
         )
 
     async def _claim_and_deliver(self, client: httpx.AsyncClient, notice_id: Any) -> Outcome | None:
@@ -170,7 +177,7 @@ class Dispatcher:
             return None
         notice = await RecipientNotice.get(id=notice_id).prefetch_related("recipient", "subject")
         recipient: Recipient = notice.recipient
-        status, digest, error = await self._post(client, recipient.url, self.sign(notice, notice.subject))
+        status, digest, error = await self._post(client, recipient.url, notice)
         now = self.clock()
         attempts = notice.attempts + 1
         if error is None:
@@ -181,7 +188,9 @@ class Dispatcher:
                 "answer_sha256": digest,
                 "last_error": None,
             }
-            outcome = Outcome(True, False, None)
+            outcome = Outcome(True, False, None, None)
+            if recipient.unavailable_until is not None:
+                await Recipient.filter(id=recipient.id).update(unavailable_until=None)
         else:
             gave_up = now - notice.retry_from >= self.retry_for
             next_attempt = now + retry_delay(now - notice.retry_from)
@@ -191,7 +200,7 @@ class Dispatcher:
                 "next_attempt_at": next_attempt,
             }
             unavailable = status is None or status >= 500 or status in UNAVAILABLE
-            outcome = Outcome(False, unavailable, next_attempt)
+            outcome = Outcome(False, unavailable, next_attempt, error)
             log.warning(
                 "notice %s to recipient %s not delivered (%s)%s",
                 notice.id,
@@ -206,9 +215,12 @@ class Dispatcher:
             log.warning("notice %s: lease lost while sending; outcome not recorded", notice.id)
         return outcome
 
-    async def _post(self, client: httpx.AsyncClient, url: str, token: str) -> tuple[int | None, str | None, str | None]:
+    async def _post(
+        self, client: httpx.AsyncClient, url: str, notice: RecipientNotice
+    ) -> tuple[int | None, str | None, str | None]:
         """(answer status, SHA-256 of the answer's first 64 KiB, error); the whole attempt within `timeout_s`."""
         try:
+            token = self.sign(notice, notice.subject)
             async with asyncio.timeout(self.timeout_s):
                 async with client.stream(
                     "POST",
@@ -217,7 +229,7 @@ class Dispatcher:
                     headers={"Content-Type": "application/jwt", "Accept": "application/json, */*"},
                 ) as response:
                     body = bytearray()
-                    async for chunk in response.aiter_raw():
+                    async for chunk in response.aiter_bytes():
                         body += chunk[: ANSWER_BYTES - len(body)]
                         if len(body) >= ANSWER_BYTES:
                             break
@@ -266,9 +278,13 @@ class Dispatcher:
 
 
 async def send_again(notice_ids: list[Any], now: datetime) -> int:
-    """Failed notices back in the queue, due now, with a new retry period (an agent's or the operator's decision)."""
+    """Failed notices back in the queue, due now, with a new retry period (an agent's or the operator's decision:
+    their recipients are tried now, even if one was waiting out a retry)."""
     if not notice_ids:
         return 0
-    return await RecipientNotice.filter(id__in=notice_ids, status="failed").update(
-        status="pending", next_attempt_at=now, retry_from=now
-    )
+    failed = RecipientNotice.filter(id__in=notice_ids, status="failed")
+    recipients = await failed.distinct().values_list("recipient_id", flat=True)
+    count = await failed.update(status="pending", next_attempt_at=now, retry_from=now)
+    if count:
+        await Recipient.filter(id__in=list(recipients)).update(unavailable_until=None)
+    return count
