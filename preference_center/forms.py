@@ -88,6 +88,17 @@ async def _confirmation_notice(
             "%(purpose)s. Until it is confirmed, we send you nothing.",
             **labels,
         )
+    if not center.link_requests.allow(f"resend:{p.claims.ref}"):
+        # The same limit as "Send the email again" and as grants recorded by the API or the desk: a forwarded link
+        # cannot turn the switch into a way to flood the person's inbox. The grant is saved and waits.
+        return " ".join(
+            (
+                center.gettext(
+                    lang, "Saved, but the confirmation email could not be sent. Please use “Send the email again”."
+                ),
+                center.gettext(lang, "Too many emails were sent already. Please try again in a few minutes."),
+            )
+        )
     sent = await actions.try_send_confirmation(
         center,
         ref=p.claims.ref,

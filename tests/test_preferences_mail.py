@@ -386,3 +386,23 @@ def test_one_click_unsubscribe_by_post_and_get_changes_nothing(
     assert answer.status_code == 200
     assert events(client)[-1]["ui_snapshot_sha256"] is not None
     assert check(client, auth, "partners", "sms") == "withdrawn"
+
+
+def test_the_switch_mails_no_more_than_the_resend_limit(client: TestClient, auth: dict[str, str], sink: Sink) -> None:
+    """Switching a double opt-in purpose on and off again cannot flood the person's inbox: the switch shares the
+    resend limit (5 mails a person in 15 minutes); beyond it the grant is saved, pending, and no mail leaves."""
+    token = client.post(f"/v1/subjects/{REF}/preference-links", json={"email": ADDRESS}, headers=auth).json()["token"]
+    csrf = csrf_of(client.get("/preferences", params={"token": token}).text)
+    answers = []
+    for value in ("on", "off") * 6:
+        answers.append(
+            client.post(
+                "/preferences/toggle",
+                data={"token": token, "csrf": csrf, "lang": "en", "set": f"newsletter:email:{value}"},
+            )
+        )
+    assert {a.status_code for a in answers} == {200}
+    assert len(sink.messages) == 5
+    assert "Too many emails were sent already" in answers[-2].text, "the sixth switch on"
+    assert "Too many emails" not in answers[8].text, "the fifth switch on still mailed"
+    assert [e["action"] for e in events(client)] == ["grant", "withdraw"] * 6, "every switch is recorded"
