@@ -70,7 +70,8 @@ def _describe(exc: BaseException) -> str:
 
 
 class Outcome(NamedTuple):
-    delivered: bool
+    """What an attempt means for the recipient's round: whether to stop it, and until when (after a failure)."""
+
     unavailable: bool  # the recipient could not take any notice: the round stops for it
     next_attempt_at: datetime | None
     error: str | None
@@ -188,7 +189,7 @@ class Dispatcher:
                 "answer_sha256": digest,
                 "last_error": None,
             }
-            outcome = Outcome(True, False, None, None)
+            outcome = Outcome(False, None, None)
             if recipient.unavailable_until is not None:
                 await Recipient.filter(id=recipient.id).update(unavailable_until=None)
         else:
@@ -200,7 +201,7 @@ class Dispatcher:
                 "next_attempt_at": next_attempt,
             }
             unavailable = status is None or status >= 500 or status in UNAVAILABLE
-            outcome = Outcome(False, unavailable, next_attempt, error)
+            outcome = Outcome(unavailable, next_attempt, error)
             log.warning(
                 "notice %s to recipient %s not delivered (%s)%s",
                 notice.id,
