@@ -18,6 +18,8 @@ from server.api.routes import ENDPOINTS
 from server.clock import utc_now
 from server.consent.check import CheckService
 from server.consent.open import open_reader
+from server.consent.reader import SqliteStateReader
+from server.consent.stream_workers import StreamWorkers
 from server.db import tortoise_config
 from server.middleware.metrics import MetricsMiddleware, Registry
 from server.middleware.request_log import RequestLogMiddleware
@@ -44,7 +46,11 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await Tortoise.init(config=tortoise_config(settings.database_url), _enable_global_fallback=True)
         reader = await open_reader(settings.database_url, settings.sqlite_bulk_mmap_mb)
-        services.checks = CheckService(services.catalog, reader, clock)
+        stream_workers = None
+        if isinstance(reader, SqliteStateReader) and settings.stream_workers:
+            stream_workers = StreamWorkers(reader.path, settings.stream_workers, reader.bulk_mmap_mb)
+            stream_workers.start()
+        services.checks = CheckService(services.catalog, reader, clock, stream_workers)
         checkpoints = (
             asyncio.create_task(_checkpoint_loop(services.log, settings.checkpoint_interval_s))
             if settings.checkpoint_interval_s
@@ -65,6 +71,8 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
             services.checks = None
+            if stream_workers is not None:
+                await asyncio.to_thread(stream_workers.close)
             await reader.close()
             await Tortoise.close_connections()
 

@@ -41,6 +41,8 @@ class Settings:
     catalog_ttl_s: float = 5.0
     # SQLite: bytes of the database file each bulk-read connection (batch and stream checks) reads through mmap.
     sqlite_bulk_mmap_mb: int = 1024
+    # SQLite: worker processes that answer stream checks (server.consent.stream_workers); 0 answers them in process.
+    stream_workers: int = 2
     log_level: str = "INFO"
     environment: str = "development"
     # Mail (double opt-in, preference links). No SMTP_HOST: mails are written to MAIL_DIR (dev outbox).
@@ -108,6 +110,7 @@ class Settings:
             token_lifetime_s=_int("TOKEN_LIFETIME_SECONDS", values.get("TOKEN_LIFETIME_SECONDS", "900"), 60, 86400),
             token_cache_size=_int("TOKEN_CACHE_SIZE", values.get("TOKEN_CACHE_SIZE", "10000"), 0, 10_000_000),
             sqlite_bulk_mmap_mb=_int("SQLITE_BULK_MMAP_MB", values.get("SQLITE_BULK_MMAP_MB", "1024"), 0, 2047),
+            stream_workers=_int("STREAM_WORKERS", values.get("STREAM_WORKERS", "2"), 0, 64),
             max_body_bytes=_int("MAX_BODY_BYTES", values.get("MAX_BODY_BYTES", str(1024 * 1024)), 1024, 1 << 30),
             log_level=_choice("LOG_LEVEL", values.get("LOG_LEVEL", "INFO").upper(), {"DEBUG", "INFO", "WARNING"}),
             environment=environment,

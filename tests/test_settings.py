@@ -35,6 +35,7 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.token_lifetime_s == 900
     assert settings.max_body_bytes == 1048576
     assert settings.sqlite_bulk_mmap_mb == 1024
+    assert settings.stream_workers == 2
     assert settings.log_level == "INFO"
     assert settings.environment == "development"
     # no SECRET_KEY: one is generated into DATA_DIR (default ./data)
@@ -66,6 +67,8 @@ def test_data_dir_moves_the_embedded_defaults(tmp_path: Path) -> None:
         ("MAX_BODY_BYTES", "lots"),
         ("SQLITE_BULK_MMAP_MB", "-1"),
         ("SQLITE_BULK_MMAP_MB", "4096"),
+        ("STREAM_WORKERS", "-1"),
+        ("STREAM_WORKERS", "many"),
     ],
 )
 def test_bad_value_names_variable_and_value(tmp_path: Path, name: str, value: str) -> None:

@@ -15,11 +15,13 @@ from starlette.types import Receive, Scope, Send
 from server.api.bodies import read_body
 from server.api.params import instant, query_values
 from server.consent.audience import export_allowed, export_changes
-from server.consent.bulk import BulkRule
+from server.consent.bulk import MAX_LINE, BulkRule, numbered_keys, problem, stream_body
 from server.consent.check import MAX_BATCH, CheckService, validate_question
 from server.consent.decide import Answer
 from server.consent.reader import Key
+from server.consent.stream_workers import Segment
 from server.errors import ConsentError, InvalidRequest, MalformedBody, PayloadTooLarge
+from server.policies.catalog import CatalogSnapshot
 from server.services import Services
 from server.visibility import FEED_OVERLAP
 
@@ -27,7 +29,6 @@ _OPTS = orjson.OPT_UTC_Z
 BATCH_BODY_LIMIT = 8 * 1024 * 1024
 STREAM_CHUNK = 1000
 IN_FLIGHT = 2
-MAX_LINE = 64 * 1024
 
 
 def _answer(answer: Answer) -> dict[str, Any]:
@@ -40,10 +41,6 @@ def _answer(answer: Answer) -> dict[str, Any]:
         "policy_version": answer.policy_version,
         "event_id": answer.event_id,
     }
-
-
-def _error(error: ConsentError) -> dict[str, Any]:
-    return {"type": f"/problems/{error.slug}", "title": error.title, "detail": error.detail}
 
 
 def _checks(request: Request) -> CheckService:
@@ -91,7 +88,7 @@ async def check_batch(request: Request) -> Response:
         else:
             assert isinstance(question, ConsentError)
             echo = {k: item.get(k) for k in ("subject", "purpose", "channel")} if isinstance(item, dict) else {}
-            results.append(orjson.dumps({**echo, "error": _error(question)}).decode())
+            results.append(orjson.dumps({**echo, "error": problem(question)}).decode())
     return Response(f'{{"results":[{",".join(results)}]}}'.encode(), media_type="application/json")
 
 
@@ -99,9 +96,9 @@ async def check_stream(request: Request) -> Response:
     """NDJSON in, NDJSON out, in order; unbounded input in constant memory. A bad line gets an error line."""
     checks = _checks(request)
 
-    async def lines() -> AsyncIterator[tuple[int, list[bytes] | None]]:
-        """The complete lines of each body chunk and the number of the first; None for a line over MAX_LINE
-        (reported once, skipped up to its newline)."""
+    async def segments() -> AsyncIterator[Segment]:
+        """The complete lines of each body chunk, joined by newlines, with the number of the first and the count;
+        None for a line over MAX_LINE (reported once, skipped up to its newline)."""
         buffer = b""
         number = 0
         skipping = False
@@ -111,7 +108,7 @@ async def check_stream(request: Request) -> Response:
                 if len(buffer) > MAX_LINE:
                     if not skipping:
                         number += 1
-                        yield number, None
+                        yield number, None, 1
                     skipping, buffer = True, b""
                 continue
             *complete, buffer = buffer.split(b"\n")
@@ -119,81 +116,53 @@ async def check_stream(request: Request) -> Response:
                 skipping = False
                 complete = complete[1:]  # the end of the long line, already reported
             for start in range(0, len(complete), STREAM_CHUNK):  # a large body chunk is answered a part at a time
-                yield number + 1 + start, complete[start : start + STREAM_CHUNK]
+                part = complete[start : start + STREAM_CHUNK]
+                yield number + 1 + start, b"\n".join(part), len(part)
             number += len(complete)
         if buffer.strip() and not skipping:
-            yield number + 1, [buffer]
+            yield number + 1, buffer, 1
 
     async def answers() -> AsyncIterator[bytes]:
-        # Pipelined: up to IN_FLIGHT chunks are looked up (on PostgreSQL, by the database while Python goes on; on
-        # SQLite, on the reader's worker threads) while the next ones are parsed and the previous ones written; at
-        # most IN_FLIGHT + 1 chunks are held (constant memory).
+        # Pipelined: up to `limit` chunks are answered (on SQLite by the worker processes, or on the reader's bulk
+        # threads; on PostgreSQL by the database while Python goes on) while the next ones are read from the body
+        # and the previous ones written; at most `limit` + 1 chunks are held (constant memory).
         catalog = await checks.catalog.get()
-        rule = BulkRule(catalog, checks.clock(), checks.reader.dialect)
-        numbers: list[int] = []
-        items: list[Key | ConsentError] = []
-        in_flight: deque[tuple[asyncio.Future[list[str]], list[int], list[Key | ConsentError]]] = deque()
-        loads = orjson.loads
-        async for first, group in lines():
-            if group is None:
-                items.append(InvalidRequest(f"line longer than {MAX_LINE} bytes"))
-                numbers.append(first)
-            elif (keys := rule.keys(b"\n".join(group), len(group))) is not None:
-                items.extend(keys)  # every line a well-formed check: parsed and validated at once
-                numbers.extend(range(first, first + len(group)))
-            else:
-                for number, raw in enumerate(group, first):
-                    try:
-                        item = loads(raw)
-                    except orjson.JSONDecodeError as exc:
-                        if not raw.strip():
-                            continue  # blank lines are allowed and not answered
-                        items.append(MalformedBody(f"not valid JSON: {exc}"))
-                    else:
-                        items.append(rule.question(item))
-                    numbers.append(number)
-            if len(items) >= STREAM_CHUNK:
-                in_flight.append(_look_up(rule, checks, numbers, items))
-                if len(in_flight) > IN_FLIGHT:
-                    yield await _stream_lines(*in_flight.popleft())
-                rule = BulkRule(catalog, checks.clock(), checks.reader.dialect)
-                numbers, items = [], []
-        if items:
-            in_flight.append(_look_up(rule, checks, numbers, items))
+        workers = checks.stream_workers
+        limit = max(IN_FLIGHT, 2 * workers.workers) if workers is not None else IN_FLIGHT
+        in_flight: deque[asyncio.Future[bytes]] = deque()
+        chunk: list[Segment] = []
+        lines = 0
+        async for segment in segments():
+            chunk.append(segment)
+            lines += segment[2]
+            if lines >= STREAM_CHUNK:
+                in_flight.append(asyncio.ensure_future(_chunk_body(checks, catalog, chunk)))
+                if len(in_flight) > limit:
+                    yield await in_flight.popleft()
+                chunk, lines = [], 0
+        if chunk:
+            in_flight.append(asyncio.ensure_future(_chunk_body(checks, catalog, chunk)))
         while in_flight:
-            yield await _stream_lines(*in_flight.popleft())
+            yield await in_flight.popleft()
 
     return DuplexStreamingResponse(answers(), media_type="application/x-ndjson")
 
 
-def _look_up(
-    rule: BulkRule, checks: CheckService, numbers: list[int], items: list[Key | ConsentError]
-) -> tuple[asyncio.Future[list[str]], list[int], list[Key | ConsentError]]:
-    """Start answering the well-formed questions of a stream chunk."""
-    keys = [q for q in items if type(q) is tuple]
-    key_numbers = numbers
-    if len(keys) != len(items):
-        key_numbers = [n for n, q in zip(numbers, items, strict=True) if type(q) is tuple]
-    return asyncio.ensure_future(rule.answers(checks.reader, keys, key_numbers)), numbers, items
-
-
-async def _stream_lines(
-    lookup: asyncio.Future[list[str]], numbers: list[int], items: list[Key | ConsentError]
-) -> bytes:
-    lines = await lookup
-    if len(lines) == len(items):  # no error line to put in between
-        lines.append("")
-        return "\n".join(lines).encode()
-    answers = iter(lines)
-    out = []
-    for number, item in zip(numbers, items, strict=True):
-        if type(item) is tuple:
-            out.append(next(answers))
-        else:
-            assert isinstance(item, ConsentError)
-            out.append(orjson.dumps({"line": number, "error": _error(item)}).decode())
-    out.append("")
-    return "\n".join(out).encode()
+async def _chunk_body(checks: CheckService, catalog: CatalogSnapshot, segments: list[Segment]) -> bytes:
+    """The NDJSON answering one chunk of stream lines, decided now: in a worker process when there are some, else
+    here (parsed on the event loop, read on the reader's bulk threads or by PostgreSQL)."""
+    now = checks.clock()
+    if checks.stream_workers is not None:
+        body = await checks.stream_workers.answer(catalog, now, segments)
+        if body is not None:
+            return body
+    rule = BulkRule(catalog, now, checks.reader.dialect)
+    numbers: list[int] = []
+    items: list[Key | ConsentError] = []
+    for first, block, count in segments:
+        rule.parse(first, block, count, numbers, items)
+    keys, key_numbers = numbered_keys(numbers, items)
+    return stream_body(await rule.answers(checks.reader, keys, key_numbers), numbers, items)
 
 
 class DuplexStreamingResponse(Response):

@@ -20,7 +20,7 @@ import orjson
 
 from server.consent.check import Question, validate_question
 from server.consent.reader import Key, Row, StateReader
-from server.errors import ConsentError, InvalidRequest
+from server.errors import ConsentError, InvalidRequest, MalformedBody
 from server.policies.catalog import CatalogSnapshot
 
 _dumps = orjson.dumps
@@ -31,6 +31,7 @@ _KEY = itemgetter("subject", "purpose", "channel")
 _PAIR = itemgetter(1, 2)
 _DENIED = {status: _quote(status) for status in ("refused", "withdrawn", "expired", "pending_confirmation", "objected")}
 _STATUSES = {status: _quote(status) for status in ("granted", "soft_opt_in", *_DENIED)}
+MAX_LINE = 64 * 1024  # bytes in one stream line
 
 
 class BulkRule:
@@ -152,6 +153,33 @@ class BulkRule:
             return None
         return keys
 
+    def parse(
+        self, first: int, block: bytes | None, count: int, numbers: list[int], items: list[Key | ConsentError]
+    ) -> None:
+        """Append the questions of `count` stream lines (`block`: the lines joined by newlines, the first numbered
+        `first`) to `items`, with their line numbers to `numbers`: a key, or the error its line gets. Blank lines are
+        skipped. `block` None stands for one line longer than MAX_LINE, already cut away."""
+        if block is None:
+            items.append(InvalidRequest(f"line longer than {MAX_LINE} bytes"))
+            numbers.append(first)
+            return
+        keys = self.keys(block, count)
+        if keys is not None:  # every line a well-formed check: parsed and validated at once
+            items.extend(keys)
+            numbers.extend(range(first, first + count))
+            return
+        loads = orjson.loads
+        for number, raw in enumerate(block.split(b"\n"), first):
+            try:
+                item = loads(raw)
+            except orjson.JSONDecodeError as exc:
+                if not raw.strip():
+                    continue  # blank lines are allowed and not answered
+                items.append(MalformedBody(f"not valid JSON: {exc}"))
+            else:
+                items.append(self.question(item))
+            numbers.append(number)
+
     def question(self, item: Any) -> Key | ConsentError:
         """A well-formed question as a key, or the error `validate_question` gives for it."""
         if type(item) is dict and len(item) == 3:
@@ -200,3 +228,34 @@ class BulkRule:
             return False
         same_document, threshold = rule
         return same_document or (threshold is not None and since < threshold)
+
+
+def problem(error: ConsentError) -> dict[str, Any]:
+    """The `error` member of a batch or stream answer: the problem's type, title and detail."""
+    return {"type": f"/problems/{error.slug}", "title": error.title, "detail": error.detail}
+
+
+def stream_body(lines: list[str], numbers: Sequence[int], items: Sequence[Key | ConsentError]) -> bytes:
+    """The NDJSON of one stream chunk: the answer `lines` of its keys, in order, with an error line (numbered) in
+    place of each question that was not one; a newline after every line."""
+    if len(lines) == len(items):  # no error line to put in between
+        lines.append("")
+        return "\n".join(lines).encode()
+    answers = iter(lines)
+    out = []
+    for number, item in zip(numbers, items, strict=True):
+        if type(item) is tuple:
+            out.append(next(answers))
+        else:
+            assert isinstance(item, ConsentError)
+            out.append(orjson.dumps({"line": number, "error": problem(item)}).decode())
+    out.append("")
+    return "\n".join(out).encode()
+
+
+def numbered_keys(numbers: list[int], items: Sequence[Key | ConsentError]) -> tuple[list[Key], list[int]]:
+    """The well-formed questions of a chunk and their line numbers."""
+    keys: list[Key] = [q for q in items if type(q) is tuple]
+    if len(keys) == len(items):
+        return keys, numbers
+    return keys, [n for n, q in zip(numbers, items, strict=True) if type(q) is tuple]

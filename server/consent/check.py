@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from server.consent.decide import Answer, decide
 from server.consent.reader import Key, StateReader
 from server.errors import ChannelNotOffered, ConsentError, InvalidRequest, UnknownChannel, UnknownPurpose
 from server.policies.catalog import Catalog, CatalogSnapshot
+
+if TYPE_CHECKING:
+    from server.consent.stream_workers import StreamWorkers
 
 MAX_BATCH = 10_000
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
@@ -38,10 +41,17 @@ def validate_question(catalog: CatalogSnapshot, subject: Any, purpose: Any, chan
 
 
 class CheckService:
-    def __init__(self, catalog: Catalog, reader: StateReader, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        reader: StateReader,
+        clock: Callable[[], datetime],
+        stream_workers: StreamWorkers | None = None,
+    ) -> None:
         self.catalog = catalog
         self.reader = reader
         self.clock = clock
+        self.stream_workers = stream_workers  # SQLite: stream chunks answered in worker processes
 
     async def check(
         self, question: Question, at: datetime | None = None, catalog: CatalogSnapshot | None = None

@@ -135,7 +135,8 @@ def since_of(value: Any) -> datetime:
 # check indexes of 100,000 subjects take ~96 MB, more than a bulk cache holds, and a page that misses the cache then
 # costs a read() and a copy. Mapped, a bulk read costs 3.4 us a key instead of 5.5 on two threads (bench/README.md,
 # "Where a stream's time goes"). The mapped pages are the kernel's page cache, not copies: they count in the process's
-# RSS as file-backed pages, up to min(file size, BULK_MMAP_MB) for each of the two connections, whatever is streamed.
+# RSS as file-backed pages, up to min(file size, BULK_MMAP_MB) for each of the two connections (and for each stream
+# worker process, server.consent.stream_workers), whatever is streamed.
 # A mapped file truncated under the server (a VACUUM or a restore by another process) would raise SIGBUS: README.
 SINGLE_CACHE_KIB = 65536
 BULK_CACHE_KIB = 32768
@@ -149,12 +150,14 @@ class SqliteStateReader:
     dialect = "sqlite"
 
     def __init__(self, path: str, bulk_threads: int = 2, bulk_mmap_mb: int = BULK_MMAP_MB) -> None:
-        self._conn = _read_only(path, SINGLE_CACHE_KIB)
+        self.path = path
+        self.bulk_mmap_mb = bulk_mmap_mb
+        self._conn = read_only_connection(path, SINGLE_CACHE_KIB)
         # One connection per worker thread: a task takes a free one and gives it back (never waits: as many
         # connections as threads).
         self._bulk_conns: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         for _ in range(bulk_threads):
-            self._bulk_conns.put(_read_only(path, BULK_CACHE_KIB, bulk_mmap_mb))
+            self._bulk_conns.put(read_only_connection(path, BULK_CACHE_KIB, bulk_mmap_mb))
         self._bulk_threads = bulk_threads
         self._bulk = ThreadPoolExecutor(bulk_threads, thread_name_prefix="sqlite-bulk-read")
 
@@ -170,7 +173,7 @@ class SqliteStateReader:
     def _many(self, keys: Sequence[Key]) -> list[Lookup]:
         """One query for the whole batch (bench: 6 ms per 1,000 keys, against 19 ms when loading every state row
         of each subject)."""
-        return [_lookup(row) for row in _sqlite_rows(self._conn, keys)]
+        return [_lookup(row) for row in sqlite_rows(self._conn, keys)]
 
     async def rows(self, keys: Sequence[Key]) -> list[Row | None]:
         """The bulk read, on the worker threads, each with its own connection (see _SQLITE_BRANCH). Measured on the
@@ -190,7 +193,7 @@ class SqliteStateReader:
     def _read_bulk(self, keys: Sequence[Key]) -> list[Row | None]:
         conn = self._bulk_conns.get()
         try:
-            return _sqlite_rows(conn, keys)
+            return sqlite_rows(conn, keys)
         finally:
             self._bulk_conns.put(conn)
 
@@ -231,7 +234,7 @@ class SqliteStateReader:
         self._conn.close()
 
 
-def _read_only(path: str, cache_kib: int, mmap_mb: int = 0) -> sqlite3.Connection:
+def read_only_connection(path: str, cache_kib: int, mmap_mb: int = 0) -> sqlite3.Connection:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA query_only = 1")
     conn.execute("PRAGMA busy_timeout = 5000")
@@ -240,7 +243,7 @@ def _read_only(path: str, cache_kib: int, mmap_mb: int = 0) -> sqlite3.Connectio
     return conn
 
 
-def _sqlite_rows(conn: sqlite3.Connection, keys: Sequence[Key]) -> list[Row | None]:
+def sqlite_rows(conn: sqlite3.Connection, keys: Sequence[Key]) -> list[Row | None]:
     results: list[Row | None] = [None] * len(keys)
     groups = list(_by_pair(keys).items())
     for start in range(0, len(groups), _UNION_MAX):

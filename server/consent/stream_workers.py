@@ -1,0 +1,155 @@
+"""SQLite stream checks answered in worker processes, so that no GIL is shared with the event loop.
+
+A stream's work per check is Python (parse and validate the line, write the answer line) around a SQLite read. In
+one process the event loop and the bulk-read threads take turns holding the GIL, and with the reads mapped (mmap)
+the event loop is the limit: py-spy found the GIL held ~78 % of a stream, ~60 % by the event loop
+(bench/README.md, "Where a stream's time goes"). Here the event loop only cuts the body into chunks of lines; each
+chunk goes whole to one of `workers` processes, which parses it, reads its keys on its own read-only connection
+(mapped, as the bulk threads' are) and writes its answer lines. The event loop sends back what comes out, in order.
+
+- Same answers: a worker runs the same `BulkRule` (`parse`, `lines`) and `stream_body` as the in-process path, for
+  the catalog snapshot and the instant the event loop gives it (each chunk is decided at its own `now`, as in
+  process). The catalog goes pickled, and each worker keeps the last one it unpickled.
+- Same reads: each read is its own read transaction on the database file, as on a bulk thread; nothing is cached.
+- Started with the server (`spawn`: a fork of a process running an event loop and threads is not safe), so their
+  memory is counted from the start and the first stream does not wait. A worker that dies breaks the pool: the
+  chunks it held are answered in process, and so is everything until a new pool starts (`RESTART_AFTER_S`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import pickle
+import signal
+import sqlite3
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from datetime import datetime
+
+from server.consent.bulk import BulkRule, numbered_keys, stream_body
+from server.consent.reader import BULK_CACHE_KIB, Key, read_only_connection, sqlite_rows
+from server.errors import ConsentError
+from server.policies.catalog import CatalogSnapshot
+
+log = logging.getLogger("server.consent.stream_workers")
+
+RESTART_AFTER_S = 30.0
+SERVER_POLL_S = 1.0  # how often a worker looks whether its server is still there
+
+# A chunk: (number of its first line, the lines joined by newlines or None for one over-long line, line count).
+Segment = tuple[int, bytes | None, int]
+
+# --- in the worker --------------------------------------------------------------------------------------------
+
+_connection: sqlite3.Connection | None = None
+_catalog: tuple[int, CatalogSnapshot] | None = None
+
+
+def _start_worker(path: str, mmap_mb: int, server_pid: int) -> None:
+    global _connection
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's Ctrl-C stops the server, which stops its workers
+    threading.Thread(target=_end_with, args=(server_pid,), name="end-with-server", daemon=True).start()
+    _connection = read_only_connection(path, BULK_CACHE_KIB, mmap_mb)
+
+
+def _end_with(server_pid: int) -> None:
+    """End this worker once the server that started it is gone, however it went. A server killed by SIGKILL runs
+    no shutdown, and the job queue would never tell its workers: every worker holds the queue's writing end too,
+    so none sees an end of file. Found with the crash-safety test, which left its workers running."""
+    while os.getppid() == server_pid:
+        time.sleep(SERVER_POLL_S)
+    os._exit(0)
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+def _answer_chunk(catalog_id: int, catalog_blob: bytes, now: datetime, segments: list[Segment]) -> bytes:
+    """The response body of one chunk of stream lines (what the in-process path writes for them)."""
+    global _catalog
+    if _catalog is None or _catalog[0] != catalog_id:
+        # The blob comes from the server process that started this one (as every argument of a pool job does).
+        _catalog = (catalog_id, pickle.loads(catalog_blob))  # noqa: S301
+    assert _connection is not None
+    rule = BulkRule(_catalog[1], now, "sqlite")
+    numbers: list[int] = []
+    items: list[Key | ConsentError] = []
+    for first, block, count in segments:
+        rule.parse(first, block, count, numbers, items)
+    keys, key_numbers = numbered_keys(numbers, items)
+    lines = rule.lines(keys, sqlite_rows(_connection, keys), key_numbers)
+    return stream_body(lines, numbers, items)
+
+
+# --- in the server --------------------------------------------------------------------------------------------
+
+
+class StreamWorkers:
+    """A pool of `workers` processes answering stream chunks on `path` (see module docstring)."""
+
+    def __init__(self, path: str, workers: int, mmap_mb: int) -> None:
+        self.path = path
+        self.workers = workers
+        self._mmap_mb = mmap_mb
+        self._pool: ProcessPoolExecutor | None = None
+        self._catalog: tuple[CatalogSnapshot, int, bytes] | None = None  # the snapshot, its id here, pickled
+        self._catalogs = 0
+        self._restart_at = 0.0  # monotonic instant before which a broken pool is not replaced
+        self.chunks_answered = 0  # by the workers, since the server started
+
+    def start(self) -> None:
+        """Start the processes now (they load in the background): each takes a first no-op job."""
+        pool = self._pool_now()
+        for _ in range(self.workers):
+            pool.submit(_ready)
+
+    def _pool_now(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_worker,
+                initargs=(self.path, self._mmap_mb, os.getpid()),
+            )
+        return self._pool
+
+    async def answer(self, catalog: CatalogSnapshot, now: datetime, segments: list[Segment]) -> bytes | None:
+        """The response body of one chunk, answered in a worker; None when no worker can (one died, breaking the
+        pool): the caller then answers the chunk itself. A new pool is started RESTART_AFTER_S after a break, so
+        that a worker dying on every chunk does not cost a pool start per chunk."""
+        if self._pool is None and time.monotonic() < self._restart_at:
+            return None
+        if self._catalog is None or self._catalog[0] is not catalog:
+            self._catalogs += 1
+            self._catalog = (catalog, self._catalogs, pickle.dumps(catalog, pickle.HIGHEST_PROTOCOL))
+        _, catalog_id, blob = self._catalog
+        pool = self._pool_now()
+        try:
+            future: Future[bytes] = pool.submit(_answer_chunk, catalog_id, blob, now, segments)
+            body = await asyncio.wrap_future(future)
+        except BrokenProcessPool as exc:
+            if self._pool is pool:  # the first chunk to find it broken drops it
+                log.warning("a stream worker process died (%s); streams are answered in process for now", exc)
+                self._pool = None
+                self._restart_at = time.monotonic() + RESTART_AFTER_S
+                pool.shutdown(wait=False, cancel_futures=True)
+            return None
+        self.chunks_answered += 1
+        return body
+
+    def pids(self) -> list[int]:
+        """The worker processes' ids (those started so far)."""
+        pool = self._pool
+        processes = getattr(pool, "_processes", None) or {}
+        return sorted(processes)
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)

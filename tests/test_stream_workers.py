@@ -1,0 +1,241 @@
+"""Stream checks answered in worker processes (SQLite, `STREAM_WORKERS`) answer what single checks answer.
+
+The workers run the same rule as the in-process path, on their own read-only connections, for the catalog and the
+instant the server hands them. These tests start them (the shared `settings` fixture turns them off). PostgreSQL
+has no workers: the same tests check that its streams are answered in process, as they are on SQLite with none.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+import pytest
+from starlette.testclient import TestClient
+
+from server.consent import stream_workers
+from server.consent.check import CheckService
+from server.models import Subject
+from server.settings import Settings
+from tests.conftest import Clock, record, run, services_of
+from tests.test_check_reasons import CASES, PAST
+from tests.test_crash_safety import free_port, server_env, start_server, wait_ready
+
+STREAM = {"Content-Type": "application/x-ndjson"}
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return replace(settings, stream_workers=2)
+
+
+def _checks(client: TestClient) -> CheckService:
+    checks = services_of(client).checks
+    assert checks is not None
+    return checks
+
+
+def _workers_expected(client: TestClient, backend: str) -> stream_workers.StreamWorkers | None:
+    """The app's workers: two on SQLite; none on PostgreSQL, whose streams the database answers."""
+    workers = _checks(client).stream_workers
+    if backend == "postgres":
+        assert workers is None
+        return None
+    assert workers is not None and workers.workers == 2
+    return workers
+
+
+def _stream(client: TestClient, auth: dict[str, str], body: bytes) -> bytes:
+    response = client.post("/v1/consents/check/stream", content=body, headers={**auth, **STREAM})
+    assert response.status_code == 200, response.text
+    return response.content
+
+
+def _in_process(client: TestClient, auth: dict[str, str], body: bytes) -> bytes:
+    """The same stream answered without the workers."""
+    checks = _checks(client)
+    workers, checks.stream_workers = checks.stream_workers, None
+    try:
+        return _stream(client, auth, body)
+    finally:
+        checks.stream_workers = workers
+
+
+def _single(client: TestClient, auth: dict[str, str], question: dict[str, str]) -> dict[str, Any]:
+    response = client.get("/v1/consents/check", params=question, headers=auth)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def _flag(ref: str, field: str, value: datetime) -> Any:
+    async def apply() -> None:
+        await Subject.filter(ref=ref).update(**{field: value})
+
+    return apply
+
+
+def test_workers_answer_every_reason_as_single_checks(
+    client: TestClient, auth: dict[str, str], clock: Clock, backend: str
+) -> None:
+    """Every history of the reason table, flags applying now and later, at instants before and after an expiry and
+    a material policy version coming into force: the stream's line for each question is the single check's
+    answer, and a bad line between them gets its error in its place."""
+    workers = _workers_expected(client, backend)
+    clock.set(PAST)
+    refs = []
+    for number, (_, decisions, purpose, channel, _, _) in enumerate(CASES):
+        ref = f"case-{number}"
+        for decision in decisions:
+            assert record(client, auth, ref, [decision]).status_code == 201
+        refs.append((ref, purpose, channel))
+    record(client, auth, "granted-v1", [("partners", "email", "grant")], policy="privacy-policy/1/en")
+    for ref, field, when in [
+        ("erased-now", "erased_at", PAST),
+        ("restricted-now", "restricted_at", PAST),
+        ("erased-later", "erased_at", PAST + timedelta(days=400)),
+        ("restricted-later", "restricted_at", PAST + timedelta(days=400)),
+    ]:
+        record(client, auth, ref, [("offers", "email", "grant")])
+        run(client, _flag(ref, field, when))
+        refs.append((ref, "offers", "email"))
+    refs += [("granted-v1", "partners", "email"), ("nobody", "offers", "email"), ("nobody", "offers", "post")]
+    questions = [{"subject": r, "purpose": p, "channel": c} for r, p, c in refs]
+    body_lines = [orjson.dumps(q) for q in questions]
+    body_lines.insert(3, b'{"subject": "x", "purpose": "offers"}')  # a bad line between two good ones
+    body = b"\n".join(body_lines) + b"\n"
+    reasons = set()
+    # PAST; after the material privacy-policy v2 came into force; after the grants' 3-year validity ran out.
+    for instant in (PAST, datetime(2026, 9, 2, tzinfo=UTC), PAST + timedelta(days=1096)):
+        clock.set(instant)
+        expected = [_single(client, auth, q) for q in questions]
+        reasons |= {answer["reason"] for answer in expected}
+        lines = [orjson.loads(line) for line in _stream(client, auth, body).splitlines()]
+        assert lines[3] == {
+            "line": 4,
+            "error": {
+                "type": "/problems/invalid-request",
+                "title": "The request is not valid",
+                "detail": 'each check is {"subject", "purpose", "channel"}, all three and nothing else',
+            },
+        }
+        del lines[3]
+        numbers = [n for n in range(1, len(body_lines) + 1) if n != 4]
+        assert lines == [{"line": n, **q, **a} for n, q, a in zip(numbers, questions, expected, strict=True)], instant
+    assert reasons >= {c[5] for c in CASES} | {"erased", "restricted", "unknown_subject", "expired"}
+    assert "reconsent_required" in reasons
+    if workers is not None:
+        assert len(workers.pids()) == 2
+
+
+def test_a_long_stream_through_workers_is_byte_for_byte_the_in_process_one(
+    client: TestClient, auth: dict[str, str], backend: str
+) -> None:
+    """Several chunks, with blank lines, bad JSON, a question for an unknown purpose and an over-long line among
+    them: the same bytes as the stream answered in process, every line numbered as sent."""
+    record(client, auth, "a", [("offers", "email", "grant"), ("offers", "sms", "deny")])
+    record(client, auth, "b", [("offers", "email", "withdraw")])
+    lines = []
+    for i in range(5_500):
+        ref = ("a", "b", "ghost")[i % 3]
+        lines.append(orjson.dumps({"subject": ref, "purpose": "offers", "channel": ("email", "sms", "post")[i % 3]}))
+    lines[10] = b""
+    lines[1_500] = b"{not json"
+    lines[2_750] = b'{"subject": "a", "purpose": "nope", "channel": "email"}'
+    lines[4_000] = b'{"subject": "' + b"x" * (70 * 1024) + b'"}'
+    body = b"\n".join(lines) + b"\n"
+    workers = _workers_expected(client, backend)
+    answered = _stream(client, auth, body)
+    if workers is not None:
+        assert workers.chunks_answered == 6  # 5,500 lines: five chunks of 1,000 lines and the rest
+    assert answered == _in_process(client, auth, body)
+    out = [orjson.loads(line) for line in answered.splitlines()]
+    assert len(out) == 5_499  # the blank line is not answered
+    errors = {line["line"]: line["error"]["type"] for line in out if "error" in line}
+    assert errors == {
+        1_501: "/problems/malformed-body",
+        2_751: "/problems/unknown-purpose",
+        4_001: "/problems/invalid-request",
+    }
+    last = {"subject": "a", "purpose": "offers", "channel": "email"}  # line 5,500
+    assert out[-1] == {"line": 5_500, **last, **_single(client, auth, last)}
+    assert out[-1]["reason"] == "granted"
+
+
+def test_a_worker_that_dies_costs_no_answer(
+    client: TestClient,
+    auth: dict[str, str],
+    backend: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A worker killed before a stream breaks the pool: that stream is still answered in full (in process), and
+    a new pool answers a stream once RESTART_AFTER_S has passed."""
+    workers = _workers_expected(client, backend)
+    record(client, auth, "a", [("offers", "email", "grant")])
+    body = b"".join(
+        orjson.dumps({"subject": ("a", "ghost")[i % 2], "purpose": "offers", "channel": "email"}) + b"\n"
+        for i in range(3_500)
+    )
+    expected = _in_process(client, auth, body)
+    assert expected.count(b'"allowed":true') == 1_750
+    if workers is None:
+        assert _stream(client, auth, body) == expected
+        return
+    assert _stream(client, auth, body) == expected  # the pool is up and answering
+    before = workers.pids()
+    pool = workers._pool
+    os.kill(before[0], signal.SIGKILL)
+    # The executor's manager thread marks the pool broken when it sees the death (within milliseconds); until then
+    # the surviving worker could still take a chunk.
+    deadline = time.monotonic() + 10
+    while not getattr(pool, "_broken", False) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    answered = workers.chunks_answered
+    with caplog.at_level(logging.WARNING, logger="server.consent.stream_workers"):
+        assert _stream(client, auth, body) == expected
+    assert "a stream worker process died" in caplog.text
+    assert workers.pids() == []  # dropped; not replaced before RESTART_AFTER_S
+    assert _stream(client, auth, body) == expected
+    assert workers.pids() == []
+    assert workers.chunks_answered == answered
+    workers._restart_at = time.monotonic()  # as if RESTART_AFTER_S had passed
+    assert _stream(client, auth, body) == expected
+    assert workers.chunks_answered == answered + 4
+    after = workers.pids()
+    assert len(after) == 2 and not set(after) & set(before)
+
+
+def test_workers_end_with_a_killed_server(sqlite_template: Any, tmp_path: Path) -> None:
+    """SIGKILL runs no shutdown: the workers see their server gone and end within seconds, none left running."""
+    url, name = sqlite_template.new()
+    try:
+        port = free_port()
+        env = {**server_env(url, tmp_path, port), "STREAM_WORKERS": "2"}
+        server = start_server(env, tmp_path, "server")
+        try:
+            wait_ready(env["PUBLIC_URL"], server.process, server.output)
+            deadline = time.monotonic() + 30
+            while len(workers := _spawned(server.process.pid)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert len(workers) == 2, server.output()
+        finally:
+            server.stop()  # SIGKILL
+        deadline = time.monotonic() + 15
+        while any(worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE for worker in workers):
+            assert time.monotonic() < deadline, [worker.pid for worker in workers if worker.is_running()]
+            time.sleep(0.1)
+    finally:
+        sqlite_template.drop(name)
+
+
+def _spawned(pid: int) -> list[psutil.Process]:
+    """The server's stream workers (multiprocessing's resource tracker aside)."""
+    children = psutil.Process(pid).children()
+    return [child for child in children if "spawn_main" in " ".join(child.cmdline())]
