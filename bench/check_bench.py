@@ -822,7 +822,7 @@ def table_rows(report: BackendReport) -> list[tuple[str, str, str, str]]:
         rate, own = stream["checks_per_s"], stream["rss_own_growth_mb"]
         add("stream checks/s", f"{rate:,.0f}", ">= 200,000", rate >= 200_000)
         add("stream peak RSS growth (own memory)", f"{own:.1f} MB", "<= 50 MB", own <= 50)
-        add("  server processes counted", f"1 + {stream['worker_processes']} (stream workers)")
+        add("  processes counted", f"the server and {stream['worker_processes']} child process(es)")
         add("  file-backed pages (SQLite: the mapped file)", f"{stream['rss_file_growth_mb']:.1f} MB")
         add("  RSS in all", f"{stream['rss_growth_mb']:.1f} MB")
     if "audience" in f:

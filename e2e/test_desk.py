@@ -186,3 +186,54 @@ def test_overdue_requests_are_flagged_in_the_queue(page: Any, desk_server: LiveS
     assert row.count() == 1 and "overdue by" in row.inner_text()
     assert axe(page) == []
     screenshot(page, "desk-queue")
+
+
+def test_a_supervisor_records_a_breach_and_downloads_its_notification(tmp_path: Path, page: Any, axe: Any) -> None:
+    """GDPR 33: the register's forms in a browser (datetime-local in the controller's time, checkboxes, the risk),
+    the 72-hour clock, the notification recorded, and the notification's content downloaded."""
+    claims = {"sub": "sup-1", "email": "sam@corp.example", "name": "Sam Supervisor", "roles": ["supervisor"]}
+    with OidcProvider(claims) as provider:
+        server = start_server(
+            tmp_path,
+            extra_env={
+                "OIDC_ISSUER": provider.issuer,
+                "OIDC_CLIENT_ID": provider.client_id,
+                "OIDC_CLIENT_SECRET": provider.client_secret,
+                "CHECKPOINT_INTERVAL_SECONDS": "0",
+            },
+        )
+        try:
+            oidc_sign_in(page, server)
+            page.get_by_role("link", name="Breaches").click()
+            page.wait_for_url(f"{server.url}/console/breaches")
+            assert axe(page) == []
+            page.get_by_label("Title", exact=True).fill("Newsletter export on a public link")
+            aware = page.get_by_label("Aware since (Europe/Paris)")
+            aware.fill(aware.input_value()[:11] + "00:00")  # today, midnight in Paris: the clock has been running
+            page.get_by_label("Confidentiality: data disclosed").check()
+            page.get_by_label("What happened (nature of the breach)").fill("A CSV export was reachable by link.")
+            page.get_by_label("People concerned (approx.)").fill("12,500")
+            page.get_by_role("button", name="Record the breach").click()
+            page.wait_for_url(f"{server.url}/console/breaches/1?done=recorded")
+            assert page.get_by_text("Its 72 hours run from when you became aware of it.").is_visible()
+            assert page.locator("dd").filter(has_text="h left").count() == 1
+            assert page.locator("dd").filter(has_text="12,500").is_visible()
+            assert axe(page) == []
+            page.get_by_label("Risk to people's rights and freedoms").select_option("risk")
+            page.get_by_label("What changed and why (kept in the trail)").fill("Assessed with the DPO.")
+            page.get_by_role("button", name="Save the changes").click()
+            page.wait_for_url(f"{server.url}/console/breaches/1?done=update")
+            page.get_by_label("The authority's reference").fill("CNIL-2026-77")
+            page.get_by_role("button", name="Record the notification").click()
+            page.wait_for_url(f"{server.url}/console/breaches/1?done=notified")
+            assert "CNIL-2026-77" in page.locator("main").inner_text()
+            trail = page.locator("table").filter(has_text="Every change to this breach").inner_text()
+            assert "Risk: unassessed → risk" in trail and "Assessed with the DPO." in trail
+            with page.expect_download() as download:
+                page.get_by_role("link", name="For the authority and the people concerned (Markdown)").click()
+            text = Path(download.value.path()).read_text()
+            assert "# Personal data breach #1: Newsletter export on a public link" in text
+            assert "Approximate number of people concerned: 12,500" in text and "CNIL-2026-77" in text
+            screenshot(page, "desk-breach")
+        finally:
+            stop_server(server)

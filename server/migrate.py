@@ -110,8 +110,9 @@ async def _check_sqlite(conn: Any, *, at_latest: bool) -> None:
     if broken:
         raise MigrationError(f"foreign key check failed after migrating: {broken[:5]}")
     await _restore_declared_indexes(conn, at_latest=at_latest)
-    if await _table_exists(conn, "consent_events"):
-        await append_only.install(conn)  # idempotent (IF NOT EXISTS): a rebuild of the table drops its triggers
+    for table in append_only.TABLES:
+        if await _table_exists(conn, table):
+            await append_only.install(conn, table)  # idempotent (IF NOT EXISTS): a table rebuild drops its triggers
 
 
 async def _table_exists(conn: Any, table: str) -> bool:

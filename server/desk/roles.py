@@ -14,6 +14,8 @@
     request.extend                   x                        extend a deadline (with a reason sent to the customer)
     request.sensitive                x                        erasure and restriction (and lifting a restriction)
     proof.download                   x          x       x     a subject's proof bundle
+    breach.view                      x          x       x     the breach register, a breach's notification content
+    breach.manage                    x                        record a breach, its assessment, notification, closing
     audit.view                                  x       x     the access log of every staff and client action
     ledger.export                                       x     the whole ledger as NDJSON
     staff.manage                                        x     create accounts, change roles, disable accounts
@@ -40,6 +42,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "request.extend": frozenset({"supervisor"}),
     "request.sensitive": frozenset({"supervisor"}),
     "proof.download": frozenset({"supervisor", "auditor", "admin"}),
+    "breach.view": frozenset({"supervisor", "auditor", "admin"}),
+    "breach.manage": frozenset({"supervisor"}),
     "audit.view": frozenset({"auditor", "admin"}),
     "ledger.export": frozenset({"admin"}),
     "staff.manage": frozenset({"admin"}),

@@ -9,12 +9,21 @@ desk route (`staff:<permission>`, `public`, `link-token`): the role x route matr
 from __future__ import annotations
 
 from server.api.endpoints import LINK_TOKEN, PUBLIC, Endpoint, Handler, Param
-from server.desk import pages_admin, pages_auth, pages_customers, pages_notices, pages_requests, public
+from server.desk import (
+    pages_admin,
+    pages_auth,
+    pages_breaches,
+    pages_customers,
+    pages_notices,
+    pages_requests,
+    public,
+)
 
 HTML = "text/html"
 FORM = "application/x-www-form-urlencoded"
 REF = Param("ref", "path", "the company's own id of the customer")
 ID = Param("id", "path", "request id", schema={"type": "integer"})
+BREACH = Param("id", "path", "breach id", schema={"type": "integer"})
 
 
 def _rule(handler: Handler, declared: str) -> str:
@@ -93,6 +102,35 @@ DESK_ENDPOINTS: list[Endpoint] = [
         pages_requests.restriction_lift,
         "Lift a restriction",
         params=[ID],
+    ),
+    _console("/console/breaches", "GET", pages_breaches.register_page, "The breach register (GDPR 33(5))"),
+    _console("/console/breaches", "POST", pages_breaches.record, "Record a personal data breach"),
+    _console("/console/breaches/export", "GET", pages_breaches.export, "The breach register with every change (JSON)"),
+    _console("/console/breaches/{id}", "GET", pages_breaches.breach_page, "A breach and its trail", params=[BREACH]),
+    _console("/console/breaches/{id}", "POST", pages_breaches.update, "New facts or assessment", params=[BREACH]),
+    _console(
+        "/console/breaches/{id}/notified",
+        "POST",
+        pages_breaches.notified,
+        "Record the notification to the supervisory authority (GDPR 33)",
+        params=[BREACH],
+    ),
+    _console(
+        "/console/breaches/{id}/told",
+        "POST",
+        pages_breaches.told,
+        "Record the communication to the people concerned, or why none (GDPR 34)",
+        params=[BREACH],
+    ),
+    _console("/console/breaches/{id}/note", "POST", pages_breaches.note, "Add a note", params=[BREACH]),
+    _console("/console/breaches/{id}/close", "POST", pages_breaches.close, "Close a breach", params=[BREACH]),
+    _console("/console/breaches/{id}/reopen", "POST", pages_breaches.reopen, "Reopen a breach", params=[BREACH]),
+    _console(
+        "/console/breaches/{id}/notification",
+        "GET",
+        pages_breaches.notification,
+        "Notification content for the authority and the people concerned (Markdown)",
+        params=[BREACH],
     ),
     _console("/console/answers", "GET", pages_admin.answers_page, "Approved answers"),
     _console(

@@ -1,5 +1,6 @@
 """Tortoise models: the tables of the service. One module per concept; this package is the Tortoise app."""
 
+from server.models.breaches import Breach, BreachEntry
 from server.models.catalog import Channel, PolicyVersion, Purpose, PurposeBasisChange
 from server.models.clients import ApiClient
 from server.models.desk import DataSubjectRequest, DsrHistory, StaffAccount, Suppression
@@ -11,6 +12,8 @@ from server.models.subjects import Subject
 __all__ = [
     "AccessLog",
     "ApiClient",
+    "Breach",
+    "BreachEntry",
     "Channel",
     "Checkpoint",
     "ConsentEvent",
