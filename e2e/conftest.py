@@ -96,6 +96,8 @@ def start_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> Liv
         "PORT": str(port),
         "POLICY_DIR": str(REPO / "policy_docs"),
         "ENVIRONMENT": "development",
+        # No browser test streams checks: no stream worker processes to spawn for each server (tests/ has theirs).
+        "STREAM_WORKERS": "0",
         **(extra_env or {}),
     }
     for step in (["migrate"], ["policies", "sync"]):

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import psutil
 import pytest
@@ -27,7 +28,7 @@ from server.models import Subject
 from server.settings import Settings
 from tests.conftest import Clock, record, run, services_of
 from tests.test_check_reasons import CASES, PAST
-from tests.test_crash_safety import free_port, server_env, start_server, wait_ready
+from tests.test_crash_safety import access_token, cli, free_port, server_env, start_server, wait_ready
 
 STREAM = {"Content-Type": "application/x-ndjson"}
 
@@ -212,27 +213,82 @@ def test_a_worker_that_dies_costs_no_answer(
     assert len(after) == 2 and not set(after) & set(before)
 
 
-def test_workers_end_with_a_killed_server(sqlite_template: Any, tmp_path: Path) -> None:
-    """SIGKILL runs no shutdown: the workers see their server gone and end within seconds, none left running."""
+def test_over_real_http_a_body_cut_anywhere_gets_the_same_answers(sqlite_template: Any, tmp_path: Path) -> None:
+    """Two real servers on one database, with workers and without. The same body, sent whole and in small parts
+    (a line cut in two, an over-long line cut in three, CRLF, blank lines, a last line without newline), gets
+    the same bytes from both, however it arrives. Then the server with workers is killed (SIGKILL runs no
+    shutdown): its workers see it gone and end within seconds."""
     url, name = sqlite_template.new()
+    servers = []
     try:
-        port = free_port()
-        env = {**server_env(url, tmp_path, port), "STREAM_WORKERS": "2"}
-        server = start_server(env, tmp_path, "server")
-        try:
-            wait_ready(env["PUBLIC_URL"], server.process, server.output)
-            deadline = time.monotonic() + 30
-            while len(workers := _spawned(server.process.pid)) < 2 and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert len(workers) == 2, server.output()
-        finally:
-            server.stop()  # SIGKILL
-        deadline = time.monotonic() + 15
-        while any(worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE for worker in workers):
-            assert time.monotonic() < deadline, [worker.pid for worker in workers if worker.is_running()]
+        env = server_env(url, tmp_path, free_port())
+        created = cli(env, tmp_path, "clients", "create", "--name", "t", "--scopes", "consent:check consent:write")
+        assert created.returncode == 0, created.stdout + created.stderr
+        credentials = orjson.loads(created.stdout)
+        for workers in ("2", "0"):
+            port = free_port()
+            server_env_ = {**server_env(url, tmp_path, port), "STREAM_WORKERS": workers}
+            servers.append(start_server(server_env_, tmp_path, f"workers-{workers}"))
+        for server in servers:
+            wait_ready(server.base_url, server.process, server.output)
+        with_workers, in_process = servers
+        deadline = time.monotonic() + 30
+        while len(workers_ := _spawned(with_workers.process.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
+        assert len(workers_) == 2 and _spawned(in_process.process.pid) == []
+        headers = {}
+        for server in servers:  # each server its own issuer and keys
+            token = access_token(server.base_url, credentials["client_id"], credentials["client_secret"])
+            headers[server.base_url] = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
+        body = {
+            "policy": {"document": "privacy-policy", "version": "2", "lang": "fr"},
+            "decisions": [{"purpose": "offers", "channel": "email", "action": "grant"}],
+        }
+        granted = httpx.post(
+            f"{in_process.base_url}/v1/subjects/a/consents",
+            json=body,
+            headers={**headers[in_process.base_url], "Content-Type": "application/json"},
+        )
+        assert granted.status_code == 201, granted.text
+        lines = [
+            orjson.dumps({"subject": ("a", "b")[i % 2], "purpose": "offers", "channel": "email"}) for i in range(2_500)
+        ]
+        lines[7] += b"\r"
+        lines[8] = b""
+        lines[1_200] = b'{"subject": "' + b"x" * (70 * 1024) + b'"}'
+        whole = b"\n".join(lines)  # the last line has no newline
+
+        def parts() -> Any:
+            for start in range(0, len(whole), 997):
+                time.sleep(0.0005)  # each part its own read on the server's side
+                yield whole[start : start + 997]
+
+        answers = []
+        for server, content in ((with_workers, whole), (with_workers, parts()), (in_process, parts())):
+            answer = httpx.post(
+                f"{server.base_url}/v1/consents/check/stream",
+                content=content,
+                headers=headers[server.base_url],
+                timeout=60,
+            )
+            assert answer.status_code == 200, answer.text
+            answers.append(answer.content)
+        assert answers[0] == answers[1] == answers[2]
+        out = [orjson.loads(line) for line in answers[0].splitlines()]
+        assert len(out) == 2_499  # the blank line is not answered
+        assert {line["line"]: line["error"]["detail"] for line in out if "error" in line} == {
+            1_201: f"line longer than {64 * 1024} bytes"
+        }
+        assert (out[7]["line"], out[7]["subject"], out[7]["reason"]) == (8, "b", "unknown_subject")  # CRLF
+        assert out[-1]["line"] == 2_500 and out[0]["allowed"] is True
     finally:
+        for server in servers:
+            server.stop()  # SIGKILL
         sqlite_template.drop(name)
+    deadline = time.monotonic() + 15
+    while any(worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE for worker in workers_):
+        assert time.monotonic() < deadline, [worker.pid for worker in workers_ if worker.is_running()]
+        time.sleep(0.1)
 
 
 def _spawned(pid: int) -> list[psutil.Process]:

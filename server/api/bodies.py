@@ -53,12 +53,13 @@ def validate(model: type[Model], data: object) -> Model:
         ) from None
 
 
-async def read_form(request: Request) -> dict[str, str]:
-    """An `application/x-www-form-urlencoded` body as a dict (repeated keys: the last wins)."""
+async def read_form(request: Request, limit: int = 64 * 1024) -> dict[str, str]:
+    """An `application/x-www-form-urlencoded` body of at most `limit` bytes as a dict (repeated keys: the last
+    wins)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         raise MalformedBody(f"expected Content-Type application/x-www-form-urlencoded, got {content_type!r}")
-    raw = await read_body(request, 64 * 1024)
+    raw = await read_body(request, limit)
     try:
         return dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
     except (UnicodeDecodeError, ValueError) as exc:

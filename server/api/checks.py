@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import orjson
@@ -29,6 +29,7 @@ _OPTS = orjson.OPT_UTC_Z
 BATCH_BODY_LIMIT = 8 * 1024 * 1024
 STREAM_CHUNK = 1000
 IN_FLIGHT = 2
+MAX_IN_FLIGHT = 8  # chunks of one stream answered at once with worker processes, whatever their number
 
 
 def _answer(answer: Answer) -> dict[str, Any]:
@@ -98,27 +99,26 @@ async def check_stream(request: Request) -> Response:
 
     async def segments() -> AsyncIterator[Segment]:
         """The complete lines of each body chunk, joined by newlines, with the number of the first and the count;
-        None for a line over MAX_LINE (reported once, skipped up to its newline)."""
+        None for a line over MAX_LINE, however the body was cut into chunks (reported once, skipped up to its
+        newline): the buffer never holds more than MAX_LINE bytes of an unfinished line."""
         buffer = b""
         number = 0
         skipping = False
         async for chunk in request.stream():
             buffer += chunk
-            if b"\n" not in buffer:
-                if len(buffer) > MAX_LINE:
-                    if not skipping:
-                        number += 1
-                        yield number, None, 1
-                    skipping, buffer = True, b""
-                continue
-            *complete, buffer = buffer.split(b"\n")
-            if skipping:
-                skipping = False
-                complete = complete[1:]  # the end of the long line, already reported
-            for start in range(0, len(complete), STREAM_CHUNK):  # a large body chunk is answered a part at a time
-                part = complete[start : start + STREAM_CHUNK]
-                yield number + 1 + start, b"\n".join(part), len(part)
-            number += len(complete)
+            if b"\n" in buffer:
+                *complete, buffer = buffer.split(b"\n")
+                if skipping:
+                    skipping = False
+                    complete = complete[1:]  # the end of the long line, already reported
+                for segment in _segments(complete, number + 1):
+                    yield segment
+                number += len(complete)
+            if len(buffer) > MAX_LINE:
+                if not skipping:
+                    number += 1
+                    yield number, None, 1
+                skipping, buffer = True, b""
         if buffer.strip() and not skipping:
             yield number + 1, buffer, 1
 
@@ -128,24 +128,46 @@ async def check_stream(request: Request) -> Response:
         # and the previous ones written; at most `limit` + 1 chunks are held (constant memory).
         catalog = await checks.catalog.get()
         workers = checks.stream_workers
-        limit = max(IN_FLIGHT, 2 * workers.workers) if workers is not None else IN_FLIGHT
+        limit = min(max(IN_FLIGHT, 2 * workers.workers), MAX_IN_FLIGHT) if workers is not None else IN_FLIGHT
         in_flight: deque[asyncio.Future[bytes]] = deque()
         chunk: list[Segment] = []
         lines = 0
-        async for segment in segments():
-            chunk.append(segment)
-            lines += segment[2]
-            if lines >= STREAM_CHUNK:
+        try:
+            async for segment in segments():
+                chunk.append(segment)
+                lines += segment[2]
+                if lines >= STREAM_CHUNK:
+                    in_flight.append(asyncio.ensure_future(_chunk_body(checks, catalog, chunk)))
+                    if len(in_flight) > limit:
+                        yield await in_flight.popleft()
+                    chunk, lines = [], 0
+            if chunk:
                 in_flight.append(asyncio.ensure_future(_chunk_body(checks, catalog, chunk)))
-                if len(in_flight) > limit:
-                    yield await in_flight.popleft()
-                chunk, lines = [], 0
-        if chunk:
-            in_flight.append(asyncio.ensure_future(_chunk_body(checks, catalog, chunk)))
-        while in_flight:
-            yield await in_flight.popleft()
+            while in_flight:
+                yield await in_flight.popleft()
+        finally:  # a client gone or a chunk failed: nothing answered for nobody, no exception left unretrieved
+            for pending in in_flight:
+                pending.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
 
     return DuplexStreamingResponse(answers(), media_type="application/x-ndjson")
+
+
+def _segments(lines: list[bytes], first: int) -> Iterator[Segment]:
+    """`lines` (numbered from `first`) as segments of at most STREAM_CHUNK lines, each line over MAX_LINE alone as
+    a segment without text (its error)."""
+    if max(map(len, lines), default=0) <= MAX_LINE:  # the usual case, one pass in C
+        for start in range(0, len(lines), STREAM_CHUNK):
+            part = lines[start : start + STREAM_CHUNK]
+            yield first + start, b"\n".join(part), len(part)
+        return
+    run = 0
+    for index, line in enumerate(lines):
+        if len(line) > MAX_LINE:
+            yield from _segments(lines[run:index], first + run)
+            yield first + index, None, 1
+            run = index + 1
+    yield from _segments(lines[run:], first + run)
 
 
 async def _chunk_body(checks: CheckService, catalog: CatalogSnapshot, segments: list[Segment]) -> bytes:

@@ -102,6 +102,7 @@ class StreamWorkers:
         self._catalogs = 0
         self._restart_at = 0.0  # monotonic instant before which a broken pool is not replaced
         self.chunks_answered = 0  # by the workers, since the server started
+        self._closed = False
 
     def start(self) -> None:
         """Start the processes now (they load in the background): each takes a first no-op job."""
@@ -123,7 +124,7 @@ class StreamWorkers:
         """The response body of one chunk, answered in a worker; None when no worker can (one died, breaking the
         pool): the caller then answers the chunk itself. A new pool is started RESTART_AFTER_S after a break, so
         that a worker dying on every chunk does not cost a pool start per chunk."""
-        if self._pool is None and time.monotonic() < self._restart_at:
+        if self._closed or (self._pool is None and time.monotonic() < self._restart_at):
             return None
         if self._catalog is None or self._catalog[0] is not catalog:
             self._catalogs += 1
@@ -133,7 +134,11 @@ class StreamWorkers:
         try:
             future: Future[bytes] = pool.submit(_answer_chunk, catalog_id, blob, now, segments)
             body = await asyncio.wrap_future(future)
-        except BrokenProcessPool as exc:
+        except RuntimeError as exc:  # BrokenProcessPool, or a submit after `close` (a stream outliving the server)
+            if self._closed:
+                return None
+            if not isinstance(exc, BrokenProcessPool):
+                raise
             if self._pool is pool:  # the first chunk to find it broken drops it
                 log.warning("a stream worker process died (%s); streams are answered in process for now", exc)
                 self._pool = None
@@ -150,6 +155,7 @@ class StreamWorkers:
         return sorted(processes)
 
     def close(self) -> None:
+        self._closed = True
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)

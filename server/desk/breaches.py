@@ -15,8 +15,9 @@ version is refused instead of silently overwriting what someone else wrote meanw
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -38,7 +39,9 @@ RISKS = {
     "high": "A high risk (notify the authority and tell the people concerned, GDPR 33 and 34)",
 }
 TEXT_MAX = 10_000
-ESTIMATE_MAX = 10**10
+ESTIMATE_MAX = 2**31 - 1  # the columns are 32-bit integers
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # no instant of the register comes before this
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # control characters other than tab and newline
 
 
 class StaleBreach(ConsentError):
@@ -120,31 +123,48 @@ def deadline(breach: Breach, now: datetime) -> Deadline:
 # --- reading the forms ------------------------------------------------------------------------------------------
 
 
-def _text(form: dict[str, str], name: str, *, required: bool = False, limit: int = TEXT_MAX) -> str:
+def text_field(form: dict[str, str], name: str, *, required: bool = False, limit: int = TEXT_MAX) -> str:
+    """A free-text field: tabs and newlines allowed, no other control character; `title` on one line."""
     value = form.get(name, "").replace("\r\n", "\n").strip()
+    label = FACT_LABELS.get(name, name.capitalize())
     if required and not value:
-        raise InvalidRequest(f"{FACT_LABELS.get(name, name)} is required", field=name)
+        raise InvalidRequest(f"{label} is required", field=name)
     if len(value) > limit:
-        raise InvalidRequest(f"{FACT_LABELS.get(name, name)} is longer than {limit} characters", field=name)
+        raise InvalidRequest(f"{label} is longer than {limit} characters", field=name)
+    if _CONTROL.search(value) or (name == "title" and "\n" in value):
+        raise InvalidRequest(f"{label} holds a control character or, for a title, a line break", field=name)
     return value
 
 
-def _instant(form: dict[str, str], name: str, zone: ZoneInfo, *, required: bool = False) -> datetime | None:
-    """A `datetime-local` field (the controller's local time, as staff read their clocks) in UTC."""
+def _instant(
+    form: dict[str, str], name: str, zone: ZoneInfo, now: datetime, *, required: bool = False
+) -> datetime | None:
+    """A `datetime-local` field (the controller's local time, as staff read their clocks) in UTC, between 2000
+    and now. A local time that does not exist (clocks going forward) is refused; one that happens twice (clocks
+    going back) is the first of the two, which puts a deadline earlier, never later."""
     raw = form.get(name, "").strip()
+    label = FACT_LABELS.get(name, name)
     if not raw:
         if required:
-            raise InvalidRequest(f"{FACT_LABELS.get(name, name)} is required", field=name)
+            raise InvalidRequest(f"{label} is required", field=name)
         return None
     try:
         value = datetime.fromisoformat(raw)
-    except ValueError:
-        raise InvalidRequest(
-            f"{FACT_LABELS.get(name, name)}: {raw[:40]!r} is not a date and time", field=name
-        ) from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=zone)
-    return value.astimezone(ZoneInfo("UTC"))
+        if not EARLIEST.year <= value.year < 9999:
+            raise InvalidRequest(f"{label} must be between 2000 and now", field=name)
+        if value.tzinfo is None:
+            local = value.replace(tzinfo=zone, fold=0)
+            if local.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != value:
+                raise InvalidRequest(
+                    f"{label}: {raw} does not exist in {zone.key} (the clocks went forward)", field=name
+                )
+            value = local
+        instant = value.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise InvalidRequest(f"{label}: {raw[:40]!r} is not a date and time", field=name) from None
+    if not EARLIEST <= instant <= now + timedelta(minutes=5):
+        raise InvalidRequest(f"{label} must be between 2000 and now", field=name)
+    return instant
 
 
 def _estimate(form: dict[str, str], name: str) -> int | None:
@@ -158,12 +178,10 @@ def _estimate(form: dict[str, str], name: str) -> int | None:
 
 def facts_from(form: dict[str, str], zone: ZoneInfo, now: datetime) -> Facts:
     """The facts on a breach form, checked: a clear error naming the field otherwise."""
-    aware_at = _instant(form, "aware_at", zone, required=True)
+    aware_at = _instant(form, "aware_at", zone, now, required=True)
     assert aware_at is not None
-    occurred_from = _instant(form, "occurred_from", zone)
-    occurred_until = _instant(form, "occurred_until", zone)
-    if aware_at > now + timedelta(minutes=5):
-        raise InvalidRequest("Aware since is in the future", field="aware_at")
+    occurred_from = _instant(form, "occurred_from", zone, now)
+    occurred_until = _instant(form, "occurred_until", zone, now)
     if occurred_from is not None and occurred_from > aware_at:
         raise InvalidRequest("Occurred from is after Aware since: nobody is aware of a breach before it starts")
     if occurred_from is not None and occurred_until is not None and occurred_until < occurred_from:
@@ -172,18 +190,18 @@ def facts_from(form: dict[str, str], zone: ZoneInfo, now: datetime) -> Facts:
     if risk not in RISKS:
         raise InvalidRequest(f"Risk must be one of {', '.join(RISKS)}", field="risk")
     return Facts(
-        title=_text(form, "title", required=True, limit=200),
+        title=text_field(form, "title", required=True, limit=200),
         aware_at=aware_at,
         occurred_from=occurred_from,
         occurred_until=occurred_until,
         kinds=[kind for kind in KINDS if form.get(f"kind_{kind}")],
-        description=_text(form, "description", required=True),
-        data_categories=_text(form, "data_categories"),
-        subject_categories=_text(form, "subject_categories"),
+        description=text_field(form, "description", required=True),
+        data_categories=text_field(form, "data_categories"),
+        subject_categories=text_field(form, "subject_categories"),
         subjects_estimate=_estimate(form, "subjects_estimate"),
         records_estimate=_estimate(form, "records_estimate"),
-        consequences=_text(form, "consequences"),
-        measures=_text(form, "measures"),
+        consequences=text_field(form, "consequences"),
+        measures=text_field(form, "measures"),
         risk=risk,
     )
 
@@ -242,12 +260,14 @@ async def _change(
         }
         if not changes and not note:
             raise InvalidRequest("Nothing changed: nothing was recorded.")
-        for name, value in values.items():
-            setattr(breach, name, value)
-        breach.version += 1
-        await breach.save()
+        # Compare and set: on SQLite `select_for_update` locks nothing, and another process may have written.
+        updated = await Breach.filter(id=breach_id, version=version).update(**values, version=version + 1)
+        if not updated:
+            raise StaleBreach(
+                "Someone changed this breach after you opened the page. Reload it and make your change again."
+            )
         await BreachEntry.create(breach=breach, at=now, actor=actor, action=action, changes=changes, note=note)
-    return breach
+    return await get_breach(breach_id)
 
 
 def _open(breach: Breach) -> None:
@@ -256,9 +276,28 @@ def _open(breach: Breach) -> None:
 
 
 async def update(breach_id: int, version: int, facts: Facts, note: str, actor: str, now: datetime) -> Breach:
-    """New facts or a new assessment (GDPR 33(4): information may come in phases)."""
-    _open(await get_breach(breach_id))
-    values = {f.name: getattr(facts, f.name) for f in fields(Facts)}
+    """New facts or a new assessment (GDPR 33(4): information may come in phases).
+
+    Moving "aware since" moves the 72-hour clock, so it needs a reason (the note), and it cannot go past what
+    proves awareness: the breach's recording, its notification, the communication to the people. A move that
+    makes a recorded notification late takes the note as the reasons for the delay (33(1))."""
+    breach = await get_breach(breach_id)
+    _open(breach)
+    values: dict[str, Any] = {f.name: getattr(facts, f.name) for f in fields(Facts)}
+    if facts.aware_at != breach.aware_at:
+        if not note:
+            raise InvalidRequest("Say in the note why Aware since changes: it moves the 72-hour clock.", field="note")
+        proofs = [
+            (breach.recorded_at + timedelta(minutes=5), "the breach was recorded"),
+            (breach.authority_notified_at, "the authority was notified"),
+            (breach.subjects_informed_at, "the people concerned were told"),
+        ]
+        for proof, what in proofs:
+            if proof is not None and facts.aware_at > proof:
+                raise InvalidRequest(f"Aware since cannot be later than when {what}.", field="aware_at")
+        notified = breach.authority_notified_at
+        if notified is not None and notified > facts.aware_at + NOTIFY_WITHIN and not breach.late_reason:
+            values["late_reason"] = note
     return await _change(breach_id, version, actor, now, "updated", values, note)
 
 
@@ -272,15 +311,11 @@ async def notify_authority(
         raise InvalidRequest(
             "The authority was already notified. Record further information you sent it as a note (GDPR 33(4))."
         )
-    if breach.risk == "unassessed":
-        raise InvalidRequest("Assess the risk first: the notification says what it is.")
-    notified_at = _instant(form, "authority_notified_at", zone, required=True)
+    notified_at = _instant(form, "authority_notified_at", zone, now, required=True)
     assert notified_at is not None
     if notified_at < breach.aware_at:
         raise InvalidRequest("The notification is dated before anyone was aware of the breach")
-    if notified_at > now + timedelta(minutes=5):
-        raise InvalidRequest("The notification is dated in the future; record it once it is sent")
-    late_reason = _text(form, "late_reason")
+    late_reason = text_field(form, "late_reason")
     if notified_at > breach.aware_at + NOTIFY_WITHIN and not late_reason:
         raise InvalidRequest(
             "The notification came more than 72 hours after awareness: GDPR 33(1) asks for the reasons for the delay.",
@@ -288,10 +323,10 @@ async def notify_authority(
         )
     values = {
         "authority_notified_at": notified_at,
-        "authority_reference": _text(form, "authority_reference", limit=128),
+        "authority_reference": text_field(form, "authority_reference", limit=128),
         "late_reason": late_reason,
     }
-    return await _change(breach_id, version, actor, now, "authority_notified", values, _text(form, "note"))
+    return await _change(breach_id, version, actor, now, "authority_notified", values, text_field(form, "note"))
 
 
 async def people_told(
@@ -300,12 +335,14 @@ async def people_told(
     """Record the communication to the people concerned (GDPR 34), or why none is due (34(3))."""
     breach = await get_breach(breach_id)
     _open(breach)
-    informed_at = _instant(form, "subjects_informed_at", zone)
-    reason = _text(form, "no_communication_reason")
+    if breach.subjects_informed_at is not None:
+        raise InvalidRequest("The people were already told. Record any further communication as a note.")
+    informed_at = _instant(form, "subjects_informed_at", zone, now)
+    reason = text_field(form, "no_communication_reason")
     if (informed_at is None) == (not reason):
         raise InvalidRequest("Give either when the people were told, or why they are not (GDPR 34(3)), not both.")
-    if informed_at is not None and (informed_at < breach.aware_at or informed_at > now + timedelta(minutes=5)):
-        raise InvalidRequest("The communication must be dated between awareness and now", field="subjects_informed_at")
+    if informed_at is not None and informed_at < breach.aware_at:
+        raise InvalidRequest("The communication is dated before anyone was aware of the breach")
     values = {"subjects_informed_at": informed_at, "no_communication_reason": reason}
     return await _change(
         breach_id,
@@ -314,7 +351,7 @@ async def people_told(
         now,
         "people_told" if informed_at else "no_communication",
         values,
-        _text(form, "note"),
+        text_field(form, "note"),
     )
 
 
@@ -335,8 +372,12 @@ async def close(breach_id: int, version: int, note: str, actor: str, now: dateti
         missing.append("record the notification to the supervisory authority")
     if deadline(breach, now).inform_people:
         missing.append("record that the people concerned were told, or why they are not (GDPR 34(3))")
+    if not breach.consequences:
+        missing.append("describe the likely consequences")
     if not breach.measures:
         missing.append("describe the measures taken")
+    if deadline(breach, now).late and not breach.late_reason:
+        missing.append("give the reasons for the late notification")
     if missing:
         raise InvalidRequest("Before closing: " + "; ".join(missing) + ".")
     return await _change(breach_id, version, actor, now, "closed", {"closed_at": now}, note)

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from server.desk import dsr
+from server.desk import dsr, markdown
 from server.desk.answers import AnswerBook
 from server.desk.dsr import SUBJECT, Actor
 from server.desk.export import ExportLinks
@@ -59,6 +59,7 @@ class Desk:
             lstrip_blocks=True,
         )
         self.templates.globals.update(controller=self.controller, kind_titles=dsr.KIND_TITLES)
+        self.templates.filters.update(md=markdown.md, quoted=markdown.quoted)
         self.assets = (
             {p.name: p.read_bytes() for p in STATIC_DIR.iterdir() if p.suffix in (".css", ".js")}
             if STATIC_DIR.is_dir()

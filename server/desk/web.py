@@ -28,6 +28,8 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 )
+# A breach form holds several texts of up to 10,000 characters, which URL-encoding can make six times longer.
+CONSOLE_FORM_LIMIT = 512 * 1024
 HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -148,7 +150,8 @@ async def form_of(request: Request) -> dict[str, str]:
     cached = getattr(request.state, "desk_form", None)
     if cached is None:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        cached = await read_form(request) if content_type == "application/x-www-form-urlencoded" else {}
+        form = content_type == "application/x-www-form-urlencoded"
+        cached = await read_form(request, CONSOLE_FORM_LIMIT) if form else {}
         request.state.desk_form = cached
     return dict(cached)
 
