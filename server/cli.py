@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     ledger = verbs.add_parser("ledger", help="the consent ledger").add_subparsers(dest="action", required=True)
     ledger.add_parser("verify", help="recompute every hash chain, the state projection and the transparency log")
     ledger.add_parser("checkpoint", help="sequence queued events and sign a checkpoint now")
+    record = verbs.add_parser("record", help="print the record of processing activities (GDPR 30(1))")
+    record.add_argument("--format", choices=("md", "json"), default="md")
     proof = verbs.add_parser("proof", help="consent proof bundles").add_subparsers(dest="action", required=True)
     proof_verify = proof.add_parser("verify", help="check a proof bundle offline")
     proof_verify.add_argument("bundle", type=Path)
@@ -268,6 +270,22 @@ def cmd_recipients(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(with_database(settings.database_url, work))
 
 
+def cmd_record(settings: Settings, args: argparse.Namespace) -> int:
+    from server.clock import utc_now
+    from server.desk.processing_record import RecordDeclarationError, build_record, render_markdown
+
+    async def work() -> int:
+        try:
+            record = await build_record(settings.policy_dir, utc_now())
+        except RecordDeclarationError as exc:
+            print(exc.detail, file=sys.stderr)
+            return 2
+        print(json.dumps(record.as_json(), indent=2) if args.format == "json" else render_markdown(record))
+        return 0
+
+    return asyncio.run(with_database(settings.database_url, work))
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from server.demo import prepare_demo
 
@@ -291,4 +309,5 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "recipients retry": cmd_recipients,
     "recipients deliver": cmd_recipients,
     "demo": cmd_demo,
+    "record": cmd_record,
 }

@@ -70,6 +70,7 @@ EXPECTED: dict[tuple[str, str], frozenset[Any]] = {
     ("POST", "/console/breaches/{id}/close"): SUPERVISOR,
     ("POST", "/console/breaches/{id}/reopen"): SUPERVISOR,
     ("GET", "/console/breaches/{id}/notification"): READ_PROOF,
+    ("GET", "/console/record"): READ_PROOF,
     ("GET", "/console/answers"): STAFF,
     ("GET", "/console/answers/{id}"): STAFF,
     ("GET", "/console/audit"): AUDIT,

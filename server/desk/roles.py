@@ -16,6 +16,7 @@
     proof.download                   x          x       x     a subject's proof bundle
     breach.view                      x          x       x     the breach register, a breach's notification content
     breach.manage                    x                        record a breach, its assessment, notification, closing
+    record.view                      x          x       x     the record of processing activities (GDPR 30)
     audit.view                                  x       x     the access log of every staff and client action
     ledger.export                                       x     the whole ledger as NDJSON
     staff.manage                                        x     create accounts, change roles, disable accounts
@@ -44,6 +45,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "proof.download": frozenset({"supervisor", "auditor", "admin"}),
     "breach.view": frozenset({"supervisor", "auditor", "admin"}),
     "breach.manage": frozenset({"supervisor"}),
+    "record.view": frozenset({"supervisor", "auditor", "admin"}),
     "audit.view": frozenset({"auditor", "admin"}),
     "ledger.export": frozenset({"admin"}),
     "staff.manage": frozenset({"admin"}),

@@ -15,6 +15,7 @@ from server.desk import (
     pages_breaches,
     pages_customers,
     pages_notices,
+    pages_record,
     pages_requests,
     public,
 )
@@ -131,6 +132,13 @@ DESK_ENDPOINTS: list[Endpoint] = [
         pages_breaches.notification,
         "Notification content for the authority and the people concerned (Markdown)",
         params=[BREACH],
+    ),
+    _console(
+        "/console/record",
+        "GET",
+        pages_record.record_page,
+        "Record of processing activities (GDPR 30)",
+        params=[Param("format", "query", "html (default), md or json")],
     ),
     _console("/console/answers", "GET", pages_admin.answers_page, "Approved answers"),
     _console(
