@@ -235,5 +235,10 @@ def test_a_supervisor_records_a_breach_and_downloads_its_notification(tmp_path: 
             assert "# Personal data breach #1: Newsletter export on a public link" in text
             assert "Approximate number of people concerned: 12,500" in text and "CNIL-2026-77" in text
             screenshot(page, "desk-breach")
+            page.get_by_role("link", name="Record", exact=True).click()
+            page.wait_for_url(f"{server.url}/console/record")
+            assert page.get_by_role("heading", name="Record of processing activities").is_visible()
+            assert page.get_by_text("Not declared yet").count() == 0  # the demo declares the whole record
+            assert axe(page) == []
         finally:
             stop_server(server)
