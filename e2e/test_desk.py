@@ -38,17 +38,22 @@ def idp() -> Iterator[OidcProvider]:
         yield p
 
 
-@pytest.fixture
-def desk_server(tmp_path: Path, idp: OidcProvider) -> Iterator[LiveServer]:
-    server = start_server(
-        tmp_path,
+def start_desk_server(data_dir: Path, provider: OidcProvider) -> LiveServer:
+    """A server whose staff sign in through `provider`."""
+    return start_server(
+        data_dir,
         extra_env={
-            "OIDC_ISSUER": idp.issuer,
-            "OIDC_CLIENT_ID": idp.client_id,
-            "OIDC_CLIENT_SECRET": idp.client_secret,
+            "OIDC_ISSUER": provider.issuer,
+            "OIDC_CLIENT_ID": provider.client_id,
+            "OIDC_CLIENT_SECRET": provider.client_secret,
             "CHECKPOINT_INTERVAL_SECONDS": "0",
         },
     )
+
+
+@pytest.fixture
+def desk_server(tmp_path: Path, idp: OidcProvider) -> Iterator[LiveServer]:
+    server = start_desk_server(tmp_path, idp)
     try:
         yield server
     finally:
@@ -193,15 +198,7 @@ def test_a_supervisor_records_a_breach_and_downloads_its_notification(tmp_path: 
     the 72-hour clock, the notification recorded, and the notification's content downloaded."""
     claims = {"sub": "sup-1", "email": "sam@corp.example", "name": "Sam Supervisor", "roles": ["supervisor"]}
     with OidcProvider(claims) as provider:
-        server = start_server(
-            tmp_path,
-            extra_env={
-                "OIDC_ISSUER": provider.issuer,
-                "OIDC_CLIENT_ID": provider.client_id,
-                "OIDC_CLIENT_SECRET": provider.client_secret,
-                "CHECKPOINT_INTERVAL_SECONDS": "0",
-            },
-        )
+        server = start_desk_server(tmp_path, provider)
         try:
             oidc_sign_in(page, server)
             page.get_by_role("link", name="Breaches").click()

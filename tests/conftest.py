@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from hypothesis import settings as hypothesis_settings
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from server.app import create_app
 from server.auth.clients import create_client
+from server.desk import accounts
 from server.services import Services
 from server.settings import Settings
 from tests.databases import POLICY_DIR, PostgresTemplate, SqliteTemplate, forget_cached_sql, postgres_admin_url
@@ -35,6 +37,15 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     forget_cached_sql()
     for name in ("DATABASE_URL", "SECRET_KEY", "PUBLIC_URL", "POLICY_DIR", "DATA_DIR", "SIGNING_KEYS_DIR"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _cheap_staff_password_hashes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Staff passwords hashed with argon2id at its lowest cost: the same code, hash format and checks, without
+    the default cost (about 0.25 s a hash or a check on a slow day here) on every one of the suite's hundreds of
+    sign-ins. `@pytest.mark.real_password_cost` keeps the default: one test checks it is what is stored."""
+    if request.node.get_closest_marker("real_password_cost") is None:
+        monkeypatch.setattr(accounts, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from server.models import AccessLog, ConsentEvent, StaffAccount, UISnapshot
 from server.settings import Settings
 from tests.conftest import run, services_of
-from tests.test_desk_helpers import PASSWORD, check, csrf_of, new_staff, post, record_api, set_contact, sign_in
+from tests.test_desk_helpers import PASSWORD, check, csrf_of, fetch, new_staff, post, record_api, set_contact, sign_in
 
 
 def _record_form(client: TestClient, ref: str, **values: str) -> dict[str, str]:
@@ -47,6 +47,15 @@ def test_sign_in_page_and_wrong_password_give_one_generic_message(client: TestCl
     # no session cookie, and the console still sends you to sign in
     assert "desk_session" not in client.cookies
     assert client.get("/console", follow_redirects=False).headers["location"].startswith("/console/login")
+
+
+@pytest.mark.real_password_cost
+def test_passwords_are_stored_as_argon2id_at_the_default_cost(client: TestClient) -> None:
+    """The rest of the suite hashes at argon2's lowest cost to save time (conftest); what is stored is this."""
+    staff = new_staff(client, "agent")
+    stored = fetch(client, StaffAccount, id=staff.id).password_hash
+    assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$"), stored
+    assert sign_in(client, email=staff.email)
 
 
 def test_sign_in_needs_the_form_token(client: TestClient) -> None:

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server.desk import breaches
-from server.desk.guard import require_staff
+from server.desk.guard import Handler, require_staff
 from server.desk.web import HEADERS, Staff, audit, desk_of, form_of, page, redirect
 from server.errors import NotFound
 from server.models import StaffAccount
@@ -128,34 +128,23 @@ async def _step(request: Request, staff: Staff, action: str) -> Response:
     return redirect(f"/console/breaches/{breach_id}?done={action}", request)
 
 
-@require_staff("breach.manage")
-async def update(request: Request, staff: Staff) -> Response:
-    return await _step(request, staff, "update")
+def _step_route(action: str, summary: str) -> Handler:
+    """The route of one step: `_step` for `action`, for supervisors."""
+
+    async def handle(request: Request, staff: Staff) -> Response:
+        return await _step(request, staff, action)
+
+    handle.__name__ = handle.__qualname__ = action
+    handle.__doc__ = summary
+    return require_staff("breach.manage")(handle)
 
 
-@require_staff("breach.manage")
-async def notified(request: Request, staff: Staff) -> Response:
-    return await _step(request, staff, "notified")
-
-
-@require_staff("breach.manage")
-async def told(request: Request, staff: Staff) -> Response:
-    return await _step(request, staff, "told")
-
-
-@require_staff("breach.manage")
-async def note(request: Request, staff: Staff) -> Response:
-    return await _step(request, staff, "note")
-
-
-@require_staff("breach.manage")
-async def close(request: Request, staff: Staff) -> Response:
-    return await _step(request, staff, "close")
-
-
-@require_staff("breach.manage")
-async def reopen(request: Request, staff: Staff) -> Response:
-    return await _step(request, staff, "reopen")
+update = _step_route("update", "New facts or a new assessment.")
+notified = _step_route("notified", "The notification to the supervisory authority (GDPR 33).")
+told = _step_route("told", "The communication to the people concerned, or why none (GDPR 34).")
+note = _step_route("note", "A note, such as further information sent to the authority (33(4)).")
+close = _step_route("close", "Close the breach once every duty is done.")
+reopen = _step_route("reopen", "Reopen a closed breach, with the reason.")
 
 
 @require_staff("breach.view")
