@@ -22,11 +22,12 @@ import psutil
 import pytest
 from starlette.testclient import TestClient
 
+from server.app import create_app
 from server.consent import stream_workers
 from server.consent.check import CheckService
 from server.models import Subject
 from server.settings import Settings
-from tests.conftest import Clock, record, run, services_of
+from tests.conftest import Clock, bearer, record, run, services_of
 from tests.test_check_reasons import CASES, PAST
 from tests.test_crash_safety import access_token, cli, free_port, server_env, start_server, wait_ready
 
@@ -201,7 +202,7 @@ def test_a_worker_that_dies_costs_no_answer(
     answered = workers.chunks_answered
     with caplog.at_level(logging.WARNING, logger="server.consent.stream_workers"):
         assert _stream(client, auth, body) == expected
-    assert "a stream worker process died" in caplog.text
+    assert "stream worker processes failed" in caplog.text
     assert workers.pids() == []  # dropped; not replaced before RESTART_AFTER_S
     assert _stream(client, auth, body) == expected
     assert workers.pids() == []
@@ -295,3 +296,39 @@ def _spawned(pid: int) -> list[psutil.Process]:
     """The server's stream workers (multiprocessing's resource tracker aside)."""
     children = psutil.Process(pid).children()
     return [child for child in children if "spawn_main" in " ".join(child.cmdline())]
+
+
+class _NoProcesses:
+    """A process pool on a machine that cannot start another process (fork/spawn fails with EAGAIN)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def submit(self, *args: Any, **kwargs: Any) -> Any:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    def shutdown(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def test_a_server_that_cannot_start_workers_still_answers_streams(
+    settings: Settings, clock: Clock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(stream_workers, "ProcessPoolExecutor", _NoProcesses)
+    app = create_app(settings, clock=clock)
+    with (
+        caplog.at_level(logging.WARNING, logger="server.consent.stream_workers"),
+        TestClient(app, raise_server_exceptions=False) as client,
+    ):
+        auth = bearer(client)
+        record(client, auth, "a", [("offers", "email", "grant")])
+        body = b"".join(
+            orjson.dumps({"subject": ("a", "ghost")[i % 2], "purpose": "offers", "channel": "email"}) + b"\n"
+            for i in range(2_500)
+        )
+        answered = _stream(client, auth, body)
+        assert answered == _in_process(client, auth, body) and answered.count(b'"allowed":true') == 1_250
+        workers = _checks(client).stream_workers
+        assert settings.database_url.startswith("postgres") or (workers is not None and workers.pids() == [])
+    if not settings.database_url.startswith("postgres"):
+        assert "stream worker processes could not start" in caplog.text

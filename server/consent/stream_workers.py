@@ -105,10 +105,23 @@ class StreamWorkers:
         self._closed = False
 
     def start(self) -> None:
-        """Start the processes now (they load in the background): each takes a first no-op job."""
-        pool = self._pool_now()
-        for _ in range(self.workers):
-            pool.submit(_ready)
+        """Start the processes now (they load in the background): each takes a first no-op job. A machine that
+        cannot start them (process or memory limits) still serves: streams are answered in process, and a new
+        pool is tried after RESTART_AFTER_S."""
+        try:
+            pool = self._pool_now()
+            for _ in range(self.workers):
+                pool.submit(_ready)
+        except (OSError, RuntimeError) as exc:
+            log.warning("stream worker processes could not start (%s); streams are answered in process", exc)
+            self._drop(self._pool)
+
+    def _drop(self, pool: ProcessPoolExecutor | None) -> None:
+        """Forget a pool that failed; the next one is tried after RESTART_AFTER_S."""
+        if pool is not None and self._pool is pool:
+            self._pool = None
+            self._restart_at = time.monotonic() + RESTART_AFTER_S
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _pool_now(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -134,16 +147,16 @@ class StreamWorkers:
         try:
             future: Future[bytes] = pool.submit(_answer_chunk, catalog_id, blob, now, segments)
             body = await asyncio.wrap_future(future)
-        except RuntimeError as exc:  # BrokenProcessPool, or a submit after `close` (a stream outliving the server)
+        except (RuntimeError, OSError) as exc:
+            # BrokenProcessPool (a worker died), OSError (a new worker could not start), or a submit after `close`
+            # (a stream outliving the server's shutdown).
             if self._closed:
                 return None
-            if not isinstance(exc, BrokenProcessPool):
+            if not isinstance(exc, BrokenProcessPool | OSError):
                 raise
             if self._pool is pool:  # the first chunk to find it broken drops it
-                log.warning("a stream worker process died (%s); streams are answered in process for now", exc)
-                self._pool = None
-                self._restart_at = time.monotonic() + RESTART_AFTER_S
-                pool.shutdown(wait=False, cancel_futures=True)
+                log.warning("stream worker processes failed (%s); streams are answered in process for now", exc)
+                self._drop(pool)
             return None
         self.chunks_answered += 1
         return body
