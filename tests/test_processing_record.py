@@ -39,7 +39,7 @@ def test_every_purpose_is_in_the_record_with_its_declarations_and_recipients(cli
     run(client, lambda: registry.add("Newsletter ESP", "https://esp.example/n", NOW, purposes=["newsletter"]))
     run(client, lambda: registry.add("CRM", "https://crm.example/n", NOW))  # every purpose
     run(client, lambda: registry.add("Old SMS gateway", "https://sms.example/n", NOW))
-    run(client, lambda: registry.disable("Old SMS gateway", NOW))
+    run(client, lambda: registry.disable("Old SMS gateway", NOW))  # listed still: the data went to it
     sign_in(client, "auditor")
     record = _record(client)
     declared = _declared()
@@ -54,7 +54,10 @@ def test_every_purpose_is_in_the_record_with_its_declarations_and_recipients(cli
         for third_party in purpose["third_parties"]:
             assert f"{third_party} (third-party controller)" in activity["recipients"]
         assert "CRM (receives its data; told of withdrawals, GDPR 19)" in activity["recipients"]
-        assert not any("Old SMS gateway" in r for r in activity["recipients"])  # disabled
+        assert (
+            "Old SMS gateway (receives its data; told of withdrawals, GDPR 19) (no longer, since 2026-11-30)"
+            in activity["recipients"]
+        )
     assert "Newsletter ESP (receives its data; told of withdrawals, GDPR 19)" in by_code["newsletter"]["recipients"]
     assert not any("Newsletter ESP" in r for r in by_code["offers"]["recipients"])
     assert "legitimate interest (GDPR 6(1)(f)) on post (instead)" in by_code["offers"]["legal_basis"]
@@ -67,7 +70,7 @@ def test_every_purpose_is_in_the_record_with_its_declarations_and_recipients(cli
     assert page.status_code == 200 and "Not declared yet" not in page.text
     document = client.get("/console/record?format=md")
     assert document.headers["content-type"].startswith("text/markdown")
-    assert "## 1. Newsletter (`newsletter`)" in document.text and "NOT DECLARED" not in document.text
+    assert "## 1. Newsletter (newsletter)" in document.text and "NOT DECLARED" not in document.text
 
 
 @pytest.fixture
@@ -107,30 +110,81 @@ def test_what_is_not_declared_is_listed_never_invented(settings: Settings, clock
         assert "- Categories of people (30(1)(c)): NOT DECLARED" in text
 
 
+MALFORMED: list[tuple[str, Any, str]] = [
+    ("record", {"security_measures": "encryption"}, "record.security_measures must be a list of texts"),
+    ("record", {"transfers": [{"recipient": "X"}]}, "each of record.transfers needs recipient, country and safeguard"),
+    (
+        "record",
+        {"transfers": [{"recipient": "X", "country": "US", "safeguard": None}]},
+        "each of record.transfers needs recipient, country and safeguard",
+    ),
+    ("record", {"activities": 5}, "record.activities must be a list"),
+    ("record", [1], "record must be a mapping"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "message"), MALFORMED, ids=[case[2][:40] for case in MALFORMED])
 def test_a_malformed_declaration_is_a_clear_error(
     settings: Settings,
     clock: Clock,
     bare_policy_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    key: str,
+    value: Any,
+    message: str,
 ) -> None:
     declared = yaml.safe_load((bare_policy_dir / "purposes.yaml").read_text(encoding="utf-8"))
-    declared["record"] = {"security_measures": "encryption", "transfers": [{"recipient": "X"}]}
+    declared[key] = value
     (bare_policy_dir / "purposes.yaml").write_text(yaml.safe_dump(declared, allow_unicode=True), encoding="utf-8")
     app = create_app(settings.with_overrides(policy_dir=bare_policy_dir), clock=clock)
     with TestClient(app, raise_server_exceptions=False) as client:
         sign_in(client, "auditor")
         answer = client.get("/console/record")
-        assert answer.status_code == 422
-        assert "each of record.transfers needs recipient, country and safeguard" in answer.text
-    for name, value in {
-        "DATABASE_URL": settings.database_url,
-        "SECRET_KEY": settings.secret_key,
-        "POLICY_DIR": str(bare_policy_dir),
-    }.items():
-        monkeypatch.setenv(name, value)
-    assert main(["record"]) == 2
-    assert "needs recipient, country and safeguard" in capsys.readouterr().err
+        assert answer.status_code == 422, answer.text[:300]
+        assert message in answer.text
+    if key == "record" and isinstance(value, dict) and "activities" in value:  # the command line, once
+        for name, env in {
+            "DATABASE_URL": settings.database_url,
+            "SECRET_KEY": settings.secret_key,
+            "POLICY_DIR": str(bare_policy_dir),
+        }.items():
+            monkeypatch.setenv(name, env)
+        assert main(["record"]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_typed_text_stays_text_and_undeclared_recipients_are_a_gap(
+    settings: Settings, clock: Clock, bare_policy_dir: Path
+) -> None:
+    declared = yaml.safe_load((bare_policy_dir / "purposes.yaml").read_text(encoding="utf-8"))
+    declared["record"] = {
+        "security_measures": ["TLS"],
+        "transfers": [],
+        "activities": [
+            {
+                "name": "Hotline <b>recordings</b>",
+                "description": "- not a list\n---\n1. not a list either\n# not a heading",
+                "legal_basis": ["consent"],
+                "subject_categories": ["callers"],
+                "data_categories": ["voice"],
+                "retention": "6 months\n\n## not a heading",
+            },
+            {"name": "Undescribed", "legal_basis": ["contract"], "recipients": []},
+        ],
+    }
+    (bare_policy_dir / "purposes.yaml").write_text(yaml.safe_dump(declared, allow_unicode=True), encoding="utf-8")
+    app = create_app(settings.with_overrides(policy_dir=bare_policy_dir), clock=clock)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        sign_in(client, "auditor")
+        gaps = _record(client)["gaps"]
+        assert "Hotline <b>recordings</b>: recipients, or none (30(1)(d)) not declared" in gaps
+        assert "Undescribed: its purpose (30(1)(b)) not described" in gaps
+        assert not any(g.startswith("Undescribed: recipients") for g in gaps)  # declared: none
+        text = client.get("/console/record?format=md").text
+        assert "\\<b\\>recordings\\</b\\>" in text and "<b>" not in text
+        assert "\n\\- not a list\n\\---\n1\\. not a list either\n\\# not a heading\n" in text
+        assert "- Time limits for erasure (30(1)(f)): 6 months \\#\\# not a heading\n" in text
 
 
 def test_the_command_line_prints_the_record(cli_env: Settings, capsys: pytest.CaptureFixture[str]) -> None:

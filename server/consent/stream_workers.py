@@ -147,6 +147,11 @@ class StreamWorkers:
         try:
             future: Future[bytes] = pool.submit(_answer_chunk, catalog_id, blob, now, segments)
             body = await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._closed and not (task and task.cancelling()):  # the job, cancelled by `close`, not this task
+                return None
+            raise
         except (RuntimeError, OSError) as exc:
             # BrokenProcessPool (a worker died), OSError (a new worker could not start), or a submit after `close`
             # (a stream outliving the server's shutdown).

@@ -24,6 +24,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from server.desk import markdown
 from server.errors import InvalidRequest
 from server.models import Recipient
+from server.policies.documents import PolicySourceError, load_tree
 from server.proof.controller import Controller, load_controller
 
 BASES = {
@@ -114,9 +115,10 @@ def _transfers(value: Any, where: str) -> list[Transfer] | None:
     for item in value:
         if not isinstance(item, dict) or {"recipient", "country", "safeguard"} - set(item):
             raise RecordDeclarationError(f"purposes.yaml: each of {where} needs recipient, country and safeguard")
-        found.append(
-            Transfer(*(str(_text(item[key], f"{where}.{key}")) for key in ("recipient", "country", "safeguard")))
-        )
+        texts = [_text(item[key], f"{where}.{key}") for key in ("recipient", "country", "safeguard")]
+        if None in texts:
+            raise RecordDeclarationError(f"purposes.yaml: each of {where} needs recipient, country and safeguard")
+        found.append(Transfer(*(str(text) for text in texts)))
     return found
 
 
@@ -134,61 +136,82 @@ def _own_or(own: list[Transfer] | None, default: list[Transfer] | None) -> list[
 
 
 async def build_record(policy_dir: Path, now: datetime) -> ProcessingRecord:
-    """The record as it stands: declarations read now, recipients as registered now."""
+    """The record as it stands: declarations read now, recipients as registered now (those disabled since are
+    still listed: 30(1)(d) covers recipients the data "have been" disclosed to).
+
+    Empty lists: `transfers: []` and `recipients: []` say "none"; categories of people or data, a legal basis and
+    security measures cannot be none, so an empty list is listed as not declared."""
     try:
         tree = yaml.safe_load((policy_dir / "purposes.yaml").read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        catalogue = load_tree(policy_dir).purposes  # the purposes as `policies sync` validates them
+    except (OSError, yaml.YAMLError, PolicySourceError, AttributeError, TypeError, ValueError) as exc:
         raise RecordDeclarationError(f"purposes.yaml cannot be read: {exc}") from None
-    top = _mapping(tree.get("record"), "record")
+    top = _mapping(tree.get("record") if isinstance(tree, dict) else None, "record")
+    raw_purposes = {str(p.get("code")): p for p in (tree.get("purposes") or []) if isinstance(p, dict)}
     default_transfers = _transfers(top.get("transfers"), "record.transfers")
-    recipients = await Recipient.filter(disabled_at=None).order_by("name").values("name", "purposes")
+    recipients = await Recipient.all().order_by("name").values("name", "purposes", "disabled_at")
     gaps: list[str] = []
     activities = []
-    for purpose in tree.get("purposes") or []:
-        code = str(purpose.get("code"))
-        declared = _mapping(purpose.get("record"), f"purpose {code}: record")
-        basis = str(purpose.get("legal_basis"))
-        bases = [f"{BASES.get(basis, basis)} on {', '.join(purpose.get('channels') or [])}"]
-        for channel, other in (purpose.get("channel_basis") or {}).items():
-            bases.append(f"{BASES.get(str(other), str(other))} on {channel} (instead)")
+    for purpose in catalogue:
+        code = purpose.code
+        declared = _mapping(raw_purposes.get(code, {}).get("record"), f"purpose {code}: record")
+        bases = [f"{BASES.get(purpose.legal_basis, purpose.legal_basis)} on {', '.join(purpose.channels)}"]
+        for channel, basis in purpose.channel_basis.items():
+            bases.append(f"{BASES.get(basis, basis)} on {channel} (instead)")
         facts = []
-        if purpose.get("validity_days"):
-            facts.append(f"a consent is valid {purpose['validity_days']} days, then asked again")
-        if purpose.get("double_opt_in"):
+        if purpose.validity_days:
+            facts.append(f"a consent is valid {purpose.validity_days} days, then asked again")
+        if purpose.double_opt_in:
             facts.append("email consent counts once confirmed by a link (double opt-in)")
-        if purpose.get("marketing"):
+        if purpose.marketing:
             facts.append("direct marketing: an objection stops it at once, on every channel (GDPR 21(3))")
-        told = [r["name"] for r in recipients if not r["purposes"] or code in r["purposes"]]
-        activity = Activity(
-            name=str((purpose.get("title") or {}).get("en") or code),
-            code=code,
-            description=str((purpose.get("description") or {}).get("en") or ""),
-            legal_basis=bases,
-            subject_categories=_strings(declared.get("subject_categories"), f"purpose {code}: subject_categories"),
-            data_categories=_strings(declared.get("data_categories"), f"purpose {code}: data_categories"),
-            recipients=[f"{name} (third-party controller)" for name in purpose.get("third_parties") or []]
-            + [f"{name} (receives its data; told of withdrawals, GDPR 19)" for name in told],
-            transfers=_own_or(_transfers(declared.get("transfers"), f"purpose {code}: transfers"), default_transfers),
-            retention=_text(declared.get("retention"), f"purpose {code}: retention"),
-            facts=facts,
-        )
-        activities.append(activity)
-    for index, other in enumerate(top.get("activities") or []):
-        other = _mapping(other, f"record.activities[{index}]")
-        name = _text(other.get("name"), f"record.activities[{index}].name") or f"activity {index + 1}"
+        told = [
+            f"{r['name']} (receives its data; told of withdrawals, GDPR 19)"
+            + (f" (no longer, since {r['disabled_at']:%Y-%m-%d})" if r["disabled_at"] else "")
+            for r in recipients
+            if not r["purposes"] or code in r["purposes"]
+        ]
         activities.append(
             Activity(
-                name=name,
-                code=None,
-                description=_text(other.get("description"), f"{name}: description") or "",
-                legal_basis=_strings(other.get("legal_basis"), f"{name}: legal_basis") or [],
-                subject_categories=_strings(other.get("subject_categories"), f"{name}: subject_categories"),
-                data_categories=_strings(other.get("data_categories"), f"{name}: data_categories"),
-                recipients=_strings(other.get("recipients"), f"{name}: recipients") or [],
-                transfers=_own_or(_transfers(other.get("transfers"), f"{name}: transfers"), default_transfers),
-                retention=_text(other.get("retention"), f"{name}: retention"),
+                name=purpose.titles.get("en") or code,
+                code=code,
+                description=purpose.descriptions.get("en", ""),
+                legal_basis=bases,
+                subject_categories=_strings(declared.get("subject_categories"), f"purpose {code}: subject_categories"),
+                data_categories=_strings(declared.get("data_categories"), f"purpose {code}: data_categories"),
+                recipients=[f"{name} (third-party controller)" for name in purpose.third_parties]
+                + (_strings(declared.get("recipients"), f"purpose {code}: recipients") or [])
+                + told,
+                transfers=_own_or(
+                    _transfers(declared.get("transfers"), f"purpose {code}: transfers"), default_transfers
+                ),
+                retention=_text(declared.get("retention"), f"purpose {code}: retention"),
+                facts=facts,
             )
         )
+    others = top.get("activities") or []
+    if not isinstance(others, list):
+        raise RecordDeclarationError("purposes.yaml: record.activities must be a list")
+    for index, raw in enumerate(others):
+        other = _mapping(raw, f"record.activities[{index}]")
+        name = _text(other.get("name"), f"record.activities[{index}].name") or f"activity {index + 1}"
+        declared_recipients = _strings(other.get("recipients"), f"{name}: recipients")
+        if declared_recipients is None:
+            gaps.append(f"{name}: recipients, or none (30(1)(d)) not declared")
+        activity = Activity(
+            name=name,
+            code=None,
+            description=_text(other.get("description"), f"{name}: description") or "",
+            legal_basis=_strings(other.get("legal_basis"), f"{name}: legal_basis") or [],
+            subject_categories=_strings(other.get("subject_categories"), f"{name}: subject_categories"),
+            data_categories=_strings(other.get("data_categories"), f"{name}: data_categories"),
+            recipients=declared_recipients or [],
+            transfers=_own_or(_transfers(other.get("transfers"), f"{name}: transfers"), default_transfers),
+            retention=_text(other.get("retention"), f"{name}: retention"),
+        )
+        if not activity.description:
+            gaps.append(f"{name}: its purpose (30(1)(b)) not described")
+        activities.append(activity)
     for activity in activities:
         label = f"{activity.name}" + (f" ({activity.code})" if activity.code else "")
         for item, value in (
@@ -197,7 +220,7 @@ async def build_record(policy_dir: Path, now: datetime) -> ProcessingRecord:
             ("transfers outside the EU, or none (30(1)(e))", activity.transfers),
             ("time limits for erasure (30(1)(f))", activity.retention),
         ):
-            if value is None:
+            if value is None or (value == [] and "categories" in item):
                 gaps.append(f"{label}: {item} not declared")
         if not activity.legal_basis:
             gaps.append(f"{label}: legal basis not declared")
@@ -205,8 +228,14 @@ async def build_record(policy_dir: Path, now: datetime) -> ProcessingRecord:
     if not security:
         gaps.append("security measures (30(1)(g)) not declared")
     controller = load_controller(policy_dir)
-    if not controller.name or not controller.email:
-        gaps.append("the controller's name and contact details (30(1)(a)) not declared")
+    for value, what in (
+        (controller.name, "the controller's name"),
+        (controller.address, "the controller's address"),
+        (controller.email, "the controller's email"),
+        (controller.contact, "the contact point or data protection officer"),
+    ):
+        if not value:
+            gaps.append(f"{what} (30(1)(a)) not declared")
     return ProcessingRecord(
         controller=controller,
         representative=_text(top.get("representative"), "record.representative"),
@@ -226,5 +255,5 @@ def render_markdown(record: ProcessingRecord) -> str:
     environment = Environment(  # noqa: S701
         loader=FileSystemLoader(_TEMPLATES), undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True
     )
-    environment.filters.update(md=markdown.md, quoted=markdown.quoted)
+    environment.filters.update(md=markdown.md, md_block=markdown.md_block, quoted=markdown.quoted)
     return environment.get_template("processing_record.md").render(r=record)

@@ -59,7 +59,7 @@ class Desk:
             lstrip_blocks=True,
         )
         self.templates.globals.update(controller=self.controller, kind_titles=dsr.KIND_TITLES)
-        self.templates.filters.update(md=markdown.md, quoted=markdown.quoted)
+        self.templates.filters.update(md=markdown.md, md_block=markdown.md_block, quoted=markdown.quoted)
         self.assets = (
             {p.name: p.read_bytes() for p in STATIC_DIR.iterdir() if p.suffix in (".css", ".js")}
             if STATIC_DIR.is_dir()

@@ -20,13 +20,21 @@ class Controller:
 
 
 def load_controller(policy_dir: Path) -> Controller:
-    data = (yaml.safe_load((policy_dir / "purposes.yaml").read_text(encoding="utf-8")) or {}).get("controller") or {}
+    tree = yaml.safe_load((policy_dir / "purposes.yaml").read_text(encoding="utf-8")) or {}
+    data = tree.get("controller") if isinstance(tree, dict) else None
+    if not isinstance(data, dict):
+        data = {}
+
+    def text(key: str) -> str:
+        value = data.get(key)
+        return "" if value is None else str(value)  # `name:` left empty is not the name "None"
+
     return Controller(
-        name=str(data.get("name", "")),
-        address=str(data.get("address", "")),
-        email=str(data.get("email", "")),
-        phone=str(data.get("phone", "")),
-        contact=str(data.get("contact", "")),
-        url=str(data.get("url", "")),
-        jurisdiction=str(data.get("jurisdiction", "")),
+        name=text("name"),
+        address=text("address"),
+        email=text("email"),
+        phone=text("phone"),
+        contact=text("contact"),
+        url=text("url"),
+        jurisdiction=text("jurisdiction"),
     )
