@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from starlette.testclient import TestClient
 
+from server.desk import accounts
 from server.models import AccessLog, ConsentEvent, StaffAccount, UISnapshot
 from server.settings import Settings
 from tests.conftest import run, services_of
@@ -56,6 +58,18 @@ def test_passwords_are_stored_as_argon2id_at_the_default_cost(client: TestClient
     stored = fetch(client, StaffAccount, id=staff.id).password_hash
     assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$"), stored
     assert sign_in(client, email=staff.email)
+
+
+def test_a_hash_made_at_another_cost_is_remade_at_sign_in(client: TestClient) -> None:
+    """Raising argon2's cost later upgrades each account at its next sign-in (the password is known then)."""
+    staff = new_staff(client, "agent")  # hashed at the suite's lowest cost (conftest)
+    assert "m=8,t=1,p=1" in fetch(client, StaffAccount, id=staff.id).password_hash
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(accounts, "_hasher", PasswordHasher(time_cost=2, memory_cost=16, parallelism=1))
+        assert sign_in(client, email=staff.email)
+    remade = fetch(client, StaffAccount, id=staff.id).password_hash
+    assert remade.startswith("$argon2id$v=19$m=16,t=2,p=1$"), remade
+    assert sign_in(client, email=staff.email)  # and the new hash checks
 
 
 def test_sign_in_needs_the_form_token(client: TestClient) -> None:

@@ -10,8 +10,10 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from starlette.testclient import TestClient
 
 from server.app import create_app
@@ -290,6 +292,31 @@ def test_front_matter_errors_name_the_file(policy_copy: Path, mutate: Callable[[
         load_tree(policy_copy)
     assert str(path) in str(refused.value)
     assert says in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"purposes": {"newsletter": {}}}, "purposes must be a list of mappings"),
+        ({"purposes": ["newsletter"]}, "purposes must be a list of mappings"),
+        ({"title": "Newsletter"}, "purpose 'newsletter': title must be a mapping"),
+        ({"channel_basis": ["post"]}, "purpose 'newsletter': channel_basis must be a mapping"),
+    ],
+)
+def test_purpose_declarations_of_the_wrong_shape_are_named(
+    policy_copy: Path, change: dict[str, Any], says: str
+) -> None:
+    """A clear error naming the file, not a traceback from deep in the loader."""
+    path = policy_copy / "purposes.yaml"
+    declared = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if "purposes" in change:
+        declared.update(change)
+    else:
+        declared["purposes"][0].update(change)
+    path.write_text(yaml.safe_dump(declared, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(PolicySourceError) as refused:
+        load_tree(policy_copy)
+    assert str(path) in str(refused.value) and says in str(refused.value)
 
 
 # --- DESIGN invariant 2 ----------------------------------------------------------------------------------------------

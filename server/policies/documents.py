@@ -66,7 +66,10 @@ def load_tree(root: Path) -> PolicyTree:
     """Parse `root/purposes.yaml` and every `root/<document>/<version>/<lang>.md`."""
     declarations = _load_yaml(root / "purposes.yaml")
     channels = tuple(str(c) for c in declarations.get("channels", []))
-    purposes = tuple(_purpose(root / "purposes.yaml", raw, channels) for raw in declarations.get("purposes", []))
+    raw_purposes = declarations.get("purposes", [])
+    if not isinstance(raw_purposes, list) or not all(isinstance(raw, dict) for raw in raw_purposes):
+        raise PolicySourceError(f"{root / 'purposes.yaml'}: purposes must be a list of mappings, one per purpose")
+    purposes = tuple(_purpose(root / "purposes.yaml", raw, channels) for raw in raw_purposes)
     known = {p.code for p in purposes}
     documents = []
     for path in sorted(root.glob("*/*/*.md")):
@@ -130,6 +133,9 @@ def _load_yaml(path: Path) -> dict[str, Any]:
 def _purpose(path: Path, raw: dict[str, Any], channels: tuple[str, ...]) -> PurposeDeclaration:
     code = str(raw.get("code", ""))
     where = f"{path}: purpose {code!r}"
+    for key in ("channel_basis", "title", "description"):
+        if not isinstance(raw.get(key) or {}, dict):
+            raise PolicySourceError(f"{where}: {key} must be a mapping (e.g. {{en: ..., fr: ...}})")
     basis = str(raw.get("legal_basis", ""))
     if basis not in LEGAL_BASES:
         raise PolicySourceError(f"{where}: legal_basis {basis!r} is not one of {LEGAL_BASES}")
