@@ -323,3 +323,13 @@ def test_typed_text_stays_text_in_the_notification(client: TestClient, superviso
     quote = draft[draft.index(next(line for line in draft if line.startswith(">"))) :]
     assert quote and all(line.startswith(">") for line in quote), quote
     assert "> \\# Not a heading" in quote and "> Second line." in quote
+
+
+def test_a_note_is_checked_like_every_text(client: TestClient, supervisor: str) -> None:
+    """A NUL (which PostgreSQL refuses) or an over-long note is refused with its reason, never cut or stored."""
+    breach_id = _record(client, supervisor)
+    for note, message in (("bad \x00 note", "control character"), ("x" * 10_001, "longer than 10000 characters")):
+        refused = _step(client, supervisor, breach_id, "note", note=note)
+        assert refused.status_code == 422 and message in refused.text, note[:10]
+    assert [entry["action"] for entry in _trail(client, breach_id)] == ["recorded"]
+    assert _step(client, supervisor, breach_id, "note", note="Provider called back.").status_code == 303

@@ -13,7 +13,7 @@ from starlette.responses import Response, StreamingResponse
 from server.desk import accounts
 from server.desk.guard import require_staff
 from server.desk.roles import ROLES
-from server.desk.web import Staff, audit, desk_of, form_of, page, redirect
+from server.desk.web import Staff, audit, desk_of, form_of, page, redirect, staff_names
 from server.errors import InvalidRequest, NotFound
 from server.models import AccessLog, StaffAccount, Subject
 from server.proof.export import export_lines
@@ -82,9 +82,7 @@ async def audit_page(request: Request, staff: Staff) -> Response:
         .limit(PAGE)
         .values("id", "at", "actor_type", "actor_id", "action", "detail", "subject__ref")
     )
-    names = {
-        f"staff:{a['id']}": f"{a['name']} ({a['role']})" for a in await StaffAccount.all().values("id", "name", "role")
-    }
+    names = await staff_names()
     next_before = entries[-1]["id"] if len(entries) == PAGE else None
     next_query = urlencode({**{k: v for k, v in filters.items() if v}, "before": next_before or ""})
     await audit(request, staff, "staff_view", what="audit_log")

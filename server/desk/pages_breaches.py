@@ -12,9 +12,8 @@ from starlette.responses import Response
 
 from server.desk import breaches
 from server.desk.guard import Handler, require_staff
-from server.desk.web import HEADERS, Staff, audit, desk_of, form_of, page, redirect
+from server.desk.web import HEADERS, Staff, audit, desk_of, form_of, page, redirect, staff_names
 from server.errors import NotFound
-from server.models import StaffAccount
 
 
 def _id(request: Request) -> int:
@@ -26,11 +25,6 @@ def _id(request: Request) -> int:
 
 def _actor(staff: Staff) -> str:
     return f"staff:{staff.id}"
-
-
-async def _names() -> dict[str, str]:
-    accounts = await StaffAccount.all().values("id", "name", "role")
-    return {f"staff:{a['id']}": f"{a['name']} ({a['role']})" for a in accounts}
 
 
 @require_staff("breach.view")
@@ -78,7 +72,7 @@ async def _breach_page(request: Request, staff: Staff, breach_id: int) -> Respon
         labels=breaches.FACT_LABELS,
         zone=desk.zone,
         trail=await breaches.trail(breach.id),
-        names=await _names(),
+        names=await staff_names(),
         local=lambda value: value.astimezone(desk.zone).strftime("%Y-%m-%dT%H:%M") if value else "",
         now_local=desk.now().astimezone(desk.zone).strftime("%Y-%m-%dT%H:%M"),
     )
@@ -111,7 +105,7 @@ async def _step(request: Request, staff: Staff, action: str) -> Response:
     version = breaches.version_from(form)
     now = desk.now()
     actor = _actor(staff)
-    note = form.get("note", "").replace("\r\n", "\n").strip()[: breaches.TEXT_MAX]
+    note = breaches.text_field(form, "note")  # checked like every text: no control character, no silent cut
     if action == "update":
         await breaches.update(breach_id, version, breaches.facts_from(form, desk.zone, now), note, actor, now)
     elif action == "notified":

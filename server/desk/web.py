@@ -156,6 +156,12 @@ async def form_of(request: Request) -> dict[str, str]:
     return dict(cached)
 
 
+async def staff_names() -> dict[str, str]:
+    """Each staff account's actor id (`staff:<id>`, as history and trail rows name them) with "Name (role)"."""
+    accounts = await StaffAccount.all().values("id", "name", "role")
+    return {f"staff:{a['id']}": f"{a['name']} ({a['role']})" for a in accounts}
+
+
 async def audit(request: Request, staff: Staff, action: str, subject_id: Any = None, **detail: Any) -> None:
     """One access-log row per staff action (actor_type "staff"); details never carry contact data."""
     await log_access(
