@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,24 @@ def placeholders(conn: BaseDBAsyncClient, count: int, start: int = 1) -> list[st
     if is_postgres(conn):
         return [f"${i}" for i in range(start, start + count)]
     return ["?"] * count
+
+
+async def lock_row(conn: BaseDBAsyncClient, table: str, row_id: object) -> None:
+    """Take the write lock on one row (PostgreSQL) or on the database (SQLite) before a transaction reads what it
+    will change.
+
+    `SELECT ... FOR UPDATE` locks nothing on SQLite. There a transaction that reads first and writes after fails
+    at once with "database is locked" (SQLITE_BUSY_SNAPSHOT, which the busy timeout cannot wait out) when another
+    process committed in between. A no-op UPDATE as the transaction's first statement makes it wait for the write
+    lock instead, under the busy timeout, and its reads then see the last commit. `table` is a code constant.
+    """
+    marker = placeholders(conn, 1)[0]
+    if isinstance(row_id, uuid.UUID):
+        row_id = str(row_id)  # as Tortoise stores it on SQLite; asyncpg takes either
+    if is_postgres(conn):
+        await conn.execute_query(f"SELECT 1 FROM {table} WHERE id = {marker} FOR UPDATE", [row_id])
+    else:
+        await conn.execute_query(f"UPDATE {table} SET id = id WHERE id = {marker}", [row_id])
 
 
 async def with_database(database_url: str, work: Callable[[], Awaitable[int]]) -> int:

@@ -3,16 +3,22 @@ and its reasons for a delay, the people concerned, the trail of every change, cl
 
 from __future__ import annotations
 
+import asyncio
 import re
+import sqlite3
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import orjson
 import pytest
 from starlette.testclient import TestClient
 from tortoise import connections
 
 from server.models import AccessLog, Breach, BreachEntry
+from server.settings import Settings
 from tests.conftest import Clock, run
 from tests.test_desk_helpers import count, fetch, post, sign_in
 
@@ -147,6 +153,51 @@ def test_every_change_keeps_the_old_values_and_a_stale_form_is_refused(
         with pytest.raises(Exception, match="append-only"):
             run(client, tamper)
     assert _trail(client, breach_id)[1]["note"] == "Full count from the logs."
+
+
+def _other_process_writes(database_url: str, breach_id: int, began: threading.Event, hold_s: float) -> None:
+    """Another process's connection: it changes the breach in a transaction it holds open `hold_s` seconds."""
+    sql = "UPDATE breaches SET title = 'Changed elsewhere', version = version + 1 WHERE id = "
+    if database_url.startswith("sqlite://"):
+        conn = sqlite3.connect(database_url.removeprefix("sqlite://"), isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(sql + "?", (breach_id,))
+        began.set()
+        time.sleep(hold_s)
+        conn.execute("COMMIT")
+        conn.close()
+        return
+
+    async def work() -> None:
+        conn = await asyncpg.connect(database_url.replace("postgres://", "postgresql://", 1))
+        async with conn.transaction():
+            await conn.execute(sql + "$1", breach_id)
+            began.set()
+            await asyncio.sleep(hold_s)
+        await conn.close()
+
+    asyncio.run(work())
+
+
+def test_a_change_made_meanwhile_by_another_process_gives_the_stale_answer(
+    client: TestClient, supervisor: str, settings: Settings
+) -> None:
+    """The console's change waits for a writer in another process (a CLI, a second server) and then answers 409:
+    on SQLite, reading the breach before taking the write lock made this a "database is locked" 500."""
+    breach_id = _record(client, supervisor)
+    version = _version(client, breach_id)
+    began = threading.Event()
+    other = threading.Thread(target=_other_process_writes, args=(settings.database_url, breach_id, began, 0.5))
+    other.start()
+    try:
+        assert began.wait(10)
+        answer = post(client, supervisor, f"/console/breaches/{breach_id}", {**_facts(risk="high"), "version": version})
+    finally:
+        other.join()
+    assert answer.status_code == 409 and "Someone changed this breach" in answer.text
+    breach = fetch(client, Breach, id=breach_id)
+    assert (breach.title, breach.risk, breach.version) == ("Changed elsewhere", "unassessed", int(version) + 1)
+    assert [entry["action"] for entry in _trail(client, breach_id)] == ["recorded"]
 
 
 def test_closing_needs_every_duty_done_and_reopening_a_reason(client: TestClient, supervisor: str) -> None:

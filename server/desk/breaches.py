@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 from tortoise.transactions import in_transaction
 
+from server.db import lock_row
 from server.errors import ConsentError, InvalidRequest, NotFound
 from server.models import Breach, BreachEntry
 
@@ -245,8 +246,9 @@ async def _change(
     breach_id: int, version: int, actor: str, now: datetime, action: str, values: dict[str, Any], note: str = ""
 ) -> Breach:
     """Apply `values` to the breach made from `version`, with a trail row of what changed, in one transaction."""
-    async with in_transaction():
-        breach = await Breach.select_for_update().get_or_none(id=breach_id)
+    async with in_transaction() as conn:
+        await lock_row(conn, "breaches", breach_id)
+        breach = await Breach.get_or_none(id=breach_id, using_db=conn)
         if breach is None:
             raise NotFound("no breach with this id", parameter="id")
         if breach.version != version:
@@ -260,13 +262,16 @@ async def _change(
         }
         if not changes and not note:
             raise InvalidRequest("Nothing changed: nothing was recorded.")
-        # Compare and set: on SQLite `select_for_update` locks nothing, and another process may have written.
-        updated = await Breach.filter(id=breach_id, version=version).update(**values, version=version + 1)
+        # Compare and set, although the lock already keeps other writers out: the version is the rule.
+        same = Breach.filter(id=breach_id, version=version).using_db(conn)
+        updated = await same.update(**values, version=version + 1)
         if not updated:
             raise StaleBreach(
                 "Someone changed this breach after you opened the page. Reload it and make your change again."
             )
-        await BreachEntry.create(breach=breach, at=now, actor=actor, action=action, changes=changes, note=note)
+        await BreachEntry.create(
+            using_db=conn, breach=breach, at=now, actor=actor, action=action, changes=changes, note=note
+        )
     return await get_breach(breach_id)
 
 

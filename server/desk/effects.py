@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
+from server.db import lock_row
 from server.desk import dsr
 from server.desk.contact import (
     normalise_email,
@@ -254,7 +255,8 @@ def _wake(desk: Desk, told: int) -> None:
 async def _lock(desk: Desk, conn: BaseDBAsyncClient, subject: Subject) -> tuple[Subject, datetime]:
     """The subject's row, locked, and the clock read after that: a decision being recorded for the same subject
     cannot hold the commit of a flag change back past the change feed's window (server.visibility)."""
-    locked = await Subject.select_for_update().using_db(conn).get(id=subject.id)
+    await lock_row(conn, "subjects", subject.id)
+    locked = await Subject.get(id=subject.id, using_db=conn)
     return locked, desk.now()
 
 
