@@ -26,8 +26,18 @@ import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+E2E = Path(__file__).resolve().parent
+ARTIFACTS = E2E / "artifacts"
 AXE = Path(__file__).resolve().parent / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With the suite spread over processes (`-n 2 --dist loadgroup`, scripts/test), every browser test runs in
+    one process, after the others (the group is the last in collection order): the browser session keeps an event
+    loop running on the main thread, where the non-browser tests and the command line call `asyncio.run`."""
+    for item in items:
+        if item.path.is_relative_to(E2E):
+            item.add_marker(pytest.mark.xdist_group("browser"))
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,10 @@ import asyncio
 import itertools
 import os
 import shutil
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -24,6 +27,15 @@ from server.policies.sync import sync_policies
 
 POLICY_DIR = Path(__file__).resolve().parent.parent / "policy_docs"
 _counter = itertools.count()
+T = TypeVar("T")
+
+
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` on a thread of its own. A test process that ran a browser test has an event loop running on
+    its main thread (pytest-playwright's sync API keeps one for the session), where `asyncio.run` is refused; with
+    the suite spread over processes, any test may come after a browser test."""
+    with ThreadPoolExecutor(1, thread_name_prefix="run_sync") as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def postgres_admin_url() -> str | None:
@@ -54,7 +66,7 @@ class SqliteTemplate:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.template = directory / "template.sqlite3"
-        asyncio.run(prepare(f"sqlite://{self.template}"))
+        run_sync(prepare(f"sqlite://{self.template}"))
 
     def new(self) -> tuple[str, None]:
         path = self.directory / f"t{next(_counter)}.sqlite3"
@@ -70,8 +82,8 @@ class PostgresTemplate:
         self.admin_url = admin_url
         self.prefix = f"cl_{os.getpid()}"
         self.template = f"{self.prefix}_tpl"
-        asyncio.run(self._create(self.template, None))
-        asyncio.run(prepare(with_database(admin_url, self.template)))
+        run_sync(self._create(self.template, None))
+        run_sync(prepare(with_database(admin_url, self.template)))
 
     async def _admin(self, sql: str) -> None:
         conn = await asyncpg.connect(_asyncpg_dsn(self.admin_url))
@@ -87,17 +99,17 @@ class PostgresTemplate:
 
     def new(self) -> tuple[str, str]:
         name = f"{self.prefix}_t{next(_counter)}"
-        asyncio.run(self._create(name, self.template))
+        run_sync(self._create(name, self.template))
         return with_database(self.admin_url, name), name
 
     def empty(self) -> tuple[str, str]:
         name = f"{self.prefix}_e{next(_counter)}"
-        asyncio.run(self._create(name, None))
+        run_sync(self._create(name, None))
         return with_database(self.admin_url, name), name
 
     def drop(self, name: str | None) -> None:
         if name:
-            asyncio.run(self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            run_sync(self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
     def close(self) -> None:
         self.drop(self.template)

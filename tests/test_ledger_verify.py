@@ -4,7 +4,6 @@ detected and named (DESIGN invariants 1, 3 and 4)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import subprocess
@@ -22,7 +21,7 @@ from starlette.testclient import TestClient
 from server.ledger.chain import body_hash
 from server.settings import Settings
 from tests.conftest import record
-from tests.databases import POLICY_DIR
+from tests.databases import POLICY_DIR, run_sync
 
 # What an attacker runs to get past the append-only triggers of migration 0002.
 SQLITE_DROP_TRIGGERS = [
@@ -71,7 +70,7 @@ def sql(database_url: str, *statements: str, query: str | None = None) -> list[t
                 conn.execute(statement)
             conn.commit()
             return list(conn.execute(query).fetchall()) if query else []
-    return asyncio.run(_pg(database_url, list(statements), query))
+    return run_sync(_pg(database_url, list(statements), query))
 
 
 def disable_append_only(database_url: str, *, foreign_keys_too: bool = False) -> None:

@@ -19,7 +19,7 @@ from server.ledger.append import Decision, Ledger, RecordRequest
 from server.policies.catalog import Catalog
 from server.proof.log import TransparencyLog
 from tests import independent
-from tests.databases import forget_cached_sql
+from tests.databases import forget_cached_sql, run_sync
 
 
 @contextlib.asynccontextmanager
@@ -79,7 +79,7 @@ def test_sequencing_while_recording_gives_every_event_one_position(
             leaves = [bytes.fromhex(events[str(r["event_id"])]) for r in entries]
             assert await log.root(size) == independent.mth(leaves)
 
-    asyncio.run(scenario())
+    run_sync(scenario())
 
 
 def test_positions_follow_queue_order_whatever_order_the_rows_are_stored_in(
@@ -107,4 +107,4 @@ def test_positions_follow_queue_order_whatever_order_the_rows_are_stored_in(
             entries = await conn.execute_query_dict("SELECT position, event_id FROM log_entries ORDER BY position")
             assert [str(r["event_id"]) for r in entries] == [str(r["event_id"]) for r in queued]
 
-    asyncio.run(scenario())
+    run_sync(scenario())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shutil
 import sqlite3
@@ -32,7 +31,7 @@ from server.policies.sync import sync_policies
 from server.proof import merkle
 from server.proof.log import TransparencyLog
 from tests import independent
-from tests.databases import POLICY_DIR, SqliteTemplate, forget_cached_sql
+from tests.databases import POLICY_DIR, SqliteTemplate, forget_cached_sql, run_sync
 
 LOG_ENTRIES = "SELECT position, event_id, leaf_hash FROM log_entries ORDER BY position"
 REPO_MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -135,7 +134,7 @@ def test_migrations_bring_an_empty_database_to_the_models(empty_url: str) -> Non
             after = await conn.execute_query_dict("SELECT id, status, hash FROM consent_events ORDER BY seq")
             assert after == before
 
-    asyncio.run(scenario())
+    run_sync(scenario())
 
 
 def test_applying_migrations_twice_is_a_no_op(empty_url: str) -> None:
@@ -154,7 +153,7 @@ def test_applying_migrations_twice_is_a_no_op(empty_url: str) -> None:
             assert [r["name"] for r in applied] == sorted(p.stem for p in REPO_MIGRATIONS.glob("0*.py"))
         assert await pending_changes(empty_url) == []
 
-    asyncio.run(scenario())
+    run_sync(scenario())
 
 
 def test_events_queued_before_0005_get_their_hash_and_are_sequenced_as_before(empty_url: str, tmp_path: Path) -> None:
@@ -195,7 +194,7 @@ def test_events_queued_before_0005_get_their_hash_and_are_sequenced_as_before(em
             assert await log.root(6) == independent.mth(leaves)
             assert await conn.execute_query_dict("SELECT id FROM log_queue") == []
 
-    asyncio.run(scenario())
+    run_sync(scenario())
 
 
 def test_0009_dates_the_flags_already_changed_so_the_change_feed_sees_them(empty_url: str) -> None:
@@ -247,7 +246,7 @@ def test_0009_dates_the_flags_already_changed_so_the_change_feed_sees_them(empty
         await apply_migrations(empty_url)
         assert await pending_changes(empty_url) == []
 
-    asyncio.run(scenario())
+    run_sync(scenario())
 
 
 def test_0006_keeps_the_log_its_proofs_and_its_keys(empty_url: str, tmp_path: Path) -> None:
@@ -319,7 +318,7 @@ def test_0006_keeps_the_log_its_proofs_and_its_keys(empty_url: str, tmp_path: Pa
             }
             assert len(await conn.execute_query_dict("SELECT id FROM log_entries")) == 40
 
-    asyncio.run(scenario())
+    run_sync(scenario())
 
 
 async def event_hashes_in_log_order(conn: BaseDBAsyncClient) -> list[bytes]:
@@ -395,7 +394,7 @@ def sqlite_file(sqlite_template: SqliteTemplate) -> tuple[str, Path]:
             await record_decisions("cust-other")
             await conn.execute_query("UPDATE subjects SET phone = '+33600000001' WHERE ref = 'cust-rebuild'")
 
-    asyncio.run(seed())
+    run_sync(seed())
     return url, path
 
 
@@ -448,7 +447,7 @@ def test_sqlite_rebuild_of_a_parent_table_keeps_child_rows_and_indexes(
     assert len(before["events"]) == 4 and len(before["states"]) == 4
     extra_migration(REBUILD_SUBJECTS)
 
-    asyncio.run(apply_migrations(url))  # the real entry point, with its foreign-key and index safety rails
+    run_sync(apply_migrations(url))  # the real entry point, with its foreign-key and index safety rails
 
     after = inspect(path)
     assert after["applied"] == [*before["applied"], "0003_rebuild"]
@@ -478,7 +477,7 @@ def test_sqlite_named_index_left_under_a_generated_name_is_restored_by_name(sqli
         db.close()
     assert "subjects_check_by_ref" not in inspect(path)["named_indexes"]
 
-    asyncio.run(apply_migrations(url))
+    run_sync(apply_migrations(url))
 
     assert "subjects_check_by_ref" in inspect(path)["named_indexes"]
 
@@ -505,7 +504,7 @@ def test_sqlite_rebuild_with_foreign_keys_on_is_the_hazard_the_safety_rails_avoi
             await migrate_api(config=config)
 
     with pytest.raises(IntegrityError, match="FOREIGN KEY constraint failed"):
-        asyncio.run(plain_migrate())
+        run_sync(plain_migrate())
 
     after = inspect(path)
     assert after["applied"] == before["applied"]  # 0003 not recorded
@@ -527,7 +526,7 @@ def test_sqlite_rebuild_of_the_ledger_tables_keeps_triggers_and_unique_constrain
     assert (("subject_id", "purpose_id", "channel_id"), True) in before["indexes"]["consent_states"]
     extra_migration(REBUILD_LEDGER)
 
-    asyncio.run(apply_migrations(url))
+    run_sync(apply_migrations(url))
 
     after = inspect(path)
     assert after["applied"] == [*before["applied"], "0003_rebuild"]
