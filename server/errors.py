@@ -15,7 +15,8 @@ Domain code raises these; `server.api.problems` maps each to an RFC 9457 problem
     ├── NotFound                      (404)
     ├── AuthenticationRequired        missing/invalid/expired token (401 + WWW-Authenticate)
     ├── InsufficientScope             token lacks the scope (403 + WWW-Authenticate)
-    └── WriteWindowExceeded           a write outlasted `server.visibility.WRITE_WINDOW`; nothing kept (503)
+    ├── WriteWindowExceeded           a write outlasted `server.visibility.WRITE_WINDOW`; nothing kept (503)
+    └── DatabaseBusy                  the database's locks did not come free in time; nothing kept (503)
 """
 
 from __future__ import annotations
@@ -123,6 +124,16 @@ class WriteWindowExceeded(ConsentError):
     title = "The write took too long and was not kept; send it again"
 
 
+class DatabaseBusy(ConsentError):
+    """Nothing was recorded: the database stayed busy (another process held its write lock longer than the wait
+    allows, or PostgreSQL gave up a lock or a transaction to let another go on). The request was rolled back as a
+    whole. Send the same request again (Retry-After gives the delay)."""
+
+    status = 503
+    slug = "database-busy"
+    title = "The database is busy; nothing was changed, send it again"
+
+
 ALL_ERRORS: tuple[type[ConsentError], ...] = (
     ConsentError,
     InvalidRequest,
@@ -138,4 +149,5 @@ ALL_ERRORS: tuple[type[ConsentError], ...] = (
     AuthenticationRequired,
     InsufficientScope,
     WriteWindowExceeded,
+    DatabaseBusy,
 )

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from starlette.testclient import TestClient
+from tortoise import connections
 
 from server.ledger.replay import replay
 from server.ledger.verify import verify_ledger
 from server.models import ConsentEvent, ConsentState, Subject
+from server.settings import Settings
 from tests.conftest import record, run
 
 
@@ -54,3 +58,38 @@ def test_concurrent_first_writes_create_one_subject(client: TestClient, auth: di
         assert list(pool.map(write, range(20))) == [201] * 20
     events, _ = run(client, _ledger_and_projection, "newcomer")
     assert [e["seq"] for e in events] == list(range(1, 21))
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # SQLite's one write lock; PostgreSQL locks rows and waits for them
+def test_a_write_that_cannot_get_the_sqlite_lock_is_a_503_to_retry_and_keeps_nothing(
+    client: TestClient, auth: dict[str, str], settings: Settings
+) -> None:
+    """Another process (a CLI, a backup) holds SQLite's write lock past the busy timeout: the write is a 503
+    problem with Retry-After, rolled back whole; reads go on meanwhile; the same request sent again is kept."""
+
+    async def short_busy_timeout() -> None:  # the default waits 10 s
+        await connections.get("default").execute_script("PRAGMA busy_timeout = 200")
+
+    run(client, short_busy_timeout)
+    holder = sqlite3.connect(settings.database_url.removeprefix("sqlite://"), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        refused = record(client, auth, "locked-out", [("offers", "email", "grant")])
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.headers["retry-after"] == "1"
+        assert refused.json()["type"] == "/problems/database-busy"
+        check = client.get(
+            "/v1/consents/check",
+            params={"subject": "locked-out", "purpose": "offers", "channel": "email"},
+            headers=auth,
+        )
+        assert check.status_code == 200 and check.json()["reason"] == "unknown_subject"
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    kept = record(client, auth, "locked-out", [("offers", "email", "grant")])
+    assert kept.status_code == 201, kept.text
+    events, _ = run(client, _ledger_and_projection, "locked-out")
+    assert [e["seq"] for e in events] == [1]
+    assert client.get("/problems/database-busy").status_code == 200

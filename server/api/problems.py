@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 
+import asyncpg
 import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from tortoise.exceptions import BaseORMException
 
-from server.errors import AuthenticationRequired, ConsentError, InsufficientScope, WriteWindowExceeded
+from server.errors import AuthenticationRequired, ConsentError, DatabaseBusy, InsufficientScope, WriteWindowExceeded
 
 log = logging.getLogger("server.errors")
 MEDIA_TYPE = "application/problem+json"
@@ -38,7 +41,7 @@ async def consent_error(request: Request, exc: Exception) -> Response:
             f'Bearer realm="consent", error="insufficient_scope", scope="{exc.scope}", '
             f'error_description="{_quote(exc.detail)}"'
         )
-    elif isinstance(exc, WriteWindowExceeded):
+    elif isinstance(exc, WriteWindowExceeded | DatabaseBusy):
         headers["Retry-After"] = "1"
     return problem(exc.status, exc.slug, exc.title, exc.detail, headers, **exc.extensions)
 
@@ -54,8 +57,53 @@ async def server_error(request: Request, exc: Exception) -> Response:
     return problem(500, "internal-error", "Internal error", "the server failed; the request id is in the logs")
 
 
+# What a busy database raises: a lock that stayed taken, a transaction PostgreSQL cancelled for another, no free
+# connection. Anything else a driver raises is a defect (a 500, logged).
+_BUSY_POSTGRES = (
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.LockNotAvailableError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.CannotConnectNowError,
+)
+
+
+def database_busy(exc: BaseException) -> bool:
+    """Whether `exc` (or what it wraps: Tortoise re-raises driver errors) means "busy, try again"."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sqlite3.OperationalError) and (
+            "database is locked" in str(current) or "database is busy" in str(current)
+        ):
+            return True
+        if isinstance(current, _BUSY_POSTGRES):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+async def database_error(request: Request, exc: Exception) -> Response:
+    """A driver error: a 503 the client may retry when the database was busy (the transaction was rolled back),
+    the 500 of any other failure otherwise."""
+    if not database_busy(exc):
+        return await server_error(request, exc)
+    log.warning("database busy: %s", exc, extra={"request_id": getattr(request.state, "request_id", None)})
+    return await consent_error(
+        request, DatabaseBusy("The database stayed busy and nothing was changed. Send the same request again.")
+    )
+
+
 def _quote(value: str) -> str:
     return value.replace("\\", "").replace('"', "'")
 
 
-EXCEPTION_HANDLERS = {ConsentError: consent_error, HTTPException: http_error, Exception: server_error}
+EXCEPTION_HANDLERS = {
+    ConsentError: consent_error,
+    HTTPException: http_error,
+    BaseORMException: database_error,
+    sqlite3.Error: database_error,
+    asyncpg.PostgresError: database_error,
+    Exception: server_error,
+}
