@@ -11,7 +11,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ import httpx
 import pytest
 
 from tests.databases import POLICY_DIR
+from tests.ports import free_port
 
 SECRET_KEY = "crash-safety-test-secret-key-0123456789abcdef"
 WRITERS = 4
@@ -34,12 +34,6 @@ MAX_ACKNOWLEDGED = 400
 
 
 # ---------------------------------------------------------------- real processes
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def server_env(database_url: str, tmp_path: Path, port: int) -> dict[str, str]:

@@ -7,7 +7,6 @@ import email
 import email.policy
 import hashlib
 import re
-import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -23,6 +22,7 @@ from server.desk.contact import normalise_email, suppress
 from server.models import ConsentEvent, Subject, UISnapshot
 from server.settings import Settings
 from tests.conftest import record, run, services_of
+from tests.ports import free_port
 
 REF = "cust-mail"
 ADDRESS = "chloe@example.com"
@@ -41,16 +41,10 @@ class Sink:
         return "250 Message accepted for delivery"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def smtp() -> Iterator[tuple[Sink, int]]:
     sink = Sink()
-    controller = Controller(sink, hostname="127.0.0.1", port=_free_port())
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
     controller.start()
     try:
         yield sink, controller.port
