@@ -51,7 +51,7 @@ from server.ids import uuid7_at
 from server.ledger.chain import GENESIS, body_hash, event_body
 from server.ledger.evidence import pseudonym
 from server.ledger.transitions import keeps_validity, next_status
-from server.policies.catalog import PurposeInfo
+from server.policies.snapshot import PurposeInfo
 
 PAIRS: tuple[tuple[str, str], ...] = (
     ("newsletter", "email"),

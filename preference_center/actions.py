@@ -20,7 +20,7 @@ from server.desk.contact import is_suppressed
 from server.ledger.append import Decision, RecordedEvent, Snapshot
 from server.ledger.append import store_snapshot as store_ui_snapshot
 from server.models import Subject
-from server.policies.catalog import CatalogSnapshot
+from server.policies.snapshot import CatalogSnapshot
 
 log = logging.getLogger("preference_center")
 LINK_PLACEHOLDER = "<confirmation link>"  # what the stored copy of a mail shows instead of the personal link

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from server.consent.decide import Answer, StateView, SubjectFlags, decide
 from server.models import ConsentState, Subject
-from server.policies.catalog import CatalogSnapshot, PolicyInfo, PurposeInfo
+from server.policies.snapshot import CatalogSnapshot, PolicyInfo, PurposeInfo
 
 CHANNEL_ORDER = ("email", "sms", "phone", "post", "push", "web")
 PRIMARY_DOCUMENT = "privacy-policy"  # cited for every purpose it covers; others (cookies) cite their own document

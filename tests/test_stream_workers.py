@@ -214,6 +214,23 @@ def test_a_worker_that_dies_costs_no_answer(
     assert len(after) == 2 and not set(after) & set(before)
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # the workers are SQLite's
+def test_a_worker_answers_without_the_orm_or_the_web_stack(client: TestClient, auth: dict[str, str]) -> None:
+    """A worker imports what a chunk needs (the check rule, the reader, the catalogue snapshot), not Tortoise,
+    asyncpg or Starlette: about 25 MB of memory less in each, for the life of the server."""
+    workers = _workers_expected(client, "sqlite")
+    assert workers is not None
+    body = b"".join(
+        orjson.dumps({"subject": f"s{i}", "purpose": "offers", "channel": "email"}) + b"\n" for i in range(2_500)
+    )
+    assert _stream(client, auth, body) == _in_process(client, auth, body)
+    assert workers.chunks_answered >= 2
+    assert workers._pool is not None
+    loaded = "sorted({m.split('.')[0] for m in __import__('sys').modules} & {'tortoise', 'asyncpg', 'starlette'})"
+    for _ in range(4):  # whichever worker takes the job
+        assert workers._pool.submit(eval, loaded).result(timeout=30) == []
+
+
 def test_over_real_http_a_body_cut_anywhere_gets_the_same_answers(sqlite_template: Any, tmp_path: Path) -> None:
     """Two real servers on one database, with workers and without. The same body, sent whole and in small parts
     (a line cut in two, an over-long line cut in three, CRLF, blank lines, a last line without newline), gets

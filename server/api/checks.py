@@ -21,7 +21,7 @@ from server.consent.decide import Answer
 from server.consent.reader import Key
 from server.consent.stream_workers import Segment
 from server.errors import ConsentError, InvalidRequest, MalformedBody, PayloadTooLarge
-from server.policies.catalog import CatalogSnapshot
+from server.policies.snapshot import CatalogSnapshot
 from server.services import Services
 from server.visibility import FEED_OVERLAP
 

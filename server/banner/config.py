@@ -18,7 +18,7 @@ import rfc8785
 
 from server.banner.sites import Site
 from server.errors import NotFound
-from server.policies.catalog import CatalogSnapshot, PolicyInfo, PurposeInfo
+from server.policies.snapshot import CatalogSnapshot, PolicyInfo, PurposeInfo
 
 DOCUMENT = "cookie-policy"
 WEB = "web"

@@ -13,7 +13,8 @@ from server.banner.config import SiteConfig, build_config
 from server.banner.errors import UnknownSite
 from server.banner.ratelimit import RateLimiter
 from server.banner.sites import Site, SiteTree, load_sites
-from server.policies.catalog import Catalog, CatalogSnapshot
+from server.policies.catalog import Catalog
+from server.policies.snapshot import CatalogSnapshot
 
 
 @dataclass

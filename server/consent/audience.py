@@ -22,7 +22,7 @@ from server.consent.reader import StateReader, since_of
 from server.models import PurposeBasisChange
 from server.models.ledger import AUDIENCE_STATE_INDEX, CHANGED_STATE_INDEX, EXPIRING_STATE_INDEX
 from server.models.subjects import AUDIENCE_SUBJECT_INDEX, CREATED_INDEX, FLAGS_CHANGED_INDEX
-from server.policies.catalog import CatalogSnapshot, PurposeInfo
+from server.policies.snapshot import CatalogSnapshot, PurposeInfo
 
 CHUNK = 1000  # rows per fetch: the loop is held ~5 ms at most (5,000 held it ~25 ms and was no faster)
 ALLOWED_STATUSES = ("granted", "soft_opt_in")

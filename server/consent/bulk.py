@@ -21,7 +21,7 @@ import orjson
 from server.consent.check import Question, validate_question
 from server.consent.reader import Key, Row, StateReader
 from server.errors import ConsentError, InvalidRequest, MalformedBody
-from server.policies.catalog import CatalogSnapshot
+from server.policies.snapshot import CatalogSnapshot
 
 _dumps = orjson.dumps
 _quote = encode_basestring  # a str as a JSON string (C): escapes `"`, `\\` and control characters, as orjson does

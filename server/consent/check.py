@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from server.consent.decide import Answer, decide
 from server.consent.reader import Key, StateReader
 from server.errors import ChannelNotOffered, ConsentError, InvalidRequest, UnknownChannel, UnknownPurpose
-from server.policies.catalog import Catalog, CatalogSnapshot
+from server.policies.snapshot import CatalogSnapshot
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the stream worker processes import this module without the ORM that the catalog loads from
     from server.consent.stream_workers import StreamWorkers
+    from server.policies.catalog import Catalog
 
 MAX_BATCH = 10_000
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NamedTuple
 
-from server.policies.catalog import CatalogSnapshot
+from server.policies.snapshot import CatalogSnapshot
 
 REASONS = (
     "granted",

@@ -22,14 +22,15 @@ import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-import asyncpg
 import orjson
 
 from server.consent.decide import StateView, SubjectFlags
-from server.models.ledger import CHECK_STATE_INDEX
-from server.models.subjects import CHECK_SUBJECT_INDEX
+from server.consent.indexes import CHECK_STATE_INDEX, CHECK_SUBJECT_INDEX
+
+if TYPE_CHECKING:  # imported where a pool is made: the SQLite stream worker processes never need it (~14 MB)
+    import asyncpg
 
 Key = tuple[str, str, str]  # (ref, purpose, channel)
 # What the bulk path reads per known subject, as the driver returns it (instants are UTC text on SQLite, aware
@@ -306,6 +307,8 @@ class PostgresStateReader:
 
     @classmethod
     async def connect(cls, dsn: str, max_size: int = 8) -> PostgresStateReader:
+        import asyncpg
+
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size)
         return cls(pool)
 

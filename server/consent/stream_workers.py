@@ -34,7 +34,7 @@ from datetime import datetime
 from server.consent.bulk import BulkRule, numbered_keys, stream_body
 from server.consent.reader import BULK_CACHE_KIB, Key, read_only_connection, sqlite_rows
 from server.errors import ConsentError
-from server.policies.catalog import CatalogSnapshot
+from server.policies.snapshot import CatalogSnapshot
 
 log = logging.getLogger("server.consent.stream_workers")
 

@@ -15,7 +15,7 @@ from server.consent.decide import Answer
 from server.errors import InvalidRequest, NotFound
 from server.ledger.append import Snapshot
 from server.models import ConsentEvent, Subject
-from server.policies.catalog import CatalogSnapshot, PolicyInfo
+from server.policies.snapshot import CatalogSnapshot, PolicyInfo
 
 if TYPE_CHECKING:
     from server.desk.service import Desk

@@ -26,7 +26,7 @@ from server.models import (
     RecipientNotice,
     Subject,
 )
-from server.policies.catalog import CatalogSnapshot
+from server.policies.snapshot import CatalogSnapshot
 from server.proof.access import subject_access_log
 from server.proof.controller import Controller
 from server.proof.events import exported_event

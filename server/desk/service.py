@@ -17,7 +17,7 @@ from server.desk.oidc import OidcClient
 from server.desk.sessions import SessionCodec
 from server.errors import NotFound
 from server.models import DataSubjectRequest
-from server.policies.catalog import CatalogSnapshot, PolicyInfo
+from server.policies.snapshot import CatalogSnapshot, PolicyInfo
 from server.proof.controller import load_controller
 
 if TYPE_CHECKING:

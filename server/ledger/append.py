@@ -31,7 +31,8 @@ from server.ledger.chain import body_hash, event_body
 from server.ledger.evidence import minimise, pseudonym
 from server.ledger.transitions import keeps_validity, next_status
 from server.models import ConsentEvent, ConsentState, LogQueue, Receipt, UISnapshot
-from server.policies.catalog import Catalog, CatalogSnapshot, PolicyInfo
+from server.policies.catalog import Catalog
+from server.policies.snapshot import CatalogSnapshot, PolicyInfo
 from server.proof.receipts import ReceiptIssuer
 from server.recipients.outbox import EventChange
 from server.recipients.outbox import queue_events as queue_notices

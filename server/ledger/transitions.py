@@ -8,7 +8,7 @@ opt-in), `refused` (Refused), `withdrawn` (Withdrawn), `expired` (Expired), `obj
 from __future__ import annotations
 
 from server.errors import InvalidTransition, UnprocessableDecision
-from server.policies.catalog import PurposeInfo
+from server.policies.snapshot import PurposeInfo
 
 ACTIONS = ("grant", "deny", "withdraw", "confirm", "object", "expire", "soft_opt_in")
 STATUSES = ("granted", "pending_confirmation", "refused", "withdrawn", "expired", "objected", "soft_opt_in")

@@ -8,21 +8,12 @@ from tortoise import fields
 from tortoise.indexes import Index
 from tortoise.models import Model
 
+from server.consent.indexes import CHECK_STATE_COLUMNS, CHECK_STATE_INDEX
+
 if TYPE_CHECKING:
     from server.models.catalog import Channel, PolicyVersion, Purpose
     from server.models.subjects import Subject
 
-CHECK_STATE_INDEX = "consent_states_check"
-CHECK_STATE_COLUMNS = (
-    "subject_id",
-    "purpose_id",
-    "channel_id",
-    "status",
-    "since",
-    "valid_until",
-    "policy_version_id",
-    "event_id",
-)
 # The audience export's read: one purpose x channel's states, in subject order, every column it reads.
 AUDIENCE_STATE_INDEX = "consent_states_by_pair"
 AUDIENCE_STATE_COLUMNS = (

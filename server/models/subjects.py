@@ -6,8 +6,8 @@ from tortoise import fields
 from tortoise.indexes import Index
 from tortoise.models import Model
 
-CHECK_SUBJECT_INDEX = "subjects_check_by_ref"
-CHECK_SUBJECT_COLUMNS = ("ref", "id", "erased_at", "restricted_at")
+from server.consent.indexes import CHECK_SUBJECT_COLUMNS, CHECK_SUBJECT_INDEX
+
 AUDIENCE_SUBJECT_INDEX = "subjects_audience_by_id"
 AUDIENCE_SUBJECT_COLUMNS = ("id", "ref", "erased_at", "restricted_at")
 FLAGS_CHANGED_INDEX = "subjects_flags_changed"

@@ -37,7 +37,7 @@ from server.consent.decide import SubjectFlags, decide
 from server.errors import NotFound
 from server.ledger.replay import replay
 from server.models import ConsentEvent, LogEntry, PolicyVersion, Receipt, RecipientNotice, Subject, UISnapshot
-from server.policies.catalog import CatalogSnapshot
+from server.policies.snapshot import CatalogSnapshot
 from server.proof.access import log_access, subject_access_log
 from server.proof.controller import Controller
 from server.proof.events import exported_event

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from server.ledger.chain import row_body
-from server.policies.catalog import CatalogSnapshot
+from server.policies.snapshot import CatalogSnapshot
 
 
 def exported_event(row: dict[str, Any], pseudonym: str, catalog: CatalogSnapshot) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 from joserfc import jwt
 
 from server.auth.keys import ALGORITHM, KeyStore
-from server.policies.catalog import PolicyInfo, PurposeInfo
+from server.policies.snapshot import PolicyInfo, PurposeInfo
 from server.proof.controller import Controller
 
 RECEIPT_TYP = "consent-receipt+jwt"
