@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import asyncpg
 from tortoise import Tortoise, connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
@@ -101,6 +103,33 @@ async def lock_row(conn: BaseDBAsyncClient, table: str, row_id: object) -> None:
         await conn.execute_query(f"SELECT 1 FROM {table} WHERE id = {marker} FOR UPDATE", [row_id])
     else:
         await conn.execute_query(f"UPDATE {table} SET id = id WHERE id = {marker}", [row_id])
+
+
+# What a busy database raises: a lock that stayed taken, a transaction PostgreSQL cancelled for another, no free
+# connection. Anything else a driver raises is a defect (a 500, logged).
+_BUSY_POSTGRES = (
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.LockNotAvailableError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.CannotConnectNowError,
+)
+
+
+def is_busy_error(exc: BaseException) -> bool:
+    """Whether `exc` (or what it wraps: Tortoise re-raises driver errors) means "busy, try again"."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sqlite3.OperationalError) and (
+            "database is locked" in str(current) or "database is busy" in str(current)
+        ):
+            return True
+        if isinstance(current, _BUSY_POSTGRES):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 async def with_database(database_url: str, work: Callable[[], Awaitable[int]]) -> int:

@@ -133,6 +133,10 @@ class DatabaseBusy(ConsentError):
     slug = "database-busy"
     title = "The database is busy; nothing was changed, send it again"
 
+    @classmethod
+    def now(cls) -> DatabaseBusy:
+        return cls("The database stayed busy and nothing was changed. Send the same request again.")
+
 
 ALL_ERRORS: tuple[type[ConsentError], ...] = (
     ConsentError,

@@ -200,6 +200,34 @@ def test_a_change_made_meanwhile_by_another_process_gives_the_stale_answer(
     assert [entry["action"] for entry in _trail(client, breach_id)] == ["recorded"]
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # SQLite's one write lock; PostgreSQL waits for the row
+def test_a_change_that_cannot_get_the_lock_says_so_and_changes_nothing(
+    client: TestClient, supervisor: str, settings: Settings
+) -> None:
+    """Another process holds SQLite's write lock past the busy timeout: the supervisor gets a page saying nothing
+    was changed (503), not an error page without a word; the same form sent again is kept."""
+    breach_id = _record(client, supervisor)
+    version = _version(client, breach_id)
+
+    async def short_busy_timeout() -> None:  # the default waits 10 s
+        await connections.get("default").execute_script("PRAGMA busy_timeout = 200")
+
+    run(client, short_busy_timeout)
+    holder = sqlite3.connect(settings.database_url.removeprefix("sqlite://"), isolation_level=None)
+    form = {**_facts(risk="high"), "version": version}
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        busy = post(client, supervisor, f"/console/breaches/{breach_id}", form)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert busy.status_code == 503 and "nothing was changed" in busy.text
+    assert busy.headers["content-type"].startswith("text/html")
+    assert fetch(client, Breach, id=breach_id).risk == "unassessed"
+    assert post(client, supervisor, f"/console/breaches/{breach_id}", form).status_code == 303
+    assert fetch(client, Breach, id=breach_id).risk == "high"
+
+
 def test_closing_needs_every_duty_done_and_reopening_a_reason(client: TestClient, supervisor: str) -> None:
     breach_id = _record(client, supervisor, risk="high")
     refused = _step(client, supervisor, breach_id, "close")

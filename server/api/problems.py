@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from tortoise.exceptions import BaseORMException
 
+from server.db import is_busy_error
 from server.errors import AuthenticationRequired, ConsentError, DatabaseBusy, InsufficientScope, WriteWindowExceeded
 
 log = logging.getLogger("server.errors")
@@ -57,42 +58,13 @@ async def server_error(request: Request, exc: Exception) -> Response:
     return problem(500, "internal-error", "Internal error", "the server failed; the request id is in the logs")
 
 
-# What a busy database raises: a lock that stayed taken, a transaction PostgreSQL cancelled for another, no free
-# connection. Anything else a driver raises is a defect (a 500, logged).
-_BUSY_POSTGRES = (
-    asyncpg.exceptions.DeadlockDetectedError,
-    asyncpg.exceptions.SerializationError,
-    asyncpg.exceptions.LockNotAvailableError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.CannotConnectNowError,
-)
-
-
-def database_busy(exc: BaseException) -> bool:
-    """Whether `exc` (or what it wraps: Tortoise re-raises driver errors) means "busy, try again"."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, sqlite3.OperationalError) and (
-            "database is locked" in str(current) or "database is busy" in str(current)
-        ):
-            return True
-        if isinstance(current, _BUSY_POSTGRES):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
-
-
 async def database_error(request: Request, exc: Exception) -> Response:
     """A driver error: a 503 the client may retry when the database was busy (the transaction was rolled back),
     the 500 of any other failure otherwise."""
-    if not database_busy(exc):
+    if not is_busy_error(exc):
         return await server_error(request, exc)
     log.warning("database busy: %s", exc, extra={"request_id": getattr(request.state, "request_id", None)})
-    return await consent_error(
-        request, DatabaseBusy("The database stayed busy and nothing was changed. Send the same request again.")
-    )
+    return await consent_error(request, DatabaseBusy.now())
 
 
 def _quote(value: str) -> str:

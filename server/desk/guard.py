@@ -16,10 +16,11 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
+from server.db import is_busy_error
 from server.desk.roles import PERMISSIONS
 from server.desk.sessions import same
 from server.desk.web import Staff, current_staff, desk_of, error_response, forbidden, form_of, page, to_login
-from server.errors import ConsentError
+from server.errors import ConsentError, DatabaseBusy
 
 StaffHandler = Callable[[Request, Staff], Awaitable[Response]]
 Handler = Callable[[Request], Awaitable[Response]]
@@ -64,6 +65,10 @@ def require_staff(permission: str) -> Callable[[StaffHandler], Handler]:
                 return await handler(request, staff)
             except ConsentError as exc:
                 return error_response(request, staff, exc)
+            except Exception as exc:
+                if not is_busy_error(exc):
+                    raise
+                return error_response(request, staff, DatabaseBusy.now())
 
         guarded.desk_rule = f"staff:{permission}"  # type: ignore[attr-defined]
         return guarded
