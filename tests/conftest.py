@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import secrets
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,6 +17,7 @@ from argon2 import PasswordHasher
 from hypothesis import settings as hypothesis_settings
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
+from tortoise import connections
 
 from server.app import create_app
 from server.auth.clients import create_client
@@ -195,3 +198,21 @@ def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     }.items():
         monkeypatch.setenv(name, value)
     return settings
+
+
+@contextlib.contextmanager
+def sqlite_write_lock_held(client: TestClient, settings: Settings) -> Iterator[None]:
+    """Another process's connection holds SQLite's write lock for the block, and the app waits 200 ms for it
+    (instead of its 10 s busy timeout): what the app's writes meet when a CLI or a backup keeps the lock."""
+
+    async def short_busy_timeout() -> None:
+        await connections.get("default").execute_script("PRAGMA busy_timeout = 200")
+
+    run(client, short_busy_timeout)
+    holder = sqlite3.connect(settings.database_url.removeprefix("sqlite://"), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()

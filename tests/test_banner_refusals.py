@@ -13,7 +13,7 @@ from server.app import create_app
 from server.banner.ratelimit import RateLimiter
 from server.models import ConsentEvent, Subject, UISnapshot
 from server.settings import Settings
-from tests.conftest import Clock, run, services_of
+from tests.conftest import Clock, run, services_of, sqlite_write_lock_held
 from tests.test_banner_record import CONSENT_ID, ORIGIN, VISITOR, choice, ledger, post
 
 JSON = {"Content-Type": "application/json"}
@@ -168,6 +168,19 @@ def test_refusals_to_an_allowed_site_carry_cors_headers_so_the_banner_can_read_t
     refused = post(visitor, choice(visitor, "save", []), origin="https://evil.example")
     assert "access-control-allow-origin" not in refused.headers
     assert "Origin" in refused.headers["vary"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # SQLite's one write lock; PostgreSQL waits for the row
+def test_a_choice_met_by_a_busy_database_is_a_503_the_banner_can_read(visitor: TestClient, settings: Settings) -> None:
+    """The banner keeps a choice it could not record and sends it again later: it must be able to read why."""
+    body = choice(visitor, "save", [])
+    before = run(visitor, _written)
+    with sqlite_write_lock_held(visitor, settings):
+        response = post(visitor, body)
+    assert _refusal(response, 503, "database-busy") == []
+    assert response.headers["access-control-allow-origin"] == ORIGIN and response.headers["retry-after"] == "1"
+    assert run(visitor, _written) == before
+    assert post(visitor, body).status_code == 200
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from tortoise import connections
 
 from server.models import AccessLog, Breach, BreachEntry
 from server.settings import Settings
-from tests.conftest import Clock, run
+from tests.conftest import Clock, run, sqlite_write_lock_held
 from tests.test_desk_helpers import count, fetch, post, sign_in
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # 10:00 in Paris, where the demo controller is (FR)
@@ -209,18 +209,9 @@ def test_a_change_that_cannot_get_the_lock_says_so_and_changes_nothing(
     breach_id = _record(client, supervisor)
     version = _version(client, breach_id)
 
-    async def short_busy_timeout() -> None:  # the default waits 10 s
-        await connections.get("default").execute_script("PRAGMA busy_timeout = 200")
-
-    run(client, short_busy_timeout)
-    holder = sqlite3.connect(settings.database_url.removeprefix("sqlite://"), isolation_level=None)
     form = {**_facts(risk="high"), "version": version}
-    try:
-        holder.execute("BEGIN IMMEDIATE")
+    with sqlite_write_lock_held(client, settings):
         busy = post(client, supervisor, f"/console/breaches/{breach_id}", form)
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
     assert busy.status_code == 503 and "nothing was changed" in busy.text
     assert busy.headers["content-type"].startswith("text/html")
     assert fetch(client, Breach, id=breach_id).risk == "unassessed"

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import itertools
-import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
-from tortoise import connections
 
 from server.ledger.replay import replay
 from server.ledger.verify import verify_ledger
 from server.models import ConsentEvent, ConsentState, Subject
 from server.settings import Settings
-from tests.conftest import record, run
+from tests.conftest import record, run, sqlite_write_lock_held
 
 
 async def _ledger_and_projection(ref: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -67,27 +65,15 @@ def test_a_write_that_cannot_get_the_sqlite_lock_is_a_503_to_retry_and_keeps_not
     """Another process (a CLI, a backup) holds SQLite's write lock past the busy timeout: the write is a 503
     problem with Retry-After, rolled back whole; reads go on meanwhile; the same request sent again is kept."""
 
-    async def short_busy_timeout() -> None:  # the default waits 10 s
-        await connections.get("default").execute_script("PRAGMA busy_timeout = 200")
-
-    run(client, short_busy_timeout)
-    holder = sqlite3.connect(settings.database_url.removeprefix("sqlite://"), isolation_level=None)
-    try:
-        holder.execute("BEGIN IMMEDIATE")
+    with sqlite_write_lock_held(client, settings):
         refused = record(client, auth, "locked-out", [("offers", "email", "grant")])
         assert refused.status_code == 503, refused.text
         assert refused.headers["content-type"] == "application/problem+json"
         assert refused.headers["retry-after"] == "1"
         assert refused.json()["type"] == "/problems/database-busy"
-        check = client.get(
-            "/v1/consents/check",
-            params={"subject": "locked-out", "purpose": "offers", "channel": "email"},
-            headers=auth,
-        )
+        question = {"subject": "locked-out", "purpose": "offers", "channel": "email"}
+        check = client.get("/v1/consents/check", params=question, headers=auth)
         assert check.status_code == 200 and check.json()["reason"] == "unknown_subject"
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
     kept = record(client, auth, "locked-out", [("offers", "email", "grant")])
     assert kept.status_code == 201, kept.text
     events, _ = run(client, _ledger_and_projection, "locked-out")
