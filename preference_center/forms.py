@@ -13,7 +13,7 @@ from preference_center.center import PreferenceCenter
 from preference_center.pages import Posted, answer, posted, reconsent_fragment, record
 from preference_center.view import PRIMARY_DOCUMENT, Row, build_rows, current_policy, find_control
 from preference_center.web import center_of
-from server.errors import InvalidTransition
+from server.errors import DatabaseBusy, InvalidTransition
 from server.ledger.append import Decision
 
 if TYPE_CHECKING:
@@ -32,6 +32,12 @@ async def _shown(request: Request, p: Posted) -> tuple[PreferenceCenter, str, li
     services: Services = request.app.state.services
     lang = p.ctx.lang
     return center_of(request), lang, build_rows(await services.catalog.get(), p.data, lang, services.clock())
+
+
+async def _busy(request: Request, p: Posted, center: PreferenceCenter, lang: str) -> Response:
+    """The database stayed locked: nothing was recorded, and the page says so (503, to send again)."""
+    notice = center.gettext(lang, "Nothing was saved: we could not record your choice just now. Please try again.")
+    return await answer(request, p, notice, status=503)
 
 
 # --- POST /preferences/toggle ---------------------------------------------------------------------------------------
@@ -64,6 +70,8 @@ async def toggle(request: Request) -> Response:
     except InvalidTransition:
         notice = center.gettext(lang, "Your choices changed in the meantime; here they are as they stand now.")
         return await answer(request, p, notice, status=409)
+    except DatabaseBusy:
+        return await _busy(request, p, center, lang)
     event = result.events[0]
     if event.status == "pending_confirmation":
         notice = await _confirmation_notice(center, p, lang, row, channel, event.id, labels)
@@ -169,6 +177,8 @@ async def unsubscribe_all(request: Request) -> Response:
     except InvalidTransition:
         notice = center.gettext(lang, "Your choices changed in the meantime; here they are as they stand now.")
         return await answer(request, p, notice, status=409)
+    except DatabaseBusy:
+        return await _busy(request, p, center, lang)
     notice = center.gettext(lang, "Done: you will no longer receive any marketing from us.")
     return await answer(request, p, notice)
 
@@ -194,6 +204,8 @@ async def reconsent(request: Request) -> Response:
     except InvalidTransition:
         notice = center.gettext(lang, "Your choices changed in the meantime; here they are as they stand now.")
         return await answer(request, p, notice, status=409)
+    except DatabaseBusy:
+        return await _busy(request, p, center, lang)
     labels = {"purpose": _labels(center, lang, row, row.reconsent.channels[0])["purpose"]}
     if choice == "accept":
         notice = center.gettext(lang, "Thank you: %(purpose)s continues under the new policy.", **labels)

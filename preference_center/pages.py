@@ -31,6 +31,8 @@ from preference_center.web import (
     is_htmx,
     set_link_cookie,
 )
+from server.db import is_busy_error
+from server.errors import DatabaseBusy
 from server.ledger.append import Decision, RecordRequest, RecordResult, Snapshot
 
 if TYPE_CHECKING:
@@ -187,19 +189,30 @@ async def posted(request: Request) -> Posted | Response:
 async def record(
     request: Request, p: Posted, policy: str, decisions: list[Decision], method: str, shown: Markup
 ) -> RecordResult:
+    """The decisions recorded for the person of the link; `DatabaseBusy` when the database stayed locked (nothing
+    recorded: the form says so and the person can send it again)."""
     services: Services = request.app.state.services
-    return await services.ledger.record(
-        RecordRequest(
-            ref=p.claims.ref,
-            policy=policy,
-            decisions=decisions,
-            touchpoint="preference_center",
-            method=method,
-            actor_type="subject",
-            actor_id=None,
-            evidence=evidence(request, p.ctx.parent_origin),
-            snapshot=Snapshot("preference_center", str(shown)),
-        )
+    try:
+        return await services.ledger.record(_request(request, p, policy, decisions, method, shown))
+    except Exception as exc:
+        if not is_busy_error(exc):
+            raise
+        raise DatabaseBusy.now() from exc
+
+
+def _request(
+    request: Request, p: Posted, policy: str, decisions: list[Decision], method: str, shown: Markup
+) -> RecordRequest:
+    return RecordRequest(
+        ref=p.claims.ref,
+        policy=policy,
+        decisions=decisions,
+        touchpoint="preference_center",
+        method=method,
+        actor_type="subject",
+        actor_id=None,
+        evidence=evidence(request, p.ctx.parent_origin),
+        snapshot=Snapshot("preference_center", str(shown)),
     )
 
 

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from server.models import ConsentEvent, PolicyVersion, Subject, UISnapshot
 from server.settings import Settings
-from tests.conftest import record, run, services_of
+from tests.conftest import record, run, services_of, sqlite_write_lock_held
 
 REF = "cust-page"
 HTMX = {"HX-Request": "true"}
@@ -150,6 +150,22 @@ def test_a_toggle_records_the_row_as_shown(client: TestClient, auth: dict[str, s
     # a stale second click records nothing
     client.post("/preferences/toggle", data={"token": token, "csrf": csrf, "set": "offers:sms:off"}, headers=HTMX)
     assert len(events(client)) == 2
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # SQLite's one write lock; PostgreSQL waits for the row
+def test_a_toggle_met_by_a_busy_database_says_nothing_was_saved(
+    client: TestClient, auth: dict[str, str], settings: Settings
+) -> None:
+    """The person sees, in their language, that their choice was not saved and can be sent again (503)."""
+    token, csrf, _ = open_page(client)
+    form = {"token": token, "csrf": csrf, "lang": "fr", "set": "offers:sms:on"}
+    with sqlite_write_lock_held(client, settings):
+        busy = client.post("/preferences/toggle", data=form, headers=HTMX)
+    assert busy.status_code == 503
+    assert 'hx-swap-oob="innerHTML">Rien n&#39;a été enregistré' in busy.text
+    assert check(client, auth, "offers", "sms") == "unknown_subject"  # nothing recorded, not even the subject
+    assert client.post("/preferences/toggle", data=form, headers=HTMX).status_code == 200
+    assert check(client, auth, "offers", "sms") == "granted" and len(events(client)) == 1
 
 
 def test_without_javascript_a_toggle_answers_with_the_whole_page(client: TestClient, auth: dict[str, str]) -> None:
