@@ -6,7 +6,6 @@ Nothing here runs at import time: `Settings.from_env()` is called by the CLI and
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -100,16 +99,14 @@ class Settings:
         )
         if environment == "production" and "SECRET_KEY" not in values:
             raise SettingsError("SECRET_KEY is missing; it is required when ENVIRONMENT='production'.")
-        host = values.get("HOST", "127.0.0.1")
-        port = _int("PORT", values.get("PORT", "8000"), 1, 65535)
         settings = cls(
             database_url=_database_url(values.get("DATABASE_URL", f"sqlite://{data_dir}/consent.sqlite3")),
             secret_key=_secret_key(values.get("SECRET_KEY"), data_dir),
             signing_keys_dir=Path(values.get("SIGNING_KEYS_DIR", str(data_dir / "signing-keys"))),
-            public_url=_url("PUBLIC_URL", values.get("PUBLIC_URL") or _local_url(host, port)),
+            public_url=_url("PUBLIC_URL", values.get("PUBLIC_URL", "http://127.0.0.1:8000")),
             policy_dir=_existing_dir("POLICY_DIR", values.get("POLICY_DIR", "policy_docs")),
-            host=host,
-            port=port,
+            host=values.get("HOST", "127.0.0.1"),
+            port=_int("PORT", values.get("PORT", "8000"), 1, 65535),
             token_lifetime_s=_int("TOKEN_LIFETIME_SECONDS", values.get("TOKEN_LIFETIME_SECONDS", "900"), 60, 86400),
             token_cache_size=_int("TOKEN_CACHE_SIZE", values.get("TOKEN_CACHE_SIZE", "10000"), 0, 10_000_000),
             sqlite_bulk_mmap_mb=_int("SQLITE_BULK_MMAP_MB", values.get("SQLITE_BULK_MMAP_MB", "1024"), 0, 2047),
@@ -221,20 +218,3 @@ def _choice(name: str, value: str, allowed: set[str]) -> str:
     if value not in allowed:
         raise SettingsError(f"{name}={value!r} is not one of {sorted(allowed)}.")
     return value
-
-
-def _local_url(host: str, port: int) -> str:
-    """PUBLIC_URL when it is not set: where this server listens, as a browser on the same machine reaches it (a
-    wildcard address is reached on loopback)."""
-    if not host or _is_wildcard(host):
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{port}"
-
-
-def _is_wildcard(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_unspecified
-    except ValueError:  # a name
-        return False

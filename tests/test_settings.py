@@ -21,27 +21,6 @@ def valid_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     return {"DATA_DIR": str(tmp_path / "data"), "SECRET_KEY": SECRET, "POLICY_DIR": str(POLICY_DIR), **overrides}
 
 
-@pytest.mark.parametrize(
-    ("host", "port", "public_url"),
-    [
-        (None, "8123", "http://127.0.0.1:8123"),
-        ("0.0.0.0", "9000", "http://127.0.0.1:9000"),  # noqa: S104 - the wildcard is the case under test
-        ("::", "9000", "http://127.0.0.1:9000"),
-        ("::1", "9001", "http://[::1]:9001"),
-        ("consent.internal", None, "http://consent.internal:8000"),
-    ],
-)
-def test_public_url_follows_where_the_server_listens_unless_it_is_set(
-    tmp_path: Path, host: str | None, port: str | None, public_url: str
-) -> None:
-    """Links, the token issuer and the URLs `demo` prints point where the server is, when PUBLIC_URL is not set."""
-    listen = {name: value for name, value in (("HOST", host), ("PORT", port)) if value is not None}
-    settings = Settings.from_env(valid_env(tmp_path, **listen), env_file=None)
-    assert settings.public_url == public_url and settings.issuer == public_url
-    explicit = Settings.from_env(valid_env(tmp_path, **listen, PUBLIC_URL="https://consent.example.com"), env_file=None)
-    assert explicit.public_url == "https://consent.example.com"
-
-
 def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "policy_docs").mkdir()
