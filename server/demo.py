@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 
 from tortoise import Tortoise
@@ -82,23 +83,47 @@ async def prepare_demo(settings: Settings) -> str:
                 )
     finally:
         await Tortoise.close_connections()
-    base = settings.public_url
-    return "\n".join(
-        [
-            "",
-            "Consent ledger demo is starting.",
-            f"  Preference center:   {base}/demo  (demo-alice, embedded in a fake shop page)",
-            f"  Cookie banner demo:  {base}/demo/banner",
-            f"  Dev outbox (mails):  {base}/dev/mail",
-            f"  Service desk:        {base}/console  (sign in: {staff['email']} / {staff['password']})",
-            "                       more accounts: python -m server staff create --email E --name N --role agent",
-            f"  API (OpenAPI 3.1):   {base}/openapi.json",
-            f"  Published policies:  {base}/v1/policies",
-            f"  Readiness:           {base}/readyz",
-            f"  Demo API client:     client_id={creds['client_id']} client_secret={creds['client_secret']}",
-            f"  Get a token:         curl -s -u {creds['client_id']}:{creds['client_secret']} "
-            f"-d grant_type=client_credentials {base}/oauth/token",
-            f"  Then:                curl -s -H 'Authorization: Bearer TOKEN' {base}/v1/subjects/demo-alice/consents",
-            "",
+    return describe(settings, creds, staff)
+
+
+def listen_url(host: str, port: int) -> str:
+    """Where a browser on this machine reaches a server listening on `host`:`port` (a wildcard on loopback)."""
+    if not host or _is_wildcard(host):
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _is_wildcard(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:  # a name
+        return False
+
+
+def describe(settings: Settings, creds: dict[str, str], staff: dict[str, str]) -> str:
+    """What `demo` prints: the URLs to open, where this server listens, and the demo accounts. When PUBLIC_URL
+    (links in mails, the token issuer, the banner's address) is not where the server listens, it says so: with
+    only PORT changed, PUBLIC_URL still names port 8000."""
+    base = listen_url(settings.host, settings.port)
+    lines = [
+        "",
+        "Consent ledger demo is starting.",
+        f"  Preference center:   {base}/demo  (demo-alice, embedded in a fake shop page)",
+        f"  Cookie banner demo:  {base}/demo/banner",
+        f"  Dev outbox (mails):  {base}/dev/mail",
+        f"  Service desk:        {base}/console  (sign in: {staff['email']} / {staff['password']})",
+        "                       more accounts: python -m server staff create --email E --name N --role agent",
+        f"  API (OpenAPI 3.1):   {base}/openapi.json",
+        f"  Published policies:  {base}/v1/policies",
+        f"  Readiness:           {base}/readyz",
+        f"  Demo API client:     client_id={creds['client_id']} client_secret={creds['client_secret']}",
+        f"  Get a token:         curl -s -u {creds['client_id']}:{creds['client_secret']} "
+        f"-d grant_type=client_credentials {base}/oauth/token",
+        f"  Then:                curl -s -H 'Authorization: Bearer TOKEN' {base}/v1/subjects/demo-alice/consents",
+    ]
+    if settings.public_url.rstrip("/") != base:
+        lines += [
+            f"  Note: PUBLIC_URL is {settings.public_url}, but this server listens on {base}. Links in mails,",
+            "        the token issuer and the banner's address use PUBLIC_URL: set it to the address people reach.",
         ]
-    )
+    return "\n".join([*lines, ""])

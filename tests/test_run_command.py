@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from server.demo import describe
+from server.settings import Settings
 from tests.test_crash_safety import access_token, free_port, wait_ready
 
 REPO = Path(__file__).resolve().parent.parent
@@ -90,3 +92,22 @@ def test_scripts_dev_serves_the_demo_and_is_idempotent(tmp_path: Path) -> None:
     second_client, second_events = run_dev(tmp_path, "second")
     assert second_client == first_client
     assert second_events == first_events  # seeded once, not twice
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "public_url", "base", "note"),
+    [
+        ("127.0.0.1", 8000, "http://127.0.0.1:8000", "http://127.0.0.1:8000", False),
+        ("127.0.0.1", 8123, "http://127.0.0.1:8000", "http://127.0.0.1:8123", True),  # only PORT changed
+        ("0.0.0.0", 9000, "http://127.0.0.1:9000", "http://127.0.0.1:9000", False),  # noqa: S104 - the case tested
+        ("::1", 9001, "https://consent.example.com", "http://[::1]:9001", True),
+    ],
+)
+def test_demo_prints_where_the_server_listens_and_says_when_public_url_differs(
+    host: str, port: int, public_url: str, base: str, note: bool
+) -> None:
+    settings = Settings(host=host, port=port, public_url=public_url)
+    printed = describe(settings, {"client_id": "cid", "client_secret": "sec"}, {"email": "e@x", "password": "pw"})
+    assert f"Service desk:        {base}/console" in printed
+    assert f"-d grant_type=client_credentials {base}/oauth/token" in printed
+    assert (f"PUBLIC_URL is {public_url}, but this server listens on {base}" in printed) is note
