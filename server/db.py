@@ -87,6 +87,12 @@ def placeholders(conn: BaseDBAsyncClient, count: int, start: int = 1) -> list[st
     return ["?"] * count
 
 
+# The column `lock_row` writes on SQLite, per table: unindexed and referenced by no foreign key, so that the no-op
+# UPDATE costs nothing more (`SET id = id` made SQLite check every table that references the row, by full scans of
+# those without an index on the reference).
+_LOCK_COLUMNS = {"subjects": "last_seq", "breaches": "version"}
+
+
 async def lock_row(conn: BaseDBAsyncClient, table: str, row_id: object) -> None:
     """Take the write lock on one row (PostgreSQL) or on the database (SQLite) before a transaction reads what it
     will change.
@@ -94,7 +100,7 @@ async def lock_row(conn: BaseDBAsyncClient, table: str, row_id: object) -> None:
     `SELECT ... FOR UPDATE` locks nothing on SQLite. There a transaction that reads first and writes after fails
     at once with "database is locked" (SQLITE_BUSY_SNAPSHOT, which the busy timeout cannot wait out) when another
     process committed in between. A no-op UPDATE as the transaction's first statement makes it wait for the write
-    lock instead, under the busy timeout, and its reads then see the last commit. `table` is a code constant.
+    lock instead, under the busy timeout, and its reads then see the last commit.
     """
     marker = placeholders(conn, 1)[0]
     if isinstance(row_id, uuid.UUID):
@@ -102,7 +108,8 @@ async def lock_row(conn: BaseDBAsyncClient, table: str, row_id: object) -> None:
     if is_postgres(conn):
         await conn.execute_query(f"SELECT 1 FROM {table} WHERE id = {marker} FOR UPDATE", [row_id])
     else:
-        await conn.execute_query(f"UPDATE {table} SET id = id WHERE id = {marker}", [row_id])
+        column = _LOCK_COLUMNS[table]
+        await conn.execute_query(f"UPDATE {table} SET {column} = {column} WHERE id = {marker}", [row_id])
 
 
 # What a busy database raises: a lock that stayed taken, a transaction PostgreSQL cancelled for another, no free
