@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from tortoise import fields
+from tortoise.indexes import Index
 from tortoise.models import Model
 
 if TYPE_CHECKING:
@@ -76,7 +77,11 @@ class DataSubjectRequest(Model):
 
     class Meta:
         table = "dsr_requests"
-        indexes = (("status", "due_on"),)
+        indexes = (
+            ("status", "due_on"),
+            # A subject's requests (the customer page, the export, erasure's scrubbing).
+            Index(fields=("subject_id", "received_at"), name="dsr_requests_by_subject"),
+        )
 
 
 class DsrHistory(Model):
