@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -307,6 +309,46 @@ def test_over_real_http_a_body_cut_anywhere_gets_the_same_answers(sqlite_templat
     while any(worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE for worker in workers_):
         assert time.monotonic() < deadline, [worker.pid for worker in workers_ if worker.is_running()]
         time.sleep(0.1)
+
+
+def test_workers_of_the_consent_ledger_command_load_no_orm(sqlite_template: Any, tmp_path: Path) -> None:
+    """`spawn` runs the command's script again in each worker: started as `consent-ledger serve`, the workers
+    still load only what a chunk needs. Read from their memory maps: orjson's and sqlite3's libraries, not asyncpg's
+    (which the server's modules load with the ORM)."""
+    script = Path(sys.executable).parent / "consent-ledger"
+    assert script.is_file(), "pip install -e . writes the command (scripts/setup)"
+    url, name = sqlite_template.new()
+    env = {**server_env(url, tmp_path, free_port()), "STREAM_WORKERS": "2"}
+    created = cli(env, tmp_path, "clients", "create", "--name", "t", "--scopes", "consent:check")
+    assert created.returncode == 0, created.stdout + created.stderr
+    credentials = orjson.loads(created.stdout)
+    log = tmp_path / "script.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen([str(script), "serve"], env=env, cwd=tmp_path, stdout=output, stderr=output)
+    try:
+        base_url = env["PUBLIC_URL"]
+        wait_ready(base_url, process, lambda: log.read_text(errors="replace"))
+        token = access_token(base_url, credentials["client_id"], credentials["client_secret"])
+        body = b"".join(
+            orjson.dumps({"subject": f"s{i}", "purpose": "offers", "channel": "email"}) + b"\n" for i in range(2_500)
+        )
+        answer = httpx.post(
+            f"{base_url}/v1/consents/check/stream",
+            content=body,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"},
+            timeout=60,
+        )
+        assert answer.status_code == 200 and answer.content.count(b"\n") == 2_500
+        workers = _spawned(process.pid)
+        assert len(workers) == 2
+        for worker in workers:
+            libraries = {Path(m.path).name.split(".")[0] for m in worker.memory_maps() if m.path.endswith(".so")}
+            assert {"orjson", "_sqlite3"} <= libraries, libraries
+            assert not {library for library in libraries if "asyncpg" in library or library == "protocol"}, libraries
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        sqlite_template.drop(name)
 
 
 def _spawned(pid: int) -> list[psutil.Process]:
