@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import asyncpg
 from tortoise import Tortoise, connections
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.exceptions import BaseORMException
 
 APP_LABEL = "models"
 MIGRATIONS_MODULE = "migrations"
@@ -124,10 +125,14 @@ _BUSY_POSTGRES = (
 
 
 def is_busy_error(exc: BaseException) -> bool:
-    """Whether `exc` (or what it wraps: Tortoise re-raises driver errors) means "busy, try again"."""
+    """Whether `exc` means "busy, try again": the driver's error itself, raised `from` it, or wrapped by Tortoise
+    (which passes the driver's error as its argument). An error raised while handling a busy one is not busy."""
     seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
         seen.add(id(current))
         if isinstance(current, sqlite3.OperationalError) and (
             "database is locked" in str(current) or "database is busy" in str(current)
@@ -135,7 +140,10 @@ def is_busy_error(exc: BaseException) -> bool:
             return True
         if isinstance(current, _BUSY_POSTGRES):
             return True
-        current = current.__cause__ or current.__context__
+        if current.__cause__ is not None:
+            pending.append(current.__cause__)
+        if isinstance(current, BaseORMException):
+            pending.extend(arg for arg in current.args if isinstance(arg, BaseException))
     return False
 
 

@@ -16,7 +16,7 @@ Domain code raises these; `server.api.problems` maps each to an RFC 9457 problem
     ├── AuthenticationRequired        missing/invalid/expired token (401 + WWW-Authenticate)
     ├── InsufficientScope             token lacks the scope (403 + WWW-Authenticate)
     ├── WriteWindowExceeded           a write outlasted `server.visibility.WRITE_WINDOW`; nothing kept (503)
-    └── DatabaseBusy                  the database's locks did not come free in time; nothing kept (503)
+    └── DatabaseBusy                  the database's locks did not come free in time; rolled back (503)
 """
 
 from __future__ import annotations
@@ -125,17 +125,18 @@ class WriteWindowExceeded(ConsentError):
 
 
 class DatabaseBusy(ConsentError):
-    """Nothing was recorded: the database stayed busy (another process held its write lock longer than the wait
-    allows, or PostgreSQL gave up a lock or a transaction to let another go on). The request was rolled back as a
-    whole. Send the same request again (Retry-After gives the delay)."""
+    """The database stayed busy: another process held its write lock longer than the wait allows, or PostgreSQL
+    gave up a lock or a transaction to let another go on. The transaction that met it was rolled back, so a
+    decision, a banner choice or a preference change was not recorded. Send the same request again (Retry-After
+    gives the delay)."""
 
     status = 503
     slug = "database-busy"
-    title = "The database is busy; nothing was changed, send it again"
+    title = "The database is busy; send the request again"
 
     @classmethod
     def now(cls) -> DatabaseBusy:
-        return cls("The database stayed busy and nothing was changed. Send the same request again.")
+        return cls("The database stayed busy and the request did not go through. Send it again.")
 
 
 ALL_ERRORS: tuple[type[ConsentError], ...] = (

@@ -204,15 +204,15 @@ def test_a_change_made_meanwhile_by_another_process_gives_the_stale_answer(
 def test_a_change_that_cannot_get_the_lock_says_so_and_changes_nothing(
     client: TestClient, supervisor: str, settings: Settings
 ) -> None:
-    """Another process holds SQLite's write lock past the busy timeout: the supervisor gets a page saying nothing
-    was changed (503), not an error page without a word; the same form sent again is kept."""
+    """Another process holds SQLite's write lock past the busy timeout: the supervisor gets a page saying the
+    change did not go through (503), not a JSON problem; the same form sent again is kept."""
     breach_id = _record(client, supervisor)
     version = _version(client, breach_id)
 
     form = {**_facts(risk="high"), "version": version}
     with sqlite_write_lock_held(client, settings):
         busy = post(client, supervisor, f"/console/breaches/{breach_id}", form)
-    assert busy.status_code == 503 and "nothing was changed" in busy.text
+    assert busy.status_code == 503 and "did not go through. Send it again." in busy.text
     assert busy.headers["content-type"].startswith("text/html")
     assert fetch(client, Breach, id=breach_id).risk == "unassessed"
     assert post(client, supervisor, f"/console/breaches/{breach_id}", form).status_code == 303

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import asyncpg
 import pytest
 from starlette.testclient import TestClient
+from tortoise.exceptions import OperationalError
 
+from server.db import is_busy_error
+from server.errors import DatabaseBusy
 from server.ledger.replay import replay
 from server.ledger.verify import verify_ledger
 from server.models import ConsentEvent, ConsentState, Subject
@@ -79,3 +84,24 @@ def test_a_write_that_cannot_get_the_sqlite_lock_is_a_503_to_retry_and_keeps_not
     events, _ = run(client, _ledger_and_projection, "locked-out")
     assert [e["seq"] for e in events] == [1]
     assert client.get("/problems/database-busy").status_code == 200
+
+
+def test_only_a_busy_database_is_a_busy_error() -> None:
+    """The driver's error, raised `from` it, or wrapped by Tortoise: busy. An error raised while handling one, or
+    any other driver error: not busy (a 500, logged)."""
+    locked = sqlite3.OperationalError("database is locked")
+    assert is_busy_error(locked) and is_busy_error(OperationalError(locked))
+    assert is_busy_error(asyncpg.exceptions.DeadlockDetectedError("deadlock detected"))
+    try:
+        raise DatabaseBusy.now() from OperationalError(locked)
+    except DatabaseBusy as exc:
+        assert is_busy_error(exc)
+    try:
+        try:
+            raise OperationalError(locked)
+        except OperationalError:
+            raise KeyError("a defect in the handler") from None
+    except KeyError as exc:
+        assert exc.__context__ is not None and not is_busy_error(exc)
+    assert not is_busy_error(OperationalError(sqlite3.OperationalError("no such table: subjects")))
+    assert not is_busy_error(asyncpg.exceptions.UniqueViolationError("duplicate key"))

@@ -307,7 +307,7 @@ class PostgresStateReader:
 
     @classmethod
     async def connect(cls, dsn: str, max_size: int = 8) -> PostgresStateReader:
-        import asyncpg
+        import asyncpg  # here, not at the top: see the TYPE_CHECKING import
 
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size)
         return cls(pool)
