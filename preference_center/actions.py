@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from preference_center.center import PreferenceCenter
@@ -68,11 +67,8 @@ def unsubscribe_all_decisions(rows: Sequence[Row]) -> list[Decision]:
 async def store_snapshot(snapshot: Snapshot) -> None:
     """Store a UI snapshot before any event cites it (the confirmation mail is stored when it is sent; the
     `confirm` event that its link records cites it by hash). Idempotent: stored once per SHA-256."""
-    try:
-        async with in_transaction() as conn:
-            await store_ui_snapshot(conn, snapshot)
-    except IntegrityError:
-        pass  # stored meanwhile by a concurrent request: same hash, same content
+    async with in_transaction() as conn:
+        await store_ui_snapshot(conn, snapshot)
 
 
 async def send_confirmation(

@@ -16,7 +16,7 @@ from server.db import is_busy_error
 from server.errors import DatabaseBusy
 from server.ledger.replay import replay
 from server.ledger.verify import verify_ledger
-from server.models import ConsentEvent, ConsentState, Subject
+from server.models import ConsentEvent, ConsentState, Subject, UISnapshot
 from server.settings import Settings
 from tests.conftest import record, run, sqlite_write_lock_held
 
@@ -105,3 +105,26 @@ def test_only_a_busy_database_is_a_busy_error() -> None:
         assert exc.__context__ is not None and not is_busy_error(exc)
     assert not is_busy_error(OperationalError(sqlite3.OperationalError("no such table: subjects")))
     assert not is_busy_error(asyncpg.exceptions.UniqueViolationError("duplicate key"))
+
+
+def test_the_same_new_ui_snapshot_recorded_at_once_by_many_is_stored_once(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    """Twenty records citing a text shown for the first time (a new banner text under load), at once: every one is
+    kept, and the text is stored once. Reading then inserting let two of them collide on the key."""
+    shown = {"kind": "banner", "content": "<p>New banner text, shown for the first time.</p>"}
+
+    def write(i: int) -> int:
+        return record(client, auth, f"first-view-{i}", [("offers", "email", "grant")], ui_snapshot=shown).status_code
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        statuses = list(pool.map(write, range(20)))
+    assert statuses == [201] * 20
+
+    async def stored() -> tuple[set[str | None], list[str]]:
+        events = await ConsentEvent.filter(subject__ref__startswith="first-view-").values("ui_snapshot_sha256")
+        snapshots = await UISnapshot.all().values("sha256")
+        return {row["ui_snapshot_sha256"] for row in events}, [row["sha256"] for row in snapshots]
+
+    cited, snapshots = run(client, stored)
+    assert len(snapshots) == 1 and cited == set(snapshots)  # stored once, cited by all twenty

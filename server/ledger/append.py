@@ -11,7 +11,7 @@ import hashlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -130,13 +130,15 @@ class Ledger:
         evidence = minimise(request.evidence)
         async with in_transaction() as conn:
             if request.snapshot is not None:
-                await store_snapshot(conn, request.snapshot)
-            elif snapshot_sha is not None and not await UISnapshot.exists(sha256=snapshot_sha, using_db=conn):
-                raise InvalidRequest(f"UI snapshot {snapshot_sha} is not stored", ui_snapshot=snapshot_sha)
+                await store_snapshot(conn, request.snapshot, self.clock())
             # The window runs from here: a new subject's `created_at` is this instant, and waiting for a writer of the
             # same subject counts too (server.visibility).
             started = self.clock()
             subject_id, subject_pseudonym, seq, head, created = await self._lock_subject(conn, request.ref, started)
+            # Read after the subject's write, not before: on SQLite a transaction must write before it reads.
+            cited = request.snapshot is None and snapshot_sha is not None
+            if cited and not await UISnapshot.exists(sha256=snapshot_sha, using_db=conn):
+                raise InvalidRequest(f"UI snapshot {snapshot_sha} is not stored", ui_snapshot=snapshot_sha)
             current = {
                 (s["purpose_id"], s["channel_id"]): s
                 for s in await ConsentState.filter(subject_id=subject_id)
@@ -284,16 +286,18 @@ async def _move_head(conn: BaseDBAsyncClient, subject_id: str, seq: int, head: s
     )
 
 
-async def store_snapshot(conn: BaseDBAsyncClient, snapshot: Snapshot) -> None:
-    """Store what a person was shown, once per SHA-256 (inside the caller's transaction)."""
-    if not await UISnapshot.exists(sha256=snapshot.sha256, using_db=conn):
-        await UISnapshot.create(
-            using_db=conn,
-            sha256=snapshot.sha256,
-            kind=snapshot.kind,
-            content_type=snapshot.content_type,
-            content=snapshot.content,
-        )
+async def store_snapshot(conn: BaseDBAsyncClient, snapshot: Snapshot, now: datetime | None = None) -> None:
+    """Store what a person was shown, once per SHA-256 (inside the caller's transaction).
+
+    One INSERT that does nothing when the hash is stored: two requests showing the same text for the first time
+    (a new banner text under load) do not collide on the key, and on SQLite the transaction writes before it reads
+    (server.db.lock_row says why that matters)."""
+    ph = placeholders(conn, 5)
+    await conn.execute_query(
+        "INSERT INTO ui_snapshots (sha256, kind, content_type, content, created_at) "
+        f"VALUES ({', '.join(ph)}) ON CONFLICT (sha256) DO NOTHING",
+        [snapshot.sha256, snapshot.kind, snapshot.content_type, snapshot.content, now or datetime.now(UTC)],
+    )
 
 
 def _validate_target(catalog: CatalogSnapshot, decision: Decision) -> None:
