@@ -28,7 +28,7 @@ from server.desk.reminders import send_reminders
 from server.ledger.verify import verify_ledger
 from server.models import AccessLog, ConsentEvent, DataSubjectRequest, DsrHistory, Receipt, Subject, Suppression
 from server.settings import Settings
-from tests.conftest import Clock, run, services_of
+from tests.conftest import Clock, run, services_of, sqlite_write_lock_held
 from tests.test_desk_helpers import check, count, desk, fetch, new_staff, post, record_api, set_contact, sign_in
 
 EMAIL = "Ada.Lovelace@Example.org"
@@ -353,6 +353,26 @@ def test_overdue_requests_are_flagged_and_reminded_once_a_day(
     again = run(client, send_reminders, desk(client).mailer, today, 7, "http://testserver", datetime.now(UTC))
     assert again == [], "once a day"
     assert any(h["action"] == "reminder" for h in run(client, _history, late))
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # SQLite's one write lock; PostgreSQL waits for the row
+def test_a_customer_request_met_by_a_busy_database_asks_to_send_it_again(
+    client: TestClient, auth: dict[str, str], settings: Settings
+) -> None:
+    customer(client, auth, "cust-busy")
+    token, _ = services_of(client).preferences.links.issue("cust-busy", "preferences")
+    form = {"token": token, "kind": "access", "details": "all of it", "lang": "en"}
+    with sqlite_write_lock_held(client, settings):
+        page = client.post("/requests", data=form)
+        as_json = client.post("/requests", data=form, headers={"Accept": "application/json"})
+    assert page.status_code == 503 and "Please send it again in a moment." in page.text
+    assert as_json.status_code == 503 and as_json.json()["error"] == "database_busy"
+    assert client.post("/requests", data=form).status_code == 201
+
+    async def opened() -> int:
+        return await DataSubjectRequest.filter(subject__ref="cust-busy").count()
+
+    assert run(client, opened) == 1
 
 
 def test_the_customer_opens_a_request_from_the_preference_center(client: TestClient, auth: dict[str, str]) -> None:

@@ -21,9 +21,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from server.auth.keys import ALGORITHM
+from server.db import is_busy_error
 from server.desk.export import FORMATS, ExportLinkRefused, subject_export, to_csv_zip, to_json
 from server.desk.web import HEADERS, desk_of, form_of
-from server.errors import ConsentError
+from server.errors import ConsentError, DatabaseBusy
 from server.models import DataSubjectRequest, Subject
 from server.proof.access import log_access
 
@@ -53,6 +54,7 @@ TEXTS: dict[str, dict[str, Any]] = {
         "objected": "Done: you will receive no more marketing from us, on any channel (request #{id}).",
         "link_title": "This link does not work",
         "link_bad": "This link is not valid or has expired. Open your preferences again from a recent email.",
+        "busy": "Your request could not be recorded just now. Please send it again in a moment.",
         "export_bad": "This download link is not valid or has expired. Contact us to receive a new one.",
         "erased": "Your data was erased at your request: there is nothing left to download.",
     },
@@ -81,6 +83,7 @@ TEXTS: dict[str, dict[str, Any]] = {
         "(demande n° {id}).",
         "link_title": "Ce lien ne fonctionne pas",
         "link_bad": "Ce lien n'est pas valide ou a expiré. Ouvrez de nouveau vos préférences depuis un e-mail récent.",
+        "busy": "Votre demande n'a pas pu être enregistrée à l'instant. Merci de l'envoyer de nouveau dans un moment.",
         "export_bad": "Ce lien de téléchargement n'est pas valide ou a expiré. Contactez-nous pour en recevoir un "
         "nouveau.",
         "erased": "Vos données ont été effacées à votre demande : il n'y a plus rien à télécharger.",
@@ -159,7 +162,14 @@ async def submit_request(request: Request) -> Response:
         texts = TEXTS[lang]
         token = form.get("token")
         return _html(request, "public_request.html", lang, 422, token=token, kinds=PUBLIC_KINDS, error=texts["choose"])
-    created = await desk.open_request(ref, kind, "preference_center", form.get("details", ""))
+    try:
+        created = await desk.open_request(ref, kind, "preference_center", form.get("details", ""))
+    except Exception as exc:
+        if not is_busy_error(exc):
+            raise
+        if wants_json:
+            return _json({"error": "database_busy", "detail": DatabaseBusy.now().detail}, 503)
+        return _html(request, "public_error.html", lang, 503, message=TEXTS[lang]["busy"])
     created = await DataSubjectRequest.get(id=created.id)
     if wants_json:
         return _json(
