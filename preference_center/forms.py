@@ -37,7 +37,9 @@ async def _shown(request: Request, p: Posted) -> tuple[PreferenceCenter, str, li
 async def _busy(request: Request, p: Posted, center: PreferenceCenter, lang: str) -> Response:
     """The database stayed locked: nothing was recorded, and the page says so (503, to send again)."""
     notice = center.gettext(lang, "Nothing was saved: we could not record your choice just now. Please try again.")
-    return await answer(request, p, notice, status=503)
+    response = await answer(request, p, notice, status=503)
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 # --- POST /preferences/toggle ---------------------------------------------------------------------------------------

@@ -213,6 +213,7 @@ def test_a_change_that_cannot_get_the_lock_says_so_and_changes_nothing(
     with sqlite_write_lock_held(client, settings):
         busy = post(client, supervisor, f"/console/breaches/{breach_id}", form)
     assert busy.status_code == 503 and "did not go through. Send it again." in busy.text
+    assert busy.headers["retry-after"] == "1"
     assert busy.headers["content-type"].startswith("text/html")
     assert fetch(client, Breach, id=breach_id).risk == "unassessed"
     assert post(client, supervisor, f"/console/breaches/{breach_id}", form).status_code == 303

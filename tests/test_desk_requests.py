@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import re
+import sqlite3
 import zipfile
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
@@ -19,8 +20,10 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 from tortoise import connections
+from tortoise.exceptions import OperationalError
 
 from server.db import is_postgres
+from server.desk import effects
 from server.desk.contact import is_suppressed, normalise_email
 from server.desk.deadlines import add_months, due_date
 from server.desk.export import ExportLinks
@@ -367,12 +370,36 @@ def test_a_customer_request_met_by_a_busy_database_asks_to_send_it_again(
         as_json = client.post("/requests", data=form, headers={"Accept": "application/json"})
     assert page.status_code == 503 and "Please send it again in a moment." in page.text
     assert as_json.status_code == 503 and as_json.json()["error"] == "database_busy"
+    assert page.headers["retry-after"] == as_json.headers["retry-after"] == "1"
     assert client.post("/requests", data=form).status_code == 201
 
     async def opened() -> int:
         return await DataSubjectRequest.filter(subject__ref="cust-busy").count()
 
     assert run(client, opened) == 1
+
+
+def test_an_objection_whose_second_step_meets_a_busy_database_stays_one_open_request(
+    client: TestClient, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request is stored before the objection is recorded (two transactions). When the second meets a busy
+    database, the person is told it was received (not "send it again", which would open a second request), and the
+    request waits in the queue for an agent to record the objection."""
+    customer(client, auth, "cust-half")
+    token, _ = services_of(client).preferences.links.issue("cust-half", "preferences")
+
+    async def busy(*args: Any, **kwargs: Any) -> None:  # the driver's error, as Tortoise raises it
+        raise OperationalError(sqlite3.OperationalError("database is locked"))
+
+    monkeypatch.setattr(effects, "object_to_marketing", busy)
+    answer = client.post("/requests", data={"token": token, "kind": "objection", "lang": "en"})
+    assert answer.status_code == 201 and "We will answer by" in answer.text
+
+    async def opened() -> list[dict[str, Any]]:
+        return list(await DataSubjectRequest.filter(subject__ref="cust-half").values("kind", "status"))
+
+    assert run(client, opened) == [{"kind": "objection", "status": "open"}]
+    assert check(client, auth, "cust-half", "offers", "sms")["reason"] != "objected"  # left to the agent
 
 
 def test_the_customer_opens_a_request_from_the_preference_center(client: TestClient, auth: dict[str, str]) -> None:

@@ -161,7 +161,7 @@ def test_a_toggle_met_by_a_busy_database_says_nothing_was_saved(
     form = {"token": token, "csrf": csrf, "lang": "fr", "set": "offers:sms:on"}
     with sqlite_write_lock_held(client, settings):
         busy = client.post("/preferences/toggle", data=form, headers=HTMX)
-    assert busy.status_code == 503
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
     assert 'hx-swap-oob="innerHTML">Rien n&#39;a été enregistré' in busy.text
     assert check(client, auth, "offers", "sms") == "unknown_subject"  # nothing recorded, not even the subject
     assert client.post("/preferences/toggle", data=form, headers=HTMX).status_code == 200

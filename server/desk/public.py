@@ -126,7 +126,8 @@ def _lang(value: str | None) -> str:
 
 def _html(request: Request, template: str, lang: str, status: int = 200, **context: Any) -> HTMLResponse:
     body = desk_of(request).render(template, lang=lang, t=TEXTS[lang], **context)
-    return HTMLResponse(body, status_code=status, headers=HEADERS)
+    retry = {"Retry-After": "1"} if status == 503 else {}  # a busy database: send it again
+    return HTMLResponse(body, status_code=status, headers={**HEADERS, **retry})
 
 
 async def request_form(request: Request) -> Response:
@@ -168,7 +169,9 @@ async def submit_request(request: Request) -> Response:
         if not is_busy_error(exc):
             raise
         if wants_json:
-            return _json({"error": "database_busy", "detail": DatabaseBusy.now().detail}, 503)
+            busy = _json({"error": "database_busy", "detail": DatabaseBusy.now().detail}, 503)
+            busy.headers["Retry-After"] = "1"
+            return busy
         return _html(request, "public_error.html", lang, 503, message=TEXTS[lang]["busy"])
     created = await DataSubjectRequest.get(id=created.id)
     if wants_json:

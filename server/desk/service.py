@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -9,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from server.db import is_busy_error
 from server.desk import dsr, markdown
 from server.desk.answers import AnswerBook
 from server.desk.dsr import SUBJECT, Actor
@@ -23,6 +25,7 @@ from server.proof.controller import load_controller
 if TYPE_CHECKING:
     from server.services import Services
 
+log = logging.getLogger("server.desk")
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # The day a request is received is counted where the controller is (GDPR 12(3) and Regulation 1182/71).
@@ -128,5 +131,12 @@ class Desk:
         if kind == "objection" and actor.type == "subject" and subject.erased_at is None:
             from server.desk.effects import object_to_marketing
 
-            await object_to_marketing(self, request, actor, touchpoint="preference_center")
+            try:
+                await object_to_marketing(self, request, actor, touchpoint="preference_center")
+            except Exception as exc:
+                if not is_busy_error(exc):
+                    raise
+                # The request is stored: answering "send it again" would open a second one. It stays open in the
+                # queue, where an agent records the objection (the person is told it was received).
+                log.warning("objection of request %s left to the desk: the database was busy", request.id)
         return request

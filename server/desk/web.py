@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from server.api.bodies import read_form
 from server.desk.roles import can
 from server.desk.sessions import SESSION_COOKIE
-from server.errors import ConsentError
+from server.errors import ConsentError, DatabaseBusy
 from server.models import StaffAccount
 from server.proof.access import log_access
 
@@ -110,15 +110,16 @@ def to_login(request: Request) -> Response:
 
 def error_response(request: Request, staff: Staff | None, exc: ConsentError) -> Response:
     """A domain error as a message: a fragment in the flash area for htmx, a page otherwise."""
+    retry = {"Retry-After": "1"} if isinstance(exc, DatabaseBusy) else {}
     if is_htmx(request):
         return page(
             request,
             "_flash.html",
-            headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"},
+            headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML", **retry},
             kind="error",
             message=exc.detail,
         )
-    return page(request, "error.html", status=exc.status, me=staff, title=exc.title, message=exc.detail)
+    return page(request, "error.html", status=exc.status, headers=retry, me=staff, title=exc.title, message=exc.detail)
 
 
 def forbidden(request: Request, staff: Staff, reason: str = "object") -> Response:
