@@ -400,6 +400,10 @@ def test_an_objection_whose_second_step_meets_a_busy_database_stays_one_open_req
 
     assert run(client, opened) == [{"kind": "objection", "status": "open"}]
     assert check(client, auth, "cust-half", "offers", "sms")["reason"] != "objected"  # left to the agent
+    # The same from the console: the agent lands on the one open request, theirs, to record the objection there.
+    request_id = open_via_console(client, sign_in(client, "agent"), "cust-half", "objection")
+    assert get_request(client, request_id).status == "open"
+    assert len(run(client, opened)) == 2  # the customer's and the agent's, no third
 
 
 def test_the_customer_opens_a_request_from_the_preference_center(client: TestClient, auth: dict[str, str]) -> None:

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from preference_center.actions import confirm_pending_grants
+from server.db import is_busy_error
 from server.desk import customers, dsr
 from server.desk.customers import AGENT_ACTIONS, AGENT_METHODS
 from server.desk.deadlines import STATUSES
@@ -296,6 +297,13 @@ async def open_request(request: Request, staff: Staff) -> Response:
     if kind == "objection" and owner is not None:
         from server.desk.effects import object_to_marketing
 
-        await object_to_marketing(desk, created, actor)
+        try:
+            await object_to_marketing(desk, created, actor)
+        except Exception as exc:
+            if not is_busy_error(exc):
+                raise
+            # The request is stored: "send it again" would open a second one. It stays open, assigned to this
+            # agent, whose request page records the objection.
+            return redirect(f"/console/requests/{created.id}", request)
         await audit(request, staff, "dsr_fulfil", created.subject_id, request_id=created.id, kind=kind)
     return redirect(f"/console/requests/{created.id}", request)
