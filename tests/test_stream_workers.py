@@ -342,13 +342,21 @@ def test_workers_of_the_consent_ledger_command_load_no_orm(sqlite_template: Any,
         workers = _spawned(process.pid)
         assert len(workers) == 2
         for worker in workers:
-            libraries = {Path(m.path).name.split(".")[0] for m in worker.memory_maps() if m.path.endswith(".so")}
+            # A worker that took no chunk may still be starting: its initializer opens its SQLite connection last.
+            deadline = time.monotonic() + 30
+            while not {"orjson", "_sqlite3"} <= (libraries := _libraries(worker)) and time.monotonic() < deadline:
+                time.sleep(0.1)
             assert {"orjson", "_sqlite3"} <= libraries, libraries
             assert not {library for library in libraries if "asyncpg" in library or library == "protocol"}, libraries
     finally:
         process.terminate()
         process.wait(timeout=20)
         sqlite_template.drop(name)
+
+
+def _libraries(process: psutil.Process) -> set[str]:
+    """The shared libraries a process has mapped, by name (`_sqlite3`, `orjson`, asyncpg's `protocol`...)."""
+    return {Path(m.path).name.split(".")[0] for m in process.memory_maps() if m.path.endswith(".so")}
 
 
 def _spawned(pid: int) -> list[psutil.Process]:
