@@ -31,8 +31,7 @@ from preference_center.web import (
     is_htmx,
     set_link_cookie,
 )
-from server.db import is_busy_error
-from server.errors import DatabaseBusy
+from server.db import busy_as_domain_error
 from server.ledger.append import Decision, RecordRequest, RecordResult, Snapshot
 
 if TYPE_CHECKING:
@@ -192,12 +191,8 @@ async def record(
     """The decisions recorded for the person of the link; `DatabaseBusy` when the database stayed locked (nothing
     recorded: the form says so and the person can send it again)."""
     services: Services = request.app.state.services
-    try:
+    with busy_as_domain_error():
         return await services.ledger.record(_request(request, p, policy, decisions, method, shown))
-    except Exception as exc:
-        if not is_busy_error(exc):
-            raise
-        raise DatabaseBusy.now() from exc
 
 
 def _request(

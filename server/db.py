@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -13,6 +14,8 @@ import asyncpg
 from tortoise import Tortoise, connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import BaseORMException
+
+from server.errors import ConsentError, DatabaseBusy
 
 APP_LABEL = "models"
 MIGRATIONS_MODULE = "migrations"
@@ -145,6 +148,21 @@ def is_busy_error(exc: BaseException) -> bool:
         if isinstance(current, BaseORMException):
             pending.extend(arg for arg in current.args if isinstance(arg, BaseException))
     return False
+
+
+@contextlib.contextmanager
+def busy_as_domain_error() -> Iterator[None]:
+    """Driver errors that mean "busy, try again" (`is_busy_error`) raised as `DatabaseBusy`: the domain error that
+    each surface already answers in its own form (the console's page, the banner's refusal with CORS, the
+    preference center's status message); the app's handler answers the rest as problem+json."""
+    try:
+        yield
+    except ConsentError:
+        raise
+    except Exception as exc:
+        if not is_busy_error(exc):
+            raise
+        raise DatabaseBusy.now() from exc
 
 
 async def with_database(database_url: str, work: Callable[[], Awaitable[int]]) -> int:

@@ -21,8 +21,8 @@ from server.banner.errors import TooManyRequests
 from server.banner.record import Evidence, record_choice
 from server.banner.schemas import CookieConsentIn
 from server.banner.service import BannerService
-from server.db import is_busy_error
-from server.errors import ConsentError, DatabaseBusy, InvalidRequest, MalformedBody, NotFound
+from server.db import busy_as_domain_error
+from server.errors import ConsentError, InvalidRequest, MalformedBody, NotFound
 from server.ledger.evidence import truncate_ip
 from server.services import Services
 
@@ -120,13 +120,10 @@ async def record_cookie_consent(request: Request) -> Response:
             origin=origin,
             gpc_header=request.headers.get("sec-gpc", "").strip() == "1",
         )
-        recorded = await record_choice(services, banner, site, config, choice, evidence)
+        with busy_as_domain_error():  # a busy database is refused with CORS too, so that the banner reads why
+            recorded = await record_choice(services, banner, site, config, choice, evidence)
     except ConsentError as exc:
         return await _refusal(request, exc, headers)
-    except Exception as exc:
-        if not is_busy_error(exc):
-            raise
-        return await _refusal(request, DatabaseBusy.now(), headers)  # with CORS, so that the banner reads it
     body = {
         "consent_id": choice.consent_id,
         "policy_version": recorded.policy,

@@ -16,11 +16,11 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.db import is_busy_error
+from server.db import busy_as_domain_error
 from server.desk.roles import PERMISSIONS
 from server.desk.sessions import same
 from server.desk.web import Staff, current_staff, desk_of, error_response, forbidden, form_of, page, to_login
-from server.errors import ConsentError, DatabaseBusy
+from server.errors import ConsentError
 
 StaffHandler = Callable[[Request, Staff], Awaitable[Response]]
 Handler = Callable[[Request], Awaitable[Response]]
@@ -62,13 +62,10 @@ def require_staff(permission: str) -> Callable[[StaffHandler], Handler]:
                             title="Form expired",
                             message="The form expired or came from another site. Reload the page and try again.",
                         )
-                return await handler(request, staff)
+                with busy_as_domain_error():
+                    return await handler(request, staff)
             except ConsentError as exc:
                 return error_response(request, staff, exc)
-            except Exception as exc:
-                if not is_busy_error(exc):
-                    raise
-                return error_response(request, staff, DatabaseBusy.now())
 
         guarded.desk_rule = f"staff:{permission}"  # type: ignore[attr-defined]
         return guarded

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from preference_center.actions import confirm_pending_grants
-from server.db import is_busy_error
+from server.db import busy_as_domain_error
 from server.desk import customers, dsr
 from server.desk.customers import AGENT_ACTIONS, AGENT_METHODS
 from server.desk.deadlines import STATUSES
@@ -20,7 +20,7 @@ from server.desk.guard import require_staff
 from server.desk.pages_notices import notices_of
 from server.desk.roles import may_handle
 from server.desk.web import Staff, audit, desk_of, form_of, is_htmx, page, redirect
-from server.errors import InvalidRequest, NotFound
+from server.errors import DatabaseBusy, InvalidRequest, NotFound
 from server.ledger.append import Decision, RecordRequest, Snapshot
 from server.models import ConsentEvent, StaffAccount, Subject, UISnapshot
 
@@ -298,10 +298,9 @@ async def open_request(request: Request, staff: Staff) -> Response:
         from server.desk.effects import object_to_marketing
 
         try:
-            await object_to_marketing(desk, created, actor)
-        except Exception as exc:
-            if not is_busy_error(exc):
-                raise
+            with busy_as_domain_error():
+                await object_to_marketing(desk, created, actor)
+        except DatabaseBusy:
             # The request is stored: "send it again" would open a second one. It stays open, assigned to this
             # agent, whose request page records the objection.
             return redirect(f"/console/requests/{created.id}", request)

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from server.auth.keys import ALGORITHM
-from server.db import is_busy_error
+from server.db import busy_as_domain_error
 from server.desk.export import FORMATS, ExportLinkRefused, subject_export, to_csv_zip, to_json
 from server.desk.web import HEADERS, desk_of, form_of
 from server.errors import ConsentError, DatabaseBusy
@@ -164,12 +164,11 @@ async def submit_request(request: Request) -> Response:
         token = form.get("token")
         return _html(request, "public_request.html", lang, 422, token=token, kinds=PUBLIC_KINDS, error=texts["choose"])
     try:
-        created = await desk.open_request(ref, kind, "preference_center", form.get("details", ""))
-    except Exception as exc:
-        if not is_busy_error(exc):
-            raise
+        with busy_as_domain_error():
+            created = await desk.open_request(ref, kind, "preference_center", form.get("details", ""))
+    except DatabaseBusy as exc:
         if wants_json:
-            busy = _json({"error": "database_busy", "detail": DatabaseBusy.now().detail}, 503)
+            busy = _json({"error": "database_busy", "detail": exc.detail}, 503)
             busy.headers["Retry-After"] = "1"
             return busy
         return _html(request, "public_error.html", lang, 503, message=TEXTS[lang]["busy"])

@@ -10,14 +10,14 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from server.db import is_busy_error
+from server.db import busy_as_domain_error
 from server.desk import dsr, markdown
 from server.desk.answers import AnswerBook
 from server.desk.dsr import SUBJECT, Actor
 from server.desk.export import ExportLinks
 from server.desk.oidc import OidcClient
 from server.desk.sessions import SessionCodec
-from server.errors import NotFound
+from server.errors import DatabaseBusy, NotFound
 from server.models import DataSubjectRequest
 from server.policies.snapshot import CatalogSnapshot, PolicyInfo
 from server.proof.controller import load_controller
@@ -132,10 +132,9 @@ class Desk:
             from server.desk.effects import object_to_marketing
 
             try:
-                await object_to_marketing(self, request, actor, touchpoint="preference_center")
-            except Exception as exc:
-                if not is_busy_error(exc):
-                    raise
+                with busy_as_domain_error():
+                    await object_to_marketing(self, request, actor, touchpoint="preference_center")
+            except DatabaseBusy:
                 # The request is stored: answering "send it again" would open a second one. It stays open in the
                 # queue, where an agent records the objection (the person is told it was received).
                 log.warning("objection of request %s left to the desk: the database was busy", request.id)
