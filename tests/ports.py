@@ -25,7 +25,7 @@ def process_index() -> int:
 
 def free_port() -> int:
     """A loopback port of this process's range that nothing is bound to now."""
-    start = BASE + (process_index() % 12) * SPAN
+    start = BASE + (process_index() % 12) * SPAN  # 12 ranges stay below 32768, where ephemeral ports start
     for _ in range(SPAN):
         port = start + next(_taken) % SPAN
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
