@@ -37,7 +37,7 @@ import sqlite3
 import sys
 import time
 import uuid
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,6 +47,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import asyncpg
 import orjson
 
+from server.consent import read_model
 from server.ids import uuid7_at
 from server.ledger.chain import GENESIS, body_hash, event_body
 from server.ledger.evidence import pseudonym
@@ -129,6 +130,9 @@ STATE_COLUMNS = (
 )
 
 QUEUE_COLUMNS = ("event_id", "event_hash")
+# PostgreSQL's subjects carry the consent check's read model, written by the seed as the trigger would have written
+# it (server.consent.read_model; the trigger is off while the seed copies, and `seed_postgres` checks a sample).
+PG_SUBJECT_COLUMNS = (*SUBJECT_COLUMNS, read_model.COLUMN)
 
 
 @dataclass(frozen=True)
@@ -392,9 +396,22 @@ def generate_chunk(spec: ChunkSpec) -> ChunkRows:
             head = digest
         out.states.extend(states.values())
         created = timeline[0][0] - timedelta(seconds=1)
-        out.subjects.append(
-            (subject_id, ref, pseudo, None, None, lang, len(timeline), head, _ts(dialect, created), None, None)
+        subject: tuple[Any, ...] = (
+            subject_id,
+            ref,
+            pseudo,
+            None,
+            None,
+            lang,
+            len(timeline),
+            head,
+            _ts(dialect, created),
+            None,
+            None,
         )
+        if dialect == "postgres":
+            subject += (_check_states(states.values()),)
+        out.subjects.append(subject)
         if spec.kind == "mixed":
             out.subject_ids.append(subject_id)
         outcomes = {(p, c): o for p, c, o, _ in plans}
@@ -410,6 +427,19 @@ def generate_chunk(spec: ChunkSpec) -> ChunkRows:
                 reason = _expected_reason(catalog, purpose_code, channel, outcome_or_none)
                 out.expected.append((ref, purpose_code, channel, reason))
     return out
+
+
+def _check_states(states: Iterable[tuple[Any, ...]]) -> str | None:
+    """A subject's `check_states` (server.consent.read_model) from its state rows (STATE_COLUMNS, PostgreSQL)."""
+    found = {
+        read_model.key(purpose, channel): [status, _utc_text(since), _utc_text(until), policy_id, event_id]
+        for status, since, until, channel, event_id, policy_id, purpose, _ in states
+    }
+    return orjson.dumps(found).decode() if found else None
+
+
+def _utc_text(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat(" ")
 
 
 def _expected_reason(catalog: SeedCatalog, purpose: str, channel: str, outcome: str | None) -> str:
@@ -641,8 +671,10 @@ async def seed_postgres(
         chunks = _chunks(specs, workers or default_workers())
         try:
             async with conn.transaction():
+                # One trigger run a state would recompute each subject's read model again, after the seed wrote it.
+                await conn.execute(f"ALTER TABLE consent_states DISABLE TRIGGER {read_model.TRIGGER}")
                 while (rows := await loop.run_in_executor(None, next, chunks, None)) is not None:
-                    await conn.copy_records_to_table("subjects", records=rows.subjects, columns=SUBJECT_COLUMNS)
+                    await conn.copy_records_to_table("subjects", records=rows.subjects, columns=PG_SUBJECT_COLUMNS)
                     await conn.copy_records_to_table("consent_events", records=rows.events, columns=EVENT_COLUMNS)
                     await conn.copy_records_to_table("consent_states", records=rows.states, columns=STATE_COLUMNS)
                     if queue:
@@ -650,6 +682,13 @@ async def seed_postgres(
                     _collect(result, rows)
                     if progress:
                         progress(f"{kind}: {result.subjects:,}/{count:,} subjects")
+                await conn.execute(f"ALTER TABLE consent_states ENABLE TRIGGER {read_model.TRIGGER}")
+                sampled = await conn.fetch(
+                    "SELECT id FROM subjects WHERE ref = ANY($1::text[])", sorted({ref for ref, *_ in result.expected})
+                )
+                stale = await conn.fetch(read_model.MISMATCHES, [row["id"] for row in sampled])
+                if stale:
+                    raise RuntimeError(f"the seed wrote a read model the trigger would not have: {stale[:3]}")
         finally:
             await loop.run_in_executor(None, chunks.close)
         tables = "subjects, consent_events, consent_states" + (", log_queue" if queue else "")

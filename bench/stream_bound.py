@@ -66,7 +66,7 @@ def _answer_lines(database_url: str, lines: list[bytes], chunk: int, start: Any)
             started, cpu_started = time.perf_counter(), time.process_time()
             for first in range(0, len(lines), chunk):
                 part = lines[first : first + chunk]
-                rule = BulkRule(catalog, datetime.now(UTC), reader.dialect)
+                rule = BulkRule(catalog, datetime.now(UTC))
                 keys = rule.keys(b"\n".join(part), len(part))
                 if keys is None:
                     raise RuntimeError("a generated line was not a well-formed check")

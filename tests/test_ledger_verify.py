@@ -288,3 +288,25 @@ def test_changed_projection_is_detected(ledger: Settings, tmp_path: Path, statem
     sql(url, statement)
     line = assert_detected(verify(ledger, tmp_path))
     assert "state" in line and "replay" in line, line
+
+
+# ---------------------------------------------------------------- the consent check's read model changed
+
+
+@pytest.mark.parametrize("backend", ["postgres"])  # SQLite answers checks from the projection itself
+def test_changed_check_read_model_is_detected(
+    ledger: Settings, client: TestClient, auth: dict[str, str], tmp_path: Path
+) -> None:
+    """The check reads `subjects.check_states` on PostgreSQL (server.consent.read_model): an attacker who turns a
+    withdrawal into a grant there, without touching the ledger or the projection, changes what marketing tools are
+    told. The check shows the forged answer; `ledger verify` names the subject."""
+    question = {"subject": "cust-a", "purpose": "offers", "channel": "email"}
+    assert client.get("/v1/consents/check", params=question, headers=auth).json()["reason"] == "withdrawn"
+    sql(
+        ledger.database_url,
+        "UPDATE subjects SET check_states = jsonb_set(check_states, ARRAY['offers' || chr(31) || 'email', '0'], "
+        "'\"granted\"') WHERE ref = 'cust-a'",
+    )
+    assert client.get("/v1/consents/check", params=question, headers=auth).json()["reason"] == "granted"
+    line = assert_detected(verify(ledger, tmp_path))
+    assert "read model" in line, line

@@ -79,7 +79,7 @@ async def check_batch(request: Request) -> Response:
     items = body["checks"]
     if len(items) > MAX_BATCH:
         raise PayloadTooLarge(f"{len(items)} checks in one batch; the limit is {MAX_BATCH}", limit=MAX_BATCH)
-    rule = BulkRule(await checks.catalog.get(), checks.clock(), checks.reader.dialect)
+    rule = BulkRule(await checks.catalog.get(), checks.clock())
     questions = [rule.question(item) for item in items]
     answers = iter(await rule.answers(checks.reader, [q for q in questions if type(q) is tuple], None))
     results = []
@@ -178,7 +178,7 @@ async def _chunk_body(checks: CheckService, catalog: CatalogSnapshot, segments: 
         body = await checks.stream_workers.answer(catalog, now, segments)
         if body is not None:
             return body
-    rule = BulkRule(catalog, now, checks.reader.dialect)
+    rule = BulkRule(catalog, now)
     numbers: list[int] = []
     items: list[Key | ConsentError] = []
     for first, block, count in segments:

@@ -3,7 +3,8 @@
 The batch and stream endpoints apply the same rule as `decide` (the tests ask every reason through the single, batch
 and stream paths and compare the answers field by field), compiled once per catalog snapshot and instant so that a
 row of the lookup costs a few comparisons and one f-string: no Question, Lookup, StateView or Answer object,
-no dict, no datetime parsing (on SQLite the stored UTC text compares in time order and is reformatted by slicing).
+no dict, no datetime parsing (both readers return instants as UTC text, which compares in time order and is
+reformatted by slicing).
 bench/check_bench.py prints the effect (stream checks/s).
 """
 
@@ -35,15 +36,14 @@ MAX_LINE = 64 * 1024  # bytes in one stream line
 
 
 class BulkRule:
-    """The decision rule of `server.consent.decide`, compiled for one catalog snapshot, one instant, one dialect.
+    """The decision rule of `server.consent.decide`, compiled for one catalog snapshot and one instant.
 
-    `dialect` says how the reader returns instants: `sqlite` as Tortoise's UTC text (`isoformat(" ")`, which
-    compares in time order), `postgres` as aware datetimes.
+    Rows hold their instants as UTC text in the form SQLite stores them (`isoformat(" ")`, which compares in time
+    order): SQLite's columns as they are, PostgreSQL's read model (`server.consent.read_model`) in the same form.
     """
 
-    def __init__(self, catalog: CatalogSnapshot, now: datetime, dialect: str) -> None:
+    def __init__(self, catalog: CatalogSnapshot, now: datetime) -> None:
         self.catalog = catalog
-        self._text = dialect == "sqlite"
         self._now = self._native(now)
         self._labels = {policy_id: _quote(policy.label) for policy_id, policy in catalog.policies_by_id.items()}
         # Per purpose x channel offered: the JSON of the pair, the answer when nothing was recorded, and the
@@ -103,27 +103,24 @@ class BulkRule:
         return out
 
     def _stale_rules(self, purpose: str, now: datetime) -> dict[int, tuple[bool, Any]]:
-        """`CatalogSnapshot.reconsent_rules`, thresholds in the reader's form of an instant."""
+        """`CatalogSnapshot.reconsent_rules`, thresholds as UTC text (the rows' form of an instant)."""
         return {
             policy_id: (same_document, self._native(threshold))
             for policy_id, (same_document, threshold) in self.catalog.reconsent_rules(purpose, now).items()
         }
 
-    def _native(self, value: datetime | None) -> Any:
-        if value is None or not self._text:
-            return value
-        return value.astimezone(UTC).isoformat(" ")
+    @staticmethod
+    def _native(value: datetime | None) -> str | None:
+        return None if value is None else value.astimezone(UTC).isoformat(" ")
 
-    def _instant(self, value: Any) -> str:
+    @staticmethod
+    def _instant(value: str | None) -> str:
         """An instant as its JSON text (`null`, or UTC with a `Z`), as a single check writes it."""
         if value is None:
             return "null"
-        if self._text:
-            text: str = value
-            if text[-6:] == "+00:00" and len(text) > 19 and text[10] == " ":
-                return f'"{text[:10]}T{text[11:-6]}Z"'
-            value = datetime.fromisoformat(text)
-        return _dumps(value, option=orjson.OPT_UTC_Z).decode()
+        if value[-6:] == "+00:00" and len(value) > 19 and value[10] == " ":
+            return f'"{value[:10]}T{value[11:-6]}Z"'
+        return _dumps(datetime.fromisoformat(value), option=orjson.OPT_UTC_Z).decode()
 
     def keys(self, block: bytes, count: int) -> list[Key] | None:
         """The keys of `count` NDJSON lines (`block`: the lines joined by newlines) when every line is one

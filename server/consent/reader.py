@@ -21,11 +21,12 @@ import queue
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import orjson
 
+from server.consent import read_model
 from server.consent.decide import StateView, SubjectFlags
 from server.consent.indexes import CHECK_STATE_INDEX, CHECK_SUBJECT_INDEX
 
@@ -33,9 +34,9 @@ if TYPE_CHECKING:  # imported where a pool is made: the SQLite stream worker pro
     import asyncpg
 
 Key = tuple[str, str, str]  # (ref, purpose, channel)
-# What the bulk path reads per known subject, as the driver returns it (instants are UTC text on SQLite, aware
-# datetimes on PostgreSQL): erased_at, restricted_at, status, since, valid_until, policy_version_id, event_id.
-# A list on SQLite (decoded from JSON), a tuple on PostgreSQL.
+# What the bulk path reads per known subject, instants as UTC text (`isoformat(" ")`, as SQLite stores them): erased_at,
+# restricted_at, status, since, valid_until, policy_version_id, event_id. A list on SQLite (decoded from JSON), a tuple
+# on PostgreSQL.
 Row = Sequence[Any]
 
 
@@ -275,15 +276,17 @@ def _by_pair(keys: Sequence[Key]) -> dict[tuple[str, str], tuple[list[int], list
 # The keys go in as three texts of fields joined by the unit separator (U+001F), split by PostgreSQL: encoding three
 # text[] parameters made asyncpg call `isinstance` six times a key in Python (bench/README.md, "Where a stream's time
 # goes"). Questions never hold a control character (`validate_question`); `_fetch` checks anyway.
+# One probe a key: the subject's row by ref holds its flags and, in `check_states`, every one of its states
+# (server.consent.read_model); the state of the pair comes out as JSON text, its instants as UTC text.
 _PG_SEPARATOR = "\x1f"
-_PG_MANY = """
+_PG_MANY = f"""
 SELECT k.i, s.erased_at, s.restricted_at, s.id IS NOT NULL AS known,
-       c.status, c.since, c.valid_until, c.policy_version_id, c.event_id::text
+       s.{read_model.COLUMN} -> (k.purpose || E'\\x1f' || k.channel) AS state
 FROM unnest(string_to_array($1, E'\\x1f'), string_to_array($2, E'\\x1f'), string_to_array($3, E'\\x1f'))
      WITH ORDINALITY AS k(ref, purpose, channel, i)
-LEFT JOIN subjects s ON s.ref = k.ref
-LEFT JOIN consent_states c ON c.subject_id = s.id AND c.purpose_id = k.purpose AND c.channel_id = k.channel"""
+LEFT JOIN subjects s ON s.ref = k.ref"""
 
+_NO_STATE = (None, None, None, None, None)
 PG_PART = 2500
 _PG_AT = """
 SELECT s.erased_at, s.restricted_at, e.status, e.recorded_at, e.valid_until, e.policy_version_id, e.id::text
@@ -358,9 +361,16 @@ class PostgresStateReader:
         async with self._pool.acquire() as conn:
             records = await conn.fetch(_PG_MANY, *fields)
         results: list[Row | None] = [None] * len(keys)
-        for i, erased, restricted, known, status, since, valid_until, policy_id, event_id in records:
-            if known:
-                results[i - 1] = (erased, restricted, status, since, valid_until, policy_id, event_id)
+        loads = orjson.loads
+        for i, erased, restricted, known, state in records:
+            if not known:
+                continue
+            flags = (
+                None if erased is None else erased.astimezone(UTC).isoformat(" "),
+                None if restricted is None else restricted.astimezone(UTC).isoformat(" "),
+            )
+            # [status, since, valid_until, policy_version_id, event_id], or the five absent
+            results[i - 1] = (*flags, *loads(state)) if state is not None else (*flags, *_NO_STATE)
         return results
 
     async def _query(self, keys: Sequence[Key]) -> list[Lookup]:

@@ -77,7 +77,7 @@ def _answer_chunk(catalog_id: int, catalog_blob: bytes, now: datetime, segments:
         # The blob comes from the server process that started this one (as every argument of a pool job does).
         _catalog = (catalog_id, pickle.loads(catalog_blob))  # noqa: S301
     assert _connection is not None
-    rule = BulkRule(_catalog[1], now, "sqlite")
+    rule = BulkRule(_catalog[1], now)
     numbers: list[int] = []
     items: list[Key | ConsentError] = []
     for first, block, count in segments:

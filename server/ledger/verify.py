@@ -1,4 +1,5 @@
-"""`python -m server ledger verify`: recompute every chain and compare the projection with a replay."""
+"""`python -m server ledger verify`: recompute every chain and compare the projection with a replay (and, on
+PostgreSQL, the consent check's read model with the projection: server.consent.read_model)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from server.consent import read_model
+from server.db import connection, is_postgres
 from server.ledger.chain import GENESIS, body_hash, row_body
 from server.ledger.replay import replay
 from server.models import ConsentEvent, ConsentState, PolicyVersion, Subject
@@ -47,6 +50,7 @@ async def verify_ledger(page_size: int = 500) -> VerifyReport:
         states: dict[str, list[dict[str, Any]]] = {str(i): [] for i in ids}
         for row in await ConsentState.filter(subject_id__in=ids).values():
             states[str(row["subject_id"])].append(row)
+        stale = await _stale_read_model(ids)
         for subject in subjects:
             sid = str(subject["id"])
             report.subjects += 1
@@ -54,9 +58,20 @@ async def verify_ledger(page_size: int = 500) -> VerifyReport:
             broken = _verify_chain(subject, events[sid], policies) or _verify_projection(
                 subject, events[sid], states[sid]
             )
+            if broken is None and subject["ref"] in stale:
+                broken = Break(subject["ref"], None, "the consent check's read model differs from the state projection")
             if broken:
                 report.breaks.append(broken)
     return report
+
+
+async def _stale_read_model(ids: list[Any]) -> set[str]:
+    """The refs, among the subjects `ids`, whose `check_states` is not what their states make (PostgreSQL only)."""
+    conn = connection()
+    if not is_postgres(conn):
+        return set()
+    _, rows = await conn.execute_query(read_model.MISMATCHES, [[str(i) for i in ids]])
+    return {row["ref"] for row in rows}
 
 
 async def _subject_pages(page_size: int) -> AsyncIterator[list[dict[str, Any]]]:

@@ -1,0 +1,135 @@
+"""PostgreSQL's read model for the consent check: each subject's states beside its flags, in the subject's own row.
+
+A check needs the subject's flags (known, erased, restricted) and the state of one purpose x channel. Read from the
+projection as it is, that is two index probes a key (`subjects` by ref, then `consent_states` by subject, purpose and
+channel), and on PostgreSQL those two probes were most of a stream's cost (bench/README.md, "tenth session").
+`subjects.check_states` holds, as one `jsonb` object, every state of the subject:
+
+    {"<purpose>\\u001f<channel>": [status, since, valid_until, policy_version_id, event_id], ...}
+
+so that one probe into `subjects` by ref answers a check: flags and state from the same row version. Instants are
+UTC text in the form SQLite stores them (`datetime.isoformat(" ")`: microseconds only when not zero), which compares
+in time order as text; the bulk answers are then written by slicing, with no datetime made (`server.consent.bulk`).
+
+The column is kept by the database, not by the ledger's code: a trigger on `consent_states` recomputes the subject's
+object from its states in the same transaction, after any insert, update or delete, whatever wrote it (the ledger,
+or an operator's repair). It is NULL for a subject without states. `python -m server ledger verify` compares every
+subject's object with a recomputation. Installed by migration 0014, on PostgreSQL only: SQLite answers a check from
+its own two probes, which cost microseconds there, and does not have the column.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+COLUMN = "check_states"
+SEPARATOR = "\x1f"  # between purpose and channel in a key; a check's question never holds a control character
+TRIGGER = "consent_states_check_states"
+TRUNCATE_TRIGGER = "consent_states_check_states_truncate"
+
+# The functions are created with CREATE OR REPLACE: a later migration may change them in place.
+INSTANT_FUNCTION = """CREATE OR REPLACE FUNCTION consent_instant_text(t timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+  SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
+      || CASE WHEN date_part('microseconds', t AT TIME ZONE 'UTC')::bigint % 1000000 = 0 THEN ''
+              ELSE to_char(t AT TIME ZONE 'UTC', '.US') END
+      || '+00:00'
+$$"""
+
+STATES_FUNCTION = """CREATE OR REPLACE FUNCTION consent_check_states(subject uuid) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+  SELECT jsonb_object_agg(
+           purpose_id || E'\\x1f' || channel_id,
+           jsonb_build_array(status, consent_instant_text(since), consent_instant_text(valid_until),
+                             policy_version_id, event_id::text))
+  FROM consent_states WHERE subject_id = subject
+$$"""
+
+# The subject's row is locked first, in a statement of its own: under READ COMMITTED the next statement then takes a
+# snapshot in which every other transaction that changed this subject's states has committed (the ledger locks the
+# subject before it writes a state, so this waits for nothing there; it keeps any other writer right).
+TRIGGER_FUNCTION = f"""CREATE OR REPLACE FUNCTION consent_states_to_subject() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  target uuid;
+BEGIN
+  FOR target IN
+    SELECT DISTINCT changed FROM unnest(ARRAY[
+      CASE WHEN TG_OP <> 'INSERT' THEN OLD.subject_id END,
+      CASE WHEN TG_OP <> 'DELETE' THEN NEW.subject_id END]) AS changed
+    WHERE changed IS NOT NULL
+  LOOP
+    PERFORM 1 FROM subjects WHERE id = target FOR UPDATE;
+    UPDATE subjects SET {COLUMN} = consent_check_states(target) WHERE id = target;
+  END LOOP;
+  RETURN NULL;
+END $$"""
+
+CREATE_TRIGGER = f"""CREATE TRIGGER {TRIGGER} AFTER INSERT OR UPDATE OR DELETE ON consent_states
+FOR EACH ROW EXECUTE FUNCTION consent_states_to_subject()"""
+
+TRUNCATE_FUNCTION = f"""CREATE OR REPLACE FUNCTION consent_states_truncated() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE subjects SET {COLUMN} = NULL WHERE {COLUMN} IS NOT NULL;
+  RETURN NULL;
+END $$"""
+
+CREATE_TRUNCATE_TRIGGER = f"""CREATE TRIGGER {TRUNCATE_TRIGGER} AFTER TRUNCATE ON consent_states
+FOR EACH STATEMENT EXECUTE FUNCTION consent_states_truncated()"""
+
+# Every subject's object recomputed in one statement (the migration's backfill, and a repair).
+REBUILD = f"""UPDATE subjects s SET {COLUMN} = x.states
+FROM (SELECT id, consent_check_states(id) AS states FROM subjects) x
+WHERE x.id = s.id AND s.{COLUMN} IS DISTINCT FROM x.states"""
+
+# The refs, among `$1` (subject ids), whose object differs from a recomputation.
+MISMATCHES = f"""SELECT ref FROM subjects
+WHERE id = ANY($1::uuid[]) AND {COLUMN} IS DISTINCT FROM consent_check_states(id)"""
+
+
+def up() -> list[str]:
+    return [
+        f"ALTER TABLE subjects ADD COLUMN IF NOT EXISTS {COLUMN} jsonb",
+        INSTANT_FUNCTION,
+        STATES_FUNCTION,
+        TRIGGER_FUNCTION,
+        f"DROP TRIGGER IF EXISTS {TRIGGER} ON consent_states",
+        CREATE_TRIGGER,
+        TRUNCATE_FUNCTION,
+        f"DROP TRIGGER IF EXISTS {TRUNCATE_TRIGGER} ON consent_states",
+        CREATE_TRUNCATE_TRIGGER,
+        REBUILD,
+    ]
+
+
+def down() -> list[str]:
+    return [
+        f"DROP TRIGGER IF EXISTS {TRUNCATE_TRIGGER} ON consent_states",
+        f"DROP TRIGGER IF EXISTS {TRIGGER} ON consent_states",
+        "DROP FUNCTION IF EXISTS consent_states_truncated()",
+        "DROP FUNCTION IF EXISTS consent_states_to_subject()",
+        "DROP FUNCTION IF EXISTS consent_check_states(uuid)",
+        "DROP FUNCTION IF EXISTS consent_instant_text(timestamptz)",
+        f"ALTER TABLE subjects DROP COLUMN IF EXISTS {COLUMN}",
+    ]
+
+
+async def install(client: Any) -> None:
+    """Add the column, its trigger, and fill it (PostgreSQL; nothing on SQLite)."""
+    if client.capabilities.dialect != "postgres":
+        return
+    for statement in up():
+        await client.execute_script(statement)
+
+
+async def uninstall(client: Any) -> None:
+    if client.capabilities.dialect != "postgres":
+        return
+    for statement in down():
+        await client.execute_script(statement)
+
+
+def key(purpose: str, channel: str) -> str:
+    """The key of a purpose x channel in the object."""
+    return f"{purpose}{SEPARATOR}{channel}"

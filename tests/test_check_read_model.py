@@ -1,0 +1,95 @@
+"""PostgreSQL's read model for the consent check (server.consent.read_model): `subjects.check_states`, kept by a
+trigger on `consent_states`, is what a check reads there. These tests change the states behind the ledger's back
+(as an operator's repair would) and compare the instants the database writes with Python's. Concurrent writers are
+tests/test_concurrency.py's, where `verify_ledger` also compares the read model with the states. SQLite has no read
+model: a check reads its projection directly."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+
+from server.settings import Settings
+from tests.conftest import record
+from tests.databases import run_sync
+from tests.test_ledger_verify import _asyncpg_dsn, sql
+
+pytestmark = pytest.mark.parametrize("backend", ["postgres"])
+
+
+def answers(client: TestClient, auth: dict[str, str], questions: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """Each question's answer from single checks, after asserting that batch and stream answer the same."""
+    singles = []
+    for question in questions:
+        response = client.get("/v1/consents/check", params=question, headers=auth)
+        assert response.status_code == 200, response.text
+        singles.append({**question, **response.json()})
+    batch = client.post("/v1/consents/check", json={"checks": questions}, headers=auth)
+    assert batch.json()["results"] == singles
+    body = b"".join(orjson.dumps(q) + b"\n" for q in questions)
+    stream = client.post(
+        "/v1/consents/check/stream", content=body, headers={**auth, "Content-Type": "application/x-ndjson"}
+    )
+    lines = [orjson.loads(line) for line in stream.content.splitlines()]
+    assert lines == [{"line": n, **s} for n, s in enumerate(singles, start=1)]
+    return singles
+
+
+def stale_refs(database_url: str) -> list[tuple[Any, ...]]:
+    """Subjects whose read model differs from a recomputation from their states."""
+    return sql(
+        database_url,
+        query="SELECT ref FROM subjects WHERE check_states IS DISTINCT FROM consent_check_states(id) ORDER BY ref",
+    )
+
+
+def test_a_repair_of_the_states_outside_the_ledger_is_what_the_check_answers(
+    client: TestClient, auth: dict[str, str], settings: Settings
+) -> None:
+    """The trigger recomputes the subject's read model on any insert, update or delete of a state row, whoever
+    writes it: here raw SQL on another connection."""
+    assert record(client, auth, "cust-r", [("offers", "email", "grant"), ("offers", "sms", "grant")]).status_code == 201
+    email = {"subject": "cust-r", "purpose": "offers", "channel": "email"}
+    sms = {"subject": "cust-r", "purpose": "offers", "channel": "sms"}
+    assert [a["reason"] for a in answers(client, auth, [email, sms])] == ["granted", "granted"]
+    url = settings.database_url
+    subject = "(SELECT id FROM subjects WHERE ref = 'cust-r')"
+    sql(url, f"UPDATE consent_states SET status = 'refused' WHERE subject_id = {subject} AND channel_id = 'email'")
+    assert [a["reason"] for a in answers(client, auth, [email, sms])] == ["refused", "granted"]
+    sql(url, f"DELETE FROM consent_states WHERE subject_id = {subject} AND channel_id = 'sms'")
+    assert [a["reason"] for a in answers(client, auth, [email, sms])] == ["refused", "no_record"]
+    sql(url, f"DELETE FROM consent_states WHERE subject_id = {subject}")
+    assert sql(url, query="SELECT check_states FROM subjects WHERE ref = 'cust-r'") == [(None,)]
+    assert [a["reason"] for a in answers(client, auth, [email, sms])] == ["no_record", "no_record"]
+    assert stale_refs(url) == []
+
+
+@given(
+    instant=st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)).map(
+        lambda t: t.replace(microsecond=t.microsecond if t.microsecond % 3 else 0)
+    )
+)
+@hypothesis_settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_the_database_writes_instants_as_python_does(settings: Settings, instant: datetime) -> None:
+    """`consent_instant_text` is `isoformat(" ")` in UTC, microseconds only when not zero, whatever the session's
+        time zone (one with a 45-minute offset here): the bulk answers compare these texts with Python's. (The database
+    is only read: one for all the examples.)"""
+
+    async def text() -> str:
+        conn = await asyncpg.connect(_asyncpg_dsn(settings.database_url))
+        try:
+            await conn.execute("SET TIME ZONE 'Pacific/Chatham'")
+            value: str = await conn.fetchval("SELECT consent_instant_text($1)", instant)
+            return value
+        finally:
+            await conn.close()
+
+    assert run_sync(text()) == instant.isoformat(" ")
