@@ -1,6 +1,7 @@
 """PostgreSQL only: `subjects.check_states`, each subject's consent states beside its flags, kept by a trigger on
-`consent_states`, so that a consent check reads one row (server.consent.read_model). Filled for every subject here;
-a large ledger rewrites every subject row once. SQLite is unchanged."""
+`consent_states`, so that a consent check reads one row, found through an index of refs compared as bytes
+(server.consent.read_model). Filled for every subject here: a large ledger rewrites every subject row once. SQLite is
+unchanged."""
 
 from tortoise import migrations
 from tortoise.migrations import operations as ops

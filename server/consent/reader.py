@@ -21,7 +21,7 @@ import queue
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import orjson
@@ -277,16 +277,31 @@ def _by_pair(keys: Sequence[Key]) -> dict[tuple[str, str], tuple[list[int], list
 # text[] parameters made asyncpg call `isinstance` six times a key in Python (bench/README.md, "Where a stream's time
 # goes"). Questions never hold a control character (`validate_question`); `_fetch` checks anyway.
 # One probe a key: the subject's row by ref holds its flags and, in `check_states`, every one of its states
-# (server.consent.read_model); the state of the pair comes out as JSON text, its instants as UTC text.
+# (server.consent.read_model). The answer is ONE text for all the keys, decoded by one `orjson.loads`: a JSON value
+# per key, in key order (`k.i`; refs are unique, so exactly one row a key):
+#   null                      no such subject
+#   [status, since, valid_until, policy_version_id, event_id]   the pair's state, the subject neither erased nor
+#                             restricted (the common case)
+#   []                        no state for the pair, no flag
+#   [erased_at, restricted_at, state or null]                 a subject with a flag
+# Instants are UTC text (read_model). One text instead of a record a key: asyncpg's decoding of five columns a row,
+# and the loop over the records, cost twice the client CPU (bench/README.md, "tenth session").
 _PG_SEPARATOR = "\x1f"
+_PG_STATE = f"s.{read_model.COLUMN} -> (k.purpose || E'\\x1f' || k.channel)"
 _PG_MANY = f"""
-SELECT k.i, s.erased_at, s.restricted_at, s.id IS NOT NULL AS known,
-       s.{read_model.COLUMN} -> (k.purpose || E'\\x1f' || k.channel) AS state
+SELECT string_agg(
+  CASE WHEN s.id IS NULL THEN 'null'
+       WHEN s.erased_at IS NULL AND s.restricted_at IS NULL THEN coalesce(({_PG_STATE})::text, '[]')
+       ELSE jsonb_build_array(consent_instant_text(s.erased_at), consent_instant_text(s.restricted_at),
+                              {_PG_STATE})::text
+  END, ',' ORDER BY k.i)
 FROM unnest(string_to_array($1, E'\\x1f'), string_to_array($2, E'\\x1f'), string_to_array($3, E'\\x1f'))
      WITH ORDINALITY AS k(ref, purpose, channel, i)
-LEFT JOIN subjects s ON s.ref = k.ref"""
+LEFT JOIN subjects s ON s.ref = k.ref COLLATE "C"
+"""
 
 _NO_STATE = (None, None, None, None, None)
+_NO_STATE_NO_FLAG = (None, None, *_NO_STATE)
 PG_PART = 2500
 _PG_AT = """
 SELECT s.erased_at, s.restricted_at, e.status, e.recorded_at, e.valid_until, e.policy_version_id, e.id::text
@@ -359,18 +374,20 @@ class PostgresStateReader:
         if any(text.count(_PG_SEPARATOR) != len(keys) - 1 for text in fields):
             raise ValueError("a consent-check key holds U+001F")  # validate_question rules it out
         async with self._pool.acquire() as conn:
-            records = await conn.fetch(_PG_MANY, *fields)
-        results: list[Row | None] = [None] * len(keys)
-        loads = orjson.loads
-        for i, erased, restricted, known, state in records:
-            if not known:
-                continue
-            flags = (
-                None if erased is None else erased.astimezone(UTC).isoformat(" "),
-                None if restricted is None else restricted.astimezone(UTC).isoformat(" "),
-            )
-            # [status, since, valid_until, policy_version_id, event_id], or the five absent
-            results[i - 1] = (*flags, *loads(state)) if state is not None else (*flags, *_NO_STATE)
+            found = await conn.fetchval(_PG_MANY, *fields)
+        values = orjson.loads(f"[{found}]")
+        if len(values) != len(keys):
+            raise RuntimeError(f"{len(keys)} keys read, {len(values)} answers")
+        results: list[Row | None] = []
+        append = results.append
+        for value in values:
+            if value is None or len(value) == 5:  # unknown subject; a state and no flag
+                append(value if value is None else (None, None, *value))
+            elif not value:
+                append(_NO_STATE_NO_FLAG)
+            else:
+                erased, restricted, state = value
+                append((erased, restricted, *(state or _NO_STATE)))
         return results
 
     async def _query(self, keys: Sequence[Key]) -> list[Lookup]:
