@@ -1,6 +1,10 @@
-"""PostgreSQL only: `subjects.check_states`, each subject's consent states beside its flags, kept by a trigger on
-`consent_states`, so that a consent check reads one row, found through an index of refs compared as bytes
-(server.consent.read_model). Filled for every subject here: a large ledger rewrites every subject row once. SQLite is
+"""PostgreSQL only: `subjects.check_states`, each subject's consent states beside its flags, kept by triggers, so that
+a consent check reads one row, found through an index of refs compared as bytes (server.consent.read_model); and a
+check that a state's instants are finite.
+
+Filled here for every subject that has states. The whole migration is one transaction holding an exclusive lock on
+`subjects` from its first statement: on a large ledger, checks and decisions wait for it to end (stop the server, or
+plan the time), and `VACUUM (ANALYZE) subjects` afterwards reclaims the rows the backfill replaced. SQLite is
 unchanged."""
 
 from tortoise import migrations

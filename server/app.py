@@ -20,9 +20,10 @@ from server.consent.check import CheckService
 from server.consent.open import open_reader
 from server.consent.reader import SqliteStateReader
 from server.consent.stream_workers import StreamWorkers
-from server.db import tortoise_config
+from server.db import connection, tortoise_config, unapplied_migrations
 from server.middleware.metrics import MetricsMiddleware, Registry
 from server.middleware.request_log import RequestLogMiddleware
+from server.migrate import MigrationError
 from server.proof.log import TransparencyLog
 from server.services import build_services
 from server.settings import Settings
@@ -45,6 +46,12 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await Tortoise.init(config=tortoise_config(settings.database_url), _enable_global_fallback=True)
+        missing = await unapplied_migrations(connection())
+        if missing:  # the code would read and write a schema the database does not have yet
+            await Tortoise.close_connections()
+            raise MigrationError(
+                f"the database has not applied {', '.join(missing)}: run `python -m server migrate` before serving"
+            )
         reader = await open_reader(settings.database_url, settings.sqlite_bulk_mmap_mb)
         stream_workers = None
         if isinstance(reader, SqliteStateReader) and settings.stream_workers:

@@ -172,7 +172,7 @@ def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
         report = await verify_ledger()
         for broken in report.breaks:
             print(f"BROKEN {broken}")
-        verdict = "OK" if report.ok else f"FAILED ({len(report.breaks)} broken chain(s))"
+        verdict = "OK" if report.ok else f"FAILED ({len(report.breaks)} subject(s) broken)"
         print(f"ledger verify: {report.subjects} subjects, {report.events} events: {verdict}")
         log = await audit_log(KeyStore(settings.signing_keys_dir).load(), settings.issuer)
         for problem in log.problems:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
+import pkgutil
 import sqlite3
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -19,6 +22,7 @@ from server.errors import ConsentError, DatabaseBusy
 
 APP_LABEL = "models"
 MIGRATIONS_MODULE = "migrations"
+NOT_MIGRATED = 3  # exit status of a command run on a database that lacks a migration of this code
 
 
 def credentials(database_url: str, *, migrating: bool = False) -> dict[str, Any]:
@@ -165,10 +169,42 @@ def busy_as_domain_error() -> Iterator[None]:
         raise DatabaseBusy.now() from exc
 
 
+def migration_names() -> list[str]:
+    """The migrations this code ships, in order: the modules of the migrations package, as Tortoise's loader finds
+    them (not those starting with `_` or `~`)."""
+    package = importlib.import_module(MIGRATIONS_MODULE)
+    names = (module.name for module in pkgutil.iter_modules(package.__path__))
+    return sorted(name for name in names if not name.startswith(("_", "~")))
+
+
+async def unapplied_migrations(conn: BaseDBAsyncClient) -> list[str]:
+    """The migrations this code ships that the database has not applied (every one on a database never migrated).
+    Migrations the database has and this code does not (newer code ran there) are not counted."""
+    exists = (
+        "SELECT to_regclass('tortoise_migrations') IS NOT NULL AS found"
+        if is_postgres(conn)
+        else "SELECT count(*) > 0 AS found FROM sqlite_master WHERE type = 'table' AND name = 'tortoise_migrations'"
+    )
+    if not (await conn.execute_query_dict(exists))[0]["found"]:
+        return migration_names()
+    marker = placeholders(conn, 1)[0]
+    rows = await conn.execute_query_dict(f"SELECT name FROM tortoise_migrations WHERE app = {marker}", [APP_LABEL])
+    applied = {row["name"] for row in rows}
+    return [name for name in migration_names() if name not in applied]
+
+
 async def with_database(database_url: str, work: Callable[[], Awaitable[int]]) -> int:
-    """Run `work` (a CLI verb) with Tortoise connected to `database_url`, and close the connections after."""
+    """Run `work` (a CLI verb) with Tortoise connected to `database_url`, and close the connections after. Exit
+    status NOT_MIGRATED, and nothing done, on a database that has not applied every migration of this code."""
     await Tortoise.init(config=tortoise_config(database_url))
     try:
+        missing = await unapplied_migrations(connection())
+        if missing:
+            print(
+                f"the database has not applied {', '.join(missing)}: run `python -m server migrate` first",
+                file=sys.stderr,
+            )
+            return NOT_MIGRATED
         return await work()
     finally:
         await Tortoise.close_connections()

@@ -1,8 +1,9 @@
 """PostgreSQL's read model for the consent check (server.consent.read_model): `subjects.check_states`, kept by a
 trigger on `consent_states`, is what a check reads there. These tests change the states behind the ledger's back
-(as an operator's repair would) and compare the instants the database writes with Python's. Concurrent writers are
-tests/test_concurrency.py's, where `verify_ledger` also compares the read model with the states. SQLite has no read
-model: a check reads its projection directly."""
+(as an operator's repair would) and compare the instants the database writes with Python's. Concurrent ledger
+writers are tests/test_concurrency.py's, where `verify_ledger` also compares the read model with the states; the
+backfill of migration 0014 is tests/test_migrations.py's. SQLite has no read model: a check reads its projection
+directly."""
 
 from __future__ import annotations
 
@@ -93,3 +94,28 @@ def test_the_database_writes_instants_as_python_does(settings: Settings, instant
             await conn.close()
 
     assert run_sync(text()) == instant.isoformat(" ")
+
+
+def test_truncating_the_states_empties_the_read_model(
+    client: TestClient, auth: dict[str, str], settings: Settings
+) -> None:
+    assert record(client, auth, "cust-t", [("offers", "email", "grant")]).status_code == 201
+    sql(settings.database_url, "TRUNCATE consent_states")
+    assert sql(settings.database_url, query="SELECT ref, check_states FROM subjects") == [("cust-t", None)]
+    question = {"subject": "cust-t", "purpose": "offers", "channel": "email"}
+    assert [a["reason"] for a in answers(client, auth, [question])] == ["no_record"]
+
+
+@pytest.mark.parametrize("column", ["since", "valid_until"])
+def test_an_infinite_instant_is_refused(
+    client: TestClient, auth: dict[str, str], settings: Settings, column: str
+) -> None:
+    """The read model holds instants as text, and infinity has none: an infinite `valid_until` would read as no
+    expiry. The database refuses one from any writer; the state and the answer stay as they were."""
+    assert record(client, auth, "cust-i", [("offers", "email", "grant")]).status_code == 201
+    question = {"subject": "cust-i", "purpose": "offers", "channel": "email"}
+    before = answers(client, auth, [question])
+    with pytest.raises(asyncpg.CheckViolationError):
+        sql(settings.database_url, f"UPDATE consent_states SET {column} = '-infinity'")
+    assert answers(client, auth, [question]) == before
+    assert stale_refs(settings.database_url) == []

@@ -280,8 +280,15 @@ def test_inserted_event_with_recomputed_hash_and_moved_head_is_detected(
         f"(SELECT id FROM consent_events WHERE subject_id = {SUBJECT_A} AND seq = 1) "
         f"WHERE subject_id = {SUBJECT_A} AND purpose_id = 'offers' AND channel_id = 'email'",
         f"DELETE FROM consent_states WHERE subject_id = {SUBJECT_A} AND purpose_id = 'offers' AND channel_id = 'email'",
+        # an older instant (re-consent rules compare it) and another policy version
+        "UPDATE consent_states SET since = "
+        f"(SELECT recorded_at FROM consent_events WHERE subject_id = {SUBJECT_A} AND seq = 1) "
+        f"WHERE subject_id = {SUBJECT_A} AND purpose_id = 'offers' AND channel_id = 'sms'",
+        "UPDATE consent_states SET policy_version_id = "
+        "(SELECT min(id) FROM policy_versions WHERE id <> consent_states.policy_version_id) "
+        f"WHERE subject_id = {SUBJECT_A} AND purpose_id = 'offers' AND channel_id = 'email'",
     ],
-    ids=["status", "event", "row-deleted"],
+    ids=["status", "event", "row-deleted", "since", "policy"],
 )
 def test_changed_projection_is_detected(ledger: Settings, tmp_path: Path, statement: str) -> None:
     url = ledger.database_url

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import sqlite3
+import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -12,7 +13,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from starlette.testclient import TestClient
 from tortoise import Tortoise, connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.context import TortoiseContext
@@ -21,15 +24,17 @@ from tortoise.migrations.api import migrate as migrate_api
 
 import server.db
 import server.models
+from server.app import create_app
 from server.auth.keys import KeyStore
 from server.db import is_postgres, tortoise_config
 from server.ledger.append import Decision, Ledger, RecordRequest
-from server.migrate import apply_migrations, pending_changes
+from server.migrate import MigrationError, apply_migrations, pending_changes
 from server.models import DataSubjectRequest, DsrHistory, Subject
 from server.policies.catalog import Catalog
 from server.policies.sync import sync_policies
 from server.proof import merkle
 from server.proof.log import TransparencyLog
+from server.settings import Settings
 from tests import independent
 from tests.databases import POLICY_DIR, SqliteTemplate, forget_cached_sql, run_sync
 
@@ -556,3 +561,92 @@ def test_sqlite_rebuild_of_the_ledger_tables_keeps_triggers_and_unique_constrain
     finally:
         db.rollback()
         db.close()
+
+
+def test_the_server_refuses_to_start_on_a_database_missing_a_migration(empty_url: str, tmp_path: Path) -> None:
+    """New code on a database not yet migrated would read a schema it does not find (PostgreSQL's check reads the
+    read model of 0014): the server says which migrations are missing and the command that applies them, and does not
+    start. Once migrated, it starts."""
+    run_sync(apply_migrations(empty_url, target="models.0013_subject_indexes"))
+    settings = Settings(
+        database_url=empty_url,
+        secret_key="k" * 40,
+        signing_keys_dir=tmp_path / "keys",
+        public_url="http://testserver",
+        policy_dir=POLICY_DIR,
+        environment="test",
+        checkpoint_interval_s=0,
+        recipient_poll_s=0,
+        stream_workers=0,
+    )
+    missing = r"has not applied 0014_check_read_model: run `python -m server migrate`"
+    with pytest.raises(MigrationError, match=missing), TestClient(create_app(settings)):
+        pass
+    run_sync(apply_migrations(empty_url))
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/readyz").status_code == 200
+
+
+@pytest.mark.parametrize("backend", ["postgres"])  # the read model is PostgreSQL's
+def test_0014_fills_the_read_model_of_decisions_recorded_before_it(empty_url: str) -> None:
+    """Decisions recorded at 0013 are in every subject's `check_states` after 0014, as the triggers would have
+    written them; back to 0013 drops the column, and forward again fills it again."""
+
+    async def scenario() -> None:
+        await apply_migrations(empty_url, target="models.0013_subject_indexes")
+        async with opened(empty_url) as conn:
+            await sync_policies(POLICY_DIR)
+            await record_decisions("cust-0014")
+        for _ in range(2):
+            await apply_migrations(empty_url)
+            async with opened(empty_url) as conn:
+                rows = await conn.execute_query_dict(
+                    "SELECT ref, check_states, check_states IS NOT DISTINCT FROM consent_check_states(id) AS fresh "
+                    "FROM subjects"
+                )
+                assert [(r["ref"], r["fresh"]) for r in rows] == [("cust-0014", True)]
+                states = orjson.loads(rows[0]["check_states"])
+                assert sorted(states) == sorted(
+                    f"{r['purpose_id']}\x1f{r['channel_id']}"
+                    for r in await conn.execute_query_dict("SELECT purpose_id, channel_id FROM consent_states")
+                )
+            await apply_migrations(empty_url, target="models.0013_subject_indexes")
+            async with opened(empty_url) as conn:
+                columns = await conn.execute_query_dict(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = 'subjects'"
+                )
+                assert "check_states" not in {c["column_name"] for c in columns}
+
+    run_sync(scenario())
+
+
+def test_a_command_refuses_a_database_missing_a_migration(empty_url: str, tmp_path: Path) -> None:
+    """`ledger verify` (any verb that reads or writes the database) exits 3, naming what is missing, instead of
+    failing on a table or column it does not find; after `migrate` it runs."""
+    run_sync(apply_migrations(empty_url, target="models.0012_breaches"))
+    env = {
+        "DATABASE_URL": empty_url,
+        "SECRET_KEY": "k" * 40,
+        "DATA_DIR": str(tmp_path / "data"),
+        "SIGNING_KEYS_DIR": str(tmp_path / "keys"),
+        "POLICY_DIR": str(POLICY_DIR),
+        "PATH": "/usr/bin:/bin",
+    }
+
+    def command(*verb: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "server", *verb],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    refused = command("ledger", "verify")
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert "has not applied 0013_subject_indexes, 0014_check_read_model" in refused.stderr
+    assert command("migrate").returncode == 0
+    verified = command("ledger", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -28,7 +28,8 @@ from server.visibility import FEED_OVERLAP
 _OPTS = orjson.OPT_UTC_Z
 BATCH_BODY_LIMIT = 8 * 1024 * 1024
 STREAM_CHUNK = 1000
-# Chunks of one stream answered at once without worker processes (PostgreSQL; SQLite with STREAM_WORKERS=0). With the
+# Chunks of one stream answered at once without worker processes (PostgreSQL; SQLite with STREAM_WORKERS=0; with
+# workers, two a worker). With the
 # one-probe read (server.consent.read_model), 4 beat 2 and 6 on PostgreSQL in alternated runs (bench/README.md,
 # "tenth session"): ~12 % more checks/s than 2.
 IN_FLIGHT = 4
@@ -131,7 +132,7 @@ async def check_stream(request: Request) -> Response:
         # and the previous ones written; at most `limit` + 1 chunks are held (constant memory).
         catalog = await checks.catalog.get()
         workers = checks.stream_workers
-        limit = min(max(IN_FLIGHT, 2 * workers.workers), MAX_IN_FLIGHT) if workers is not None else IN_FLIGHT
+        limit = min(max(2, 2 * workers.workers), MAX_IN_FLIGHT) if workers is not None else IN_FLIGHT
         in_flight: deque[asyncio.Future[bytes]] = deque()
         chunk: list[Segment] = []
         lines = 0

@@ -36,6 +36,9 @@ TRIGGER = "consent_states_check_states"
 # a key went from 7.0-8.2 to 5.5-6.2 us (bench/README.md, "tenth session").
 REF_INDEX = "subjects_ref_bytes"
 TRUNCATE_TRIGGER = "consent_states_check_states_truncate"
+# The read model writes instants as text, and an infinite one has none (consent_instant_text gives NULL): an infinite
+# `valid_until` would read as "never expires". The ledger never writes one; the database refuses them from anyone.
+FINITE_CONSTRAINT = "consent_states_finite_instants"
 
 # The functions are created with CREATE OR REPLACE: a later migration may change them in place.
 # One to_char, the fraction cut when it is zero (a '.' appears nowhere else): 0.9 us a call against 3.5 for a
@@ -58,10 +61,12 @@ BEGIN
     FROM consent_states WHERE subject_id = subject);
 END $$"""
 
-# Run at commit, once for each state row changed. The subject's row is locked first, in a statement of its own: under
-# READ COMMITTED the next statement then takes a snapshot in which every other transaction that changed this subject's
-# states has committed (the ledger locks the subject before it writes a state, so this waits for nothing there; it
-# keeps any other writer right).
+# Run at commit, once for each state row changed. The subject's row is locked first, in a statement of its own, and
+# the object recomputed in the next, under a snapshot taken once the lock is held: a writer of this subject's states
+# that committed meanwhile is seen, and one still to commit waits for the lock in its own commit-time run, then
+# recomputes with this one's states (the ledger locks the subject before it writes a state, so this waits for nothing
+# there). Under REPEATABLE READ the lock raises a serialization failure instead: the transaction fails, nothing stale
+# is written.
 TRIGGER_FUNCTION = f"""CREATE OR REPLACE FUNCTION consent_states_to_subject() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -104,7 +109,9 @@ END $$"""
 CREATE_TRUNCATE_TRIGGER = f"""CREATE TRIGGER {TRUNCATE_TRIGGER} AFTER TRUNCATE ON consent_states
 FOR EACH STATEMENT EXECUTE FUNCTION consent_states_truncated()"""
 
-# Every subject's object recomputed in one statement (the migration's backfill, and a repair).
+# Every subject's object recomputed in one statement: the migration's backfill, under the exclusive lock its ALTER
+# TABLE holds to the end. Not a repair to run on a live database: a subject changed while it runs would get the
+# states read at its start.
 REBUILD = f"""UPDATE subjects s SET {COLUMN} = x.states
 FROM (SELECT id, consent_check_states(id) AS states FROM subjects) x
 WHERE x.id = s.id AND s.{COLUMN} IS DISTINCT FROM x.states"""
@@ -118,6 +125,9 @@ def up() -> list[str]:
     return [
         f"ALTER TABLE subjects ADD COLUMN IF NOT EXISTS {COLUMN} jsonb",
         f'CREATE INDEX IF NOT EXISTS {REF_INDEX} ON subjects (ref COLLATE "C")',
+        f"ALTER TABLE consent_states DROP CONSTRAINT IF EXISTS {FINITE_CONSTRAINT}",
+        f"ALTER TABLE consent_states ADD CONSTRAINT {FINITE_CONSTRAINT} "
+        "CHECK (isfinite(since) AND (valid_until IS NULL OR isfinite(valid_until)))",
         INSTANT_FUNCTION,
         STATES_FUNCTION,
         TRIGGER_FUNCTION,
@@ -145,6 +155,7 @@ def down() -> list[str]:
         "DROP FUNCTION IF EXISTS consent_instant_text(timestamptz)",
         f"ALTER TABLE subjects DROP COLUMN IF EXISTS {COLUMN}",
         f"DROP INDEX IF EXISTS {REF_INDEX}",
+        f"ALTER TABLE consent_states DROP CONSTRAINT IF EXISTS {FINITE_CONSTRAINT}",
     ]
 
 

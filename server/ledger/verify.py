@@ -117,10 +117,12 @@ def _verify_projection(
         return Break(subject["ref"], None, "state projection rows differ from a replay of the ledger")
     for key, view in expected.items():
         row = actual[key]
-        if (row["status"], str(row["event_id"]), row["valid_until"]) != (
+        if (row["status"], str(row["event_id"]), row["since"], row["valid_until"], row["policy_version_id"]) != (
             view.status,
             view.event_id,
+            view.since,
             view.valid_until,
+            view.policy_version_id,
         ):
             return Break(subject["ref"], None, f"state of {key[0]}/{key[1]} differs from a replay of the ledger")
     return None
