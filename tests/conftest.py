@@ -108,6 +108,11 @@ def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def settings(database_url: str, keys_dir: Path) -> Settings:
+    return app_settings(database_url, keys_dir)
+
+
+def app_settings(database_url: str, keys_dir: Path) -> Settings:
+    """The settings of an app under test, on `database_url`."""
     return Settings(
         database_url=database_url,
         secret_key=secrets.token_urlsafe(32),

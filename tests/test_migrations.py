@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import sqlite3
-import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -34,9 +33,10 @@ from server.policies.catalog import Catalog
 from server.policies.sync import sync_policies
 from server.proof import merkle
 from server.proof.log import TransparencyLog
-from server.settings import Settings
 from tests import independent
+from tests.conftest import app_settings
 from tests.databases import POLICY_DIR, SqliteTemplate, forget_cached_sql, run_sync
+from tests.test_ledger_verify import verify
 
 LOG_ENTRIES = "SELECT position, event_id, leaf_hash FROM log_entries ORDER BY position"
 REPO_MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -568,17 +568,7 @@ def test_the_server_refuses_to_start_on_a_database_missing_a_migration(empty_url
     read model of 0014): the server says which migrations are missing and the command that applies them, and does not
     start. Once migrated, it starts."""
     run_sync(apply_migrations(empty_url, target="models.0013_subject_indexes"))
-    settings = Settings(
-        database_url=empty_url,
-        secret_key="k" * 40,
-        signing_keys_dir=tmp_path / "keys",
-        public_url="http://testserver",
-        policy_dir=POLICY_DIR,
-        environment="test",
-        checkpoint_interval_s=0,
-        recipient_poll_s=0,
-        stream_workers=0,
-    )
+    settings = app_settings(empty_url, tmp_path / "keys")
     missing = r"has not applied 0014_check_read_model: run `python -m server migrate`"
     with pytest.raises(MigrationError, match=missing), TestClient(create_app(settings)):
         pass
@@ -622,31 +612,12 @@ def test_0014_fills_the_read_model_of_decisions_recorded_before_it(empty_url: st
 
 def test_a_command_refuses_a_database_missing_a_migration(empty_url: str, tmp_path: Path) -> None:
     """`ledger verify` (any verb that reads or writes the database) exits 3, naming what is missing, instead of
-    failing on a table or column it does not find; after `migrate` it runs."""
+    failing on a table or column it does not find; once migrated, it runs."""
     run_sync(apply_migrations(empty_url, target="models.0012_breaches"))
-    env = {
-        "DATABASE_URL": empty_url,
-        "SECRET_KEY": "k" * 40,
-        "DATA_DIR": str(tmp_path / "data"),
-        "SIGNING_KEYS_DIR": str(tmp_path / "keys"),
-        "POLICY_DIR": str(POLICY_DIR),
-        "PATH": "/usr/bin:/bin",
-    }
-
-    def command(*verb: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "server", *verb],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-
-    refused = command("ledger", "verify")
+    settings = app_settings(empty_url, tmp_path / "keys")
+    refused = verify(settings, tmp_path)
     assert refused.returncode == 3, refused.stdout + refused.stderr
     assert "has not applied 0013_subject_indexes, 0014_check_read_model" in refused.stderr
-    assert command("migrate").returncode == 0
-    verified = command("ledger", "verify")
+    run_sync(apply_migrations(empty_url))
+    verified = verify(settings, tmp_path)
     assert verified.returncode == 0, verified.stdout + verified.stderr
