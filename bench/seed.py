@@ -52,7 +52,7 @@ from server.ids import uuid7_at
 from server.ledger.chain import GENESIS, body_hash, event_body
 from server.ledger.evidence import pseudonym
 from server.ledger.transitions import keeps_validity, next_status
-from server.policies.snapshot import PurposeInfo
+from server.policies.snapshot import PolicyInfo, PurposeInfo
 
 PAIRS: tuple[tuple[str, str], ...] = (
     ("newsletter", "email"),
@@ -136,36 +136,20 @@ PG_SUBJECT_COLUMNS = (*SUBJECT_COLUMNS, read_model.COLUMN)
 
 
 @dataclass(frozen=True)
-class Policy:
-    id: int
-    document: str
-    version: str
-    lang: str
-    sha256: str
-    effective_at: datetime
-    material: bool
-
-    @property
-    def reference(self) -> dict[str, str]:
-        """The `policy` object of a hashed event body (as `server.ledger.append.policy_reference`)."""
-        return {"document": self.document, "version": self.version, "lang": self.lang, "sha256": self.sha256}
-
-
-@dataclass(frozen=True)
 class SeedCatalog:
     """What generation needs from the database: purposes and published policy versions (picklable)."""
 
     purposes: dict[str, PurposeInfo]
-    policies: dict[str, Policy]  # "document/version/lang" -> Policy
+    policies: dict[str, PolicyInfo]  # "document/version/lang" -> PolicyInfo
 
-    def policy(self, document: str, version: str, lang: str) -> Policy:
+    def policy(self, document: str, version: str, lang: str) -> PolicyInfo:
         return self.policies[f"{document}/{version}/{lang}"]
 
-    def latest(self, document: str, lang: str) -> Policy:
+    def latest(self, document: str, lang: str) -> PolicyInfo:
         candidates = [p for p in self.policies.values() if p.document == document and p.lang == lang]
         return max(candidates, key=lambda p: (p.effective_at, int(p.version) if p.version.isdigit() else 0))
 
-    def oldest(self, document: str, lang: str) -> Policy:
+    def oldest(self, document: str, lang: str) -> PolicyInfo:
         candidates = [p for p in self.policies.values() if p.document == document and p.lang == lang]
         return min(candidates, key=lambda p: p.effective_at)
 
@@ -231,7 +215,7 @@ def _between(rng: random.Random, low: datetime, high: datetime) -> datetime:
     return low + timedelta(seconds=rng.random() * span)
 
 
-Plan = list[tuple[datetime, str, Policy]]  # (recorded_at, action, policy) in time order, for one pair
+Plan = list[tuple[datetime, str, PolicyInfo]]  # (recorded_at, action, policy) in time order, for one pair
 
 
 def _plan(
@@ -472,18 +456,20 @@ def _purpose(row: dict[str, Any]) -> PurposeInfo:
     )
 
 
-def _policy(row: dict[str, Any]) -> Policy:
+def _policy(row: dict[str, Any]) -> PolicyInfo:
     effective = row["effective_at"]
     if isinstance(effective, str):
         effective = datetime.fromisoformat(effective)
-    return Policy(
-        row["id"],
-        row["document"],
-        row["version"],
-        row["lang"],
-        row["sha256"],
-        effective.astimezone(UTC),
-        bool(row["material"]),
+    return PolicyInfo(
+        id=row["id"],
+        document=row["document"],
+        version=row["version"],
+        lang=row["lang"],
+        sha256=row["sha256"],
+        effective_at=effective.astimezone(UTC),
+        material=bool(row["material"]),
+        purposes=(),  # not read: the seed picks a version per purpose itself
+        title="",
     )
 
 

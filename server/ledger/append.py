@@ -337,7 +337,7 @@ def _event(
         channel=decision.channel,
         action=decision.action,
         status=status,
-        policy=policy_reference(policy),
+        policy=policy.reference,
         touchpoint=request.touchpoint,
         method=request.method,
         actor={"type": request.actor_type, "id": request.actor_id},
@@ -361,12 +361,3 @@ def _event(
         hash=body_hash(body),
         body=body,
     )
-
-
-def policy_reference(policy: PolicyInfo) -> dict[str, str]:
-    return {
-        "document": policy.document,
-        "version": policy.version,
-        "lang": policy.lang,
-        "sha256": policy.sha256,
-    }

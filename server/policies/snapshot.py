@@ -53,6 +53,11 @@ class PolicyInfo:
     def label(self) -> str:
         return f"{self.document}/{self.version}/{self.lang}"
 
+    @property
+    def reference(self) -> dict[str, str]:
+        """The `policy` object of a hashed event body: which text the person saw, by id and content hash."""
+        return {"document": self.document, "version": self.version, "lang": self.lang, "sha256": self.sha256}
+
 
 @dataclass(frozen=True)
 class CatalogSnapshot:
