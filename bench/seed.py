@@ -416,14 +416,16 @@ def generate_chunk(spec: ChunkSpec) -> ChunkRows:
 def _check_states(states: Iterable[tuple[Any, ...]]) -> str | None:
     """A subject's `check_states` (server.consent.read_model) from its state rows (STATE_COLUMNS, PostgreSQL)."""
     found = {
-        read_model.key(purpose, channel): [status, _utc_text(since), _utc_text(until), policy_id, event_id]
+        read_model.key(purpose, channel): [
+            status,
+            read_model.instant_text(since),
+            read_model.instant_text(until),
+            policy_id,
+            event_id,
+        ]
         for status, since, until, channel, event_id, policy_id, purpose, _ in states
     }
     return orjson.dumps(found).decode() if found else None
-
-
-def _utc_text(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat(" ")
 
 
 def _expected_reason(catalog: SeedCatalog, purpose: str, channel: str, outcome: str | None) -> str:

@@ -11,37 +11,25 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-import orjson
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
+from server.consent import read_model
 from server.settings import Settings
 from tests.conftest import record
 from tests.databases import run_sync
+from tests.test_check_reasons import check
 from tests.test_ledger_verify import _asyncpg_dsn, sql
 
 pytestmark = pytest.mark.parametrize("backend", ["postgres"])
 
 
 def answers(client: TestClient, auth: dict[str, str], questions: list[dict[str, str]]) -> list[dict[str, Any]]:
-    """Each question's answer from single checks, after asserting that batch and stream answer the same."""
-    singles = []
-    for question in questions:
-        response = client.get("/v1/consents/check", params=question, headers=auth)
-        assert response.status_code == 200, response.text
-        singles.append({**question, **response.json()})
-    batch = client.post("/v1/consents/check", json={"checks": questions}, headers=auth)
-    assert batch.json()["results"] == singles
-    body = b"".join(orjson.dumps(q) + b"\n" for q in questions)
-    stream = client.post(
-        "/v1/consents/check/stream", content=body, headers={**auth, "Content-Type": "application/x-ndjson"}
-    )
-    lines = [orjson.loads(line) for line in stream.content.splitlines()]
-    assert lines == [{"line": n, **s} for n, s in enumerate(singles, start=1)]
-    return singles
+    """Each question's answer, single, batch and stream agreeing (test_check_reasons.check)."""
+    return [check(client, auth, q["subject"], q["purpose"], q["channel"]) for q in questions]
 
 
 def stale_refs(database_url: str) -> list[tuple[Any, ...]]:
@@ -80,9 +68,9 @@ def test_a_repair_of_the_states_outside_the_ledger_is_what_the_check_answers(
 )
 @hypothesis_settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_the_database_writes_instants_as_python_does(settings: Settings, instant: datetime) -> None:
-    """`consent_instant_text` is `isoformat(" ")` in UTC, microseconds only when not zero, whatever the session's
-        time zone (one with a 45-minute offset here): the bulk answers compare these texts with Python's. (The database
-    is only read: one for all the examples.)"""
+    """`consent_instant_text` is `read_model.instant_text` (UTC, `isoformat(" ")`: microseconds only when not zero),
+    whatever the session's time zone (one with a 45-minute offset here): the bulk answers compare these texts with
+    Python's. (The database is only read: one for all the examples.)"""
 
     async def text() -> str:
         conn = await asyncpg.connect(_asyncpg_dsn(settings.database_url))
@@ -93,7 +81,7 @@ def test_the_database_writes_instants_as_python_does(settings: Settings, instant
         finally:
             await conn.close()
 
-    assert run_sync(text()) == instant.isoformat(" ")
+    assert run_sync(text()) == read_model.instant_text(instant) == instant.isoformat(" ")
 
 
 def test_truncating_the_states_empties_the_read_model(

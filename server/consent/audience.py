@@ -12,12 +12,13 @@ Expiry and re-consent are applied at read time here too, so the export always ag
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 
 from server.consent.decide import StateView, SubjectFlags, decide
+from server.consent.read_model import instant_text
 from server.consent.reader import StateReader, since_of
 from server.models import PurposeBasisChange
 from server.models.ledger import AUDIENCE_STATE_INDEX, CHANGED_STATE_INDEX, EXPIRING_STATE_INDEX
@@ -29,8 +30,8 @@ ALLOWED_STATUSES = ("granted", "soft_opt_in")
 
 
 def _param(reader: StateReader, value: datetime) -> Any:
-    # SQLite stores Tortoise's text form (`isoformat(" ")`, UTC); same-offset strings compare in time order.
-    return value.astimezone(UTC).isoformat(" ") if reader.dialect == "sqlite" else value
+    # SQLite stores Tortoise's text form (UTC); same-offset strings compare in time order.
+    return instant_text(value) if reader.dialect == "sqlite" else value
 
 
 def _marks(reader: StateReader, count: int) -> list[str]:

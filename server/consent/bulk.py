@@ -11,7 +11,7 @@ bench/check_bench.py prints the effect (stream checks/s).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import repeat
 from json.encoder import encode_basestring
 from operator import itemgetter
@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from server.consent.check import Question, validate_question
+from server.consent.read_model import instant_text
 from server.consent.reader import Key, Row, StateReader
 from server.errors import ConsentError, InvalidRequest, MalformedBody
 from server.policies.snapshot import CatalogSnapshot
@@ -44,7 +45,7 @@ class BulkRule:
 
     def __init__(self, catalog: CatalogSnapshot, now: datetime) -> None:
         self.catalog = catalog
-        self._now = self._native(now)
+        self._now = instant_text(now)
         self._labels = {policy_id: _quote(policy.label) for policy_id, policy in catalog.policies_by_id.items()}
         # Per purpose x channel offered: the JSON of the pair, the answer when nothing was recorded, and the
         # re-consent rule per granting policy: (stale for good, stale if granted before this instant).
@@ -105,13 +106,9 @@ class BulkRule:
     def _stale_rules(self, purpose: str, now: datetime) -> dict[int, tuple[bool, Any]]:
         """`CatalogSnapshot.reconsent_rules`, thresholds as UTC text (the rows' form of an instant)."""
         return {
-            policy_id: (same_document, self._native(threshold))
+            policy_id: (same_document, instant_text(threshold))
             for policy_id, (same_document, threshold) in self.catalog.reconsent_rules(purpose, now).items()
         }
-
-    @staticmethod
-    def _native(value: datetime | None) -> str | None:
-        return None if value is None else value.astimezone(UTC).isoformat(" ")
 
     @staticmethod
     def _instant(value: str | None) -> str:

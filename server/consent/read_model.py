@@ -26,6 +26,7 @@ the column.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 COLUMN = "check_states"
@@ -172,6 +173,12 @@ async def uninstall(client: Any) -> None:
         return
     for statement in down():
         await client.execute_script(statement)
+
+
+def instant_text(value: datetime | None) -> str | None:
+    """An instant in the text form the checks compare: UTC, `isoformat(" ")` (what SQLite stores, what
+    `consent_instant_text` writes into the read model)."""
+    return None if value is None else value.astimezone(UTC).isoformat(" ")
 
 
 def key(purpose: str, channel: str) -> str:
