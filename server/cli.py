@@ -1,5 +1,5 @@
 """`python -m server <verb>`: serve, migrate, makemigrations, policies sync, clients create, keys rotate,
-recipients, demo, ledger verify, ledger checkpoint, proof verify."""
+recipients, demo, ledger verify, ledger checkpoint, ledger repair, proof verify."""
 
 from __future__ import annotations
 
@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     ledger = verbs.add_parser("ledger", help="the consent ledger").add_subparsers(dest="action", required=True)
     ledger.add_parser("verify", help="recompute every hash chain, the state projection and the transparency log")
     ledger.add_parser("checkpoint", help="sequence queued events and sign a checkpoint now")
+    ledger.add_parser(
+        "repair", help="rewrite the state projection (and check read model) where it differs from the ledger"
+    )
     record = verbs.add_parser("record", help="print the record of processing activities (GDPR 30(1))")
     record.add_argument("--format", choices=("md", "json"), default="md")
     proof = verbs.add_parser("proof", help="consent proof bundles").add_subparsers(dest="action", required=True)
@@ -184,6 +187,23 @@ def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(with_database(settings.database_url, work))
 
 
+def cmd_ledger_repair(settings: Settings, args: argparse.Namespace) -> int:
+    from server.clock import utc_now
+    from server.ledger.repair import repair_ledger
+
+    async def work() -> int:
+        report = await repair_ledger(utc_now)
+        for repaired in report.repaired:
+            print(f"REPAIRED {repaired}")
+        for broken in report.refused:
+            print(f"NOT REPAIRED {broken} (the chain itself does not verify: nothing was written)")
+        verdict = f"{len(report.repaired)} repaired, {len(report.refused)} not repairable"
+        print(f"ledger repair: {report.subjects} subjects: {verdict}")
+        return 1 if report.refused else 0
+
+    return asyncio.run(with_database(settings.database_url, work))
+
+
 def cmd_ledger_checkpoint(settings: Settings, args: argparse.Namespace) -> int:
     from server.clock import utc_now
     from server.services import build_services
@@ -303,6 +323,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "keys rotate": cmd_keys_rotate,
     "ledger verify": cmd_ledger_verify,
     "ledger checkpoint": cmd_ledger_checkpoint,
+    "ledger repair": cmd_ledger_repair,
     "recipients add": cmd_recipients,
     "recipients list": cmd_recipients,
     "recipients disable": cmd_recipients,

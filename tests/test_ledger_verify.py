@@ -85,7 +85,25 @@ def disable_append_only(database_url: str, *, foreign_keys_too: bool = False) ->
 
 
 def verify(settings: Settings, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = {
+    return ledger_command(settings, tmp_path, "verify")
+
+
+def ledger_command(settings: Settings, tmp_path: Path, action: str) -> subprocess.CompletedProcess[str]:
+    """`python -m server ledger <action>` as a subprocess on the database of `settings`."""
+    return subprocess.run(
+        [sys.executable, "-m", "server", "ledger", action],
+        env=command_environment(settings, tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def command_environment(settings: Settings, tmp_path: Path) -> dict[str, str]:
+    """The environment of a `python -m server` subprocess on the database of `settings`."""
+    return {
         "DATABASE_URL": settings.database_url,
         "SECRET_KEY": settings.secret_key,
         "DATA_DIR": str(tmp_path / "data"),
@@ -93,15 +111,6 @@ def verify(settings: Settings, tmp_path: Path) -> subprocess.CompletedProcess[st
         "POLICY_DIR": str(POLICY_DIR),
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
     }
-    return subprocess.run(
-        [sys.executable, "-m", "server", "ledger", "verify"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def broken_lines(result: subprocess.CompletedProcess[str]) -> list[str]:

@@ -112,10 +112,16 @@ FOR EACH STATEMENT EXECUTE FUNCTION consent_states_truncated()"""
 
 # Every subject's object recomputed in one statement: the migration's backfill, under the exclusive lock its ALTER
 # TABLE holds to the end. Not a repair to run on a live database: a subject changed while it runs would get the
-# states read at its start.
+# states read at its start (`REPAIR` below is the live one, a subject at a time).
 REBUILD = f"""UPDATE subjects s SET {COLUMN} = x.states
 FROM (SELECT id, consent_check_states(id) AS states FROM subjects) x
 WHERE x.id = s.id AND s.{COLUMN} IS DISTINCT FROM x.states"""
+
+# One subject's object recomputed, where it differs (`python -m server ledger repair`): live-safe when the subject's
+# row was locked by an earlier statement of the same transaction, as the trigger does, so that this statement's
+# snapshot sees every state committed before the lock came free and the writers after it wait.
+REPAIR = f"""UPDATE subjects SET {COLUMN} = consent_check_states(id)
+WHERE id = $1::uuid AND {COLUMN} IS DISTINCT FROM consent_check_states(id)"""
 
 # The refs, among `$1` (subject ids), whose object differs from a recomputation.
 MISMATCHES = f"""SELECT ref FROM subjects

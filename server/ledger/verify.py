@@ -7,7 +7,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from tortoise.backends.base.client import BaseDBAsyncClient
+
 from server.consent import read_model
+from server.consent.decide import StateView
 from server.db import connection, is_postgres
 from server.ledger.chain import GENESIS, body_hash, row_body
 from server.ledger.replay import replay
@@ -38,24 +41,16 @@ class VerifyReport:
 
 async def verify_ledger(page_size: int = 500) -> VerifyReport:
     report = VerifyReport()
-    policies = {
-        p.id: {"document": p.document, "version": p.version, "lang": p.lang, "sha256": p.sha256}
-        for p in await PolicyVersion.all()
-    }
-    async for subjects in _subject_pages(page_size):
+    policies = await policy_bodies()
+    async for subjects in subject_pages(page_size):
         ids = [s["id"] for s in subjects]
-        events: dict[str, list[dict[str, Any]]] = {str(i): [] for i in ids}
-        for row in await ConsentEvent.filter(subject_id__in=ids).order_by("subject_id", "seq").values():
-            events[str(row["subject_id"])].append(row)
-        states: dict[str, list[dict[str, Any]]] = {str(i): [] for i in ids}
-        for row in await ConsentState.filter(subject_id__in=ids).values():
-            states[str(row["subject_id"])].append(row)
-        stale = await _stale_read_model(ids)
+        events, states = await load_page(ids)
+        stale = await stale_read_model(ids)
         for subject in subjects:
             sid = str(subject["id"])
             report.subjects += 1
             report.events += len(events[sid])
-            broken = _verify_chain(subject, events[sid], policies) or _verify_projection(
+            broken = verify_chain(subject, events[sid], policies) or verify_projection(
                 subject, events[sid], states[sid]
             )
             if broken is None and subject["ref"] in stale:
@@ -65,7 +60,28 @@ async def verify_ledger(page_size: int = 500) -> VerifyReport:
     return report
 
 
-async def _stale_read_model(ids: list[Any]) -> set[str]:
+async def policy_bodies() -> dict[int, dict[str, str]]:
+    """Each policy version's object as event bodies hold it (the hash covers it), by id."""
+    return {
+        p.id: {"document": p.document, "version": p.version, "lang": p.lang, "sha256": p.sha256}
+        for p in await PolicyVersion.all()
+    }
+
+
+async def load_page(
+    ids: list[Any], conn: BaseDBAsyncClient | None = None
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:
+    """The events (in `seq` order) and the state rows of the subjects `ids`, by subject id as text."""
+    events: dict[str, list[dict[str, Any]]] = {str(i): [] for i in ids}
+    for row in await ConsentEvent.filter(subject_id__in=ids).using_db(conn).order_by("subject_id", "seq").values():
+        events[str(row["subject_id"])].append(row)
+    states: dict[str, list[dict[str, Any]]] = {str(i): [] for i in ids}
+    for row in await ConsentState.filter(subject_id__in=ids).using_db(conn).values():
+        states[str(row["subject_id"])].append(row)
+    return events, states
+
+
+async def stale_read_model(ids: list[Any]) -> set[str]:
     """The refs, among the subjects `ids`, whose `check_states` is not what their states make (PostgreSQL only)."""
     conn = connection()
     if not is_postgres(conn):
@@ -74,7 +90,7 @@ async def _stale_read_model(ids: list[Any]) -> set[str]:
     return {row["ref"] for row in rows}
 
 
-async def _subject_pages(page_size: int) -> AsyncIterator[list[dict[str, Any]]]:
+async def subject_pages(page_size: int) -> AsyncIterator[list[dict[str, Any]]]:
     """Subjects in pages by id (keyset pagination: constant cost per page on a large ledger)."""
     query = Subject.all()
     while True:
@@ -85,7 +101,7 @@ async def _subject_pages(page_size: int) -> AsyncIterator[list[dict[str, Any]]]:
         query = Subject.filter(id__gt=page[-1]["id"])
 
 
-def _verify_chain(
+def verify_chain(
     subject: dict[str, Any], events: list[dict[str, Any]], policies: dict[int, dict[str, str]]
 ) -> Break | None:
     ref = subject["ref"]
@@ -108,7 +124,7 @@ def _verify_chain(
     return None
 
 
-def _verify_projection(
+def verify_projection(
     subject: dict[str, Any], events: list[dict[str, Any]], states: list[dict[str, Any]]
 ) -> Break | None:
     expected = replay(events)
@@ -116,13 +132,17 @@ def _verify_projection(
     if set(expected) != set(actual):
         return Break(subject["ref"], None, "state projection rows differ from a replay of the ledger")
     for key, view in expected.items():
-        row = actual[key]
-        if (row["status"], str(row["event_id"]), row["since"], row["valid_until"], row["policy_version_id"]) != (
-            view.status,
-            view.event_id,
-            view.since,
-            view.valid_until,
-            view.policy_version_id,
-        ):
+        if not state_matches(actual[key], view):
             return Break(subject["ref"], None, f"state of {key[0]}/{key[1]} differs from a replay of the ledger")
     return None
+
+
+def state_matches(row: dict[str, Any], view: StateView) -> bool:
+    """Whether a `consent_states` row holds what a replay of the ledger gives for its purpose x channel."""
+    return (row["status"], str(row["event_id"]), row["since"], row["valid_until"], row["policy_version_id"]) == (
+        view.status,
+        view.event_id,
+        view.since,
+        view.valid_until,
+        view.policy_version_id,
+    )

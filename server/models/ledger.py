@@ -89,7 +89,8 @@ class ConsentEvent(Model):
 class ConsentState(Model):
     """Current status per subject x purpose x channel, a projection of the ledger written in the same transaction.
 
-    It can always be rebuilt from the events (`python -m server ledger verify` checks that it equals a replay).
+    It can always be rebuilt from the events: `python -m server ledger verify` checks that it equals a replay, and
+    `python -m server ledger repair` rewrites it from one where it does not (server.ledger.repair).
     """
 
     id = fields.BigIntField(primary_key=True)

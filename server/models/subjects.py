@@ -23,7 +23,9 @@ class Subject(Model):
     serialises writers on one subject (DESIGN invariant 3).
 
     `flags_changed_at` is when `erased_at` or `restricted_at` last changed, lifting a restriction included (which
-    leaves no other trace here): the audience change feed finds those subjects by it (`server.visibility`).
+    leaves no other trace here), or when `ledger repair` rewrote the subject's states (server.ledger.repair): the
+    audience change feed finds those subjects by it, their answers changed without a new decision
+    (`server.visibility`).
     """
 
     id = fields.UUIDField(primary_key=True)

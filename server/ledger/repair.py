@@ -1,0 +1,139 @@
+"""`python -m server ledger repair`: rewrite what is derived from the ledger wherever it differs from the ledger.
+
+The events are the record; the state projection (`consent_states`) and, on PostgreSQL, the consent check's read model
+(`subjects.check_states`, server.consent.read_model) are derived from them, and every check answers from those. If
+one of them was changed by hand (a mistaken repair in SQL, a restore of one table), `ledger verify` names the
+subject, and this rewrites the derived rows from a replay of the subject's events:
+
+- only subjects whose hash chain verifies: a chain that does not is evidence of tampering with the record itself,
+  for a person to look at, and a replay of it proves nothing; those are listed and left as they are;
+- one subject at a time, in a transaction that first locks the subject's row as the ledger does before it records,
+  then reads the events and states again: safe while the server runs and records;
+- the subject's `flags_changed_at` is set to the repair's instant, so that the audience change feed
+  (server.consent.audience) hands the subject's corrected answers to the next poll of every marketing system,
+  whatever cursor it holds. No event is written: the record did not change, only what was derived from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from server.consent import read_model
+from server.db import is_postgres, lock_row
+from server.ledger.replay import replay
+from server.ledger.verify import (
+    Break,
+    load_page,
+    policy_bodies,
+    stale_read_model,
+    state_matches,
+    subject_pages,
+    verify_chain,
+    verify_projection,
+)
+from server.models import ConsentState, Subject
+
+
+@dataclass(frozen=True)
+class Repaired:
+    ref: str
+    states: int  # state rows written or deleted
+    read_model: bool  # the check's read model rewritten (PostgreSQL)
+
+    def __str__(self) -> str:
+        done = []
+        if self.states:
+            done.append(f"{self.states} state row(s) rewritten from a replay of the ledger")
+        if self.read_model:
+            done.append("the consent check's read model recomputed")
+        return f"subject {self.ref!r}: {'; '.join(done)}"
+
+
+@dataclass
+class RepairReport:
+    subjects: int = 0
+    repaired: list[Repaired] = field(default_factory=list)
+    refused: list[Break] = field(default_factory=list)  # chains that do not verify: nothing written
+
+
+async def repair_ledger(clock: Callable[[], datetime], page_size: int = 500) -> RepairReport:
+    """Find the subjects whose projection or read model differs from their ledger (as `verify_ledger` does), and
+    repair each under its lock."""
+    report = RepairReport()
+    policies = await policy_bodies()
+    async for subjects in subject_pages(page_size):
+        ids = [s["id"] for s in subjects]
+        events, states = await load_page(ids)
+        stale = await stale_read_model(ids)
+        for subject in subjects:
+            report.subjects += 1
+            sid = str(subject["id"])
+            broken = verify_chain(subject, events[sid], policies)
+            consistent = verify_projection(subject, events[sid], states[sid]) is None and subject["ref"] not in stale
+            if broken is None and consistent:
+                continue
+            outcome = broken or await repair_subject(subject["id"], policies, clock)
+            if isinstance(outcome, Break):
+                report.refused.append(outcome)
+            elif outcome is not None:
+                report.repaired.append(outcome)
+    return report
+
+
+async def repair_subject(
+    subject_id: Any, policies: dict[int, dict[str, str]], clock: Callable[[], datetime]
+) -> Repaired | Break | None:
+    """Lock the subject, read its events and states again, and rewrite the states (and on PostgreSQL the read
+    model) where they differ from a replay. A Break when the chain does not verify under the lock (nothing
+    written); None when there was nothing to do by then."""
+    async with in_transaction() as conn:
+        await lock_row(conn, "subjects", subject_id)
+        subject = (
+            await Subject.filter(id=subject_id).using_db(conn).values("id", "ref", "pseudonym", "last_seq", "head_hash")
+        )[0]
+        events, states = await load_page([subject_id], conn)
+        sid = str(subject_id)
+        broken = verify_chain(subject, events[sid], policies)
+        if broken is not None:
+            return broken
+        expected = replay(events[sid])
+        actual = {(row["purpose_id"], row["channel_id"]): row for row in states[sid]}
+        written = 0
+        for key, extra in actual.items():
+            if key not in expected:
+                await ConsentState.filter(id=extra["id"]).using_db(conn).delete()
+                written += 1
+        for (purpose, channel), view in expected.items():
+            row = actual.get((purpose, channel))
+            if row is not None and state_matches(row, view):
+                continue
+            values = {
+                "status": view.status,
+                "event_id": view.event_id,
+                "policy_version_id": view.policy_version_id,
+                "since": view.since,
+                "valid_until": view.valid_until,
+            }
+            if row is None:
+                await ConsentState.create(
+                    using_db=conn, subject_id=subject_id, purpose_id=purpose, channel_id=channel, **values
+                )
+            else:
+                await ConsentState.filter(id=row["id"]).using_db(conn).update(**values)
+            written += 1
+        recomputed = False
+        if is_postgres(conn):
+            # Also after the states above: this statement sees them (same transaction), so the commit-time trigger
+            # then finds the object equal and writes nothing more.
+            changed, _ = await conn.execute_query(read_model.REPAIR, [sid])
+            recomputed = bool(changed)
+        if not written and not recomputed:
+            return None
+        # Last, with the clock read just before the commit (server.visibility).
+        await Subject.filter(id=subject_id).using_db(conn).update(flags_changed_at=clock())
+        return Repaired(subject["ref"], written, recomputed)

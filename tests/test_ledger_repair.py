@@ -1,0 +1,206 @@
+"""`python -m server ledger repair` as a real subprocess: what is derived from the ledger (the state projection, and on
+PostgreSQL the check's read model) is rewritten from a replay where someone changed it, the checks answer what the
+ledger says again, the audience change feed hands the corrected answers to a marketing system that already synced
+the wrong ones, and a subject whose chain does not verify is left alone."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from starlette.testclient import TestClient
+
+from server.settings import Settings
+from tests.conftest import Clock
+from tests.databases import run_sync
+from tests.test_audience_feed import Copy
+from tests.test_check_reasons import check
+from tests.test_ledger_verify import (
+    SUBJECT_A,
+    _asyncpg_dsn,
+    assert_detected,
+    broken_lines,
+    command_environment,
+    disable_append_only,
+    ledger_command,
+    seed,
+    sql,
+    verify,
+)
+
+PAIRS = [("offers", "email"), ("offers", "sms"), ("offers", "phone")]
+STATE_A = f"subject_id = {SUBJECT_A} AND purpose_id = 'offers'"
+
+
+def repair(settings: Settings, tmp_path: Path) -> tuple[int, str]:
+    result = ledger_command(settings, tmp_path, "repair")
+    return result.returncode, result.stdout + result.stderr
+
+
+def answers(client: TestClient, auth: dict[str, str], ref: str) -> dict[tuple[str, str], dict[str, Any]]:
+    return {pair: check(client, auth, ref, *pair) for pair in PAIRS}
+
+
+@pytest.fixture
+def past_ledger(client: TestClient, auth: dict[str, str], settings: Settings, clock: Clock) -> Settings:
+    """test_ledger_verify's ledger, recorded a day ago: older than any cursor the change feed hands out now, so that
+    only the repair itself can bring a subject back into a poll."""
+    clock.set(datetime.now(UTC) - timedelta(days=1))
+    seed(client, auth)
+    clock.fixed = None  # real time again
+    return settings
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        f"UPDATE consent_states SET status = 'granted' WHERE {STATE_A} AND channel_id = 'email'",
+        f"DELETE FROM consent_states WHERE {STATE_A} AND channel_id = 'email'",
+        # a state for a pair the subject never decided on: a grant out of nowhere
+        "INSERT INTO consent_states (subject_id, purpose_id, channel_id, status, event_id, policy_version_id, since) "
+        "SELECT subject_id, 'offers', 'phone', 'granted', id, policy_version_id, recorded_at FROM consent_events "
+        f"WHERE subject_id = {SUBJECT_A} AND seq = 1",
+        "UPDATE consent_states SET since = "
+        f"(SELECT recorded_at FROM consent_events WHERE subject_id = {SUBJECT_A} AND seq = 1), "
+        "policy_version_id = (SELECT min(id) FROM policy_versions WHERE id <> consent_states.policy_version_id) "
+        f"WHERE {STATE_A} AND channel_id = 'sms'",
+    ],
+    ids=["status", "row-deleted", "row-added", "since-and-policy"],
+)
+def test_a_changed_projection_is_rewritten_from_the_ledger(
+    past_ledger: Settings, client: TestClient, auth: dict[str, str], tmp_path: Path, statement: str
+) -> None:
+    truth = answers(client, auth, "cust-a")
+    untouched = answers(client, auth, "cust-b")
+    email = Copy(("offers", "email"))
+    sql(past_ledger.database_url, statement)
+    assert answers(client, auth, "cust-a") != truth
+    email.export(client, auth)  # a marketing system syncs the audience as it now (wrongly) reads
+    assert email.poll(client, auth) == []  # and hears of nothing more: no decision was recorded
+    assert_detected(verify(past_ledger, tmp_path))
+
+    status, output = repair(past_ledger, tmp_path)
+
+    assert status == 0, output
+    assert "REPAIRED subject 'cust-a': " in output and "state row(s) rewritten" in output, output
+    assert "cust-b" not in output, output
+    assert "ledger repair: 2 subjects: 1 repaired, 0 not repairable" in output, output
+    assert answers(client, auth, "cust-a") == truth
+    assert answers(client, auth, "cust-b") == untouched
+    checked = verify(past_ledger, tmp_path)
+    assert checked.returncode == 0 and broken_lines(checked) == [], checked.stdout
+    # The feed hands the repaired subject to the next poll: the copy equals a fresh export again.
+    lines = email.poll(client, auth)
+    assert {line["ref"] for line in lines} == {"cust-a"}, lines
+    assert email.refs == Copy(("offers", "email")).export(client, auth) == {"cust-b"}
+    # Nothing left to do the second time.
+    again, output = repair(past_ledger, tmp_path)
+    assert again == 0 and "0 repaired" in output, output
+
+
+@pytest.mark.parametrize("backend", ["postgres"])  # SQLite answers checks from the projection itself
+def test_a_changed_check_read_model_is_recomputed(
+    past_ledger: Settings, client: TestClient, auth: dict[str, str], tmp_path: Path
+) -> None:
+    truth = answers(client, auth, "cust-a")
+    sql(
+        past_ledger.database_url,
+        "UPDATE subjects SET check_states = jsonb_set(check_states, ARRAY['offers' || chr(31) || 'email', '0'], "
+        "'\"granted\"') WHERE ref = 'cust-a'",
+    )
+    assert check(client, auth, "cust-a", "offers", "email")["reason"] == "granted"
+
+    status, output = repair(past_ledger, tmp_path)
+
+    assert status == 0, output
+    assert "REPAIRED subject 'cust-a': the consent check's read model recomputed" in output, output
+    assert "state row" not in output, output
+    assert answers(client, auth, "cust-a") == truth
+    assert verify(past_ledger, tmp_path).returncode == 0
+
+
+def test_a_subject_whose_chain_does_not_verify_is_left_alone(
+    past_ledger: Settings, client: TestClient, auth: dict[str, str], tmp_path: Path
+) -> None:
+    """A replay of a tampered chain proves nothing: the subject is named, nothing of it is written, exit 1."""
+    url = past_ledger.database_url
+    disable_append_only(url)
+    sql(url, f"UPDATE consent_events SET status = 'granted' WHERE subject_id = {SUBJECT_A} AND seq = 3")
+    sql(url, f"UPDATE consent_states SET status = 'granted' WHERE {STATE_A} AND channel_id = 'email'")
+    before = sql(url, query=f"SELECT status FROM consent_states WHERE {STATE_A} ORDER BY channel_id")
+
+    status, output = repair(past_ledger, tmp_path)
+
+    assert status == 1, output
+    assert "NOT REPAIRED subject 'cust-a' seq 3: hash does not match" in output, output
+    assert "REPAIRED subject" not in output.replace("NOT REPAIRED subject", ""), output
+    assert "ledger repair: 2 subjects: 0 repaired, 1 not repairable" in output, output
+    assert sql(url, query=f"SELECT status FROM consent_states WHERE {STATE_A} ORDER BY channel_id") == before
+
+
+def test_a_clean_ledger_is_left_as_it_is(past_ledger: Settings, tmp_path: Path) -> None:
+    status, output = repair(past_ledger, tmp_path)
+    assert status == 0, output
+    assert "ledger repair: 2 subjects: 0 repaired, 0 not repairable" in output, output
+    # Nothing written: the change feed is not sent every subject again.
+    assert sql(past_ledger.database_url, query="SELECT count(*) FROM subjects WHERE flags_changed_at IS NOT NULL") == [
+        (0,)
+    ]
+
+
+@pytest.mark.parametrize("backend", ["postgres"])  # SQLite: one writer at a time, the repair's lock is the database's
+def test_the_repair_waits_for_a_writer_of_the_subject_then_reads_again(
+    past_ledger: Settings, client: TestClient, auth: dict[str, str], tmp_path: Path
+) -> None:
+    """Safe while serving: a writer holds the subject's row (as the ledger does while it records) when the repair
+    comes to it, having read the subject as wrong. The repair waits for the lock, then reads again and finds what
+    the writer committed, here the projection put right: it writes nothing over it."""
+    url = past_ledger.database_url
+    truth = answers(client, auth, "cust-a")
+    wrong = f"UPDATE consent_states SET status = 'granted' WHERE {STATE_A} AND channel_id = 'email'"
+    right = f"UPDATE consent_states SET status = 'withdrawn' WHERE {STATE_A} AND channel_id = 'email'"
+    sql(url, wrong)
+
+    async def writer_holding_the_subject() -> tuple[int, str]:
+        conn = await asyncpg.connect(_asyncpg_dsn(url))
+        try:
+            async with conn.transaction():
+                await conn.execute("SELECT 1 FROM subjects WHERE ref = 'cust-a' FOR UPDATE")
+                repair = await asyncio.create_subprocess_exec(
+                    *[sys.executable, "-m", "server", "ledger", "repair"],
+                    env=command_environment(past_ledger, tmp_path),
+                    cwd=tmp_path,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                )
+                for _ in range(600):  # until the repair's backend waits for our row lock
+                    await conn.execute("SELECT pg_stat_clear_snapshot()")  # else read once a transaction
+                    waiting = await conn.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )
+                    if waiting or repair.returncode is not None:
+                        break
+                    await asyncio.sleep(0.05)
+                if not waiting:
+                    repair.kill()
+                    raise AssertionError(f"the repair did not wait for the lock: {await repair.communicate()}")
+                await conn.execute(right)
+        finally:
+            await conn.close()
+        output, _ = await asyncio.wait_for(repair.communicate(), 60)
+        assert repair.returncode is not None
+        return repair.returncode, output.decode()
+
+    status, output = run_sync(writer_holding_the_subject())
+
+    assert status == 0, output
+    assert "ledger repair: 2 subjects: 0 repaired, 0 not repairable" in output, output
+    assert answers(client, auth, "cust-a") == truth
+    assert sql(url, query="SELECT count(*) FROM subjects WHERE flags_changed_at IS NOT NULL") == [(0,)]
