@@ -15,4 +15,7 @@ async def open_reader(database_url: str, sqlite_bulk_mmap_mb: int = BULK_MMAP_MB
         return SqliteStateReader(path, bulk_mmap_mb=sqlite_bulk_mmap_mb)
     parts = urlsplit(database_url)
     dsn = urlunsplit(("postgresql", parts.netloc, parts.path, "", ""))
-    return await PostgresStateReader.connect(dsn)
+    # The schema of `?schema=`, as Tortoise's connections get it: the check's SQL and the read model's functions
+    # name their tables without one.
+    schema = credentials(database_url)["credentials"].get("schema")
+    return await PostgresStateReader.connect(dsn, search_path=schema)

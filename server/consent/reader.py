@@ -324,10 +324,11 @@ class PostgresStateReader:
         self._flush_scheduled = False
 
     @classmethod
-    async def connect(cls, dsn: str, max_size: int = 8) -> PostgresStateReader:
+    async def connect(cls, dsn: str, max_size: int = 8, search_path: str | None = None) -> PostgresStateReader:
         import asyncpg  # here, not at the top: see the TYPE_CHECKING import
 
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size)
+        settings = {"search_path": search_path} if search_path else None
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, server_settings=settings)
         return cls(pool)
 
     async def current(self, keys: Sequence[Key]) -> list[Lookup]:
