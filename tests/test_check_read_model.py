@@ -107,3 +107,24 @@ def test_an_infinite_instant_is_refused(
         sql(settings.database_url, f"UPDATE consent_states SET {column} = '-infinity'")
     assert answers(client, auth, [question]) == before
     assert stale_refs(settings.database_url) == []
+
+
+def test_a_check_finds_the_subject_through_the_hash_index_of_refs(settings: Settings) -> None:
+    """The check's refs, compared COLLATE "C", match only `read_model.REF_INDEX` (migration 0015): neither the unique
+    B-tree of refs (the database's collation) nor 0014's B-tree, which 0015 dropped. Sequential scans are off so that
+    the tiny test table does not hide which index the query can use."""
+    from server.consent.reader import _PG_MANY
+
+    async def plan() -> str:
+        conn = await asyncpg.connect(_asyncpg_dsn(settings.database_url))
+        try:
+            await conn.execute("SET enable_seqscan = off")
+            rows = await conn.fetch(f"EXPLAIN {_PG_MANY}", "cust-a\x1fcust-b", "offers\x1foffers", "email\x1fsms")
+            return "\n".join(row[0] for row in rows)
+        finally:
+            await conn.close()
+
+    text = run_sync(plan())
+    assert f"using {read_model.REF_INDEX} on subjects" in text, text
+    indexes = sql(settings.database_url, query="SELECT indexname FROM pg_indexes WHERE tablename = 'subjects'")
+    assert (read_model.BYTES_INDEX,) not in indexes

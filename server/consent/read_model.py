@@ -32,10 +32,15 @@ from typing import Any
 COLUMN = "check_states"
 SEPARATOR = "\x1f"  # between purpose and channel in a key; a check's question never holds a control character
 TRIGGER = "consent_states_check_states"
-# The check finds the subject by ref through this index: refs compared as bytes ("C"), not through the database's
-# collation (strcoll, even for C.UTF-8 on PostgreSQL 15). Equality is the same either way; the probe's backend CPU
-# a key went from 7.0-8.2 to 5.5-6.2 us (bench/README.md, "tenth session").
-REF_INDEX = "subjects_ref_bytes"
+# The check finds the subject by ref through this index (migration 0015): a hash of the ref's bytes, one bucket page
+# and one hash compared, where a B-tree descent compares ~17 refs through the collation's function calls (`perf` on
+# the backends put `_bt_compare` first). Backend CPU a key 5.6-7.8 -> 3.9-5.1 us on one seeded database, the two
+# alternated (bench/README.md, "eleventh session"). The check's SQL compares refs `COLLATE "C"`, as the index is
+# built, so that no other index matches it: equality is the same under any deterministic collation.
+REF_INDEX = "subjects_ref_hash"
+# Migration 0014's index for the same probe: a B-tree of the refs compared as bytes ("C"), not through the database's
+# collation (strcoll, even for C.UTF-8 on PostgreSQL 15); replaced by REF_INDEX in 0015.
+BYTES_INDEX = "subjects_ref_bytes"
 TRUNCATE_TRIGGER = "consent_states_check_states_truncate"
 # The read model writes instants as text, and an infinite one has none (consent_instant_text gives NULL): an infinite
 # `valid_until` would read as "never expires". The ledger never writes one; the database refuses them from anyone.
@@ -131,7 +136,7 @@ WHERE id = ANY($1::uuid[]) AND {COLUMN} IS DISTINCT FROM consent_check_states(id
 def up() -> list[str]:
     return [
         f"ALTER TABLE subjects ADD COLUMN IF NOT EXISTS {COLUMN} jsonb",
-        f'CREATE INDEX IF NOT EXISTS {REF_INDEX} ON subjects (ref COLLATE "C")',
+        f'CREATE INDEX IF NOT EXISTS {BYTES_INDEX} ON subjects (ref COLLATE "C")',
         f"ALTER TABLE consent_states DROP CONSTRAINT IF EXISTS {FINITE_CONSTRAINT}",
         f"ALTER TABLE consent_states ADD CONSTRAINT {FINITE_CONSTRAINT} "
         "CHECK (isfinite(since) AND (valid_until IS NULL OR isfinite(valid_until)))",
@@ -161,24 +166,42 @@ def down() -> list[str]:
         "DROP FUNCTION IF EXISTS consent_check_states(uuid)",
         "DROP FUNCTION IF EXISTS consent_instant_text(timestamptz)",
         f"ALTER TABLE subjects DROP COLUMN IF EXISTS {COLUMN}",
-        f"DROP INDEX IF EXISTS {REF_INDEX}",
+        f"DROP INDEX IF EXISTS {BYTES_INDEX}",
         f"ALTER TABLE consent_states DROP CONSTRAINT IF EXISTS {FINITE_CONSTRAINT}",
     ]
 
 
-async def install(client: Any) -> None:
-    """Add the column, its trigger, and fill it (PostgreSQL; nothing on SQLite)."""
+def hash_index_up() -> list[str]:
+    """Migration 0015: the hash index built first (checks go on through the B-tree meanwhile), then the B-tree
+    dropped."""
+    return [
+        f'CREATE INDEX IF NOT EXISTS {REF_INDEX} ON subjects USING hash ((ref COLLATE "C"))',
+        f"DROP INDEX IF EXISTS {BYTES_INDEX}",
+    ]
+
+
+def hash_index_down() -> list[str]:
+    return [
+        f'CREATE INDEX IF NOT EXISTS {BYTES_INDEX} ON subjects (ref COLLATE "C")',
+        f"DROP INDEX IF EXISTS {REF_INDEX}",
+    ]
+
+
+async def on_postgres(client: Any, statements: list[str]) -> None:
+    """Run a migration's statements (PostgreSQL; nothing on SQLite, which has no read model)."""
     if client.capabilities.dialect != "postgres":
         return
-    for statement in up():
+    for statement in statements:
         await client.execute_script(statement)
+
+
+async def install(client: Any) -> None:
+    """Add the column, its trigger, and fill it (migration 0014)."""
+    await on_postgres(client, up())
 
 
 async def uninstall(client: Any) -> None:
-    if client.capabilities.dialect != "postgres":
-        return
-    for statement in down():
-        await client.execute_script(statement)
+    await on_postgres(client, down())
 
 
 def instant_text(value: datetime | None) -> str | None:

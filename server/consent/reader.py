@@ -276,9 +276,10 @@ def _by_pair(keys: Sequence[Key]) -> dict[tuple[str, str], tuple[list[int], list
 # The keys go in as three texts of fields joined by the unit separator (U+001F), split by PostgreSQL: encoding three
 # text[] parameters made asyncpg call `isinstance` six times a key in Python (bench/README.md, "Where a stream's time
 # goes"). Questions never hold a control character (`validate_question`); `_fetch` checks anyway.
-# One probe a key: the subject's row by ref holds its flags and, in `check_states`, every one of its states
-# (server.consent.read_model). The answer is ONE text for all the keys, decoded by one `orjson.loads`: a JSON value
-# per key, in key order (`k.i`; refs are unique, so exactly one row a key):
+# One probe a key: the subject's row by ref (through the hash index `read_model.REF_INDEX`, which the refs compared
+# COLLATE "C" select) holds its flags and, in `check_states`, every one of its states (server.consent.read_model).
+# The answer is ONE text for all the keys, decoded by one `orjson.loads`: a JSON value per key, in key order (`k.i`;
+# refs are unique, so exactly one row a key):
 #   null                      no such subject
 #   [status, since, valid_until, policy_version_id, event_id]   the pair's state, the subject neither erased nor
 #                             restricted (the common case)
