@@ -3,7 +3,8 @@
 `GET` shows a page with a "Confirm" button and writes nothing: mail security scanners open links in mails, and a
 confirmation they could trigger would prove nothing. `POST` (the button, with its CSRF token) records `confirm`,
 citing the stored copy of the mail and its Message-ID. A replayed link finds the grant no longer pending
-(`confirm` is only allowed from `pending_confirmation`) and gets an "already confirmed" page; nothing is written.
+(`confirm` is only allowed from `pending_confirmation`) and gets an "already confirmed" page; nothing is written. A
+database that stays locked gets the same page again, saying nothing was saved, with its button (503, `Retry-After`).
 """
 
 from __future__ import annotations
@@ -19,12 +20,16 @@ from preference_center.pages import erased_page, link_error
 from preference_center.tokens import LinkClaims, LinkTokenRefused
 from preference_center.view import SubjectData, load_subject
 from preference_center.web import center_of, evidence, form_fields, html
-from server.errors import InvalidTransition
+from server.db import busy_as_domain_error
+from server.errors import DatabaseBusy, InvalidTransition
 from server.ledger.append import Decision, RecordRequest
 from server.models import UISnapshot
 
 if TYPE_CHECKING:
     from server.services import Services
+
+
+_STATUS = {"stale": 409, "busy": 503}
 
 
 def _variant(data: SubjectData, claims: LinkClaims) -> str:
@@ -59,7 +64,10 @@ async def _render(request: Request, claims: LinkClaims, data: SubjectData, varia
         manage_url=f"/preferences?token={manage}&lang={lang}",
         switcher=None,
     )
-    return html(request, body, status=200 if variant != "stale" else 409)
+    response = html(request, body, status=_STATUS.get(variant, 200))
+    if variant == "busy":
+        response.headers["Retry-After"] = "1"
+    return response
 
 
 async def confirm_page(request: Request) -> Response:
@@ -102,19 +110,22 @@ async def confirm(request: Request) -> Response:
     policy = catalog.policies_by_id[state.policy_version_id]
     stored = bool(claims.mail_snapshot) and await UISnapshot.exists(sha256=claims.mail_snapshot)
     try:
-        await services.ledger.record(
-            RecordRequest(
-                ref=claims.ref,
-                policy=policy.label,  # the version the grant was made under, which the mail confirms
-                decisions=[Decision(claims.purpose, claims.channel, "confirm")],
-                touchpoint="preference_center",
-                method="confirm_link",
-                actor_type="subject",
-                actor_id=None,
-                evidence={**evidence(request), "message_id": claims.message_id},
-                snapshot_sha256=claims.mail_snapshot if stored else None,
+        with busy_as_domain_error():
+            await services.ledger.record(
+                RecordRequest(
+                    ref=claims.ref,
+                    policy=policy.label,  # the version the grant was made under, which the mail confirms
+                    decisions=[Decision(claims.purpose, claims.channel, "confirm")],
+                    touchpoint="preference_center",
+                    method="confirm_link",
+                    actor_type="subject",
+                    actor_id=None,
+                    evidence={**evidence(request), "message_id": claims.message_id},
+                    snapshot_sha256=claims.mail_snapshot if stored else None,
+                )
             )
-        )
     except InvalidTransition:  # confirmed by a concurrent click: the same answer as a replay
         return await _render(request, claims, await load_subject(claims.ref), "already", token)
+    except DatabaseBusy:  # nothing recorded: the page again, with its button
+        return await _render(request, claims, data, "busy", token)
     return await _render(request, claims, data, "done", token)

@@ -3,7 +3,9 @@
 The POST needs no cookie, login or page: a mail provider sends it on the person's behalf. It withdraws the purpose x
 channel named in the token (or objects to it, where we send on legitimate interest). `GET` on the same URL only
 shows a page with a button that makes the same POST: link scanners prefetch URLs in mails, so GET never
-unsubscribes. The token is the capability: no other site knows it, so there is no ambient authority to forge.
+unsubscribes. The token is the capability: no other site knows it, so there is no ambient authority to forge. A
+database that stays locked gets a 503 with `Retry-After` (mail providers send it again), the page with its button for
+a person.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from preference_center.pages import erased_page, link_error
 from preference_center.tokens import LinkClaims, LinkTokenRefused
 from preference_center.view import ON_STATUSES, Control, Row, SubjectData, build_rows, find_control, load_subject
 from preference_center.web import center_of, evidence, form_fields, html
-from server.errors import InvalidTransition
+from server.db import busy_as_domain_error
+from server.errors import DatabaseBusy, InvalidTransition
 from server.ledger.append import Decision, RecordRequest, Snapshot
 
 if TYPE_CHECKING:
@@ -121,19 +124,24 @@ async def one_click(request: Request) -> Response:
     # From our own page, the question it showed is the proof of display; from a mail client, nothing was shown by us.
     snapshot = Snapshot("unsubscribe", str(_ask(request, lang, found))) if fields.get("source") == "page" else None
     try:
-        await services.ledger.record(
-            RecordRequest(
-                ref=claims.ref,
-                policy=row.policy.label,
-                decisions=[decision],
-                touchpoint="unsubscribe",
-                method="one_click",
-                actor_type="subject",
-                actor_id=None,
-                evidence=evidence(request),
-                snapshot=snapshot,
+        with busy_as_domain_error():
+            await services.ledger.record(
+                RecordRequest(
+                    ref=claims.ref,
+                    policy=row.policy.label,
+                    decisions=[decision],
+                    touchpoint="unsubscribe",
+                    method="one_click",
+                    actor_type="subject",
+                    actor_id=None,
+                    evidence=evidence(request),
+                    snapshot=snapshot,
+                )
             )
-        )
     except InvalidTransition:
         return _render(request, claims, lang, "already", found)
+    except DatabaseBusy:  # nothing recorded
+        response = _render(request, claims, lang, "busy", found, status=503)
+        response.headers["Retry-After"] = "1"
+        return response
     return _render(request, claims, lang, "done", found)

@@ -21,7 +21,7 @@ from tortoise.transactions import in_transaction
 from server.desk.contact import normalise_email, suppress
 from server.models import ConsentEvent, Subject, UISnapshot
 from server.settings import Settings
-from tests.conftest import record, run, services_of
+from tests.conftest import record, run, services_of, sqlite_write_lock_held
 from tests.ports import free_port
 
 REF = "cust-mail"
@@ -400,3 +400,50 @@ def test_the_switch_mails_no_more_than_the_resend_limit(client: TestClient, auth
     assert "Too many emails were sent already" in answers[-2].text, "the sixth switch on"
     assert "Too many emails" not in answers[8].text, "the fifth switch on still mailed"
     assert [e["action"] for e in events(client)] == ["grant", "withdraw"] * 6, "every switch is recorded"
+
+
+BUSY_FR = "Rien n'a été enregistré"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # SQLite's one write lock; PostgreSQL waits for the row
+def test_a_confirmation_met_by_a_busy_database_shows_its_page_again(
+    client: TestClient, auth: dict[str, str], settings: Settings, sink: Sink
+) -> None:
+    """The person who clicks "confirm" while another process holds the database gets a page in their language that
+    says nothing was saved, with the button to send it again (503 and Retry-After), not a JSON error."""
+    client.post(f"/v1/subjects/{REF}/preference-links", json={"email": ADDRESS, "locale": "fr"}, headers=auth)
+    assert record(client, auth, REF, [("newsletter", "email", "grant")]).status_code == 201
+    (mail,) = sink.messages
+    confirm_url = link_in(mail)
+    shown = client.get(confirm_url)
+    form = {"token": confirm_url.split("token=")[1], "csrf": csrf_of(shown.text)}
+    with sqlite_write_lock_held(client, settings):
+        busy = client.post("/preferences/confirm", data=form)
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+    assert busy.headers["content-type"].startswith("text/html")
+    assert BUSY_FR in busy.text and 'id="pc-confirm"' in busy.text
+    assert check(client, auth, "newsletter", "email") == "pending_confirmation"
+    again = client.post("/preferences/confirm", data={**form, "csrf": csrf_of(busy.text)})
+    assert again.status_code == 200 and "Merci, c'est confirmé" in again.text
+    assert check(client, auth, "newsletter", "email") == "granted"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_one_click_unsubscribe_met_by_a_busy_database_is_a_503_to_send_again(
+    client: TestClient, auth: dict[str, str], settings: Settings
+) -> None:
+    """A mail provider's one-click POST gets 503 and Retry-After (RFC 8058 senders retry); a person on our page sees
+    that nothing was saved, in their language, with the button again."""
+    assert record(client, auth, REF, [("offers", "email", "grant")]).status_code == 201
+    answer = client.post(
+        f"/v1/subjects/{REF}/unsubscribe-links", json={"purpose": "offers", "channel": "email"}, headers=auth
+    )
+    link = answer.json()["url"].removeprefix("http://testserver")
+    with sqlite_write_lock_held(client, settings):
+        busy = client.post(link, data={"List-Unsubscribe": "One-Click", "source": "page", "lang": "fr"})
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+    assert busy.headers["content-type"].startswith("text/html")
+    assert BUSY_FR in busy.text and 'name="List-Unsubscribe"' in busy.text
+    assert check(client, auth, "offers", "email") == "granted"
+    assert client.post(link, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    assert check(client, auth, "offers", "email") == "withdrawn"
