@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 from server.desk import accounts
 from server.models import AccessLog, ConsentEvent, StaffAccount, UISnapshot
 from server.settings import Settings
-from tests.conftest import run, services_of
+from tests.conftest import run, services_of, sqlite_write_lock_held
 from tests.test_desk_helpers import PASSWORD, check, csrf_of, fetch, new_staff, post, record_api, set_contact, sign_in
 
 
@@ -49,6 +49,27 @@ def test_sign_in_page_and_wrong_password_give_one_generic_message(client: TestCl
     # no session cookie, and the console still sends you to sign in
     assert "desk_session" not in client.cookies
     assert client.get("/console", follow_redirects=False).headers["location"].startswith("/console/login")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # SQLite's one write lock; PostgreSQL waits for the row
+def test_a_sign_in_met_by_a_busy_database_shows_the_sign_in_page_again(client: TestClient, settings: Settings) -> None:
+    """Signing in writes (the access log, the failure counter): while another process holds the database, the agent
+    gets the sign-in page saying so (503, Retry-After), not a JSON error, and no session; then signs in."""
+    staff = new_staff(client, "agent")
+    page = client.get("/console/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert token
+    form = {"email": staff.email, "password": PASSWORD, "csrf": token.group(1), "next": "/console"}
+    with sqlite_write_lock_held(client, settings):
+        busy = client.post("/console/login", data=form, follow_redirects=False)
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+    assert busy.headers["content-type"].startswith("text/html")
+    assert "The database is busy: you were not signed in." in busy.text
+    assert "desk_session" not in client.cookies
+    again = re.search(r'name="csrf" value="([^"]+)"', busy.text)
+    assert again
+    signed_in = client.post("/console/login", data={**form, "csrf": again.group(1)}, follow_redirects=False)
+    assert signed_in.status_code == 303 and "desk_session" in client.cookies
 
 
 @pytest.mark.real_password_cost

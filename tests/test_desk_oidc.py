@@ -16,7 +16,7 @@ from e2e.oidc_provider import OidcProvider
 from server.desk.oidc import OidcError, role_from_claims
 from server.models import AccessLog, StaffAccount
 from server.settings import Settings
-from tests.conftest import run
+from tests.conftest import run, sqlite_write_lock_held
 from tests.test_desk_helpers import count, fetch, new_staff, post, sign_in
 
 
@@ -73,6 +73,20 @@ def test_sign_in_through_the_provider(client: TestClient, idp: OidcProvider) -> 
     assert oidc_sign_in(client, idp).status_code == 303
     assert fetch(client, StaffAccount, oidc_subject="ada-1").role == "supervisor"
     assert count(client, StaffAccount, oidc_subject="ada-1") == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # SQLite's one write lock; PostgreSQL waits for the row
+def test_a_provider_sign_in_met_by_a_busy_database_shows_the_sign_in_page(
+    client: TestClient, idp: OidcProvider, settings: Settings
+) -> None:
+    """The provider signed the person in, but the account cannot be written: the sign-in page says so (503,
+    Retry-After) with no session; the next walk through the provider signs in."""
+    with sqlite_write_lock_held(client, settings):
+        busy = oidc_sign_in(client, idp)
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+    assert "The database is busy: you were not signed in." in busy.text
+    assert "desk_session" not in client.cookies
+    assert oidc_sign_in(client, idp).status_code == 303
 
 
 @pytest.mark.parametrize(

@@ -8,12 +8,13 @@ import hmac
 from starlette.requests import Request
 from starlette.responses import Response
 
+from server.db import busy_as_domain_error
 from server.desk import accounts
 from server.desk.guard import require_staff, same_origin
 from server.desk.oidc import OidcError
 from server.desk.sessions import FLOW_COOKIE, LOGIN_COOKIE
 from server.desk.web import HEADERS, Staff, current_staff, desk_of, form_of, page, redirect
-from server.errors import ConsentError
+from server.errors import ConsentError, DatabaseBusy
 from server.models import StaffAccount
 from server.proof.access import log_access
 
@@ -23,6 +24,9 @@ def safe_next(value: str | None) -> str:
     if value and value.startswith("/console") and "//" not in value and "\\" not in value:
         return value
     return "/console"
+
+
+BUSY = "The database is busy: you were not signed in. Please try again in a moment."
 
 
 def _login_page(request: Request, *, error: str | None = None, email: str = "", status: int = 200) -> Response:
@@ -41,6 +45,8 @@ def _login_page(request: Request, *, error: str | None = None, email: str = "", 
         oidc=desk.oidc is not None,
     )
     desk.sessions.set_login(response, cookie)
+    if status == 503:
+        response.headers["Retry-After"] = "1"
     return response
 
 
@@ -79,10 +85,13 @@ async def login(request: Request) -> Response:
         return _login_page(request, error="The form expired. Please sign in again.", status=400)
     email = form.get("email", "")
     try:
-        account = await accounts.authenticate(email, form.get("password", ""), desk.now())
+        with busy_as_domain_error():
+            account = await accounts.authenticate(email, form.get("password", ""), desk.now())
+            return await _sign_in(request, account, "password", form.get("next", "/console"))
     except accounts.SignInRefused as exc:
         return _login_page(request, error=exc.detail, email=email[:320], status=400)
-    return await _sign_in(request, account, "password", form.get("next", "/console"))
+    except DatabaseBusy:  # the sign-in page again, to send again (503)
+        return _login_page(request, error=BUSY, email=email[:320], status=503)
 
 
 async def oidc_start(request: Request) -> Response:
@@ -123,19 +132,20 @@ async def oidc_callback(request: Request) -> Response:
         return response
     try:
         identity = await desk.oidc.finish(request.query_params["code"], flow["verifier"], flow["nonce"])
-        account = await accounts.oidc_account(
-            issuer=identity.issuer,
-            subject=identity.subject,
-            email=identity.email,
-            name=identity.name,
-            role=identity.role,
-            now=desk.now(),
-        )
+        with busy_as_domain_error():
+            account = await accounts.oidc_account(
+                issuer=identity.issuer,
+                subject=identity.subject,
+                email=identity.email,
+                name=identity.name,
+                role=identity.role,
+                now=desk.now(),
+            )
+            response = await _sign_in(request, account, "oidc", flow["next"])
     except (OidcError, accounts.SignInRefused) as exc:
         response = _login_page(request, error=exc.detail, status=400)
-        desk.sessions.clear_flow(response)
-        return response
-    response = await _sign_in(request, account, "oidc", flow["next"])
+    except DatabaseBusy:  # the code is spent: the person starts the sign-in again
+        response = _login_page(request, error=BUSY, status=503)
     desk.sessions.clear_flow(response)
     return response
 
