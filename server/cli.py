@@ -189,14 +189,17 @@ def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_ledger_repair(settings: Settings, args: argparse.Namespace) -> int:
     from server.clock import utc_now
-    from server.ledger.repair import repair_ledger
+    from server.ledger.repair import Repaired, repair_ledger
+    from server.ledger.verify import Break
+
+    def announce(outcome: Repaired | Break) -> None:
+        if isinstance(outcome, Break):
+            print(f"NOT REPAIRED {outcome} (the chain itself does not verify: nothing was written)", flush=True)
+        else:
+            print(f"REPAIRED {outcome}", flush=True)
 
     async def work() -> int:
-        report = await repair_ledger(utc_now)
-        for repaired in report.repaired:
-            print(f"REPAIRED {repaired}")
-        for broken in report.refused:
-            print(f"NOT REPAIRED {broken} (the chain itself does not verify: nothing was written)")
+        report = await repair_ledger(utc_now, announce=announce)
         verdict = f"{len(report.repaired)} repaired, {len(report.refused)} not repairable"
         print(f"ledger repair: {report.subjects} subjects: {verdict}")
         return 1 if report.refused else 0

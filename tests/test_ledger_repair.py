@@ -16,8 +16,10 @@ import asyncpg
 import pytest
 from starlette.testclient import TestClient
 
+from server.ledger import repair as repair_module
+from server.ledger.append import Decision, RecordRequest
 from server.settings import Settings
-from tests.conftest import Clock
+from tests.conftest import Clock, run, services_of
 from tests.databases import run_sync
 from tests.test_audience_feed import Copy
 from tests.test_check_reasons import check
@@ -204,3 +206,30 @@ def test_the_repair_waits_for_a_writer_of_the_subject_then_reads_again(
     assert "ledger repair: 2 subjects: 0 repaired, 0 not repairable" in output, output
     assert answers(client, auth, "cust-a") == truth
     assert sql(url, query="SELECT count(*) FROM subjects WHERE flags_changed_at IS NOT NULL") == [(0,)]
+
+
+def test_a_decision_recorded_during_the_search_is_not_taken_for_tampering(
+    past_ledger: Settings, client: TestClient, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The search reads a page of subjects, then their events, without a lock: a decision committed in between
+    leaves more events than the head it read. That subject is judged again under its lock, where its chain is
+    sound and its projection right: nothing is refused, nothing is written."""
+    services = services_of(client)
+    read_events = repair_module.load_page
+    recorded: list[Any] = []
+
+    async def events_read_after_a_decision(ids: list[Any], conn: Any = None) -> Any:
+        if not recorded:
+            decision = Decision("offers", "email", "grant")
+            request = RecordRequest(
+                "cust-a", "privacy-policy/2/fr", [decision], "preference_center", "toggle", "subject", None
+            )
+            recorded.append(await services.ledger.record(request))
+        return await read_events(ids, conn)
+
+    monkeypatch.setattr(repair_module, "load_page", events_read_after_a_decision)
+    report = run(client, repair_module.repair_ledger, services.clock)
+
+    assert recorded and report.subjects == 2
+    assert report.refused == [] and report.repaired == []
+    assert check(client, auth, "cust-a", "offers", "email")["reason"] == "granted"

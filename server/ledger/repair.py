@@ -61,9 +61,16 @@ class RepairReport:
     refused: list[Break] = field(default_factory=list)  # chains that do not verify: nothing written
 
 
-async def repair_ledger(clock: Callable[[], datetime], page_size: int = 500) -> RepairReport:
+async def repair_ledger(
+    clock: Callable[[], datetime], page_size: int = 500, announce: Callable[[Repaired | Break], None] | None = None
+) -> RepairReport:
     """Find the subjects whose projection or read model differs from their ledger (as `verify_ledger` does), and
-    repair each under its lock."""
+    repair each under its lock. `announce` is told of each subject repaired or refused as soon as it is: each repair
+    is committed on its own, so what was done is known even if a later one fails.
+
+    The search reads without a lock, the subject, its events and its states in three statements: a decision
+    recorded in between makes a sound chain look broken (more events than the head says) or a sound projection
+    look stale. So every subject found wrong is judged again under its lock, by `repair_subject`."""
     report = RepairReport()
     policies = await policy_bodies()
     async for subjects in subject_pages(page_size):
@@ -77,11 +84,15 @@ async def repair_ledger(clock: Callable[[], datetime], page_size: int = 500) -> 
             consistent = verify_projection(subject, events[sid], states[sid]) is None and subject["ref"] not in stale
             if broken is None and consistent:
                 continue
-            outcome = broken or await repair_subject(subject["id"], policies, clock)
+            outcome = await repair_subject(subject["id"], policies, clock)
+            if outcome is None:
+                continue
             if isinstance(outcome, Break):
                 report.refused.append(outcome)
-            elif outcome is not None:
+            else:
                 report.repaired.append(outcome)
+            if announce is not None:
+                announce(outcome)
     return report
 
 
@@ -129,9 +140,10 @@ async def repair_subject(
         recomputed = False
         if is_postgres(conn):
             # Also after the states above: this statement sees them (same transaction), so the commit-time trigger
-            # then finds the object equal and writes nothing more.
+            # then finds the object equal and writes nothing more. Rewritten states change it anyway: it is said to
+            # have been repaired only when it was wrong on its own.
             changed, _ = await conn.execute_query(read_model.REPAIR, [sid])
-            recomputed = bool(changed)
+            recomputed = bool(changed) and not written
         if not written and not recomputed:
             return None
         # Last, with the clock read just before the commit (server.visibility).
