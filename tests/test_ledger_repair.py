@@ -233,3 +233,32 @@ def test_a_decision_recorded_during_the_search_is_not_taken_for_tampering(
     assert recorded and report.subjects == 2
     assert report.refused == [] and report.repaired == []
     assert check(client, auth, "cust-a", "offers", "email")["reason"] == "granted"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # PostgreSQL stores instants, not their text
+def test_an_instant_stored_in_another_text_form_is_found_and_rewritten(
+    past_ledger: Settings, client: TestClient, auth: dict[str, str], tmp_path: Path
+) -> None:
+    """SQLite's batch and stream checks compare and cut the stored text of an instant (server.consent.bulk): the
+    same instant written as `...T...Z` by a hand edit reads the same through the ORM, but verify names it and
+    repair writes it back in the ledger's form."""
+    url = past_ledger.database_url
+    state_b = "subject_id = (SELECT id FROM subjects WHERE ref = 'cust-b')"
+    canonical = sql(url, query=f"SELECT valid_until FROM consent_states WHERE {state_b}")
+    assert canonical[0][0].endswith("+00:00"), canonical
+    truth = answers(client, auth, "cust-b")
+    sql(
+        url,
+        "UPDATE consent_states SET valid_until = replace(replace(valid_until, ' ', 'T'), '+00:00', 'Z') "
+        f"WHERE {state_b}",
+    )
+    checked = verify(past_ledger, tmp_path)
+    assert checked.returncode == 1 and "subject 'cust-b': state of offers/email differs" in checked.stdout, (
+        checked.stdout
+    )
+
+    status, output = repair(past_ledger, tmp_path)
+
+    assert status == 0 and "REPAIRED subject 'cust-b': 1 state row(s) rewritten" in output, output
+    assert sql(url, query=f"SELECT valid_until FROM consent_states WHERE {state_b}") == canonical
+    assert answers(client, auth, "cust-b") == truth

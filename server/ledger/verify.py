@@ -11,7 +11,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from server.consent import read_model
 from server.consent.decide import StateView
-from server.db import connection, is_postgres
+from server.db import connection, is_postgres, placeholders
 from server.ledger.chain import GENESIS, body_hash, row_body
 from server.ledger.replay import replay
 from server.models import ConsentEvent, ConsentState, PolicyVersion, Subject
@@ -76,9 +76,25 @@ async def load_page(
     for row in await ConsentEvent.filter(subject_id__in=ids).using_db(conn).order_by("subject_id", "seq").values():
         events[str(row["subject_id"])].append(row)
     states: dict[str, list[dict[str, Any]]] = {str(i): [] for i in ids}
+    stored = await _stored_instants(ids, conn or connection())
     for row in await ConsentState.filter(subject_id__in=ids).using_db(conn).values():
+        row.update(stored.get(row["id"], {}))
         states[str(row["subject_id"])].append(row)
     return events, states
+
+
+async def _stored_instants(ids: list[Any], conn: BaseDBAsyncClient) -> dict[int, dict[str, str | None]]:
+    """On SQLite, each state row's instants as the text stored: the bulk checks compare and slice that text
+    (server.consent.bulk), so a row holding the right instant in another form (`T`, `Z`, another offset, as a
+    hand edit may leave it) answers batch and stream checks wrongly, though the ORM reads it as the same instant.
+    PostgreSQL stores instants, not text: nothing to add there."""
+    if is_postgres(conn) or not ids:
+        return {}
+    marks = ", ".join(placeholders(conn, len(ids)))
+    _, rows = await conn.execute_query(
+        f"SELECT id, since, valid_until FROM consent_states WHERE subject_id IN ({marks})", [str(i) for i in ids]
+    )
+    return {row["id"]: {"since_text": row["since"], "valid_until_text": row["valid_until"]} for row in rows}
 
 
 async def stale_read_model(ids: list[Any]) -> set[str]:
@@ -138,7 +154,13 @@ def verify_projection(
 
 
 def state_matches(row: dict[str, Any], view: StateView) -> bool:
-    """Whether a `consent_states` row holds what a replay of the ledger gives for its purpose x channel."""
+    """Whether a `consent_states` row holds what a replay of the ledger gives for its purpose x channel (on SQLite,
+    its instants also in the text form the ledger writes: `_stored_instants`)."""
+    if "since_text" in row and (row["since_text"], row["valid_until_text"]) != (
+        read_model.instant_text(view.since),
+        read_model.instant_text(view.valid_until),
+    ):
+        return False
     return (row["status"], str(row["event_id"]), row["since"], row["valid_until"], row["policy_version_id"]) == (
         view.status,
         view.event_id,
