@@ -85,6 +85,7 @@ def test_a_provider_sign_in_met_by_a_busy_database_shows_the_sign_in_page(
         busy = oidc_sign_in(client, idp)
     assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
     assert "The database is busy: you were not signed in." in busy.text
+    assert 'name="next" value="/console/requests"' in busy.text  # where the person was going
     assert "desk_session" not in client.cookies
     assert oidc_sign_in(client, idp).status_code == 303
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 import hashlib
+import itertools
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from tortoise.transactions import in_transaction
 from server.desk.contact import normalise_email, suppress
 from server.models import ConsentEvent, Subject, UISnapshot
 from server.settings import Settings
+from server.visibility import WRITE_WINDOW
 from tests.conftest import record, run, services_of, sqlite_write_lock_held
 from tests.ports import free_port
 
@@ -447,3 +449,25 @@ def test_a_one_click_unsubscribe_met_by_a_busy_database_is_a_503_to_send_again(
     assert check(client, auth, "offers", "email") == "granted"
     assert client.post(link, data={"List-Unsubscribe": "One-Click"}).status_code == 200
     assert check(client, auth, "offers", "email") == "withdrawn"
+
+
+def test_a_confirmation_that_outlasts_the_write_window_shows_its_page_again(
+    client: TestClient, auth: dict[str, str], sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A decision whose transaction outlasts `WRITE_WINDOW` is not kept (server.visibility): the person sees the
+    same page as for a busy database, and the next click confirms."""
+    client.post(f"/v1/subjects/{REF}/preference-links", json={"email": ADDRESS, "locale": "fr"}, headers=auth)
+    assert record(client, auth, REF, [("newsletter", "email", "grant")]).status_code == 201
+    confirm_url = link_in(sink.messages[0])
+    form = {"token": confirm_url.split("token=")[1], "csrf": csrf_of(client.get(confirm_url).text)}
+    ledger = services_of(client).ledger
+    real_clock = ledger.clock
+    start, readings = datetime.now(UTC), itertools.count()
+    monkeypatch.setattr(ledger, "clock", lambda: start + next(readings) * WRITE_WINDOW)  # each reading a window on
+    slow = client.post("/preferences/confirm", data=form)
+    assert slow.status_code == 503 and slow.headers["retry-after"] == "1"
+    assert BUSY_FR in slow.text and 'id="pc-confirm"' in slow.text
+    assert check(client, auth, "newsletter", "email") == "pending_confirmation"
+    monkeypatch.setattr(ledger, "clock", real_clock)
+    assert client.post("/preferences/confirm", data=form).status_code == 200
+    assert check(client, auth, "newsletter", "email") == "granted"

@@ -144,7 +144,8 @@ async def oidc_callback(request: Request) -> Response:
             response = await _sign_in(request, account, "oidc", flow["next"])
     except (OidcError, accounts.SignInRefused) as exc:
         response = _login_page(request, error=exc.detail, status=400)
-    except DatabaseBusy:  # the code is spent: the person starts the sign-in again
+    except DatabaseBusy:  # the code is spent: the person starts the sign-in again, to where they were going
+        request.state.desk_next = flow["next"]
         response = _login_page(request, error=BUSY, status=503)
     desk.sessions.clear_flow(response)
     return response
