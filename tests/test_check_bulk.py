@@ -24,7 +24,9 @@ def _seed(client: TestClient, auth: dict[str, str]) -> list[dict[str, str]]:
     record(client, auth, "c", [("offers", "post", "object"), ("offers", "email", "soft_opt_in")])
     # A ref with a no-break space: valid, though not str.isprintable() (the bulk fast path hands it to the full rule).
     record(client, auth, "d\u00a0e", [("offers", "email", "grant")])
-    refs = ["a", "b", "c", "d\u00a0e", "ghost"]
+    # A ref that JSON must escape: every answer and export line writes it as a JSON string.
+    assert record(client, auth, 'q"u', [("offers", "email", "grant")]).status_code == 201
+    refs = ["a", "b", "c", "d\u00a0e", 'q"u', "ghost"]
     return [{"subject": r, "purpose": p, "channel": c} for r, (p, c) in itertools.product(refs, PAIRS)]
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from json.encoder import encode_basestring  # a str as a JSON string, as orjson writes it (C)
 from typing import Any
 
 import orjson
@@ -80,15 +81,21 @@ async def export_allowed(
             "ORDER BY c.subject_id"
         )
     stale = _reconsent_rule(catalog, purpose.code, now)
-    dumps = orjson.dumps
+    reconsent = any(same or threshold for same, threshold in catalog.reconsent_rules(purpose.code, now).values())
+    quote = encode_basestring
+    # A chunk's lines as one text, encoded once: 0.10-0.16 us a row against 0.25-0.38 with a bytes concatenation and
+    # an orjson call a row (bench/README.md, "eleventh session").
     async for rows in reader.stream(sql, [purpose.code, channel, _param(reader, now)], CHUNK):
-        out = []
-        for ref, status, since, policy_id in rows:
-            if status == "granted" and stale(policy_id, since):
-                continue
-            out.append(b'{"ref":' + dumps(ref) + b"}\n")
-        if out:
-            yield b"".join(out)
+        if reconsent:
+            lines = [
+                f'{{"ref":{quote(ref)}}}\n'
+                for ref, status, since, policy_id in rows
+                if status != "granted" or not stale(policy_id, since)
+            ]
+        else:  # no version of the purpose's policies asks for re-consent now: every row read is allowed
+            lines = [f'{{"ref":{quote(ref)}}}\n' for ref, _status, _since, _policy in rows]
+        if lines:
+            yield "".join(lines).encode()
 
 
 async def export_changes(
