@@ -17,6 +17,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from server.ledger import repair as repair_module
+from server.ledger import verify as verify_module
 from server.ledger.append import Decision, RecordRequest
 from server.settings import Settings
 from tests.conftest import Clock, run, services_of
@@ -215,7 +216,7 @@ def test_a_decision_recorded_during_the_search_is_not_taken_for_tampering(
     leaves more events than the head it read. That subject is judged again under its lock, where its chain is
     sound and its projection right: nothing is refused, nothing is written."""
     services = services_of(client)
-    read_events = repair_module.load_page
+    read_events = verify_module.load_page
     recorded: list[Any] = []
 
     async def events_read_after_a_decision(ids: list[Any], conn: Any = None) -> Any:
@@ -227,7 +228,7 @@ def test_a_decision_recorded_during_the_search_is_not_taken_for_tampering(
             recorded.append(await services.ledger.record(request))
         return await read_events(ids, conn)
 
-    monkeypatch.setattr(repair_module, "load_page", events_read_after_a_decision)
+    monkeypatch.setattr(verify_module, "load_page", events_read_after_a_decision)  # the search's read, not the lock's
     report = run(client, repair_module.repair_ledger, services.clock)
 
     assert recorded and report.subjects == 2

@@ -26,16 +26,7 @@ from tortoise.transactions import in_transaction
 from server.consent import read_model
 from server.db import is_postgres, lock_row
 from server.ledger.replay import replay
-from server.ledger.verify import (
-    Break,
-    load_page,
-    policy_bodies,
-    stale_read_model,
-    state_matches,
-    subject_pages,
-    verify_chain,
-    verify_projection,
-)
+from server.ledger.verify import Break, judged_subjects, load_page, policy_bodies, state_matches, verify_chain
 from server.models import ConsentState, Subject
 
 
@@ -73,26 +64,19 @@ async def repair_ledger(
     look stale. So every subject found wrong is judged again under its lock, by `repair_subject`."""
     report = RepairReport()
     policies = await policy_bodies()
-    async for subjects in subject_pages(page_size):
-        ids = [s["id"] for s in subjects]
-        events, states = await load_page(ids)
-        stale = await stale_read_model(ids)
-        for subject in subjects:
-            report.subjects += 1
-            sid = str(subject["id"])
-            broken = verify_chain(subject, events[sid], policies)
-            consistent = verify_projection(subject, events[sid], states[sid]) is None and subject["ref"] not in stale
-            if broken is None and consistent:
-                continue
-            outcome = await repair_subject(subject["id"], policies, clock)
-            if outcome is None:
-                continue
-            if isinstance(outcome, Break):
-                report.refused.append(outcome)
-            else:
-                report.repaired.append(outcome)
-            if announce is not None:
-                announce(outcome)
+    async for subject, _, found in judged_subjects(page_size):
+        report.subjects += 1
+        if found is None:
+            continue
+        outcome = await repair_subject(subject["id"], policies, clock)
+        if outcome is None:
+            continue
+        if isinstance(outcome, Break):
+            report.refused.append(outcome)
+        else:
+            report.repaired.append(outcome)
+        if announce is not None:
+            announce(outcome)
     return report
 
 

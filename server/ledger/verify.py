@@ -41,6 +41,17 @@ class VerifyReport:
 
 async def verify_ledger(page_size: int = 500) -> VerifyReport:
     report = VerifyReport()
+    async for _, events, broken in judged_subjects(page_size):
+        report.subjects += 1
+        report.events += events
+        if broken:
+            report.breaks.append(broken)
+    return report
+
+
+async def judged_subjects(page_size: int = 500) -> AsyncIterator[tuple[dict[str, Any], int, Break | None]]:
+    """Every subject, in pages by id, with its number of events and the first thing found wrong with it: its chain,
+    its projection against a replay, or (PostgreSQL) its check read model. Read without a lock."""
     policies = await policy_bodies()
     async for subjects in subject_pages(page_size):
         ids = [s["id"] for s in subjects]
@@ -48,16 +59,12 @@ async def verify_ledger(page_size: int = 500) -> VerifyReport:
         stale = await stale_read_model(ids)
         for subject in subjects:
             sid = str(subject["id"])
-            report.subjects += 1
-            report.events += len(events[sid])
             broken = verify_chain(subject, events[sid], policies) or verify_projection(
                 subject, events[sid], states[sid]
             )
             if broken is None and subject["ref"] in stale:
                 broken = Break(subject["ref"], None, "the consent check's read model differs from the state projection")
-            if broken:
-                report.breaks.append(broken)
-    return report
+            yield subject, len(events[sid]), broken
 
 
 async def policy_bodies() -> dict[int, dict[str, str]]:
