@@ -569,7 +569,7 @@ def test_the_server_refuses_to_start_on_a_database_missing_a_migration(empty_url
     start. Once migrated, it starts."""
     run_sync(apply_migrations(empty_url, target="models.0013_subject_indexes"))
     settings = app_settings(empty_url, tmp_path / "keys")
-    missing = r"has not applied 0014_check_read_model, 0015_check_ref_hash: run `python -m server migrate`"
+    missing = r"has not applied 0014_check_read_model(, \w+)*: run `python -m server migrate`"  # and any later one
     with pytest.raises(MigrationError, match=missing), TestClient(create_app(settings)):
         pass
     run_sync(apply_migrations(empty_url))

@@ -64,7 +64,7 @@ async def repair_ledger(
     look stale. So every subject found wrong is judged again under its lock, by `repair_subject`."""
     report = RepairReport()
     policies = await policy_bodies()
-    async for subject, _, found in judged_subjects(page_size):
+    async for subject, _, found in judged_subjects(policies, page_size):
         report.subjects += 1
         if found is None:
             continue

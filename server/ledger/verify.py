@@ -41,7 +41,7 @@ class VerifyReport:
 
 async def verify_ledger(page_size: int = 500) -> VerifyReport:
     report = VerifyReport()
-    async for _, events, broken in judged_subjects(page_size):
+    async for _, events, broken in judged_subjects(await policy_bodies(), page_size):
         report.subjects += 1
         report.events += events
         if broken:
@@ -49,10 +49,12 @@ async def verify_ledger(page_size: int = 500) -> VerifyReport:
     return report
 
 
-async def judged_subjects(page_size: int = 500) -> AsyncIterator[tuple[dict[str, Any], int, Break | None]]:
-    """Every subject, in pages by id, with its number of events and the first thing found wrong with it: its chain,
-    its projection against a replay, or (PostgreSQL) its check read model. Read without a lock."""
-    policies = await policy_bodies()
+async def judged_subjects(
+    policies: dict[int, dict[str, str]], page_size: int = 500
+) -> AsyncIterator[tuple[dict[str, Any], int, Break | None]]:
+    """Every subject, in pages by id, with its number of events and the first thing found wrong with it: its chain
+    (against `policy_bodies`), its projection against a replay, or (PostgreSQL) its check read model. Read without a
+    lock."""
     async for subjects in subject_pages(page_size):
         ids = [s["id"] for s in subjects]
         events, states = await load_page(ids)
