@@ -21,7 +21,7 @@ from preference_center.tokens import LinkClaims, LinkTokenRefused
 from preference_center.view import SubjectData, load_subject
 from preference_center.web import center_of, evidence, form_fields, html
 from server.db import busy_as_domain_error
-from server.errors import DatabaseBusy, InvalidTransition, WriteWindowExceeded
+from server.errors import SEND_AGAIN, InvalidTransition
 from server.ledger.append import Decision, RecordRequest
 from server.models import UISnapshot
 
@@ -126,6 +126,6 @@ async def confirm(request: Request) -> Response:
             )
     except InvalidTransition:  # confirmed by a concurrent click: the same answer as a replay
         return await _render(request, claims, await load_subject(claims.ref), "already", token)
-    except (DatabaseBusy, WriteWindowExceeded):  # nothing recorded: the page again, with its button
+    except SEND_AGAIN:  # nothing recorded: the page again, with its button
         return await _render(request, claims, data, "busy", token)
     return await _render(request, claims, data, "done", token)

@@ -13,7 +13,7 @@ from preference_center.center import PreferenceCenter
 from preference_center.pages import Posted, answer, posted, reconsent_fragment, record
 from preference_center.view import PRIMARY_DOCUMENT, Row, build_rows, current_policy, find_control
 from preference_center.web import center_of
-from server.errors import DatabaseBusy, InvalidTransition, WriteWindowExceeded
+from server.errors import SEND_AGAIN, InvalidTransition
 from server.ledger.append import Decision
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ async def toggle(request: Request) -> Response:
     except InvalidTransition:
         notice = center.gettext(lang, "Your choices changed in the meantime; here they are as they stand now.")
         return await answer(request, p, notice, status=409)
-    except (DatabaseBusy, WriteWindowExceeded):
+    except SEND_AGAIN:
         return await _busy(request, p, center, lang)
     event = result.events[0]
     if event.status == "pending_confirmation":
@@ -179,7 +179,7 @@ async def unsubscribe_all(request: Request) -> Response:
     except InvalidTransition:
         notice = center.gettext(lang, "Your choices changed in the meantime; here they are as they stand now.")
         return await answer(request, p, notice, status=409)
-    except (DatabaseBusy, WriteWindowExceeded):
+    except SEND_AGAIN:
         return await _busy(request, p, center, lang)
     notice = center.gettext(lang, "Done: you will no longer receive any marketing from us.")
     return await answer(request, p, notice)
@@ -206,7 +206,7 @@ async def reconsent(request: Request) -> Response:
     except InvalidTransition:
         notice = center.gettext(lang, "Your choices changed in the meantime; here they are as they stand now.")
         return await answer(request, p, notice, status=409)
-    except (DatabaseBusy, WriteWindowExceeded):
+    except SEND_AGAIN:
         return await _busy(request, p, center, lang)
     labels = {"purpose": _labels(center, lang, row, row.reconsent.channels[0])["purpose"]}
     if choice == "accept":

@@ -22,7 +22,7 @@ from preference_center.tokens import LinkClaims, LinkTokenRefused
 from preference_center.view import ON_STATUSES, Control, Row, SubjectData, build_rows, find_control, load_subject
 from preference_center.web import center_of, evidence, form_fields, html
 from server.db import busy_as_domain_error
-from server.errors import DatabaseBusy, InvalidTransition, WriteWindowExceeded
+from server.errors import SEND_AGAIN, InvalidTransition
 from server.ledger.append import Decision, RecordRequest, Snapshot
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ async def one_click(request: Request) -> Response:
             )
     except InvalidTransition:
         return _render(request, claims, lang, "already", found)
-    except (DatabaseBusy, WriteWindowExceeded):  # nothing recorded
+    except SEND_AGAIN:  # nothing recorded
         response = _render(request, claims, lang, "busy", found, status=503)
         response.headers["Retry-After"] = "1"
         return response

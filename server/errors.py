@@ -139,6 +139,11 @@ class DatabaseBusy(ConsentError):
         return cls("The database stayed busy and the request did not go through. Send it again.")
 
 
+# Nothing was kept and the same request may simply be sent again (503 with Retry-After): every surface that answers
+# these in its own form catches both.
+SEND_AGAIN: tuple[type[ConsentError], ...] = (WriteWindowExceeded, DatabaseBusy)
+
+
 ALL_ERRORS: tuple[type[ConsentError], ...] = (
     ConsentError,
     InvalidRequest,

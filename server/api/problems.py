@@ -14,7 +14,7 @@ from starlette.responses import Response
 from tortoise.exceptions import BaseORMException
 
 from server.db import is_busy_error
-from server.errors import AuthenticationRequired, ConsentError, DatabaseBusy, InsufficientScope, WriteWindowExceeded
+from server.errors import SEND_AGAIN, AuthenticationRequired, ConsentError, DatabaseBusy, InsufficientScope
 
 log = logging.getLogger("server.errors")
 MEDIA_TYPE = "application/problem+json"
@@ -42,7 +42,7 @@ async def consent_error(request: Request, exc: Exception) -> Response:
             f'Bearer realm="consent", error="insufficient_scope", scope="{exc.scope}", '
             f'error_description="{_quote(exc.detail)}"'
         )
-    elif isinstance(exc, WriteWindowExceeded | DatabaseBusy):
+    elif isinstance(exc, SEND_AGAIN):
         headers["Retry-After"] = "1"
     return problem(exc.status, exc.slug, exc.title, exc.detail, headers, **exc.extensions)
 
