@@ -446,7 +446,7 @@ def batch_checks(opts: Options, server: BenchServer, token: str, rng: random.Ran
 
 class RssSampler(threading.Thread):
     """Samples the server's RSS every 50 ms until stopped (or `limit_s` passed): the server process and its
-    children (on SQLite, the stream's worker processes: server.consent.stream_workers), summed."""
+    children (the stream's worker processes: server.consent.stream_workers), summed."""
 
     def __init__(self, pid: int, limit_s: float) -> None:
         super().__init__(daemon=True)

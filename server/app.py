@@ -17,9 +17,9 @@ from server.api.problems import EXCEPTION_HANDLERS
 from server.api.routes import ENDPOINTS
 from server.clock import utc_now
 from server.consent.check import CheckService
-from server.consent.open import open_reader
+from server.consent.open import open_reader, postgres_target
 from server.consent.reader import SqliteStateReader
-from server.consent.stream_workers import StreamWorkers
+from server.consent.stream_workers import PostgresSource, SqliteSource, StreamWorkers
 from server.db import connection, tortoise_config, unapplied_migrations
 from server.middleware.metrics import MetricsMiddleware, Registry
 from server.middleware.request_log import RequestLogMiddleware
@@ -54,8 +54,13 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
             )
         reader = await open_reader(settings.database_url, settings.sqlite_bulk_mmap_mb)
         stream_workers = None
-        if isinstance(reader, SqliteStateReader) and settings.stream_workers:
-            stream_workers = StreamWorkers(reader.path, settings.stream_workers, reader.bulk_mmap_mb)
+        if settings.stream_workers:
+            source = (
+                SqliteSource(reader.path, reader.bulk_mmap_mb)
+                if isinstance(reader, SqliteStateReader)
+                else PostgresSource(*postgres_target(settings.database_url))
+            )
+            stream_workers = StreamWorkers(source, settings.stream_workers)
             stream_workers.start()
         services.checks = CheckService(services.catalog, reader, clock, stream_workers)
         checkpoints = (

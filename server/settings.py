@@ -41,7 +41,8 @@ class Settings:
     catalog_ttl_s: float = 5.0
     # SQLite: bytes of the database file each bulk-read connection (batch and stream checks) reads through mmap.
     sqlite_bulk_mmap_mb: int = 1024
-    # SQLite: worker processes that answer stream checks (server.consent.stream_workers); 0 answers them in process.
+    # Worker processes that answer stream checks (server.consent.stream_workers); 0 answers them in process.
+    # STREAM_WORKERS; unset: 2 on SQLite, 3 on PostgreSQL.
     stream_workers: int = 2
     log_level: str = "INFO"
     environment: str = "development"
@@ -99,8 +100,12 @@ class Settings:
         )
         if environment == "production" and "SECRET_KEY" not in values:
             raise SettingsError("SECRET_KEY is missing; it is required when ENVIRONMENT='production'.")
+        database_url = _database_url(values.get("DATABASE_URL", f"sqlite://{data_dir}/consent.sqlite3"))
+        # PostgreSQL's workers spend part of each chunk waiting for the database: one more than the 2 cores here
+        # kept both busy (bench/README.md, "twelfth session").
+        stream_workers = values.get("STREAM_WORKERS", "2" if database_url.startswith("sqlite") else "3")
         settings = cls(
-            database_url=_database_url(values.get("DATABASE_URL", f"sqlite://{data_dir}/consent.sqlite3")),
+            database_url=database_url,
             secret_key=_secret_key(values.get("SECRET_KEY"), data_dir),
             signing_keys_dir=Path(values.get("SIGNING_KEYS_DIR", str(data_dir / "signing-keys"))),
             public_url=_url("PUBLIC_URL", values.get("PUBLIC_URL", "http://127.0.0.1:8000")),
@@ -110,7 +115,7 @@ class Settings:
             token_lifetime_s=_int("TOKEN_LIFETIME_SECONDS", values.get("TOKEN_LIFETIME_SECONDS", "900"), 60, 86400),
             token_cache_size=_int("TOKEN_CACHE_SIZE", values.get("TOKEN_CACHE_SIZE", "10000"), 0, 10_000_000),
             sqlite_bulk_mmap_mb=_int("SQLITE_BULK_MMAP_MB", values.get("SQLITE_BULK_MMAP_MB", "1024"), 0, 2047),
-            stream_workers=_int("STREAM_WORKERS", values.get("STREAM_WORKERS", "2"), 0, 64),
+            stream_workers=_int("STREAM_WORKERS", stream_workers, 0, 64),
             max_body_bytes=_int("MAX_BODY_BYTES", values.get("MAX_BODY_BYTES", str(1024 * 1024)), 1024, 1 << 30),
             log_level=_choice("LOG_LEVEL", values.get("LOG_LEVEL", "INFO").upper(), {"DEBUG", "INFO", "WARNING"}),
             environment=environment,

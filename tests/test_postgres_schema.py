@@ -1,11 +1,12 @@
 """A PostgreSQL deployment in a schema of its own (`DATABASE_URL=postgres://.../db?schema=NAME`, which
 `server.db.credentials` accepts): every table, trigger and function lives in that schema, and every path works
-there: recording (and the read model's triggers), the single, batch and stream checks (their own connection pool),
-the audience export, `ledger verify`."""
+there: recording (and the read model's triggers), the single, batch and stream checks (their own connection pool,
+and the stream's worker processes), the audience export, `ledger verify`."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
@@ -14,7 +15,7 @@ from starlette.testclient import TestClient
 
 from server.app import create_app
 from server.settings import Settings
-from tests.conftest import app_settings, bearer, record
+from tests.conftest import app_settings, bearer, record, services_of
 from tests.databases import PostgresTemplate, _asyncpg_dsn, prepare, run_sync
 from tests.test_check_reasons import check
 from tests.test_ledger_verify import verify
@@ -46,7 +47,7 @@ def test_a_deployment_in_its_own_schema_records_checks_and_exports(schema_settin
     url = schema_settings.database_url
     public = run_sync(_execute(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
     assert public == [], "every table goes to the deployment's schema"
-    with TestClient(create_app(schema_settings), raise_server_exceptions=False) as client:
+    with TestClient(create_app(replace(schema_settings, stream_workers=2)), raise_server_exceptions=False) as client:
         auth = bearer(client)
         assert record(client, auth, "cust-a", [("offers", "email", "grant")]).status_code == 201
         assert record(client, auth, "cust-b", [("offers", "email", "grant")]).status_code == 201
@@ -55,6 +56,9 @@ def test_a_deployment_in_its_own_schema_records_checks_and_exports(schema_settin
         assert check(client, auth, "cust-a", "offers", "email")["reason"] == "granted"
         assert check(client, auth, "cust-b", "offers", "email")["reason"] == "withdrawn"
         assert check(client, auth, "nobody", "offers", "email")["reason"] == "unknown_subject"
+        checks = services_of(client).checks
+        assert checks is not None and checks.stream_workers is not None
+        assert checks.stream_workers.chunks_answered == 3  # each check's stream read by a worker, in the schema
         export = client.get("/v1/audiences/offers/email", headers=auth)
         assert export.status_code == 200, export.text
         assert export.text == '{"ref":"cust-a"}\n'

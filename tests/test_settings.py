@@ -36,6 +36,11 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.max_body_bytes == 1048576
     assert settings.sqlite_bulk_mmap_mb == 1024
     assert settings.stream_workers == 2
+    assert Settings.from_env({"DATABASE_URL": "postgres://u@db/consent"}, env_file=None).stream_workers == 3
+    assert (
+        Settings.from_env({"DATABASE_URL": "postgres://u@db/c", "STREAM_WORKERS": "0"}, env_file=None).stream_workers
+        == 0
+    )
     assert settings.log_level == "INFO"
     assert settings.environment == "development"
     # no SECRET_KEY: one is generated into DATA_DIR (default ./data)

@@ -1,8 +1,8 @@
-"""Stream checks answered in worker processes (SQLite, `STREAM_WORKERS`) answer what single checks answer.
+"""Stream checks answered in worker processes (`STREAM_WORKERS`) answer what single checks answer.
 
-The workers run the same rule as the in-process path, on their own read-only connections, for the catalog and the
-instant the server hands them. These tests start them (the shared `settings` fixture turns them off). PostgreSQL
-has no workers: the same tests check that its streams are answered in process, as they are on SQLite with none.
+The workers run the same rule as the in-process path, on their own connections (SQLite: read-only; PostgreSQL: one
+each), for the catalog and the instant the server hands them. These tests start them (the shared `settings` fixture
+turns them off), on both databases.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -32,6 +33,7 @@ from server.settings import Settings
 from tests.conftest import Clock, bearer, record, run, services_of
 from tests.test_check_reasons import CASES, PAST
 from tests.test_crash_safety import access_token, cli, free_port, server_env, start_server, wait_ready
+from tests.test_ledger_verify import sql
 
 STREAM = {"Content-Type": "application/x-ndjson"}
 
@@ -47,12 +49,9 @@ def _checks(client: TestClient) -> CheckService:
     return checks
 
 
-def _workers_expected(client: TestClient, backend: str) -> stream_workers.StreamWorkers | None:
-    """The app's workers: two on SQLite; none on PostgreSQL, whose streams the database answers."""
+def _workers_expected(client: TestClient) -> stream_workers.StreamWorkers:
+    """The app's two workers."""
     workers = _checks(client).stream_workers
-    if backend == "postgres":
-        assert workers is None
-        return None
     assert workers is not None and workers.workers == 2
     return workers
 
@@ -86,13 +85,11 @@ def _flag(ref: str, field: str, value: datetime) -> Any:
     return apply
 
 
-def test_workers_answer_every_reason_as_single_checks(
-    client: TestClient, auth: dict[str, str], clock: Clock, backend: str
-) -> None:
+def test_workers_answer_every_reason_as_single_checks(client: TestClient, auth: dict[str, str], clock: Clock) -> None:
     """Every history of the reason table, flags applying now and later, at instants before and after an expiry and
     a material policy version coming into force: the stream's line for each question is the single check's
     answer, and a bad line between them gets its error in its place."""
-    workers = _workers_expected(client, backend)
+    workers = _workers_expected(client)
     clock.set(PAST)
     refs = []
     for number, (_, decisions, purpose, channel, _, _) in enumerate(CASES):
@@ -135,12 +132,12 @@ def test_workers_answer_every_reason_as_single_checks(
         assert lines == [{"line": n, **q, **a} for n, q, a in zip(numbers, questions, expected, strict=True)], instant
     assert reasons >= {c[5] for c in CASES} | {"erased", "restricted", "unknown_subject", "expired"}
     assert "reconsent_required" in reasons
-    if workers is not None:
-        assert len(workers.pids()) == 2
+    assert len(workers.pids()) == 2
+    assert workers.chunks_answered == 3  # one chunk a stream
 
 
 def test_a_long_stream_through_workers_is_byte_for_byte_the_in_process_one(
-    client: TestClient, auth: dict[str, str], backend: str
+    client: TestClient, auth: dict[str, str]
 ) -> None:
     """Several chunks, with blank lines, bad JSON, a question for an unknown purpose and an over-long line among
     them: the same bytes as the stream answered in process, every line numbered as sent."""
@@ -155,10 +152,9 @@ def test_a_long_stream_through_workers_is_byte_for_byte_the_in_process_one(
     lines[2_750] = b'{"subject": "a", "purpose": "nope", "channel": "email"}'
     lines[4_000] = b'{"subject": "' + b"x" * (70 * 1024) + b'"}'
     body = b"\n".join(lines) + b"\n"
-    workers = _workers_expected(client, backend)
+    workers = _workers_expected(client)
     answered = _stream(client, auth, body)
-    if workers is not None:
-        assert workers.chunks_answered == 6  # 5,500 lines: five chunks of 1,000 lines and the rest
+    assert workers.chunks_answered == 6  # 5,500 lines: five chunks of 1,000 lines and the rest
     assert answered == _in_process(client, auth, body)
     out = [orjson.loads(line) for line in answered.splitlines()]
     assert len(out) == 5_499  # the blank line is not answered
@@ -174,14 +170,11 @@ def test_a_long_stream_through_workers_is_byte_for_byte_the_in_process_one(
 
 
 def test_a_worker_that_dies_costs_no_answer(
-    client: TestClient,
-    auth: dict[str, str],
-    backend: str,
-    caplog: pytest.LogCaptureFixture,
+    client: TestClient, auth: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     """A worker killed before a stream breaks the pool: that stream is still answered in full (in process), and
     a new pool answers a stream once RESTART_AFTER_S has passed."""
-    workers = _workers_expected(client, backend)
+    workers = _workers_expected(client)
     record(client, auth, "a", [("offers", "email", "grant")])
     body = b"".join(
         orjson.dumps({"subject": ("a", "ghost")[i % 2], "purpose": "offers", "channel": "email"}) + b"\n"
@@ -189,9 +182,6 @@ def test_a_worker_that_dies_costs_no_answer(
     )
     expected = _in_process(client, auth, body)
     assert expected.count(b'"allowed":true') == 1_750
-    if workers is None:
-        assert _stream(client, auth, body) == expected
-        return
     assert _stream(client, auth, body) == expected  # the pool is up and answering
     before = workers.pids()
     pool = workers._pool
@@ -216,12 +206,12 @@ def test_a_worker_that_dies_costs_no_answer(
     assert len(after) == 2 and not set(after) & set(before)
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])  # the workers are SQLite's
-def test_a_worker_answers_without_the_orm_or_the_web_stack(client: TestClient, auth: dict[str, str]) -> None:
-    """A worker imports what a chunk needs (the check rule, the reader, the catalogue snapshot), not Tortoise,
-    asyncpg or Starlette: about 25 MB of memory less in each, for the life of the server."""
-    workers = _workers_expected(client, "sqlite")
-    assert workers is not None
+def test_a_worker_answers_without_the_orm_or_the_web_stack(
+    client: TestClient, auth: dict[str, str], backend: str
+) -> None:
+    """A worker imports what a chunk needs (the check rule, the reader, the catalogue snapshot, and on PostgreSQL
+    its driver), not Tortoise or Starlette: about 25 MB of memory less in each, for the life of the server."""
+    workers = _workers_expected(client)
     body = b"".join(
         orjson.dumps({"subject": f"s{i}", "purpose": "offers", "channel": "email"}) + b"\n" for i in range(2_500)
     )
@@ -229,8 +219,62 @@ def test_a_worker_answers_without_the_orm_or_the_web_stack(client: TestClient, a
     assert workers.chunks_answered >= 2
     assert workers._pool is not None
     loaded = "sorted({m.split('.')[0] for m in __import__('sys').modules} & {'tortoise', 'asyncpg', 'starlette'})"
+    driver = ["asyncpg"] if backend == "postgres" else []
     for _ in range(4):  # whichever worker takes the job
-        assert workers._pool.submit(eval, loaded).result(timeout=30) == []
+        assert workers._pool.submit(eval, loaded).result(timeout=30) == driver
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_workers_whose_database_connections_were_ended_connect_again(
+    client: TestClient,
+    auth: dict[str, str],
+    settings: Settings,
+    postgres_template: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An operator ends the workers' backends (as a PostgreSQL restart would): the next stream is answered by the
+    workers, which connect again. While the database takes no new connection, their chunks are answered in process:
+    the same answers, a warning in the log."""
+    workers = _workers_expected(client)
+    record(client, auth, "a", [("offers", "email", "grant")])
+    body = b"".join(
+        orjson.dumps({"subject": ("a", "ghost")[i % 2], "purpose": "offers", "channel": "email"}) + b"\n"
+        for i in range(3_500)
+    )
+    expected = _in_process(client, auth, body)
+    assert expected.count(b'"allowed":true') == 1_750
+    database = urlsplit(settings.database_url).path.lstrip("/")
+    end_workers = (
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        f"WHERE application_name = '{stream_workers.APPLICATION_NAME}' AND datname = current_database()"
+    )
+    assert _stream(client, auth, body) == expected
+    connected = (
+        "SELECT count(*) FROM pg_stat_activity "
+        f"WHERE application_name = '{stream_workers.APPLICATION_NAME}' AND datname = current_database()"
+    )
+    deadline = time.monotonic() + 30  # each connects as it starts; one may still be starting
+    while sql(settings.database_url, query=connected) != [(2,)] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sql(settings.database_url, query=end_workers) == [(2,)]
+    with caplog.at_level(logging.WARNING, logger="server.consent.stream_workers"):
+        assert _stream(client, auth, body) == expected
+    assert workers.chunks_answered == 8 and "could not read" not in caplog.text
+    # The backends are ended again, and the database refuses new connections: the workers cannot read.
+    # (Ended first: the workers connect again only when a chunk comes. One worker may have taken every chunk.)
+    assert sql(settings.database_url, query=end_workers) in ([(1,)], [(2,)])
+    admin = postgres_template.admin_url
+    sql(admin, f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+    try:
+        with caplog.at_level(logging.WARNING, logger="server.consent.stream_workers"):
+            assert _stream(client, auth, body) == expected
+    finally:
+        sql(admin, f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+    assert workers.chunks_answered == 8
+    assert "a stream worker could not read a chunk" in caplog.text and "not currently accepting" in caplog.text
+    assert len(workers.pids()) == 2  # the pool is not broken: the same workers answer once they can connect
+    assert _stream(client, auth, body) == expected
+    assert workers.chunks_answered == 12
 
 
 def test_over_real_http_a_body_cut_anywhere_gets_the_same_answers(sqlite_template: Any, tmp_path: Path) -> None:
@@ -396,6 +440,5 @@ def test_a_server_that_cannot_start_workers_still_answers_streams(
         answered = _stream(client, auth, body)
         assert answered == _in_process(client, auth, body) and answered.count(b'"allowed":true') == 1_250
         workers = _checks(client).stream_workers
-        assert settings.database_url.startswith("postgres") or (workers is not None and workers.pids() == [])
-    if not settings.database_url.startswith("postgres"):
-        assert "stream worker processes could not start" in caplog.text
+        assert workers is not None and workers.pids() == []
+    assert "stream worker processes could not start" in caplog.text

@@ -28,9 +28,9 @@ from server.visibility import FEED_OVERLAP
 _OPTS = orjson.OPT_UTC_Z
 BATCH_BODY_LIMIT = 8 * 1024 * 1024
 STREAM_CHUNK = 1000
-# Chunks of one stream answered at once without worker processes (PostgreSQL; SQLite with STREAM_WORKERS=0); with
-# workers, two a worker. With the one-probe read (server.consent.read_model), 4 beat 2 and 6 on PostgreSQL in
-# alternated runs (bench/README.md, "tenth session"): ~12 % more checks/s than 2.
+# Chunks of one stream answered at once without worker processes (STREAM_WORKERS=0); with workers, two a worker.
+# In process, with the one-probe read (server.consent.read_model), 4 beat 2 and 6 on PostgreSQL in alternated runs
+# (bench/README.md, "tenth session"): ~12 % more checks/s than 2.
 IN_FLIGHT = 4
 MAX_IN_FLIGHT = 8  # chunks of one stream answered at once with worker processes, whatever their number
 

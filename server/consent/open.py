@@ -13,9 +13,14 @@ async def open_reader(database_url: str, sqlite_bulk_mmap_mb: int = BULK_MMAP_MB
     if urlsplit(database_url).scheme == "sqlite":
         path = credentials(database_url)["credentials"]["file_path"]
         return SqliteStateReader(path, bulk_mmap_mb=sqlite_bulk_mmap_mb)
+    dsn, schema = postgres_target(database_url)
+    return await PostgresStateReader.connect(dsn, search_path=schema)
+
+
+def postgres_target(database_url: str) -> tuple[str, str | None]:
+    """asyncpg's DSN for a PostgreSQL `DATABASE_URL`, and the schema of its `?schema=` (None: the server's default
+    `search_path`), which the check's connections take as their `search_path`, as Tortoise's connections get it:
+    the check's SQL and the read model's functions name their tables without one."""
     parts = urlsplit(database_url)
     dsn = urlunsplit(("postgresql", parts.netloc, parts.path, "", ""))
-    # The schema of `?schema=`, as Tortoise's connections get it: the check's SQL and the read model's functions
-    # name their tables without one.
-    schema = credentials(database_url)["credentials"].get("schema")
-    return await PostgresStateReader.connect(dsn, search_path=schema)
+    return dsn, credentials(database_url)["credentials"].get("schema")

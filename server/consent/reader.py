@@ -275,7 +275,7 @@ def _by_pair(keys: Sequence[Key]) -> dict[tuple[str, str], tuple[list[int], list
 
 # The keys go in as three texts of fields joined by the unit separator (U+001F), split by PostgreSQL: encoding three
 # text[] parameters made asyncpg call `isinstance` six times a key in Python (bench/README.md, "Where a stream's time
-# goes"). Questions never hold a control character (`validate_question`); `_fetch` checks anyway.
+# goes"). Questions never hold a control character (`validate_question`); `postgres_rows` checks anyway.
 # One probe a key: the subject's row by ref (through the hash index `read_model.REF_INDEX`, which the refs compared
 # COLLATE "C" select) holds its flags and, in `check_states`, every one of its states (server.consent.read_model).
 # The answer is ONE text for all the keys, decoded by one `orjson.loads`: a JSON value per key, in key order (`k.i`;
@@ -381,27 +381,8 @@ class PostgresStateReader:
         return results
 
     async def _fetch(self, keys: Sequence[Key]) -> list[Row | None]:
-        if not keys:
-            return []
-        fields = [_PG_SEPARATOR.join(column) for column in zip(*keys, strict=True)]
-        if any(text.count(_PG_SEPARATOR) != len(keys) - 1 for text in fields):
-            raise ValueError("a consent-check key holds U+001F")  # validate_question rules it out
         async with self._pool.acquire() as conn:
-            found = await conn.fetchval(_PG_MANY, *fields)
-        values = orjson.loads(f"[{found}]")
-        if len(values) != len(keys):
-            raise RuntimeError(f"{len(keys)} keys read, {len(values)} answers")
-        results: list[Row | None] = []
-        append = results.append
-        for value in values:
-            if value is None or len(value) == 5:  # unknown subject; a state and no flag
-                append(value if value is None else (None, None, *value))
-            elif not value:
-                append(_NO_STATE_NO_FLAG)
-            else:
-                erased, restricted, state = value
-                append((erased, restricted, *(state or _NO_STATE)))
-        return results
+            return await postgres_rows(conn, keys)
 
     async def _query(self, keys: Sequence[Key]) -> list[Lookup]:
         return [_lookup(row) for row in await self._fetch(keys)]
@@ -436,3 +417,28 @@ class PostgresStateReader:
 
     async def close(self) -> None:
         await self._pool.close()
+
+
+async def postgres_rows(conn: asyncpg.Connection, keys: Sequence[Key]) -> list[Row | None]:
+    """The bulk read of `keys` on one connection (`_PG_MANY`): the reader's pool and the stream worker processes
+    (server.consent.stream_workers) read with it."""
+    if not keys:
+        return []
+    fields = [_PG_SEPARATOR.join(column) for column in zip(*keys, strict=True)]
+    if any(text.count(_PG_SEPARATOR) != len(keys) - 1 for text in fields):
+        raise ValueError("a consent-check key holds U+001F")  # validate_question rules it out
+    found = await conn.fetchval(_PG_MANY, *fields)
+    values = orjson.loads(f"[{found}]")
+    if len(values) != len(keys):
+        raise RuntimeError(f"{len(keys)} keys read, {len(values)} answers")
+    results: list[Row | None] = []
+    append = results.append
+    for value in values:
+        if value is None or len(value) == 5:  # unknown subject; a state and no flag
+            append(value if value is None else (None, None, *value))
+        elif not value:
+            append(_NO_STATE_NO_FLAG)
+        else:
+            erased, restricted, state = value
+            append((erased, restricted, *(state or _NO_STATE)))
+    return results

@@ -1,19 +1,27 @@
-"""SQLite stream checks answered in worker processes, so that no GIL is shared with the event loop.
+"""Stream checks answered in worker processes, so that no GIL is shared with the event loop.
 
-A stream's work per check is Python (parse and validate the line, write the answer line) around a SQLite read. In
-one process the event loop and the bulk-read threads take turns holding the GIL, and with the reads mapped (mmap)
-the event loop is the limit: py-spy found the GIL held ~78 % of a stream, ~60 % by the event loop
-(bench/README.md, "Where a stream's time goes"). Here the event loop only cuts the body into chunks of lines; each
-chunk goes whole to one of `workers` processes, which parses it, reads its keys on its own read-only connection
-(mapped, as the bulk threads' are) and writes its answer lines. The event loop sends back what comes out, in order.
+A stream's work per check is Python (parse and validate the line, write the answer line) around a database read.
+In one process that Python all runs on the event loop, one core at most:
+- on SQLite the event loop and the bulk-read threads take turns holding the GIL, and with the reads mapped (mmap) the
+  event loop is the limit: py-spy found the GIL held ~78 % of a stream, ~60 % by the event loop (bench/README.md,
+  "Where a stream's time goes");
+- on PostgreSQL the event loop was busy ~75 % of a stream and the database about as much, the two waiting on each
+  other, with a fifth of the 2 cores idle (bench/README.md, "twelfth session").
+Here the event loop only cuts the body into chunks of lines; each chunk goes whole to one of `workers` processes,
+which parses it, reads its keys on its own connection and writes its answer lines. The event loop sends back what
+comes out, in order.
 
 - Same answers: a worker runs the same `BulkRule` (`parse`, `lines`) and `stream_body` as the in-process path, for
   the catalog snapshot and the instant the event loop gives it (each chunk is decided at its own `now`, as in
   process). The catalog goes pickled, and each worker keeps the last one it unpickled.
-- Same reads: each read is its own read transaction on the database file, as on a bulk thread; nothing is cached.
+- Same reads: on SQLite, a read-only connection of its own, mapped as the bulk threads' are (`sqlite_rows`); on
+  PostgreSQL, one connection of its own with the reader's query (`postgres_rows`), driven by a private event loop.
+  Each read is its own read transaction, at the time of the chunk, as in process; nothing is cached.
 - Started with the server (`spawn`: a fork of a process running an event loop and threads is not safe), so their
   memory is counted from the start and the first stream does not wait. A worker that dies breaks the pool: the
-  chunks it held are answered in process, and so is everything until a new pool starts (`RESTART_AFTER_S`).
+  chunks it held are answered in process, and so is everything until a new pool starts (`RESTART_AFTER_S`). A read
+  that fails in a worker (its PostgreSQL connection lost twice in a row, say) costs no answer either: that chunk is
+  answered in process.
 """
 
 from __future__ import annotations
@@ -24,15 +32,16 @@ import multiprocessing
 import os
 import pickle
 import signal
-import sqlite3
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
+from typing import Any, NamedTuple
 
 from server.consent.bulk import BulkRule, numbered_keys, stream_body
-from server.consent.reader import BULK_CACHE_KIB, Key, read_only_connection, sqlite_rows
+from server.consent.reader import BULK_CACHE_KIB, Key, Row, postgres_rows, read_only_connection, sqlite_rows
 from server.errors import ConsentError
 from server.policies.snapshot import CatalogSnapshot
 
@@ -40,21 +49,72 @@ log = logging.getLogger("server.consent.stream_workers")
 
 RESTART_AFTER_S = 30.0
 SERVER_POLL_S = 1.0  # how often a worker looks whether its server is still there
+APPLICATION_NAME = "consent-stream-worker"  # a PostgreSQL worker's connection, as `pg_stat_activity` shows it
 
 # A chunk: (number of its first line, the lines joined by newlines or None for one over-long line, line count).
 Segment = tuple[int, bytes | None, int]
 
+
+class SqliteSource(NamedTuple):
+    """What a worker reads: the SQLite file at `path`, `mmap_mb` of it mapped (`SQLITE_BULK_MMAP_MB`)."""
+
+    path: str
+    mmap_mb: int
+
+
+class PostgresSource(NamedTuple):
+    """What a worker reads: the PostgreSQL database at `dsn`, with `search_path` (`?schema=`) when not None."""
+
+    dsn: str
+    search_path: str | None
+
+
+class WorkerReadError(Exception):
+    """A worker could not read a chunk's keys (its message says why); the server answers that chunk itself."""
+
+
 # --- in the worker --------------------------------------------------------------------------------------------
 
-_connection: sqlite3.Connection | None = None
+_read: Callable[[Sequence[Key]], list[Row | None]] | None = None
 _catalog: tuple[int, CatalogSnapshot] | None = None
 
 
-def _start_worker(path: str, mmap_mb: int, server_pid: int) -> None:
-    global _connection
+def _start_worker(source: SqliteSource | PostgresSource, server_pid: int) -> None:
+    global _read
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's Ctrl-C stops the server, which stops its workers
     threading.Thread(target=_end_with, args=(server_pid,), name="end-with-server", daemon=True).start()
-    _connection = read_only_connection(path, BULK_CACHE_KIB, mmap_mb)
+    if isinstance(source, PostgresSource):
+        _read = _PostgresRows(source)
+    else:
+        connection = read_only_connection(source.path, BULK_CACHE_KIB, source.mmap_mb)
+        _read = lambda keys: sqlite_rows(connection, keys)  # noqa: E731
+
+
+class _PostgresRows:
+    """A worker's PostgreSQL reads: one connection of its own, driven by a private event loop (the worker has
+    nothing else to do while PostgreSQL reads). A connection found lost (PostgreSQL restarted, the backend ended
+    by an operator) is opened again and the read tried once more: a read changes nothing."""
+
+    def __init__(self, source: PostgresSource) -> None:
+        import asyncpg  # here: a SQLite worker never loads it (~14 MB)
+
+        settings = {"application_name": APPLICATION_NAME}
+        if source.search_path:
+            settings["search_path"] = source.search_path
+        loop = self._loop = asyncio.new_event_loop()
+        self._open = lambda: loop.run_until_complete(asyncpg.connect(source.dsn, server_settings=settings))
+        self._connection: Any = self._open()
+
+    def __call__(self, keys: Sequence[Key]) -> list[Row | None]:
+        if self._connection.is_closed():
+            self._connection = self._open()
+        try:
+            return self._loop.run_until_complete(postgres_rows(self._connection, keys))
+        except Exception:
+            if not self._connection.is_closed():
+                raise
+        self._connection = self._open()  # lost while idle: PostgreSQL restarted, or the backend was ended
+        return self._loop.run_until_complete(postgres_rows(self._connection, keys))
 
 
 def _end_with(server_pid: int) -> None:
@@ -76,27 +136,29 @@ def _answer_chunk(catalog_id: int, catalog_blob: bytes, now: datetime, segments:
     if _catalog is None or _catalog[0] != catalog_id:
         # The blob comes from the server process that started this one (as every argument of a pool job does).
         _catalog = (catalog_id, pickle.loads(catalog_blob))  # noqa: S301
-    assert _connection is not None
+    assert _read is not None
     rule = BulkRule(_catalog[1], now)
     numbers: list[int] = []
     items: list[Key | ConsentError] = []
     for first, block, count in segments:
         rule.parse(first, block, count, numbers, items)
     keys, key_numbers = numbered_keys(numbers, items)
-    lines = rule.lines(keys, sqlite_rows(_connection, keys), key_numbers)
-    return stream_body(lines, numbers, items)
+    try:
+        rows = _read(keys)
+    except Exception as exc:  # whatever the driver raises, and whether or not it pickles: the server logs it
+        raise WorkerReadError(f"{type(exc).__name__}: {exc}") from None
+    return stream_body(rule.lines(keys, rows, key_numbers), numbers, items)
 
 
 # --- in the server --------------------------------------------------------------------------------------------
 
 
 class StreamWorkers:
-    """A pool of `workers` processes answering stream chunks on `path` (see module docstring)."""
+    """A pool of `workers` processes answering stream chunks from `source` (see module docstring)."""
 
-    def __init__(self, path: str, workers: int, mmap_mb: int) -> None:
-        self.path = path
+    def __init__(self, source: SqliteSource | PostgresSource, workers: int) -> None:
+        self.source = source
         self.workers = workers
-        self._mmap_mb = mmap_mb
         self._pool: ProcessPoolExecutor | None = None
         self._catalog: tuple[CatalogSnapshot, int, bytes] | None = None  # the snapshot, its id here, pickled
         self._catalogs = 0
@@ -129,7 +191,7 @@ class StreamWorkers:
                 self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_start_worker,
-                initargs=(self.path, self._mmap_mb, os.getpid()),
+                initargs=(self.source, os.getpid()),
             )
         return self._pool
 
@@ -147,6 +209,9 @@ class StreamWorkers:
         try:
             future: Future[bytes] = pool.submit(_answer_chunk, catalog_id, blob, now, segments)
             body = await asyncio.wrap_future(future)
+        except WorkerReadError as exc:
+            log.warning("a stream worker could not read a chunk (%s); that chunk is answered in process", exc)
+            return None
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if self._closed and not (task and task.cancelling()):  # the job, cancelled by `close`, not this task
