@@ -9,17 +9,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
+import orjson
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
+from server.app import create_app
 from server.consent import read_model
 from server.settings import Settings
-from tests.conftest import record
+from tests.conftest import Clock, bearer, record
 from tests.databases import run_sync
 from tests.test_check_reasons import check
 from tests.test_ledger_verify import _asyncpg_dsn, sql
@@ -128,3 +131,50 @@ def test_a_check_finds_the_subject_through_the_hash_index_of_refs(settings: Sett
     assert f"using {read_model.REF_INDEX} on subjects" in text, text
     indexes = sql(settings.database_url, query="SELECT indexname FROM pg_indexes WHERE tablename = 'subjects'")
     assert (read_model.BYTES_INDEX,) not in indexes
+
+
+def test_bulk_answers_keep_the_keys_order_whatever_join_postgresql_plans(
+    settings: Settings, clock: Clock, postgres_template: Any
+) -> None:
+    """The bulk read takes the values in the order PostgreSQL's join gives them, with the keys' positions beside
+    them. With nested loops and hash joins off for every connection to the database, the join gives the keys sorted
+    by ref:
+    the reader reads them again in key order, and each batch and stream answer is still its single check's."""
+    from server.consent.reader import _PG_MANY, _positions
+
+    database = urlsplit(settings.database_url).path.lstrip("/")
+    for join in ("enable_nestloop", "enable_hashjoin"):  # a merge join: the keys sorted by ref
+        sql(postgres_template.admin_url, f'ALTER DATABASE "{database}" SET {join} = off')
+    refs = [f"cust-{n:03d}" for n in range(40)]
+    keys = [(ref, "offers", channel) for ref in reversed(refs) for channel in ("email", "sms")] + [
+        ("nobody", "offers", "email")
+    ]
+
+    async def positions() -> str:
+        conn = await asyncpg.connect(_asyncpg_dsn(settings.database_url))
+        try:
+            fields = ["\x1f".join(column) for column in zip(*keys, strict=True)]
+            row = await conn.fetchrow(_PG_MANY, *fields)
+            return str(row[1])
+        finally:
+            await conn.close()
+
+    with TestClient(create_app(settings, clock=clock)) as client:
+        auth = bearer(client)
+        for number, ref in enumerate(refs):
+            decision = ("offers", ("email", "sms")[number % 2], ("grant", "deny")[number % 3 % 2])
+            assert record(client, auth, ref, [decision]).status_code == 201
+        assert run_sync(positions()) != _positions(len(keys))  # the join's order is not the keys' order here
+        questions = [{"subject": ref, "purpose": purpose, "channel": channel} for ref, purpose, channel in keys]
+        singles = [client.get("/v1/consents/check", params=q, headers=auth).json() for q in questions]
+        assert {answer["reason"] for answer in singles} == {"granted", "refused", "no_record", "unknown_subject"}
+        batch = client.post("/v1/consents/check", json={"checks": questions}, headers=auth)
+        assert batch.status_code == 200, batch.text
+        assert batch.json()["results"] == [{**q, **a} for q, a in zip(questions, singles, strict=True)]
+        stream = client.post(
+            "/v1/consents/check/stream",
+            content=b"".join(orjson.dumps(q) + b"\n" for q in questions),
+            headers={**auth, "Content-Type": "application/x-ndjson"},
+        )
+        lines = [orjson.loads(line) for line in stream.content.splitlines()]
+        assert lines == [{"line": n, **q, **a} for n, (q, a) in enumerate(zip(questions, singles, strict=True), 1)]
