@@ -116,13 +116,14 @@ def test_a_check_finds_the_subject_through_the_hash_index_of_refs(settings: Sett
     """The check's refs, compared COLLATE "C", match only `read_model.REF_INDEX` (migration 0015): neither the unique
     B-tree of refs (the database's collation) nor 0014's B-tree, which 0015 dropped. Sequential scans are off so that
     the tiny test table does not hide which index the query can use."""
-    from server.consent.reader import _PG_MANY
+    from server.consent.reader import _PG_MANY, key_texts
 
     async def plan() -> str:
         conn = await asyncpg.connect(_asyncpg_dsn(settings.database_url))
         try:
             await conn.execute("SET enable_seqscan = off")
-            rows = await conn.fetch(f"EXPLAIN {_PG_MANY}", "cust-a\x1fcust-b", "offers\x1foffers", "email\x1fsms")
+            keys = [("cust-a", "offers", "email"), ("cust-b", "offers", "sms")]
+            rows = await conn.fetch(f"EXPLAIN {_PG_MANY}", *key_texts(keys))
             return "\n".join(row[0] for row in rows)
         finally:
             await conn.close()
@@ -140,7 +141,7 @@ def test_bulk_answers_keep_the_keys_order_whatever_join_postgresql_plans(
     them. With nested loops and hash joins off for every connection to the database, the join gives the keys sorted
     by ref:
     the reader reads them again in key order, and each batch and stream answer is still its single check's."""
-    from server.consent.reader import _PG_MANY, _positions
+    from server.consent.reader import _PG_MANY, _positions, key_texts
 
     database = urlsplit(settings.database_url).path.lstrip("/")
     for join in ("enable_nestloop", "enable_hashjoin"):  # a merge join: the keys sorted by ref
@@ -153,8 +154,7 @@ def test_bulk_answers_keep_the_keys_order_whatever_join_postgresql_plans(
     async def positions() -> str:
         conn = await asyncpg.connect(_asyncpg_dsn(settings.database_url))
         try:
-            fields = ["\x1f".join(column) for column in zip(*keys, strict=True)]
-            row = await conn.fetchrow(_PG_MANY, *fields)
+            row = await conn.fetchrow(_PG_MANY, *key_texts(keys))
             return str(row[1])
         finally:
             await conn.close()

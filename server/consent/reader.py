@@ -273,9 +273,12 @@ def _by_pair(keys: Sequence[Key]) -> dict[tuple[str, str], tuple[list[int], list
     return groups
 
 
-# The keys go in as three texts of fields joined by the unit separator (U+001F), split by PostgreSQL: encoding three
-# text[] parameters made asyncpg call `isinstance` six times a key in Python (bench/README.md, "Where a stream's time
-# goes"). Questions never hold a control character (`validate_question`); `postgres_rows` checks anyway.
+# The keys go in as two texts split by PostgreSQL: the refs joined by the unit separator (U+001F), and the keys of
+# their pairs in the read model (`read_model.key`: purpose, U+001F, channel) joined by the record separator (U+001E).
+# Encoding three text[] parameters made asyncpg call `isinstance` six times a key in Python (bench/README.md, "Where a
+# stream's time goes"); the pair's key built by PostgreSQL from purpose and channel cost ~0.5 us of backend CPU a key
+# (bench/README.md, "twelfth session"). Questions never hold a control character (`validate_question`);
+# `postgres_rows` checks anyway.
 # One probe a key: the subject's row by ref (through the hash index `read_model.REF_INDEX`, which the refs compared
 # COLLATE "C" select) holds its flags and, in `check_states`, every one of its states (server.consent.read_model).
 # The answer is ONE text for all the keys, decoded by one `orjson.loads`: a JSON value per key, in key order (`k.i`;
@@ -288,14 +291,15 @@ def _by_pair(keys: Sequence[Key]) -> dict[tuple[str, str], tuple[list[int], list
 # Instants are UTC text (read_model). One text instead of a record a key: asyncpg's decoding of five columns a row,
 # and the loop over the records, cost twice the client CPU (bench/README.md, "tenth session").
 _PG_SEPARATOR = "\x1f"
-_PG_STATE = f"s.{read_model.COLUMN} -> (k.purpose || E'\\x1f' || k.channel)"
+_PG_PAIR_SEPARATOR = "\x1e"
+_PG_STATE = f"s.{read_model.COLUMN} -> k.pair"
 _PG_VALUE = f"""CASE WHEN s.id IS NULL THEN 'null'
        WHEN s.erased_at IS NULL AND s.restricted_at IS NULL THEN coalesce(({_PG_STATE})::text, '[]')
        ELSE jsonb_build_array(consent_instant_text(s.erased_at), consent_instant_text(s.restricted_at),
                               {_PG_STATE})::text
   END"""
-_PG_KEYS = """FROM unnest(string_to_array($1, E'\\x1f'), string_to_array($2, E'\\x1f'), string_to_array($3, E'\\x1f'))
-     WITH ORDINALITY AS k(ref, purpose, channel, i)
+_PG_KEYS = """FROM unnest(string_to_array($1, E'\\x1f'), string_to_array($2, E'\\x1e'))
+     WITH ORDINALITY AS k(ref, pair, i)
 LEFT JOIN subjects s ON s.ref = k.ref COLLATE "C"
 """
 # The values in the order the join gives them, and beside them the keys' positions (`k.i`) in the same order: one
@@ -429,9 +433,7 @@ async def postgres_rows(conn: asyncpg.Connection, keys: Sequence[Key]) -> list[R
     (server.consent.stream_workers) read with it."""
     if not keys:
         return []
-    fields = [_PG_SEPARATOR.join(column) for column in zip(*keys, strict=True)]
-    if any(text.count(_PG_SEPARATOR) != len(keys) - 1 for text in fields):
-        raise ValueError("a consent-check key holds U+001F")  # validate_question rules it out
+    fields = key_texts(keys)
     found, order = await conn.fetchrow(_PG_MANY, *fields)
     if order != _positions(len(keys)):
         found = await conn.fetchval(_PG_MANY_ORDERED, *fields)
@@ -455,3 +457,18 @@ async def postgres_rows(conn: asyncpg.Connection, keys: Sequence[Key]) -> list[R
 def _positions(count: int) -> str:
     """The positions of `count` keys in key order, as `_PG_MANY` writes them: "1,2,...,count"."""
     return ",".join(map(str, range(1, count + 1)))
+
+
+def key_texts(keys: Sequence[Key]) -> tuple[str, str]:
+    """The parameters of `_PG_MANY` for `keys`: the refs joined by U+001F, the pairs' keys joined by U+001E."""
+    refs, purposes, channels = zip(*keys, strict=True)
+    pairs = _PG_PAIR_SEPARATOR.join(map(_PG_SEPARATOR.join, zip(purposes, channels, strict=True)))
+    texts = (_PG_SEPARATOR.join(refs), pairs)
+    count = len(keys)
+    if (texts[0].count(_PG_SEPARATOR), pairs.count(_PG_PAIR_SEPARATOR), pairs.count(_PG_SEPARATOR)) != (
+        count - 1,
+        count - 1,
+        count,
+    ):
+        raise ValueError("a consent-check key holds U+001E or U+001F")  # validate_question rules them out
+    return texts
