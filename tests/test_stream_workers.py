@@ -7,6 +7,7 @@ turns them off), on both databases.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import signal
@@ -204,6 +205,20 @@ def test_a_worker_that_dies_costs_no_answer(
     assert workers.chunks_answered == answered + 4
     after = workers.pids()
     assert len(after) == 2 and not set(after) & set(before)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # the pool's pipes, whatever the database
+def test_the_pipes_to_and_from_the_workers_hold_several_chunks(client: TestClient, auth: dict[str, str]) -> None:
+    """A chunk's answers (~250 KB) go back through a pipe of 1 MiB, not Linux's 64 KiB, so that a worker writes them
+    without waiting for the server to read each part (`stream_workers._widen_pipes`)."""
+    workers = _workers_expected(client)
+    body = b"".join(
+        orjson.dumps({"subject": f"s{i}", "purpose": "offers", "channel": "email"}) + b"\n" for i in range(10)
+    )
+    assert _stream(client, auth, body) == _in_process(client, auth, body)
+    pool: Any = workers._pool
+    for queue in (pool._call_queue, pool._result_queue):
+        assert fcntl.fcntl(queue._reader.fileno(), fcntl.F_GETPIPE_SZ) == stream_workers.PIPE_BYTES == 1 << 20
 
 
 def test_a_worker_answers_without_the_orm_or_the_web_stack(
