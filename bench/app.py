@@ -6,7 +6,7 @@ product's check reader). It is the floor a consent check is compared with: same 
 loop, same middleware stack (the route is added to the real app's router, so the product endpoints pay no extra
 mount hop), no auth, no validation, no decision.
 
-Never part of the product: only `python -m bench.app` (started by `bench.check_bench`) builds it.
+Never part of the product: only `python -m bench.serve` (started by `bench.check_bench`) builds it.
 Settings come from the environment, as for `python -m server serve`.
 """
 
@@ -141,7 +141,7 @@ def event_loop_and_parser() -> tuple[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.app", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.serve", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)

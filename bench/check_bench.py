@@ -213,7 +213,7 @@ def free_port() -> int:
 
 
 class BenchServer:
-    """`python -m bench.app` as a subprocess (1 uvicorn worker), with its own settings in the environment."""
+    """`python -m bench.serve` (`bench.app`) as a subprocess (1 uvicorn worker), settings in the environment."""
 
     def __init__(self, database_url: str, secret_key: str, workdir: Path) -> None:
         self.port = free_port()
@@ -242,7 +242,7 @@ class BenchServer:
     def start(self, timeout: float = 60.0) -> None:
         with self.log_path.open("wb") as log_file:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "bench.app", "--host", HOST, "--port", str(self.port)],
+                [sys.executable, "-m", "bench.serve", "--host", HOST, "--port", str(self.port)],
                 cwd=self.workdir,  # no stray .env is read; settings come from env only
                 env=self.env,
                 stdout=log_file,
