@@ -73,6 +73,18 @@ def _in_process(client: TestClient, auth: dict[str, str], body: bytes) -> bytes:
         checks.stream_workers = workers
 
 
+def _half_granted(client: TestClient, auth: dict[str, str]) -> tuple[bytes, bytes]:
+    """A stream of 3,500 lines (four chunks), half of them granted, and its answers in process."""
+    record(client, auth, "a", [("offers", "email", "grant")])
+    body = b"".join(
+        orjson.dumps({"subject": ("a", "ghost")[i % 2], "purpose": "offers", "channel": "email"}) + b"\n"
+        for i in range(3_500)
+    )
+    expected = _in_process(client, auth, body)
+    assert expected.count(b'"allowed":true') == 1_750
+    return body, expected
+
+
 def _single(client: TestClient, auth: dict[str, str], question: dict[str, str]) -> dict[str, Any]:
     response = client.get("/v1/consents/check", params=question, headers=auth)
     assert response.status_code == 200, response.text
@@ -176,13 +188,7 @@ def test_a_worker_that_dies_costs_no_answer(
     """A worker killed before a stream breaks the pool: that stream is still answered in full (in process), and
     a new pool answers a stream once RESTART_AFTER_S has passed."""
     workers = _workers_expected(client)
-    record(client, auth, "a", [("offers", "email", "grant")])
-    body = b"".join(
-        orjson.dumps({"subject": ("a", "ghost")[i % 2], "purpose": "offers", "channel": "email"}) + b"\n"
-        for i in range(3_500)
-    )
-    expected = _in_process(client, auth, body)
-    assert expected.count(b'"allowed":true') == 1_750
+    body, expected = _half_granted(client, auth)
     assert _stream(client, auth, body) == expected  # the pool is up and answering
     before = workers.pids()
     pool = workers._pool
@@ -251,13 +257,7 @@ def test_workers_whose_database_connections_were_ended_connect_again(
     workers, which connect again. While the database takes no new connection, their chunks are answered in process:
     the same answers, a warning in the log."""
     workers = _workers_expected(client)
-    record(client, auth, "a", [("offers", "email", "grant")])
-    body = b"".join(
-        orjson.dumps({"subject": ("a", "ghost")[i % 2], "purpose": "offers", "channel": "email"}) + b"\n"
-        for i in range(3_500)
-    )
-    expected = _in_process(client, auth, body)
-    assert expected.count(b'"allowed":true') == 1_750
+    body, expected = _half_granted(client, auth)
     database = urlsplit(settings.database_url).path.lstrip("/")
     end_workers = (
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
