@@ -460,12 +460,13 @@ def _positions(count: int) -> str:
 
 
 def key_texts(keys: Sequence[Key]) -> tuple[str, str]:
-    """The parameters of `_PG_MANY` for `keys`: the refs joined by U+001F, the pairs' keys joined by U+001E."""
+    """The parameters of `_PG_MANY` for `keys`: the refs joined by U+001F, the pairs' keys in the read model
+    (`read_model.key`) joined by U+001E."""
     refs, purposes, channels = zip(*keys, strict=True)
-    pairs = _PG_PAIR_SEPARATOR.join(map(_PG_SEPARATOR.join, zip(purposes, channels, strict=True)))
+    pairs = _PG_PAIR_SEPARATOR.join(map(read_model.SEPARATOR.join, zip(purposes, channels, strict=True)))
     texts = (_PG_SEPARATOR.join(refs), pairs)
     count = len(keys)
-    if (texts[0].count(_PG_SEPARATOR), pairs.count(_PG_PAIR_SEPARATOR), pairs.count(_PG_SEPARATOR)) != (
+    if (texts[0].count(_PG_SEPARATOR), pairs.count(_PG_PAIR_SEPARATOR), pairs.count(read_model.SEPARATOR)) != (
         count - 1,
         count - 1,
         count,
