@@ -139,8 +139,7 @@ def test_bulk_answers_keep_the_keys_order_whatever_join_postgresql_plans(
 ) -> None:
     """The bulk read takes the values in the order PostgreSQL's join gives them, with the keys' positions beside
     them. With nested loops and hash joins off for every connection to the database, the join gives the keys sorted
-    by ref:
-    the reader reads them again in key order, and each batch and stream answer is still its single check's."""
+    by ref: the reader reads them again in key order, and each batch and stream answer is still its single check's."""
     from server.consent.reader import _PG_MANY, _positions, key_texts
 
     database = urlsplit(settings.database_url).path.lstrip("/")
