@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
+import os
+import socket
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -187,6 +190,15 @@ def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(with_database(settings.database_url, work))
 
 
+def operator_name() -> str:
+    """Who runs an operator command, for the access log: the OS account and the host (`user@host`)."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (a container's arbitrary uid)
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
 def cmd_ledger_repair(settings: Settings, args: argparse.Namespace) -> int:
     from server.clock import utc_now
     from server.ledger.repair import Repaired, repair_ledger
@@ -199,7 +211,7 @@ def cmd_ledger_repair(settings: Settings, args: argparse.Namespace) -> int:
             print(f"REPAIRED {outcome}", flush=True)
 
     async def work() -> int:
-        report = await repair_ledger(utc_now, announce=announce)
+        report = await repair_ledger(utc_now, operator_name(), announce=announce)
         verdict = f"{len(report.repaired)} repaired, {len(report.refused)} not repairable"
         print(f"ledger repair: {report.subjects} subjects: {verdict}")
         return 1 if report.refused else 0

@@ -6,8 +6,11 @@ the wrong ones, and a subject whose chain does not verify is left alone."""
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import subprocess
 import sys
+import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ import asyncpg
 import pytest
 from starlette.testclient import TestClient
 
+from server.cli import operator_name
 from server.ledger import repair as repair_module
 from server.ledger import verify as verify_module
 from server.ledger.append import Decision, RecordRequest
@@ -44,6 +48,14 @@ STATE_A = f"subject_id = {SUBJECT_A} AND purpose_id = 'offers'"
 def repair(settings: Settings, tmp_path: Path) -> tuple[int, str]:
     result = ledger_command(settings, tmp_path, "repair")
     return result.returncode, result.stdout + result.stderr
+
+
+def repairs_in_bundle(client: TestClient, auth: dict[str, str], ref: str) -> list[dict[str, Any]]:
+    """The repairs an auditor sees in the subject's proof bundle (its access log)."""
+    response = client.get(f"/v1/subjects/{ref}/proof", headers=auth)
+    assert response.status_code == 200, response.text
+    log = json.loads(zipfile.ZipFile(io.BytesIO(response.content)).read("access_log.json"))
+    return [entry for entry in log if entry["action"] == "ledger_repair"]
 
 
 def answers(client: TestClient, auth: dict[str, str], ref: str) -> dict[tuple[str, str], dict[str, Any]]:
@@ -105,6 +117,13 @@ def test_a_changed_projection_is_rewritten_from_the_ledger(
     # Nothing left to do the second time.
     again, output = repair(past_ledger, tmp_path)
     assert again == 0 and "0 repaired" in output, output
+    # The auditor sees who repaired what, when, in the subject's proof bundle (once: the second run wrote nothing);
+    # the untouched subject has nothing. Last: a bundle signs a checkpoint with the app's key, not the CLI's.
+    (entry,) = repairs_in_bundle(client, auth, "cust-a")
+    assert entry["actor"] == {"type": "operator", "id": operator_name()}
+    assert entry["detail"]["state_rows_rewritten"] >= 1 and entry["detail"]["read_model_recomputed"] is False
+    assert datetime.now(UTC) - datetime.fromisoformat(entry["at"]) < timedelta(minutes=5)
+    assert repairs_in_bundle(client, auth, "cust-b") == []
 
 
 @pytest.mark.parametrize("backend", ["postgres"])  # SQLite answers checks from the projection itself
@@ -126,6 +145,9 @@ def test_a_changed_check_read_model_is_recomputed(
     assert "state row" not in output, output
     assert answers(client, auth, "cust-a") == truth
     assert verify(past_ledger, tmp_path).returncode == 0
+    assert [entry["detail"] for entry in repairs_in_bundle(client, auth, "cust-a")] == [
+        {"state_rows_rewritten": 0, "read_model_recomputed": True}
+    ]
 
 
 def test_a_subject_whose_chain_does_not_verify_is_left_alone(
@@ -229,7 +251,7 @@ def test_a_decision_recorded_during_the_search_is_not_taken_for_tampering(
         return await read_events(ids, conn)
 
     monkeypatch.setattr(verify_module, "load_page", events_read_after_a_decision)  # the search's read, not the lock's
-    report = run(client, repair_module.repair_ledger, services.clock)
+    report = run(client, repair_module.repair_ledger, services.clock, "tests@here")
 
     assert recorded and report.subjects == 2
     assert report.refused == [] and report.repaired == []

@@ -11,7 +11,10 @@ subject, and this rewrites the derived rows from a replay of the subject's event
   then reads the events and states again: safe while the server runs and records;
 - the subject's `flags_changed_at` is set to the repair's instant, so that the audience change feed
   (server.consent.audience) hands the subject's corrected answers to the next poll of every marketing system,
-  whatever cursor it holds. No event is written: the record did not change, only what was derived from it.
+  whatever cursor it holds. No event is written: the record did not change, only what was derived from it;
+- each repair is written to the access log in its transaction (actor type `operator`, action `ledger_repair`,
+  what was rewritten in `detail`), so the subject's proof bundle and the console's access log show that the
+  answers derived from the record were rewritten, when and by whom (GDPR 5(2)).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from server.consent import read_model
 from server.db import is_postgres, lock_row
 from server.ledger.replay import replay
 from server.ledger.verify import Break, judged_subjects, load_page, policy_bodies, state_matches, verify_chain
-from server.models import ConsentState, Subject
+from server.models import AccessLog, ConsentState, Subject
 
 
 @dataclass(frozen=True)
@@ -53,11 +56,15 @@ class RepairReport:
 
 
 async def repair_ledger(
-    clock: Callable[[], datetime], page_size: int = 500, announce: Callable[[Repaired | Break], None] | None = None
+    clock: Callable[[], datetime],
+    operator: str,
+    page_size: int = 500,
+    announce: Callable[[Repaired | Break], None] | None = None,
 ) -> RepairReport:
     """Find the subjects whose projection or read model differs from their ledger (as `verify_ledger` does), and
-    repair each under its lock. `announce` is told of each subject repaired or refused as soon as it is: each repair
-    is committed on its own, so what was done is known even if a later one fails.
+    repair each under its lock, in the access log as `operator` (who runs it). `announce` is told of each subject
+    repaired or refused as soon as it is: each repair is committed on its own, so what was done is known even if a
+    later one fails.
 
     The search reads without a lock, the subject, its events and its states in three statements: a decision
     recorded in between makes a sound chain look broken (more events than the head says) or a sound projection
@@ -68,7 +75,7 @@ async def repair_ledger(
         report.subjects += 1
         if found is None:
             continue
-        outcome = await repair_subject(subject["id"], policies, clock)
+        outcome = await repair_subject(subject["id"], policies, clock, operator)
         if outcome is None:
             continue
         if isinstance(outcome, Break):
@@ -81,7 +88,7 @@ async def repair_ledger(
 
 
 async def repair_subject(
-    subject_id: Any, policies: dict[int, dict[str, str]], clock: Callable[[], datetime]
+    subject_id: Any, policies: dict[int, dict[str, str]], clock: Callable[[], datetime], operator: str
 ) -> Repaired | Break | None:
     """Lock the subject, read its events and states again, and rewrite the states (and on PostgreSQL the read
     model) where they differ from a replay. A Break when the chain does not verify under the lock (nothing
@@ -130,6 +137,15 @@ async def repair_subject(
             recomputed = bool(changed) and not written
         if not written and not recomputed:
             return None
+        await AccessLog.create(
+            using_db=conn,
+            at=clock(),
+            actor_type="operator",
+            actor_id=operator[:128],
+            action="ledger_repair",
+            subject_id=subject_id,
+            detail={"state_rows_rewritten": written, "read_model_recomputed": recomputed},
+        )
         # Last, with the clock read just before the commit (server.visibility).
         await Subject.filter(id=subject_id).using_db(conn).update(flags_changed_at=clock())
         return Repaired(subject["ref"], written, recomputed)
