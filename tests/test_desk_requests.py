@@ -28,6 +28,7 @@ from server.desk.contact import is_suppressed, normalise_email
 from server.desk.deadlines import add_months, due_date
 from server.desk.export import ExportLinks
 from server.desk.reminders import send_reminders
+from server.errors import WriteWindowExceeded
 from server.ledger.verify import verify_ledger
 from server.models import AccessLog, ConsentEvent, DataSubjectRequest, DsrHistory, Receipt, Subject, Suppression
 from server.settings import Settings
@@ -379,17 +380,26 @@ def test_a_customer_request_met_by_a_busy_database_asks_to_send_it_again(
     assert run(client, opened) == 1
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [
+        OperationalError(sqlite3.OperationalError("database is locked")),  # the driver's error, as Tortoise raises it
+        WriteWindowExceeded("recording took longer than 30 s; nothing was kept, send it again"),
+    ],
+    ids=["database-busy", "write-window-exceeded"],
+)
 def test_an_objection_whose_second_step_meets_a_busy_database_stays_one_open_request(
-    client: TestClient, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    client: TestClient, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch, failure: Exception
 ) -> None:
     """The request is stored before the objection is recorded (two transactions). When the second meets a busy
-    database, the person is told it was received (not "send it again", which would open a second request), and the
-    request waits in the queue for an agent to record the objection."""
+    database or a write that took too long (nothing kept, "send it again"), the person is told it was received (not
+    "send it again", which would open a second request), and the request waits in the queue for an agent to record
+    the objection."""
     customer(client, auth, "cust-half")
     token, _ = services_of(client).preferences.links.issue("cust-half", "preferences")
 
-    async def busy(*args: Any, **kwargs: Any) -> None:  # the driver's error, as Tortoise raises it
-        raise OperationalError(sqlite3.OperationalError("database is locked"))
+    async def busy(*args: Any, **kwargs: Any) -> None:
+        raise failure
 
     monkeypatch.setattr(effects, "object_to_marketing", busy)
     answer = client.post("/requests", data={"token": token, "kind": "objection", "lang": "en"})

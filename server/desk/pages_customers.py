@@ -20,7 +20,7 @@ from server.desk.guard import require_staff
 from server.desk.pages_notices import notices_of
 from server.desk.roles import may_handle
 from server.desk.web import Staff, audit, desk_of, form_of, is_htmx, page, redirect
-from server.errors import DatabaseBusy, InvalidRequest, NotFound
+from server.errors import SEND_AGAIN, InvalidRequest, NotFound
 from server.ledger.append import Decision, RecordRequest, Snapshot
 from server.models import ConsentEvent, StaffAccount, Subject, UISnapshot
 
@@ -300,7 +300,7 @@ async def open_request(request: Request, staff: Staff) -> Response:
         try:
             with busy_as_domain_error():
                 await object_to_marketing(desk, created, actor)
-        except DatabaseBusy:
+        except SEND_AGAIN:
             # The request is stored: "send it again" would open a second one. It stays open, assigned to this
             # agent, whose request page records the objection.
             return redirect(f"/console/requests/{created.id}", request)

@@ -24,7 +24,7 @@ from server.auth.keys import ALGORITHM
 from server.db import busy_as_domain_error
 from server.desk.export import FORMATS, ExportLinkRefused, subject_export, to_csv_zip, to_json
 from server.desk.web import HEADERS, desk_of, form_of
-from server.errors import ConsentError, DatabaseBusy
+from server.errors import SEND_AGAIN, ConsentError
 from server.models import DataSubjectRequest, Subject
 from server.proof.access import log_access
 
@@ -166,7 +166,7 @@ async def submit_request(request: Request) -> Response:
     try:
         with busy_as_domain_error():
             created = await desk.open_request(ref, kind, "preference_center", form.get("details", ""))
-    except DatabaseBusy as exc:
+    except SEND_AGAIN as exc:
         if wants_json:
             busy = _json({"error": "database_busy", "detail": exc.detail}, 503)
             busy.headers["Retry-After"] = "1"

@@ -17,7 +17,7 @@ from server.desk.dsr import SUBJECT, Actor
 from server.desk.export import ExportLinks
 from server.desk.oidc import OidcClient
 from server.desk.sessions import SessionCodec
-from server.errors import DatabaseBusy, NotFound
+from server.errors import SEND_AGAIN, NotFound
 from server.models import DataSubjectRequest
 from server.policies.snapshot import CatalogSnapshot, PolicyInfo
 from server.proof.controller import load_controller
@@ -134,8 +134,8 @@ class Desk:
             try:
                 with busy_as_domain_error():
                     await object_to_marketing(self, request, actor, touchpoint="preference_center")
-            except DatabaseBusy:
+            except SEND_AGAIN as exc:
                 # The request is stored: answering "send it again" would open a second one. It stays open in the
                 # queue, where an agent records the objection (the person is told it was received).
-                log.warning("objection of request %s left to the desk: the database was busy", request.id)
+                log.warning("objection of request %s left to the desk: %s", request.id, exc.slug)
         return request

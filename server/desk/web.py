@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from server.api.bodies import read_form
 from server.desk.roles import can
 from server.desk.sessions import SESSION_COOKIE
-from server.errors import ConsentError, DatabaseBusy
+from server.errors import SEND_AGAIN, ConsentError
 from server.models import StaffAccount
 from server.proof.access import log_access
 
@@ -110,7 +110,7 @@ def to_login(request: Request) -> Response:
 
 def error_response(request: Request, staff: Staff | None, exc: ConsentError) -> Response:
     """A domain error as a message: a fragment in the flash area for htmx, a page otherwise."""
-    retry = {"Retry-After": "1"} if isinstance(exc, DatabaseBusy) else {}
+    retry = {"Retry-After": "1"} if isinstance(exc, SEND_AGAIN) else {}
     if is_htmx(request):
         return page(
             request,
