@@ -314,6 +314,8 @@ def test_token_endpoint_refuses_a_wrong_secret(client: TestClient) -> None:
             {},
         ),
         ("post, no secret", {"grant_type": "client_credentials", "client_id": new.client_id}, {}),
+        # Not base64 at all: characters outside ASCII (a 500 before)
+        ("basic, non-ASCII", {"grant_type": "client_credentials"}, {"Authorization": "Basic é".encode()}),
     ]
     for label, data, headers in cases:
         response = client.post("/oauth/token", data=data, headers=headers)

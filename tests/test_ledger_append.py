@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from urllib.parse import quote
 
+import pytest
 import rfc8785
 from starlette.testclient import TestClient
 
@@ -105,15 +107,24 @@ def test_soft_opt_in_is_limited_to_own_marketing_by_email_or_sms(client: TestCli
     assert record(client, auth, "cust-5", [("offers", "sms", "soft_opt_in")]).status_code == 422
 
 
-def test_events_are_paginated_with_a_cursor(client: TestClient, auth: dict[str, str]) -> None:
+@pytest.mark.parametrize("ref", ["cust-6", "q€ a?#"])  # a ref outside Latin-1, with a space and URI delimiters
+def test_events_are_paginated_with_a_cursor(client: TestClient, auth: dict[str, str], ref: str) -> None:
     for _ in range(5):
-        record(client, auth, "cust-6", [("offers", "email", "grant")])
+        record(client, auth, quote(ref, safe=""), [("offers", "email", "grant")])
     seen = []
-    url = "/v1/subjects/cust-6/events?limit=2"
+    url = f"/v1/subjects/{quote(ref, safe='')}/events?limit=2"
     while url:
-        page = client.get(url, headers=auth).json()
+        response = client.get(url, headers=auth)
+        page = response.json()
+        assert page["subject"] == ref
         seen += [e["seq"] for e in page["events"]]
-        url = f"/v1/subjects/cust-6/events?limit=2&cursor={page['next_cursor']}" if page["next_cursor"] else ""
+        link = response.headers.get("link")
+        assert (link is None) == (page["next_cursor"] is None), link
+        url = ""
+        if link is not None:  # the next page, as RFC 8288 gives it: a URI, the ref percent-encoded
+            url = link.removeprefix("<").removesuffix('>; rel="next"')
+            assert url.isascii() and " " not in url, link
+            assert url.endswith(f"cursor={page['next_cursor']}"), link
     assert seen == [1, 2, 3, 4, 5]
     assert client.get("/v1/subjects/cust-6/events?cursor=zzz", headers=auth).status_code == 422
     assert client.get("/v1/subjects/nobody/events", headers=auth).status_code == 404

@@ -277,10 +277,25 @@ def _path_mismatch(root: Path) -> Path:
     return path
 
 
+def _front_matter(root: Path, old: str, new: str) -> Path:
+    path = root / "privacy-policy" / "2" / "fr.md"
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return path
+
+
 @pytest.mark.parametrize(
     ("mutate", "says"),
     [
         (_drop_version, "lacks ['version']"),
+        # YAML reads `"no"` as a string, true in Python: a version published material by mistake, for ever
+        (lambda root: _front_matter(root, "material: true", 'material: "no"'), "'material' must be true or false"),
+        (lambda root: _front_matter(root, "material: true", "material: 1"), "'material' must be true or false"),
+        # a bare string would be read letter by letter
+        (lambda root: _front_matter(root, "purposes: [partners]", "purposes: partners"), "'purposes' must be a list"),
+        (lambda root: _front_matter(root, "purposes: [partners]", "purposes: 5"), "'purposes' must be a list"),
+        (lambda root: _front_matter(root, "---\ndocument:", "---\n42\n---\ndocument:"), "must be a mapping"),
         (_undeclared_purpose, "undeclared purposes ['mind_reading']"),
         (_path_mismatch, "front matter says privacy-policy/2/fr, path says privacy-policy/3/fr"),
     ],

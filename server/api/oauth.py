@@ -41,7 +41,7 @@ async def token(request: Request) -> Response:
             decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
             client_id, _, secret = decoded.partition(":")
             client_id, secret = unquote(client_id), unquote(secret)
-        except (binascii.Error, UnicodeDecodeError):
+        except (binascii.Error, ValueError):  # ValueError: not base64 at all (non-ASCII); UnicodeDecodeError is one
             return _error(401, "invalid_client", "malformed Basic credentials", basic=True)
         if "client_secret" in form:
             return _error(400, "invalid_request", "use one client authentication method, not two")

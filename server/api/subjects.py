@@ -131,7 +131,8 @@ async def read_events(request: Request) -> Response:
     next_cursor = f"s{rows[limit - 1]['seq']}" if len(rows) > limit else None
     headers = {}
     if next_cursor:
-        headers["Link"] = f'<{request.url.path}?limit={limit}&cursor={next_cursor}>; rel="next"'
+        path = f"/v1/subjects/{quote(ref, safe='')}/events"  # a URI: the ref percent-encoded, as in Location
+        headers["Link"] = f'<{path}?limit={limit}&cursor={next_cursor}>; rel="next"'
     return _json({"subject": ref, "events": events, "next_cursor": next_cursor}, headers=headers)
 
 

@@ -96,6 +96,8 @@ def read_policy(path: Path) -> PolicySource:
         meta = yaml.safe_load(text[4:end]) or {}
     except yaml.YAMLError as exc:
         raise PolicySourceError(f"{path}: front matter is not valid YAML ({exc})") from None
+    if not isinstance(meta, dict):
+        raise PolicySourceError(f"{path}: front matter must be a mapping of fields (document, version, ...)")
     missing = {"document", "version", "lang", "title", "effective_at"} - set(meta)
     if missing:
         raise PolicySourceError(f"{path}: front matter lacks {sorted(missing)}")
@@ -110,12 +112,27 @@ def read_policy(path: Path) -> PolicySource:
         lang=found[2],
         title=str(meta["title"]),
         effective_at=_datetime(path, meta["effective_at"]),
-        material=bool(meta.get("material", False)),
-        purposes=tuple(str(p) for p in meta.get("purposes", [])),
+        material=_material(path, meta.get("material", False)),
+        purposes=_purposes(path, meta.get("purposes", [])),
         summary=str(meta.get("summary", "")),
         content=text,
         sha256=hashlib.sha256(raw).hexdigest(),
     )
+
+
+def _material(path: Path, value: object) -> bool:
+    """`material:` must be a YAML boolean: a published version can never be changed, and `"no"` read as true
+    would ask every person it concerns to consent again."""
+    if not isinstance(value, bool):
+        raise PolicySourceError(f"{path}: 'material' must be true or false, not {value!r}")
+    return value
+
+
+def _purposes(path: Path, value: object) -> tuple[str, ...]:
+    """`purposes:` must be a list of purpose codes (a bare string would be read letter by letter)."""
+    if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
+        raise PolicySourceError(f"{path}: 'purposes' must be a list of purpose codes, not {value!r}")
+    return tuple(value)
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
