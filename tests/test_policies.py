@@ -127,7 +127,17 @@ def test_policy_text_is_the_exact_published_bytes(client: TestClient) -> None:
     assert body["sha256"] == digest.hexdigest()
     assert body["effective_at"] == "2026-09-01T00:00:00Z"
 
-    for missing in ("/policies/privacy-policy/9/fr", "/policies/privacy-policy/2/de", "/policies/terms/1/fr"):
+    longer_than_any_published = (  # a 500 before: the ORM refused values longer than the columns
+        "/policies/privacy-policy/2/english-us",
+        f"/policies/privacy-policy/{'9' * 33}/fr",
+        f"/policies/{'p' * 65}/2/fr",
+    )
+    for missing in (
+        "/policies/privacy-policy/9/fr",
+        "/policies/privacy-policy/2/de",
+        "/policies/terms/1/fr",
+        *longer_than_any_published,
+    ):
         refused = client.get(missing)
         assert refused.status_code == 404, missing
         assert refused.headers["content-type"] == "application/problem+json"

@@ -38,10 +38,16 @@ async def list_policies(request: Request) -> Response:
     return Response(orjson.dumps(data), media_type="application/json", headers={"Cache-Control": "public, max-age=60"})
 
 
+# The longest document, version and lang a published version can have (the columns' lengths).
+_LENGTHS = {name: PolicyVersion._meta.fields_map[name].max_length for name in ("document", "version", "lang")}
+
+
 async def policy_text(request: Request) -> Response:
     """The exact published bytes (Markdown); `Repr-Digest` and `X-Content-SHA256` carry their SHA-256."""
     p = request.path_params
-    row = await PolicyVersion.get_or_none(document=p["document"], version=p["version"], lang=p["lang"])
+    row = None
+    if all(len(p[name]) <= _LENGTHS[name] for name in _LENGTHS):  # longer was never published (and the ORM refuses it)
+        row = await PolicyVersion.get_or_none(document=p["document"], version=p["version"], lang=p["lang"])
     if row is None:
         raise NotFound("no published policy version at this address")
     digest = base64.b64encode(bytes.fromhex(row.sha256)).decode()
