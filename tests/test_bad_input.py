@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -281,3 +283,19 @@ def test_405_lists_every_method_of_the_resource(client: TestClient, auth: dict[s
     assert response.status_code == 405
     allowed = {method.strip() for method in response.headers["allow"].split(",")}
     assert {"GET", "POST"} <= allowed, response.headers["allow"]
+
+
+def test_every_problem_type_the_service_answers_with_is_documented(client: TestClient) -> None:
+    """RFC 9457 3.1.1: a problem's `type` URI, dereferenced, documents it. Every `slug` declared in the source (the
+    API's, the banner's, the desk's, the preference center's errors; found here by reading the source, not from the
+    server's own list) answers at /problems/{slug} with its title and HTTP status."""
+    root = Path(__file__).resolve().parent.parent
+    sources = [*root.glob("server/**/*.py"), *root.glob("preference_center/**/*.py")]
+    declared = {slug for path in sources for slug in re.findall(r'^    slug = "([a-z0-9-]+)"$', path.read_text(), re.M)}
+    assert {"not-found", "suppressed-contact", "link-token-refused", "stale-breach", "origin-not-allowed"} <= declared
+    undocumented = []
+    for slug in sorted(declared):
+        response = client.get(f"/problems/{slug}")
+        if response.status_code != 200 or "HTTP status " not in response.text:
+            undocumented.append(f"{slug}: {response.status_code} {response.text[:80]!r}")
+    assert undocumented == []

@@ -7,7 +7,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from server.banner.errors import BANNER_ERRORS
 from server.db import connection
-from server.errors import ALL_ERRORS
+from server.errors import ALL_ERRORS, ConsentError
 from server.errors import NotFound as NotFoundError
 
 
@@ -25,13 +25,28 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready", "database": "ok"})
 
 
+def problem_types() -> dict[str, type[ConsentError]]:
+    """Every problem `type` the service can answer with, by slug: the domain errors of the API and the banner, and
+    every other `ConsentError` the running app has loaded (the desk's, the preference center's). Where two share a
+    slug, the documented one explains it."""
+    found: dict[str, type[ConsentError]] = {}
+    pending: list[type[ConsentError]] = [*ALL_ERRORS, *BANNER_ERRORS]
+    while pending:
+        error = pending.pop(0)
+        pending.extend(error.__subclasses__())
+        known = found.get(error.slug)
+        if known is None or (not (known.__doc__ or "").strip() and (error.__doc__ or "").strip()):
+            found[error.slug] = error
+    return found
+
+
 async def problem_type(request: Request) -> Response:
     """Human-readable documentation of a problem `type`."""
     slug = request.path_params["slug"]
-    for error in (*ALL_ERRORS, *BANNER_ERRORS):
-        if error.slug == slug:
-            doc = (error.__doc__ or "").strip()
-            return PlainTextResponse(f"{error.title}\n\nHTTP status {error.status}.\n{doc}\n")
+    error = problem_types().get(slug)
+    if error is not None:
+        doc = (error.__doc__ or "").strip()
+        return PlainTextResponse(f"{error.title}\n\nHTTP status {error.status}.\n{doc}\n")
     extra = {"not-found", "method-not-allowed", "http-error", "internal-error"}
     if slug in extra:
         return PlainTextResponse(f"{slug}\n")
