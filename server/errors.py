@@ -11,7 +11,8 @@ Domain code raises these; `server.api.problems` maps each to an RFC 9457 problem
     │   ├── UnknownChannel
     │   ├── UnknownPolicyVersion      not published (DESIGN invariant 2)
     │   ├── ChannelNotOffered         purpose not offered on that channel
-    │   └── InvalidTransition         decision not allowed from the current status
+    │   ├── InvalidTransition         decision not allowed from the current status
+    │   └── ConfirmationByLinkOnly    `confirm` from an API client outside an import
     ├── NotFound                      (404)
     ├── AuthenticationRequired        missing/invalid/expired token (401 + WWW-Authenticate)
     ├── InsufficientScope             token lacks the scope (403 + WWW-Authenticate)
@@ -86,6 +87,15 @@ class InvalidTransition(UnprocessableDecision):
     title = "The decision is not allowed from the current status"
 
 
+class ConfirmationByLinkOnly(UnprocessableDecision):
+    """A double opt-in (GDPR 7(1)) is confirmed by the person's click on the link the service mails: the mail's text
+    and Message-ID and the click are the proof, recorded with the `confirm` event. An API client may record `confirm`
+    only with touchpoint `import`, for a confirmation collected elsewhere (its evidence in `evidence`)."""
+
+    slug = "confirmation-by-link-only"
+    title = "A double opt-in is confirmed by the person's click on the mailed link"
+
+
 class NotFound(ConsentError):
     status = 404
     slug = "not-found"
@@ -155,6 +165,7 @@ ALL_ERRORS: tuple[type[ConsentError], ...] = (
     UnknownPolicyVersion,
     ChannelNotOffered,
     InvalidTransition,
+    ConfirmationByLinkOnly,
     NotFound,
     AuthenticationRequired,
     InsufficientScope,

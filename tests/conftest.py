@@ -156,6 +156,12 @@ def auth(client: TestClient) -> dict[str, str]:
     return bearer(client)
 
 
+def confirmed_by_import(decisions: list[tuple[str, str, str]]) -> dict[str, str]:
+    """The body's touchpoint for `decisions`: an API client records `confirm` only as an import of a confirmation
+    collected elsewhere (the person's click on the mailed link is the preference center's: test_preferences_mail)."""
+    return {"touchpoint": "import"} if any(action == "confirm" for _, _, action in decisions) else {}
+
+
 def record(
     client: TestClient,
     headers: dict[str, str],

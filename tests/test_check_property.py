@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from tests.conftest import Clock, record
+from tests.conftest import Clock, confirmed_by_import, record
 
 START = datetime(2026, 7, 1, tzinfo=UTC)
 V2_IN_FORCE = datetime(2026, 9, 1, tzinfo=UTC)  # privacy-policy v2: material for `partners`
@@ -70,7 +70,8 @@ def test_check_agrees_with_a_replay_of_the_ledger(
     for (purpose, channel), action, minutes, policy in history:
         moment += timedelta(minutes=minutes)
         clock.set(moment)
-        response = record(client, auth, ref, [(purpose, channel, action)], policy=policy)
+        decision = [(purpose, channel, action)]
+        response = record(client, auth, ref, decision, policy=policy, **confirmed_by_import(decision))
         assert response.status_code in (201, 422), response.text
     events = client.get(f"/v1/subjects/{ref}/events?limit=1000", headers=auth)
     if events.status_code == 404:  # every decision was refused: the subject was never created

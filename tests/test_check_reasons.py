@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 from server.models import Subject
 from server.policies.sync import sync_policies
-from tests.conftest import Clock, bearer, record, run, services_of
+from tests.conftest import Clock, bearer, confirmed_by_import, record, run, services_of
 
 PAST = datetime(2026, 8, 1, 9, tzinfo=UTC)  # before privacy-policy v2 (material for partners) came into force
 
@@ -84,7 +84,7 @@ def test_reason(
     reason: str,
 ) -> None:
     for decision in decisions:
-        assert record(client, auth, "subject-1", [decision]).status_code == 201
+        assert record(client, auth, "subject-1", [decision], **confirmed_by_import([decision])).status_code == 201
     answer = check(client, auth, "subject-1", purpose, channel)
     assert (answer["allowed"], answer["reason"]) == (allowed, reason)
     if reason not in ("no_record", "legitimate_interest", "necessary"):

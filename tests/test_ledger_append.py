@@ -64,7 +64,13 @@ def test_exported_event_hash_recomputes_without_our_code(client: TestClient, aut
 def test_double_opt_in_grant_is_pending_until_confirmed(client: TestClient, auth: dict[str, str]) -> None:
     first = record(client, auth, "cust-2", [("newsletter", "email", "grant")]).json()["events"][0]
     assert first["status"] == "pending_confirmation"
-    second = record(client, auth, "cust-2", [("newsletter", "email", "confirm")]).json()["events"][0]
+    # The confirmation is the person's click on the mailed link (test_preferences_mail); a client records one only as
+    # an import of a confirmation collected elsewhere.
+    by_client = record(client, auth, "cust-2", [("newsletter", "email", "confirm")])
+    assert by_client.status_code == 422 and by_client.json()["type"] == "/problems/confirmation-by-link-only"
+    assert client.get("/problems/confirmation-by-link-only").status_code == 200
+    imported = record(client, auth, "cust-2", [("newsletter", "email", "confirm")], touchpoint="import")
+    second = imported.json()["events"][0]
     assert second["status"] == "granted" and second["valid_until"] is not None
 
 
@@ -88,12 +94,12 @@ def test_refusals_write_nothing(client: TestClient, auth: dict[str, str]) -> Non
         # a new subject whose only decision is refused is not created either
     ]
     for decisions, policy, problem_type in cases:
-        response = record(client, auth, "cust-3", decisions, policy=policy)
+        response = record(client, auth, "cust-3", decisions, policy=policy, touchpoint="import")
         assert response.status_code == 422, (decisions, response.text)
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["type"] == problem_type
-    response = record(client, auth, "brand-new", [("offers", "email", "confirm")])
-    assert response.status_code == 422
+    response = record(client, auth, "brand-new", [("offers", "email", "confirm")], touchpoint="import")
+    assert response.status_code == 422 and response.json()["type"] == "/problems/invalid-transition"
     assert run(client, _counts) == before
 
 
@@ -149,3 +155,28 @@ def test_point_in_time_matrix_is_derived_from_the_ledger(client: TestClient, aut
     assert offers_email(None)["reason"] == "withdrawn"
     assert client.get("/v1/subjects/cust-7/consents?at=yesterday", headers=auth).status_code == 422
     assert client.get("/v1/subjects/cust-7/consents?at=2026-10-01T11:00:00", headers=auth).status_code == 422
+
+
+def test_a_client_vouches_only_for_its_own_provenance(client: TestClient, auth: dict[str, str]) -> None:
+    """The record says where a decision came from and who recorded it. A client may say its own systems (api), its
+    call centre (agent) or an import; the service's own surfaces record theirs, and the client is always named."""
+    before = run(client, _counts)
+    for touchpoint in ("preference_center", "banner", "unsubscribe", "gpc", "system"):
+        refused = record(client, auth, "cust-p", [("offers", "sms", "grant")], touchpoint=touchpoint)
+        assert refused.status_code == 422 and refused.json()["type"] == "/problems/invalid-request", touchpoint
+        assert refused.json()["errors"][0]["location"] == "touchpoint"
+    for body in ({"actor_id": "desk-7"}, {"touchpoint": "import", "actor_id": "desk-7"}, {"actor_id": "x" * 65}):
+        refused = record(client, auth, "cust-p", [("offers", "sms", "grant")], **body)
+        assert refused.status_code == 422 and refused.json()["errors"][0]["location"] == "actor_id", body
+    assert run(client, _counts) == before  # nothing written, no subject created
+
+    assert record(client, auth, "cust-p", [("offers", "sms", "grant")]).status_code == 201
+    by_phone = {"touchpoint": "agent", "actor_id": "desk-7"}
+    assert record(client, auth, "cust-p", [("offers", "email", "grant")], **by_phone).status_code == 201
+    assert record(client, auth, "cust-p", [("offers", "phone", "grant")], touchpoint="agent").status_code == 201
+    events = client.get("/v1/subjects/cust-p/events", headers=auth).json()["events"]
+    own, agent, unnamed_agent = (event["actor"] for event in events)
+    assert own["type"] == "client" and own["id"].startswith("cl_")
+    assert agent == {"type": "agent", "id": f"{own['id']}/desk-7"}  # the client that vouches for its agent
+    assert unnamed_agent == {"type": "agent", "id": own["id"]}
+    assert [event["touchpoint"] for event in events] == ["api", "agent", "agent"]

@@ -31,7 +31,7 @@ from server.consent import stream_workers
 from server.consent.check import CheckService
 from server.models import Subject
 from server.settings import Settings
-from tests.conftest import Clock, bearer, record, run, services_of
+from tests.conftest import Clock, bearer, confirmed_by_import, record, run, services_of
 from tests.test_check_reasons import CASES, PAST
 from tests.test_crash_safety import access_token, cli, free_port, server_env, start_server, wait_ready
 from tests.test_ledger_verify import sql
@@ -108,7 +108,7 @@ def test_workers_answer_every_reason_as_single_checks(client: TestClient, auth: 
     for number, (_, decisions, purpose, channel, _, _) in enumerate(CASES):
         ref = f"case-{number}"
         for decision in decisions:
-            assert record(client, auth, ref, [decision]).status_code == 201
+            assert record(client, auth, ref, [decision], **confirmed_by_import([decision])).status_code == 201
         refs.append((ref, purpose, channel))
     record(client, auth, "granted-v1", [("partners", "email", "grant")], policy="privacy-policy/1/en")
     for ref, field, when in [

@@ -6,13 +6,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from server.ledger.append import TOUCHPOINTS
+from server.ledger.append import CLIENT_TOUCHPOINTS
 from server.ledger.transitions import ACTIONS
 
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")]
 Text = Annotated[str, StringConstraints(max_length=1024, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")]
+AgentId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-Touchpoint = Literal[TOUCHPOINTS]  # type: ignore[valid-type]
+ClientTouchpoint = Literal[CLIENT_TOUCHPOINTS]  # type: ignore[valid-type]
 Action = Literal[ACTIONS]  # type: ignore[valid-type]
 
 
@@ -55,12 +56,19 @@ class RecordIn(Strict):
 
     policy: PolicyRef
     decisions: Annotated[list[DecisionIn], Field(min_length=1, max_length=100)]
-    touchpoint: Touchpoint = "api"
+    touchpoint: ClientTouchpoint = Field(
+        default="api",
+        description="where the decision was made: the client's own systems (api), its call centre (agent, with "
+        "actor_id), or an import of records kept elsewhere (import); the service's own surfaces record theirs",
+    )
     method: Code = "api"
     evidence: EvidenceIn | None = None
     ui_snapshot: SnapshotIn | None = None
     ui_snapshot_sha256: Sha256 | None = None
-    actor_id: Text | None = Field(default=None, description="agent id when touchpoint is agent")
+    actor_id: AgentId | None = Field(
+        default=None,
+        description="the client's own id of its agent, only with touchpoint agent (recorded as client_id/actor_id)",
+    )
 
 
 class EventOut(BaseModel):

@@ -14,7 +14,7 @@ from server.api.bodies import read_json
 from server.api.params import bounded_int, instant, iso, seq_cursor, subject_ref
 from server.api.schemas import RecordIn
 from server.consent.decide import StateView, SubjectFlags, decide
-from server.errors import NotFound
+from server.errors import ConfirmationByLinkOnly, InvalidRequest, NotFound
 from server.ledger.append import Decision, RecordRequest, Snapshot
 from server.ledger.replay import replay
 from server.models import ConsentEvent, ConsentState, Subject
@@ -32,6 +32,8 @@ async def record_consents(request: Request) -> Response:
     services: Services = request.app.state.services
     ref = subject_ref(request.path_params["ref"])
     body = await read_json(request, RecordIn)
+    client_id = request.state.access.client_id
+    _refuse_what_only_the_person_or_the_service_records(body)
     evidence = body.evidence.model_dump(exclude_none=True) if body.evidence else {}
     result = await services.ledger.record(
         RecordRequest(
@@ -40,8 +42,10 @@ async def record_consents(request: Request) -> Response:
             decisions=[Decision(d.purpose, d.channel, d.action) for d in body.decisions],
             touchpoint=body.touchpoint,
             method=body.method,
+            # The client that recorded it is always in the record; its agent beside it, in its own namespace (not
+            # the desk's staff ids).
             actor_type="agent" if body.touchpoint == "agent" else "client",
-            actor_id=body.actor_id if body.touchpoint == "agent" else request.state.access.client_id,
+            actor_id=f"{client_id}/{body.actor_id}" if body.touchpoint == "agent" and body.actor_id else client_id,
             evidence=evidence,
             snapshot=Snapshot(body.ui_snapshot.kind, body.ui_snapshot.content, body.ui_snapshot.content_type)
             if body.ui_snapshot
@@ -70,6 +74,22 @@ async def record_consents(request: Request) -> Response:
     location = f"/v1/subjects/{quote(ref, safe='')}/events"
     body_out = {"subject": ref, "events": events, "receipt": result.receipt, "confirmations": confirmations}
     return _json(body_out, status=201, headers={"Location": location})
+
+
+def _refuse_what_only_the_person_or_the_service_records(body: RecordIn) -> None:
+    """`confirm` is the person's click on the link the service mailed (GDPR 7(1): the mail and the click are the
+    proof); a client records one only when importing a confirmation collected elsewhere (touchpoint `import`). And an
+    agent id names an agent: it goes with touchpoint `agent` only."""
+    if body.touchpoint != "import" and any(d.action == "confirm" for d in body.decisions):
+        raise ConfirmationByLinkOnly(
+            "'confirm' is recorded by the person's click on the confirmation link the service mails; an API client "
+            "records it only when importing a confirmation collected elsewhere (touchpoint 'import')"
+        )
+    if body.actor_id is not None and body.touchpoint != "agent":
+        raise InvalidRequest(
+            "the body does not match the schema",
+            errors=[{"location": "actor_id", "message": "names the client's agent: send it with touchpoint 'agent'"}],
+        )
 
 
 async def read_consents(request: Request) -> Response:

@@ -39,6 +39,10 @@ from server.recipients.outbox import queue_events as queue_notices
 from server.visibility import WRITE_WINDOW
 
 TOUCHPOINTS = ("preference_center", "banner", "api", "agent", "import", "unsubscribe", "gpc", "system")
+# The touchpoints an API client may say a decision came from: its own systems, its own call centre's agents, an
+# import of records kept elsewhere. The others are the service's own surfaces, which record their decisions
+# themselves: a client naming one would put in the record a provenance the service cannot vouch for.
+CLIENT_TOUCHPOINTS = ("api", "agent", "import")
 
 
 @dataclass(frozen=True)
