@@ -261,6 +261,20 @@ def test_ledger_export_is_admin_only_and_ends_with_a_checkpoint(client: TestClie
     assert all("customer~" not in json.dumps(line) for line in lines)
 
 
+def test_a_time_range_that_ends_before_it_starts_is_refused(client: TestClient, auth: dict[str, str]) -> None:
+    """[from, to) with `to` not after `from` is a mistake to say, not an empty bundle or export to hand over."""
+    _history(client, auth)
+    admin = bearer(client, "admin")
+    backwards = "from=2030-01-01T00:00:00Z&to=2020-01-01T00:00:00Z"
+    empty = "from=2026-01-01T00:00:00Z&to=2026-01-01T00:00:00Z"
+    for url, headers in [("/v1/subjects/cust-9/proof", auth), ("/v1/ledger/export", admin)]:
+        for query in (backwards, empty):
+            refused = client.get(f"{url}?{query}", headers=headers)
+            assert refused.status_code == 422, (url, query, refused.text)
+            assert refused.json()["type"] == "/problems/invalid-request" and refused.json()["parameter"] == "to"
+        assert client.get(f"{url}?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z", headers=headers).is_success
+
+
 @pytest.mark.parametrize("tamper", ["delete", "insert"])
 def test_log_audit_detects_deleted_or_inserted_events(client: TestClient, auth: dict[str, str], tamper: str) -> None:
     for i in range(5):

@@ -4,6 +4,7 @@ and the ledger export. Reads of personal records are written to the access log."
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -108,7 +109,7 @@ async def subject_proof(request: Request) -> Response:
         raise InvalidRequest(f"unknown purpose {purpose[:64]!r}", parameter="purpose")
     if channel is not None and channel not in catalog.channels:
         raise InvalidRequest(f"unknown channel {channel[:64]!r}", parameter="channel")
-    scope = Scope(purpose, channel, instant(query.get("from"), "from"), instant(query.get("to"), "to"))
+    scope = Scope(purpose, channel, *_time_range(request))
     controller = load_controller(services.settings.policy_dir)
     bundle_id, data = await build_bundle(services, controller, ref, scope, _actor(request))
     return Response(
@@ -146,8 +147,7 @@ async def subject_receipts(request: Request) -> Response:
 async def ledger_export(request: Request) -> Response:
     """NDJSON of every event recorded in [from, to), streamed, then a line with a signed checkpoint."""
     services = _services(request)
-    start = instant(request.query_params.get("from"), "from")
-    end = instant(request.query_params.get("to"), "to")
+    start, end = _time_range(request)
     await log_access(
         at=services.clock(),
         actor_type="client",
@@ -158,6 +158,15 @@ async def ledger_export(request: Request) -> Response:
     checkpoint = await services.log.checkpoint()
 
     return StreamingResponse(export_lines(services, checkpoint, start, end), media_type="application/x-ndjson")
+
+
+def _time_range(request: Request) -> tuple[datetime | None, datetime | None]:
+    """`?from=` and `?to=`, the range [from, to): a `to` not after `from` is refused, not answered with nothing."""
+    start = instant(request.query_params.get("from"), "from")
+    end = instant(request.query_params.get("to"), "to")
+    if start is not None and end is not None and end <= start:
+        raise InvalidRequest("'to' must be after 'from' (the range is [from, to))", parameter="to")
+    return start, end
 
 
 def _is_uuid(value: str) -> bool:
