@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -113,6 +114,12 @@ def test_malformed_bodies_are_refused_and_write_nothing(client: TestClient, auth
         ("lang with a trailing newline", _body(policy={**POLICY, "lang": "fr\n"}), JSON, invalid),
         ("purpose with a trailing newline", _body(decisions=[{**GRANT, "purpose": "offers\n"}]), JSON, invalid),
         ("unknown action", _body(decisions=[{**GRANT, "action": "GRANT"}]), JSON, invalid),
+        (  # two accounts of what the person was shown
+            "a snapshot and another's hash",
+            _body(ui_snapshot={"kind": "form", "content": "x"}, ui_snapshot_sha256=hashlib.sha256(b"y").hexdigest()),
+            JSON,
+            invalid,
+        ),
     ]
     failures: list[str] = []
     for label, payload, content_type, problem_type in cases:

@@ -131,6 +131,13 @@ class Ledger:
         for decision in request.decisions:
             _validate_target(catalog, decision)
         snapshot_sha = request.snapshot.sha256 if request.snapshot else request.snapshot_sha256
+        if request.snapshot is not None and request.snapshot_sha256 not in (None, snapshot_sha):
+            # Two accounts of what the person was shown: neither can be recorded as the one.
+            raise InvalidRequest(
+                f"ui_snapshot_sha256 {request.snapshot_sha256} is not the SHA-256 of ui_snapshot's content "
+                f"({snapshot_sha}); send one of them",
+                ui_snapshot=request.snapshot_sha256,
+            )
         evidence = minimise(request.evidence)
         async with in_transaction() as conn:
             if request.snapshot is not None:
