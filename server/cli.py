@@ -138,12 +138,12 @@ def cmd_policies_sync(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> int:
-    from server.auth.clients import UnknownScope, create_client
+    from server.auth.clients import ClientRefused, create_client
 
     async def work() -> int:
         try:
             client = await create_client(args.name, args.scopes)
-        except UnknownScope as exc:
+        except ClientRefused as exc:
             print(str(exc), file=sys.stderr)
             return 2
         print(

@@ -19,9 +19,11 @@ from joserfc.jwk import ECKey
 from starlette.testclient import TestClient
 
 from server.auth.clients import NewClient, create_client
+from server.cli import main as cli_main
 from server.db import connection
 from server.models import ConsentEvent, ConsentState, Subject
 from server.services import Services
+from server.settings import Settings
 from tests.conftest import ALL_SCOPES, bearer, record, run
 
 ISSUER = "http://testserver"  # the `public_url` of the test settings
@@ -354,6 +356,17 @@ def test_token_endpoint_refuses_other_grants_and_wider_scopes(client: TestClient
         assert response.status_code == 400, (scope, response.text)
         assert response.json()["error"] == "invalid_scope", scope
         assert "access_token" not in response.json()
+    # Not a form at all: still OAuth's error object (what client libraries read), not a problem+json
+    for content, content_type in [(b'{"grant_type": "client_credentials"}', "application/json"), (b"\xff=", None)]:
+        headers = {**_basic(*_id_secret(new)), "Content-Type": content_type or "application/x-www-form-urlencoded"}
+        response = client.post("/oauth/token", content=content, headers=headers)
+        assert response.status_code == 400 and response.headers["content-type"] == "application/json", response.text
+        assert response.json()["error"] == "invalid_request" and response.json()["error_description"]
+    # A blank scope is no scope asked (RFC 6749 3.3): the client's own, not a token for nothing
+    blank = client.post(
+        "/oauth/token", data={"grant_type": "client_credentials", "scope": "  "}, headers=_basic(*_id_secret(new))
+    )
+    assert blank.status_code == 200 and blank.json()["scope"] == "consent:read", blank.text
 
 
 def test_issued_token_is_an_rfc9068_access_token_verifiable_with_the_jwks(client: TestClient) -> None:
@@ -412,3 +425,35 @@ def test_client_secret_is_not_stored_in_clear(client: TestClient) -> None:
     # and the secret still authenticates, so what is stored is derived from it
     ok = client.post("/oauth/token", data={"grant_type": "client_credentials"}, headers=_basic(*_id_secret(new)))
     assert ok.status_code == 200
+
+
+def test_the_metadata_names_what_the_server_does(client: TestClient) -> None:
+    """RFC 8414: the token endpoint it names issues tokens by client credentials; no response type is offered, as
+    there is no authorization endpoint (an implicit grant's `token` was listed before)."""
+    metadata = client.get("/.well-known/oauth-authorization-server").json()
+    assert metadata["grant_types_supported"] == ["client_credentials"]
+    assert metadata["response_types_supported"] == [] and "authorization_endpoint" not in metadata
+    new = _new_client(client, "consent:check")
+    path = metadata["token_endpoint"].removeprefix(metadata["issuer"])
+    issued = client.post(path, data={"grant_type": "client_credentials"}, headers=_basic(*_id_secret(new)))
+    assert issued.status_code == 200 and issued.json()["scope"] == "consent:check"
+
+
+def test_clients_create_refuses_a_client_that_could_not_be_used(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m server clients create`: a name the column cannot hold was a traceback, and a client without any
+    scope or name was created. Each is now refused with the reason (exit 2)."""
+    for name, scopes, says in [
+        ("x" * 129, "consent:check", "1 to 128 printable characters"),
+        ("  ", "consent:check", "1 to 128 printable characters"),
+        ("crm\n", "consent:check", ""),  # stripped: fine
+        ("crm", "", "at least one scope"),
+        ("crm", "consent:everything", "unknown scope"),
+    ]:
+        code = cli_main(["clients", "create", "--name", name, "--scopes", scopes])
+        out, err = capsys.readouterr()
+        if says:
+            assert code == 2 and says in err and out == "", (name, scopes, err)
+        else:
+            assert code == 0 and json.loads(out)["name"] == "crm", out

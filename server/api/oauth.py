@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from server.api.bodies import read_form
 from server.auth.clients import UnknownScope, authenticate, parse_scopes
+from server.errors import ConsentError, PayloadTooLarge
 from server.services import Services
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -31,7 +32,12 @@ def _error(status: int, error: str, description: str, basic: bool = False) -> Re
 async def token(request: Request) -> Response:
     """Exchange client credentials for a short-lived JWT access token."""
     services: Services = request.app.state.services
-    form = await read_form(request)
+    try:
+        form = await read_form(request)
+    except PayloadTooLarge as exc:  # 413 stays a 413, in OAuth's form
+        return _error(413, "invalid_request", exc.detail)
+    except ConsentError as exc:  # not a form, not UTF-8: still an OAuth client's error (RFC 6749 5.2)
+        return _error(400, "invalid_request", exc.detail)
     if form.get("grant_type") != "client_credentials":
         return _error(400, "unsupported_grant_type", "only grant_type=client_credentials is supported")
     header = request.headers.get("authorization", "")
@@ -54,7 +60,8 @@ async def token(request: Request) -> Response:
         return _error(401, "invalid_client", "unknown client or wrong secret", basic=basic)
     allowed = client.scopes.split()
     try:
-        requested = parse_scopes(form["scope"]) if form.get("scope") else allowed
+        # An empty (or blank) scope is no scope asked: the client's own (RFC 6749 3.3), not a token for nothing.
+        requested = parse_scopes(form["scope"]) if form.get("scope", "").strip() else allowed
     except UnknownScope as exc:
         return _error(400, "invalid_scope", str(exc))
     if not set(requested) <= set(allowed):

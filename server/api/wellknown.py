@@ -26,6 +26,6 @@ async def oauth_metadata(request: Request) -> JSONResponse:
             "grant_types_supported": ["client_credentials"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "scopes_supported": list(SCOPES),
-            "response_types_supported": ["token"],
+            "response_types_supported": [],  # no authorization endpoint: client credentials only
         }
     )

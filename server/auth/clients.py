@@ -11,8 +11,15 @@ from server.models import ApiClient
 from server.settings import SCOPES
 
 
-class UnknownScope(ValueError):
+class ClientRefused(ValueError):
+    """A client that could not be used as asked: the operator is told why, nothing is created."""
+
+
+class UnknownScope(ClientRefused):
     pass
+
+
+NAME_LENGTH = 128  # api_clients.name
 
 
 @dataclass(frozen=True)
@@ -32,7 +39,14 @@ def parse_scopes(value: str) -> list[str]:
 
 
 async def create_client(name: str, scopes: str) -> NewClient:
+    """A new client with `scopes` (at least one: a client without any could call nothing), named for people (the
+    console's access log shows it)."""
+    name = name.strip()
+    if not name or len(name) > NAME_LENGTH or not name.isprintable():
+        raise ClientRefused(f"the name must be 1 to {NAME_LENGTH} printable characters")
     granted = " ".join(parse_scopes(scopes))
+    if not granted:
+        raise ClientRefused(f"give the client at least one scope of: {' '.join(SCOPES)}")
     client_id = "cl_" + secrets.token_hex(12)
     secret = secrets.token_urlsafe(32)
     await ApiClient.create(client_id=client_id, name=name, secret_sha256=_digest(secret), scopes=granted)
