@@ -88,11 +88,13 @@ def verify(settings: Settings, tmp_path: Path) -> subprocess.CompletedProcess[st
     return ledger_command(settings, tmp_path, "verify")
 
 
-def ledger_command(settings: Settings, tmp_path: Path, action: str) -> subprocess.CompletedProcess[str]:
+def ledger_command(
+    settings: Settings, tmp_path: Path, action: str, **environment: str
+) -> subprocess.CompletedProcess[str]:
     """`python -m server ledger <action>` as a subprocess on the database of `settings`."""
     return subprocess.run(
         [sys.executable, "-m", "server", "ledger", action],
-        env=command_environment(settings, tmp_path),
+        env={**command_environment(settings, tmp_path), **environment},
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -168,6 +170,20 @@ def test_clean_ledger_verifies_ok(client: TestClient, auth: dict[str, str], sett
     assert result.returncode == 0, result.stdout + result.stderr
     assert broken_lines(result) == []
     assert "2 subjects, 5 events: OK" in result.stdout, result.stdout
+
+
+def test_a_verifier_with_another_public_url_is_told_so_not_of_tampering(ledger: Settings, tmp_path: Path) -> None:
+    """The log id a checkpoint is signed for comes from PUBLIC_URL. A verification run with another one used to call
+    every checkpoint tampered with ("stored fields differ from the signed ones"); it now says whose log they are."""
+    served = {"PUBLIC_URL": "https://consent.example"}
+    assert ledger_command(ledger, tmp_path, "checkpoint", **served).returncode == 0
+    assert ledger_command(ledger, tmp_path, "verify", **served).returncode == 0
+
+    elsewhere = ledger_command(ledger, tmp_path, "verify", PUBLIC_URL="http://127.0.0.1:9999")
+    assert elsewhere.returncode == 1, elsewhere.stdout
+    assert "stored fields differ" not in elsewhere.stdout and "subject" not in "".join(broken_lines(elsewhere))
+    (line,) = broken_lines(elsewhere)
+    assert "signed for the log 'https://consent.example" in line and "PUBLIC_URL" in line, line
 
 
 # ---------------------------------------------------------------- events changed in place

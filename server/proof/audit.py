@@ -6,6 +6,7 @@ or altered event shows up against every signed checkpoint that covered it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from joserfc import jws
@@ -19,6 +20,14 @@ from server.proof.log import checkpoint_payload
 PAGE = 10_000
 
 
+def _signed_log_id(payload: bytes) -> str | None:
+    try:
+        value = json.loads(payload).get("log_id")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
 @dataclass
 class LogReport:
     entries: int = 0
@@ -30,14 +39,25 @@ async def audit_log(keys: KeyStore, log_id: str) -> LogReport:
     report = LogReport()
     checkpoints = {c.tree_size: c for c in await Checkpoint.all()}
     report.checkpoints = len(checkpoints)
+    other_logs: dict[str, list[int]] = {}  # checkpoints signed, and stored as signed, for another log id
     for checkpoint in checkpoints.values():
         try:
             payload = jws.deserialize_compact(checkpoint.jws, keys.key_set, algorithms=[ALGORITHM]).payload
         except (JoseError, ValueError):
             report.problems.append(f"checkpoint {checkpoint.tree_size}: signature does not verify")
             continue
-        if payload != checkpoint_payload(log_id, checkpoint.tree_size, checkpoint.root_hash, checkpoint.timestamp):
-            report.problems.append(f"checkpoint {checkpoint.tree_size}: stored fields differ from the signed ones")
+        fields = (checkpoint.tree_size, checkpoint.root_hash, checkpoint.timestamp)
+        if payload != checkpoint_payload(log_id, *fields):
+            signed_for = _signed_log_id(payload)
+            if signed_for is not None and payload == checkpoint_payload(signed_for, *fields):
+                other_logs.setdefault(signed_for, []).append(checkpoint.tree_size)  # the fields match: not tampering
+            else:
+                report.problems.append(f"checkpoint {checkpoint.tree_size}: stored fields differ from the signed ones")
+    for signed_for, sizes in other_logs.items():
+        report.problems.append(
+            f"checkpoints {', '.join(map(str, sorted(sizes)))}: signed for the log {signed_for!r}, not for "
+            f"{log_id!r}; verify with the PUBLIC_URL the server signs with (the log id is derived from it)"
+        )
 
     frontier: list[tuple[int, bytes]] = []  # (size of perfect subtree, hash), left to right
     position = 0
