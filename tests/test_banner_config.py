@@ -126,6 +126,20 @@ def test_demo_page_outside_production_only(settings: Settings, clock: Clock) -> 
         assert client.get("/demo/banner").status_code == 404
 
 
+def test_the_demo_site_allows_the_servers_own_origin_outside_production(settings: Settings, clock: Clock) -> None:
+    """The demo page is served from PUBLIC_URL, on whatever port the server runs: its choices must be recorded there
+    too (sites.yaml lists the default port's origins only). In production the demo site keeps exactly its list."""
+    own = "http://127.0.0.1:8722"
+    for environment, allowed in [("development", True), ("production", False)]:
+        served = settings.with_overrides(public_url=own + "/", environment=environment)
+        with TestClient(create_app(served, clock=clock)) as client:
+            config = _config(client, Origin=own)
+            assert config.status_code == 200
+            assert (config.headers.get("access-control-allow-origin") == own) is allowed, environment
+            assert _config(client, Origin=ORIGIN).headers["access-control-allow-origin"] == ORIGIN
+            assert "access-control-allow-origin" not in _config(client, Origin="http://127.0.0.1:8723").headers
+
+
 # --- policy_docs/sites.yaml (no database) ---------------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ Both are policy as code, read once when the app is built; every error names the 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -58,6 +58,19 @@ class SiteTree:
     sites: dict[str, Site]
     texts: dict[str, dict[str, str]]  # lang -> key -> text (with placeholders)
     gpc_last_update: str
+
+
+DEMO_SITE = "demo"  # the site of the demo page at /demo/banner
+
+
+def with_origin(tree: SiteTree, site_id: str, url: str) -> SiteTree:
+    """`tree` with the origin of `url` (scheme://host[:port], lower case) allowed for `site_id`, if that site exists."""
+    site = tree.sites.get(site_id)
+    if site is None:
+        return tree
+    parts = urlsplit(url)
+    origin = f"{parts.scheme}://{parts.netloc}".lower()
+    return replace(tree, sites={**tree.sites, site_id: replace(site, origins=site.origins | {origin})})
 
 
 def load_sites(root: Path) -> SiteTree:
