@@ -482,3 +482,32 @@ def test_agent_emails_a_preference_center_link(client: TestClient, auth: dict[st
     record_api(client, auth, "cust-nomail", [("offers", "email", "grant")])
     refused = post(client, csrf, "/console/customers/cust-nomail/link")
     assert refused.status_code == 422 and "no email address on file" in refused.text
+
+
+def test_details_typed_in_a_browser_count_line_breaks_as_the_form_does(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    """A textarea's `maxlength` counts a line break as one character but the browser sends it as CRLF: 400 lines of
+    "line" (1,999 characters) are accepted by the form, so by the server, from the customer and from the console."""
+    customer(client, auth, "cust-lines")
+    typed = "\r\n".join(["line"] * 400)
+    assert len(typed.replace("\r\n", "\n")) == 1999 < len(typed)
+    token, _ = services_of(client).preferences.links.issue("cust-lines", "preferences")
+    answer = client.post("/requests", data={"token": token, "kind": "access", "details": typed, "lang": "en"})
+    assert answer.status_code == 201 and "We will answer by" in answer.text
+    request_id = open_via_console(client, sign_in(client, "agent"), "cust-lines", "rectification", details=typed)
+    assert get_request(client, request_id).details == "\n".join(["line"] * 400)
+
+    # Too long even so: the form again, with the error in the person's language and what they wrote; JSON asked,
+    # JSON answered.
+    client.cookies.clear()
+    long = "é" * 2001
+    form = {"token": token, "kind": "erasure", "details": long, "lang": "fr"}
+    refused = client.post("/requests", data=form)
+    assert refused.status_code == 422 and refused.headers["content-type"].startswith("text/html")
+    assert "Votre message dépasse 2 000 caractères." in refused.text and f">{long}</textarea>" in refused.text
+    assert 'value="erasure" required checked' in refused.text
+    as_json = client.post("/requests", data=form, headers={"Accept": "application/json"})
+    assert as_json.status_code == 422 and as_json.json()["error"] == "invalid_request"
+    assert "longer than 2000 characters" in as_json.json()["detail"]
+    assert count(client, DataSubjectRequest, subject__ref="cust-lines") == 2

@@ -56,7 +56,9 @@ def staff_actor(staff_id: int) -> Actor:
 
 
 def _text(value: str, name: str, *, required: bool = False) -> str:
-    text = value.strip()
+    # Browsers send a textarea's line breaks as CRLF but count them as one character against `maxlength`: count
+    # them as the person typed them, or text the form accepted is refused here.
+    text = value.replace("\r\n", "\n").strip()
     if required and not text:
         raise InvalidRequest(f"{name} is required", parameter=name)
     if len(text) > MAX_TEXT:

@@ -24,7 +24,7 @@ from server.auth.keys import ALGORITHM
 from server.db import busy_as_domain_error
 from server.desk.export import FORMATS, ExportLinkRefused, subject_export, to_csv_zip, to_json
 from server.desk.web import HEADERS, desk_of, form_of
-from server.errors import SEND_AGAIN, ConsentError
+from server.errors import SEND_AGAIN, ConsentError, InvalidRequest
 from server.models import DataSubjectRequest, Subject
 from server.proof.access import log_access
 
@@ -49,6 +49,7 @@ TEXTS: dict[str, dict[str, Any]] = {
         "details": "Anything we should know (optional)",
         "send": "Send my request",
         "choose": "Choose what you want.",
+        "too_long": "Your message is longer than 2,000 characters. Please shorten it and send your request again.",
         "done_title": "Request received",
         "received": "We received your request #{id} on {received}. We will answer by {due} at the latest.",
         "objected": "Done: you will receive no more marketing from us, on any channel (request #{id}).",
@@ -77,6 +78,8 @@ TEXTS: dict[str, dict[str, Any]] = {
         "details": "Ce que nous devrions savoir (facultatif)",
         "send": "Envoyer ma demande",
         "choose": "Choisissez ce que vous souhaitez.",
+        "too_long": "Votre message dépasse 2 000 caractères. Merci de le raccourcir et d'envoyer de nouveau votre "
+        "demande.",
         "done_title": "Demande reçue",
         "received": "Nous avons reçu votre demande n° {id} le {received}. Nous vous répondrons au plus tard le {due}.",
         "objected": "C'est fait : vous ne recevrez plus aucune prospection de notre part, sur aucun canal "
@@ -138,7 +141,24 @@ async def request_form(request: Request) -> Response:
         verify_preference_token(request, token)
     except LinkRefused:
         return _html(request, "public_error.html", lang, 403, message=TEXTS[lang]["link_bad"])
-    return _html(request, "public_request.html", lang, token=token, kinds=PUBLIC_KINDS, error=None)
+    return _form_page(request, lang, 200, token, error=None)
+
+
+def _form_page(
+    request: Request, lang: str, status: int, token: str | None, *, error: str | None, kind: str = "", details: str = ""
+) -> HTMLResponse:
+    """The request form, again with what the person chose and wrote when it comes back with an error."""
+    return _html(
+        request,
+        "public_request.html",
+        lang,
+        status,
+        token=token or "",
+        kinds=PUBLIC_KINDS,
+        error=error,
+        chosen=kind if kind in PUBLIC_KINDS else PUBLIC_KINDS[0],
+        details=details,
+    )
 
 
 async def submit_request(request: Request) -> Response:
@@ -156,16 +176,21 @@ async def submit_request(request: Request) -> Response:
         if wants_json:
             return _json({"error": "link_token_refused", "detail": exc.detail}, 403)
         return _html(request, "public_error.html", lang, 403, message=TEXTS[lang]["link_bad"])
-    kind = form.get("kind", "")
+    kind, details = form.get("kind", ""), form.get("details", "")
     if kind not in PUBLIC_KINDS:
         if wants_json:
             return _json({"error": "invalid_kind", "detail": f"kind must be one of {', '.join(PUBLIC_KINDS)}"}, 422)
-        texts = TEXTS[lang]
-        token = form.get("token")
-        return _html(request, "public_request.html", lang, 422, token=token, kinds=PUBLIC_KINDS, error=texts["choose"])
+        return _form_page(request, lang, 422, form.get("token"), error=TEXTS[lang]["choose"], details=details)
     try:
         with busy_as_domain_error():
-            created = await desk.open_request(ref, kind, "preference_center", form.get("details", ""))
+            created = await desk.open_request(ref, kind, "preference_center", details)
+    except InvalidRequest as exc:
+        # The only field the person types is `details` (its length); the kind was checked above.
+        if wants_json:
+            return _json({"error": "invalid_request", "detail": exc.detail}, 422)
+        return _form_page(
+            request, lang, 422, form.get("token"), error=TEXTS[lang]["too_long"], kind=kind, details=details
+        )
     except SEND_AGAIN as exc:
         if wants_json:
             busy = _json({"error": "database_busy", "detail": exc.detail}, 503)
