@@ -18,7 +18,18 @@ from server.desk import accounts
 from server.models import AccessLog, ConsentEvent, StaffAccount, UISnapshot
 from server.settings import Settings
 from tests.conftest import run, services_of, sqlite_write_lock_held
-from tests.test_desk_helpers import PASSWORD, check, csrf_of, fetch, new_staff, post, record_api, set_contact, sign_in
+from tests.test_desk_helpers import (
+    PASSWORD,
+    check,
+    count,
+    csrf_of,
+    fetch,
+    new_staff,
+    post,
+    record_api,
+    set_contact,
+    sign_in,
+)
 
 
 def _record_form(client: TestClient, ref: str, **values: str) -> dict[str, str]:
@@ -154,6 +165,34 @@ def test_every_form_needs_the_csrf_token(client: TestClient) -> None:
     other = client.post("/console/logout", data={"csrf": csrf}, headers={"Origin": "https://evil.example"})
     assert other.status_code == 403
     assert client.get("/console").status_code == 200, "the refused sign-out did not sign out"
+
+
+def test_a_stale_form_or_a_refusal_shows_its_message_in_the_flash_area_for_htmx(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    """Signed out and in again in another tab, the first tab's buttons carry the old session's token. htmx 2 swaps
+    no 4xx answer, so a refusal answered 403 left the page unchanged: the button seemed to do nothing. For htmx the
+    refusal is a message swapped into #flash (answered 200, nothing done; X-Desk-Denied says why)."""
+    record_api(client, auth, "cust-tabs", [("offers", "email", "grant")])
+    set_contact(client, "cust-tabs", email="tabs@example.org", locale="en")
+    agent = new_staff(client, "agent")
+    stale = sign_in(client, email=agent.email)
+    fresh = sign_in(client, email=agent.email)  # the other tab: a new session, a new token
+    assert stale != fresh
+    htmx = {"HX-Request": "true"}
+    for path in ("/console/customers/cust-tabs/link", "/console/customers/cust-tabs/record"):
+        answer = post(client, stale, path, {"reference": "CALL-1"}, headers=htmx)
+        assert answer.status_code == 200 and answer.headers["x-desk-denied"] == "csrf", path
+        assert answer.headers["hx-retarget"] == "#flash" and answer.headers["hx-reswap"] == "innerHTML"
+        assert "The form expired or came from another site. Reload the page and try again." in answer.text
+    assert count(client, AccessLog, action="staff_send_link") == 0, "nothing was done"
+    # without htmx the refusal stays a 403 page
+    assert post(client, stale, "/console/customers/cust-tabs/link").status_code == 403
+    # a role without the permission, from an htmx button: the message too
+    sign_in(client, "auditor")
+    denied = client.post("/console/customers/cust-tabs/link", headers={**htmx, "X-CSRF-Token": csrf_of(client)})
+    assert denied.status_code == 200 and denied.headers["x-desk-denied"] == "role"
+    assert denied.headers["hx-retarget"] == "#flash" and "Your role does not allow this." in denied.text
 
 
 def test_search_by_ref_email_and_phone(client: TestClient, auth: dict[str, str]) -> None:

@@ -3,8 +3,9 @@
 Console routes are declared `PUBLIC` to the generic API guard (which knows only OAuth scopes and link tokens), and
 each handler is wrapped here. The wrapper: no valid session -> 303 to the sign-in page; a role without the
 permission -> 403; a POST without the session's CSRF token (form field `csrf` or header `X-CSRF-Token`), or from
-another origin -> 403. Domain errors become a message on the page. `RULES` records the real rule of every desk
-route: `staff:<permission>`, `public` or `link-token`.
+another origin -> 403 (for htmx, the message in the page's flash area: `web.flash_error`). Domain errors become a
+message on the page. `RULES` records the real rule of every desk route: `staff:<permission>`, `public` or
+`link-token`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,18 @@ from starlette.responses import Response
 from server.db import busy_as_domain_error
 from server.desk.roles import PERMISSIONS
 from server.desk.sessions import same
-from server.desk.web import Staff, current_staff, desk_of, error_response, forbidden, form_of, page, to_login
+from server.desk.web import (
+    Staff,
+    current_staff,
+    desk_of,
+    error_response,
+    flash_error,
+    forbidden,
+    form_of,
+    is_htmx,
+    page,
+    to_login,
+)
 from server.errors import ConsentError
 
 StaffHandler = Callable[[Request, Staff], Awaitable[Response]]
@@ -34,6 +46,18 @@ def same_origin(request: Request) -> bool:
     own = urlsplit(desk_of(request).settings.issuer)
     given = urlsplit(origin)
     return (given.scheme, given.netloc) in {(own.scheme, own.netloc), (request.url.scheme, request.url.netloc)}
+
+
+EXPIRED = "The form expired or came from another site. Reload the page and try again."
+
+
+def _form_expired(request: Request, staff: Staff) -> Response:
+    """403 page; for htmx (a button on a page whose session was replaced, e.g. signed out and in in another tab),
+    the message in the page's flash area."""
+    headers = {"X-Desk-Denied": "csrf"}
+    if is_htmx(request):
+        return flash_error(request, EXPIRED, headers)
+    return page(request, "error.html", status=403, headers=headers, me=staff, title="Form expired", message=EXPIRED)
 
 
 def require_staff(permission: str) -> Callable[[StaffHandler], Handler]:
@@ -53,15 +77,7 @@ def require_staff(permission: str) -> Callable[[StaffHandler], Handler]:
                     form = await form_of(request)
                     token = request.headers.get("x-csrf-token") or form.get("csrf")
                     if not same(staff.csrf, token) or not same_origin(request):
-                        return page(
-                            request,
-                            "error.html",
-                            status=403,
-                            headers={"X-Desk-Denied": "csrf"},
-                            me=staff,
-                            title="Form expired",
-                            message="The form expired or came from another site. Reload the page and try again.",
-                        )
+                        return _form_expired(request, staff)
                 with busy_as_domain_error():
                     return await handler(request, staff)
             except ConsentError as exc:

@@ -108,17 +108,26 @@ def to_login(request: Request) -> Response:
     return redirect(f"/console/login?next={quote(target, safe='')}", request)
 
 
+def flash_error(request: Request, message: str, headers: dict[str, str] | None = None) -> Response:
+    """An error for an htmx request: a message swapped into the page's `#flash` area.
+
+    Answered 200: htmx 2 swaps no 4xx or 5xx response by default (`responseHandling`), so a refusal sent with its
+    real status would leave the page unchanged and the button would seem to do nothing. Headers such as
+    `X-Desk-Denied` still say what was refused; nothing was changed."""
+    return page(
+        request,
+        "_flash.html",
+        headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML", **(headers or {})},
+        kind="error",
+        message=message,
+    )
+
+
 def error_response(request: Request, staff: Staff | None, exc: ConsentError) -> Response:
     """A domain error as a message: a fragment in the flash area for htmx, a page otherwise."""
     retry = {"Retry-After": "1"} if isinstance(exc, SEND_AGAIN) else {}
     if is_htmx(request):
-        return page(
-            request,
-            "_flash.html",
-            headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML", **retry},
-            kind="error",
-            message=exc.detail,
-        )
+        return flash_error(request, exc.detail, retry)
     return page(request, "error.html", status=exc.status, headers=retry, me=staff, title=exc.title, message=exc.detail)
 
 
@@ -127,14 +136,7 @@ def forbidden(request: Request, staff: Staff, reason: str = "object") -> Respons
     theirs to act on (`object`, e.g. an agent and someone else's request)."""
     message = "Your role does not allow this." if reason == "role" else "This is not yours to act on."
     if is_htmx(request):
-        return page(
-            request,
-            "_flash.html",
-            status=403,
-            headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML", "X-Desk-Denied": reason},
-            kind="error",
-            message=message,
-        )
+        return flash_error(request, message, {"X-Desk-Denied": reason})
     return page(
         request,
         "error.html",
