@@ -511,3 +511,34 @@ def test_details_typed_in_a_browser_count_line_breaks_as_the_form_does(
     assert as_json.status_code == 422 and as_json.json()["error"] == "invalid_request"
     assert "longer than 2000 characters" in as_json.json()["detail"]
     assert count(client, DataSubjectRequest, subject__ref="cust-lines") == 2
+
+
+def test_a_request_sent_twice_is_opened_once(client: TestClient, auth: dict[str, str], clock: Clock) -> None:
+    """A double click, or the confirmation page reloaded ("send the form again?"), sends the same request again: it
+    is answered with the first request's page, not opened a second time. The same request ten minutes later is a
+    new one; so is another kind or another text."""
+    customer(client, auth, "cust-twice")
+    clock.set(datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
+    token, _ = services_of(client).preferences.links.issue("cust-twice", "preferences")
+    form = {"token": token, "kind": "access", "details": "all of it", "lang": "en"}
+    first = client.post("/requests", data=form)
+    assert first.status_code == 201
+    number = re.search(r"request #(\d+)", first.text)
+    assert number, first.text
+    clock.advance(seconds=30)
+    again = client.post("/requests", data=form)
+    assert again.status_code == 200 and f"request #{number.group(1)} on 2026-12-01" in again.text
+    as_json = client.post("/requests", data=form, headers={"Accept": "application/json"})
+    assert as_json.status_code == 200 and as_json.json()["id"] == int(number.group(1))
+    assert count(client, DataSubjectRequest, subject__ref="cust-twice") == 1
+
+    objection = {"token": token, "kind": "objection", "lang": "en"}
+    assert client.post("/requests", data=objection).status_code == 201
+    repeated = client.post("/requests", data=objection)
+    assert repeated.status_code == 200 and "no more marketing" in repeated.text
+    assert client.post("/requests", data={**form, "details": "and the logs"}).status_code == 201
+    assert count(client, DataSubjectRequest, subject__ref="cust-twice") == 3
+
+    clock.advance(minutes=11)
+    assert client.post("/requests", data=form).status_code == 201
+    assert count(client, DataSubjectRequest, subject__ref="cust-twice") == 4

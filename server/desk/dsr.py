@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
+from server.db import lock_row
 from server.desk.deadlines import OPEN_STATUSES, DeadlineError, check_extension, due_date, received_on, urgency
 from server.errors import InvalidRequest, NotFound
 from server.ledger.evidence import pseudonym
@@ -94,6 +95,36 @@ async def open_request(
     owner_id: int | None = None,
 ) -> DataSubjectRequest:
     """A new request, due one month after the day it was received (GDPR 12(3))."""
+    request, _ = await open_or_repeat(
+        subject,
+        kind,
+        channel=channel,
+        details=details,
+        actor=actor,
+        now=now,
+        zone=zone,
+        received=received,
+        owner_id=owner_id,
+    )
+    return request
+
+
+async def open_or_repeat(
+    subject: Subject,
+    kind: str,
+    *,
+    channel: str,
+    details: str,
+    actor: Actor,
+    now: datetime,
+    zone: ZoneInfo,
+    received: date | None = None,
+    owner_id: int | None = None,
+    repeat_within: timedelta | None = None,
+) -> tuple[DataSubjectRequest, bool]:
+    """`open_request`, and whether the request is new: with `repeat_within`, the same request (subject, kind,
+    channel, opener and text) opened that recently is returned instead of a second one (a double click, or a form
+    sent again from the browser's history)."""
     if kind not in KINDS:
         raise InvalidRequest(f"kind {kind!r} is not one of {', '.join(KINDS)}", parameter="kind")
     if channel not in CHANNELS:
@@ -104,7 +135,26 @@ async def open_request(
         raise InvalidRequest("the received date cannot be in the future", parameter="received_on")
     due = due_date(day)
     received_at = now if day == today else datetime(day.year, day.month, day.day, 12, tzinfo=zone)
+    text = _text(details, "details")
     async with in_transaction() as conn:
+        if repeat_within is not None:
+            # Locked before the read: two submissions arriving together would otherwise both find no earlier one.
+            await lock_row(conn, "subjects", subject.id)
+            earlier = (
+                await DataSubjectRequest.filter(
+                    subject_id=subject.id,
+                    kind=kind,
+                    channel=channel,
+                    opened_by=actor.label,
+                    details=text,
+                    received_at__gte=now - repeat_within,
+                )
+                .using_db(conn)
+                .order_by("-id")
+                .first()
+            )
+            if earlier is not None:
+                return earlier, False
         request = await DataSubjectRequest.create(
             using_db=conn,
             subject_id=subject.id,
@@ -116,7 +166,7 @@ async def open_request(
             status="open",
             owner_id=owner_id,
             opened_by=actor.label,
-            details=_text(details, "details"),
+            details=text,
         )
         await history(
             request.id,
@@ -128,7 +178,7 @@ async def open_request(
         )
         if owner_id is not None:
             await history(request.id, actor, "assigned", f"to staff:{owner_id}", now, conn)
-    return request
+    return request, True
 
 
 async def get_request(request_id: int) -> DataSubjectRequest:

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -29,6 +29,9 @@ from server.models import DataSubjectRequest, Subject
 from server.proof.access import log_access
 
 AUDIENCE = "preference-center"
+# The same request sent again this soon is the same submission (a double click, the form sent again from the
+# browser's history): answered with the first request's page, not opened twice.
+REPEAT = timedelta(minutes=10)
 PUBLIC_KINDS = ("access", "portability", "rectification", "erasure", "restriction", "objection")
 TEXTS: dict[str, dict[str, Any]] = {
     "en": {
@@ -183,7 +186,7 @@ async def submit_request(request: Request) -> Response:
         return _form_page(request, lang, 422, form.get("token"), error=TEXTS[lang]["choose"], details=details)
     try:
         with busy_as_domain_error():
-            created = await desk.open_request(ref, kind, "preference_center", details)
+            created, new = await desk.open_or_repeat(ref, kind, "preference_center", details, repeat_within=REPEAT)
     except InvalidRequest as exc:
         # The only field the person types is `details` (its length); the kind was checked above.
         if wants_json:
@@ -207,7 +210,7 @@ async def submit_request(request: Request) -> Response:
                 "received_at": created.received_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
                 "due_on": created.due_on.isoformat(),
             },
-            201,
+            201 if new else 200,
         )
     texts = TEXTS[lang]
     received = created.received_at.astimezone(desk.zone).date().isoformat()
@@ -216,7 +219,7 @@ async def submit_request(request: Request) -> Response:
         if created.status == "done" and kind == "objection"
         else texts["received"].format(id=created.id, received=received, due=created.due_on.isoformat())
     )
-    return _html(request, "public_request_done.html", lang, 201, message=message)
+    return _html(request, "public_request_done.html", lang, 201 if new else 200, message=message)
 
 
 def _json(data: dict[str, Any], status: int) -> Response:

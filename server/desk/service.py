@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -116,8 +116,27 @@ class Desk:
         An objection to direct marketing opened by the person takes effect at once (GDPR 21(3)); every other kind
         goes to the queue, due one month after receipt (GDPR 12(3)).
         """
+        request, _ = await self.open_or_repeat(
+            subject_ref, kind, channel, details, actor=actor, received=received, owner_id=owner_id
+        )
+        return request
+
+    async def open_or_repeat(
+        self,
+        subject_ref: str,
+        kind: str,
+        channel: str = "preference_center",
+        details: str = "",
+        *,
+        actor: Actor = SUBJECT,
+        received: date | None = None,
+        owner_id: int | None = None,
+        repeat_within: timedelta | None = None,
+    ) -> tuple[DataSubjectRequest, bool]:
+        """`open_request`, and whether the request is new (see `dsr.open_or_repeat`): a repeated request is
+        answered with the earlier one, whose effects already ran."""
         subject = await dsr.subject_for(subject_ref, self.settings.secret_key)
-        request = await dsr.open_request(
+        request, new = await dsr.open_or_repeat(
             subject,
             kind,
             channel=channel,
@@ -127,7 +146,10 @@ class Desk:
             zone=self.zone,
             received=received,
             owner_id=owner_id,
+            repeat_within=repeat_within,
         )
+        if not new:
+            return request, False
         if kind == "objection" and actor.type == "subject" and subject.erased_at is None:
             from server.desk.effects import object_to_marketing
 
@@ -138,4 +160,4 @@ class Desk:
                 # The request is stored: answering "send it again" would open a second one. It stays open in the
                 # queue, where an agent records the objection (the person is told it was received).
                 log.warning("objection of request %s left to the desk: %s", request.id, exc.slug)
-        return request
+        return request, True
