@@ -13,14 +13,17 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
 from e2e.conftest import LiveServer, screenshot, start_server, stop_server
 from e2e.oidc_provider import OidcProvider
+from server.desk.deadlines import add_months
 
 EMAIL = "grace.hopper@example.net"
 REF = "cust-e2e-42"
@@ -172,6 +175,15 @@ def test_agent_records_a_phone_consent_then_access_and_erasure(
     assert check(server, headers, "offers", "email")["allowed"] is False
 
 
+def last_31st_before_a_shorter_month() -> date:
+    """The latest 31st, over a month ago and less than a year ago (the console refuses older dates), whose next
+    month has no 31st: its request is overdue and due on that month's last day."""
+    day = datetime.now(ZoneInfo("Europe/Paris")).date() - timedelta(days=62)
+    while day.day != 31 or add_months(day, 1).day == 31:
+        day -= timedelta(days=1)
+    return day
+
+
 def test_overdue_requests_are_flagged_in_the_queue(page: Any, desk_server: LiveServer, axe: Any) -> None:
     server = desk_server
     seed_customer(server, server.token())
@@ -180,11 +192,13 @@ def test_overdue_requests_are_flagged_in_the_queue(page: Any, desk_server: LiveS
     oidc_sign_in(page, server)
     page.goto(f"{server.url}/console/customers/{REF}")
     page.get_by_label("Kind").select_option("access")
-    page.get_by_label("Received on").fill("2020-01-31")
+    received = last_31st_before_a_shorter_month()
+    due = add_months(received, 1)
+    page.get_by_label("Received on").fill(received.isoformat())
     page.get_by_role("button", name="Open the request").click()
     page.wait_for_url(f"{server.url}/console/requests/*")
-    assert page.locator("dd").filter(has_text="2020-02-29").is_visible(), (
-        "31 January 2020 (leap year) is due 29 February"
+    assert due.day < 31 and page.locator("dd").filter(has_text=due.isoformat()).is_visible(), (
+        f"received {received}, due the last day of the next month, {due}"
     )
     page.goto(f"{server.url}/console/requests")
     row = page.locator("tr.desk-overdue")

@@ -542,3 +542,21 @@ def test_a_request_sent_twice_is_opened_once(client: TestClient, auth: dict[str,
     clock.advance(minutes=11)
     assert client.post("/requests", data=form).status_code == 201
     assert count(client, DataSubjectRequest, subject__ref="cust-twice") == 4
+
+
+def test_a_received_date_more_than_a_year_back_is_refused(
+    client: TestClient, auth: dict[str, str], clock: Clock
+) -> None:
+    """A mistyped year (0001, 1026 for 2026) put a request "overdue by 739919 days" at the top of the queue."""
+    customer(client, auth, "cust-old")
+    clock.set(datetime(2026, 12, 1, 10, 0, tzinfo=UTC))
+    csrf = sign_in(client, "agent")
+    for typo in ("0001-01-01", "1026-12-01", "2025-11-30"):
+        refused = post(client, csrf, "/console/customers/cust-old/requests", {"kind": "access", "received_on": typo})
+        assert refused.status_code == 422, typo
+        assert "the received date cannot be more than a year ago (before 2025-12-01)" in refused.text
+    assert count(client, DataSubjectRequest, subject__ref="cust-old") == 0
+    assert 'min="2025-12-01" max="2026-12-01"' in client.get("/console/customers/cust-old").text
+    request_id = open_via_console(client, csrf, "cust-old", "access", received_on="2025-12-01")
+    assert get_request(client, request_id).due_on.isoformat() == "2026-01-01"
+    assert "overdue by 334 days" in client.get("/console/requests").text

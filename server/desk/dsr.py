@@ -16,7 +16,15 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from server.db import lock_row
-from server.desk.deadlines import OPEN_STATUSES, DeadlineError, check_extension, due_date, received_on, urgency
+from server.desk.deadlines import (
+    OPEN_STATUSES,
+    DeadlineError,
+    add_months,
+    check_extension,
+    due_date,
+    received_on,
+    urgency,
+)
 from server.errors import InvalidRequest, NotFound
 from server.ledger.evidence import pseudonym
 from server.models import DataSubjectRequest, DsrHistory, StaffAccount, Subject
@@ -34,6 +42,10 @@ KIND_TITLES = {
     "objection": "Objection to direct marketing (GDPR 21(3))",
 }
 MAX_TEXT = 2000
+# How far back a request's date of receipt may be: a year. A request received earlier is past every deadline GDPR
+# 12(3) allows (one month, three with the extension) many times over; such a date is a typing error (0001-01-01,
+# 1026 for 2026), which would put the request at the top of the queue "overdue by 739,919 days".
+MAX_AGE_MONTHS = 12
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,10 @@ SYSTEM = Actor("system")
 
 def staff_actor(staff_id: int) -> Actor:
     return Actor("staff", str(staff_id))
+
+
+def earliest_received(today: date) -> date:
+    return add_months(today, -MAX_AGE_MONTHS)
 
 
 def _text(value: str, name: str, *, required: bool = False) -> str:
@@ -133,6 +149,12 @@ async def open_or_repeat(
     day = received or today
     if day > today:
         raise InvalidRequest("the received date cannot be in the future", parameter="received_on")
+    if day < earliest_received(today):
+        raise InvalidRequest(
+            f"the received date cannot be more than a year ago (before {earliest_received(today).isoformat()}): "
+            "check the year",
+            parameter="received_on",
+        )
     due = due_date(day)
     received_at = now if day == today else datetime(day.year, day.month, day.day, 12, tzinfo=zone)
     text = _text(details, "details")

@@ -149,6 +149,7 @@ async def customer_page(request: Request, staff: Staff) -> Response:
         actions=AGENT_ACTIONS,
         methods=AGENT_METHODS,
         today=desk.today(),
+        earliest=dsr.earliest_received(desk.today()),
         **context,
         **await _form_defaults(request, context, {}),
     )
