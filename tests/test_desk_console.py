@@ -387,3 +387,22 @@ def test_queue_views(client: TestClient, auth: dict[str, str]) -> None:
     assert post(client, csrf, f"/console/requests/{other_id}/take").status_code == 303
     page = client.get(f"/console/requests/{other_id}").text
     assert "Send the export link" in page and "Reassign" not in page, "agents do not reassign"
+
+
+def test_path_and_filter_values_too_long_for_their_column_are_answered_not_a_500(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    """Values the ORM refuses to put in a query (longer than the column) were a 500: now a 404 or a clear 422."""
+    record_api(client, auth, "cust-long", [("offers", "email", "grant")])
+    sign_in(client, "supervisor")
+    for sha in ("a" * 65, "A" * 64, "g" * 64):
+        missing = client.get(f"/console/customers/cust-long/snapshots/{sha}")
+        assert missing.status_code == 404 and "no snapshot with this hash" in missing.text, sha
+    notice = "00000000-0000-0000-0000-000000000000"
+    resend = post(client, csrf_of(client), f"/console/customers/{'r' * 256}/notices/{notice}/resend")
+    assert resend.status_code == 404 and "no customer with this ref" in resend.text
+    sign_in(client, "auditor")
+    for name, limit in (("actor_type", 16), ("action", 32)):
+        refused = client.get("/console/audit", params={name: "x" * (limit + 1)})
+        assert refused.status_code == 422 and f"{name} is at most {limit} characters" in refused.text
+        assert client.get("/console/audit", params={name: "x" * limit}).status_code == 200

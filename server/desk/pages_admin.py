@@ -64,6 +64,9 @@ async def audit_page(request: Request, staff: Staff) -> Response:
     """The access log, newest first, filtered by actor, customer or action."""
     params = request.query_params
     filters = {k: params.get(k, "")[:128] for k in ("actor_type", "actor_id", "ref", "action")}
+    for name, limit in (("actor_type", 16), ("action", 32)):  # the columns' sizes: the ORM refuses longer values
+        if len(filters[name]) > limit:
+            raise InvalidRequest(f"{name} is at most {limit} characters", parameter=name)
     query = AccessLog.all()
     if filters["actor_type"]:
         query = query.filter(actor_type=filters["actor_type"])

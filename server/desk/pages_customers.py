@@ -4,6 +4,7 @@ opening a data-subject request. Every view and change writes an access-log row (
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Any
 from urllib.parse import quote
@@ -262,6 +263,8 @@ async def snapshot_page(request: Request, staff: Staff) -> Response:
     """A UI snapshot cited by one of this customer's events, shown as escaped text."""
     subject = await customers.get_subject(_ref(request))
     sha = request.path_params["sha256"]
+    if not re.fullmatch("[0-9a-f]{64}", sha):  # anything else is no snapshot (and too long for the column)
+        raise NotFound("no snapshot with this hash among this customer's events", parameter="sha256")
     seqs = (
         await ConsentEvent.filter(subject_id=subject.id, ui_snapshot_sha256=sha)
         .order_by("seq")
