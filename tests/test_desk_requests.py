@@ -560,3 +560,23 @@ def test_a_received_date_more_than_a_year_back_is_refused(
     request_id = open_via_console(client, csrf, "cust-old", "access", received_on="2025-12-01")
     assert get_request(client, request_id).due_on.isoformat() == "2026-01-01"
     assert "overdue by 334 days" in client.get("/console/requests").text
+
+
+def test_mails_about_a_request_give_the_day_it_was_received_where_the_controller_is(
+    client: TestClient, auth: dict[str, str], clock: Clock
+) -> None:
+    """Received 23:30 UTC on 30 November, 00:30 in Paris on 1 December: the day of receipt is 1 December, in the
+    refusal mailed as on the customer's page and in the due date."""
+    customer(client, auth, "cust-night")
+    clock.set(datetime(2026, 11, 30, 23, 30, tzinfo=UTC))
+    token, _ = services_of(client).preferences.links.issue("cust-night", "preferences")
+    opened = client.post("/requests", data={"token": token, "kind": "access", "lang": "en"})
+    assert opened.status_code == 201 and "on 2026-12-01" in opened.text and "by 2027-01-01" in opened.text
+    number = re.search(r"request #(\d+)", opened.text)
+    assert number, opened.text
+    request_id = int(number.group(1))
+    csrf = sign_in(client, "supervisor")
+    refused = post(client, csrf, f"/console/requests/{request_id}/status", {"status": "refused", "note": "no ID"})
+    assert refused.status_code == 303
+    body = outbox(client)[-1].get_payload(decode=True).decode()
+    assert "2026-12-01" in body and "2026-11-30" not in body

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server.desk import dsr, effects
-from server.desk.deadlines import OPEN_STATUSES, urgency
+from server.desk.deadlines import OPEN_STATUSES, received_on, urgency
 from server.desk.dsr import Actor
 from server.desk.guard import require_staff
 from server.desk.notices import send_notice
@@ -235,5 +235,6 @@ async def _notify_person(request: Request, req: DataSubjectRequest, notice: str,
     """Mail `notice` about `req` to its person (with the request's kind and date of receipt) and log it."""
     desk = desk_of(request)
     subject = await Subject.get(id=req.subject_id)
-    values.update(kind=req.kind, received=req.received_at.date().isoformat())
+    # The day of receipt where the controller is, as the customer's page and the due date count it (not UTC).
+    values.update(kind=req.kind, received=received_on(req.received_at, desk.zone).isoformat())
     await send_notice(desk.mailer, subject, req.id, notice, actor, desk.now(), desk.controller.email, **values)
