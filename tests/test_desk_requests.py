@@ -33,7 +33,18 @@ from server.ledger.verify import verify_ledger
 from server.models import AccessLog, ConsentEvent, DataSubjectRequest, DsrHistory, Receipt, Subject, Suppression
 from server.settings import Settings
 from tests.conftest import Clock, run, services_of, sqlite_write_lock_held
-from tests.test_desk_helpers import check, count, desk, fetch, new_staff, post, record_api, set_contact, sign_in
+from tests.test_desk_helpers import (
+    check,
+    count,
+    csrf_of,
+    desk,
+    fetch,
+    new_staff,
+    post,
+    record_api,
+    set_contact,
+    sign_in,
+)
 
 EMAIL = "Ada.Lovelace@Example.org"
 PHONE = "+33612345678"
@@ -580,3 +591,56 @@ def test_mails_about_a_request_give_the_day_it_was_received_where_the_controller
     assert refused.status_code == 303
     body = outbox(client)[-1].get_payload(decode=True).decode()
     assert "2026-12-01" in body and "2026-11-30" not in body
+
+
+def test_public_pages_speak_the_persons_language_and_say_what_is_wrong(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    """The form's `lang`, else the subject's locale, else Accept-Language (French, the controller's, last); an
+    unknown export format is named as such, not as an invalid link."""
+    customer(client, auth, "cust-lang")  # locale "en"
+    english = {"Accept-Language": "en-GB,en;q=0.8"}
+    bad_link = client.get("/requests", params={"token": "x.y.z"}, headers=english)
+    assert bad_link.status_code == 403 and "This link is not valid or has expired." in bad_link.text
+    assert "Ce lien" in client.get("/requests", params={"token": "x.y.z"}).text
+    token, _ = services_of(client).preferences.links.issue("cust-lang", "preferences")
+    form = client.get("/requests", params={"token": token})
+    assert '<html lang="en">' in form.text and "Make a request about your data" in form.text
+    unknown = client.post("/requests", data={"token": token, "kind": "everything"})
+    assert unknown.status_code == 422 and "Choose what you want." in unknown.text
+    assert "Choisissez" in client.post("/requests", data={"token": token, "kind": "x", "lang": "fr"}).text
+
+    expired = client.get("/dsr/export/not-a-link", headers=english)
+    assert expired.status_code == 404 and "This download link is not valid or has expired." in expired.text
+    request_id = open_via_console(client, sign_in(client, "agent"), "cust-lang", "access")
+    done = post(client, csrf_of(client), f"/console/requests/{request_id}/fulfil")
+    link = re.search(r'href="http://testserver(/dsr/export/[^"?]+)\?format=json"', done.text)
+    assert link, done.text
+    client.cookies.clear()
+    wrong_format = client.get(link.group(1), params={"format": "xml"})
+    assert wrong_format.status_code == 400 and "This download format is unknown" in wrong_format.text
+    assert client.get(link.group(1), params={"format": "csv"}).status_code == 200
+
+
+def test_an_erased_persons_link_opens_no_request_as_it_opens_no_preferences(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    """After erasure the preference center answers 410 Gone to the person's still valid link: so does /requests,
+    with the same explanation in their language and the controller's address to write to (their data no longer
+    exists here; a new request goes in writing)."""
+    customer(client, auth, "cust-gone")
+    token, _ = services_of(client).preferences.links.issue("cust-gone", "preferences")
+    request_id = open_via_console(client, sign_in(client, "supervisor"), "cust-gone", "erasure")
+    erased = post(client, csrf_of(client), f"/console/requests/{request_id}/fulfil", {"confirm": "yes"})
+    assert erased.status_code == 303, erased.text
+    client.cookies.clear()
+    assert client.get("/preferences", params={"token": token}).status_code == 410
+    form = client.get("/requests", params={"token": token, "lang": "en"})
+    assert form.status_code == 410 and "At your request, we erased your personal data." in form.text
+    assert "dpo@" in form.text and "<form" not in form.text
+    for kind in ("access", "objection"):
+        page = client.post("/requests", data={"token": token, "kind": kind, "lang": "fr"})
+        assert page.status_code == 410 and "nous avons effacé vos données personnelles" in page.text
+        as_json = client.post("/requests", data={"token": token, "kind": kind}, headers={"Accept": "application/json"})
+        assert as_json.status_code == 410 and as_json.json()["error"] == "subject_erased"
+    assert count(client, DataSubjectRequest, subject__ref="cust-gone") == 1

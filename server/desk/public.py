@@ -20,6 +20,7 @@ from joserfc.errors import JoseError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from preference_center.i18n import choose_language
 from server.auth.keys import ALGORITHM
 from server.db import busy_as_domain_error
 from server.desk.export import FORMATS, ExportLinkRefused, subject_export, to_csv_zip, to_json
@@ -61,6 +62,10 @@ TEXTS: dict[str, dict[str, Any]] = {
         "busy": "Your request could not be recorded just now. Please send it again in a moment.",
         "export_bad": "This download link is not valid or has expired. Contact us to receive a new one.",
         "erased": "Your data was erased at your request: there is nothing left to download.",
+        "format_bad": "This download format is unknown: the link offers JSON (format=json) or CSV (format=csv).",
+        "erased_title": "Your data was erased",
+        "erased_request": "At your request, we erased your personal data. We keep no preferences for you and send "
+        "you nothing. To make another request about your data, write to us at the address below.",
     },
     "fr": {
         "skip": "Aller au contenu principal",
@@ -93,6 +98,12 @@ TEXTS: dict[str, dict[str, Any]] = {
         "export_bad": "Ce lien de téléchargement n'est pas valide ou a expiré. Contactez-nous pour en recevoir un "
         "nouveau.",
         "erased": "Vos données ont été effacées à votre demande : il n'y a plus rien à télécharger.",
+        "format_bad": "Ce format de téléchargement est inconnu : le lien propose JSON (format=json) ou CSV "
+        "(format=csv).",
+        "erased_title": "Vos données ont été effacées",
+        "erased_request": "À votre demande, nous avons effacé vos données personnelles. Nous ne conservons aucune "
+        "préférence pour vous et ne vous envoyons rien. Pour faire une autre demande sur vos données, écrivez-nous à "
+        "l'adresse ci-dessous.",
     },
 }
 
@@ -126,8 +137,20 @@ def verify_preference_token(request: Request, token: str | None) -> str:
     return ref
 
 
-def _lang(value: str | None) -> str:
-    return value if value in TEXTS else "fr"
+def _lang(request: Request, explicit: str | None, subject: Subject | None = None) -> str:
+    """As the preference center chooses: the page's `lang`, else the subject's locale, else `Accept-Language`, else
+    French (the controller's jurisdiction)."""
+    locale = subject.locale if subject is not None else None
+    return choose_language(explicit, locale, request.headers.get("accept-language"))
+
+
+def _erased(request: Request, lang: str, wants_json: bool = False) -> Response:
+    """410, as the preference center answers an erased person's link: their data no longer exists here. They may
+    still exercise their rights, in writing to the controller, whose address the page gives."""
+    if wants_json:
+        return _json({"error": "subject_erased", "detail": "this subject's data was erased (GDPR 17)"}, 410)
+    texts = TEXTS[lang]
+    return _html(request, "public_error.html", lang, 410, title=texts["erased_title"], message=texts["erased_request"])
 
 
 def _html(request: Request, template: str, lang: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -138,12 +161,17 @@ def _html(request: Request, template: str, lang: str, status: int = 200, **conte
 
 async def request_form(request: Request) -> Response:
     """The form a person reaches from their preference center."""
-    lang = _lang(request.query_params.get("lang"))
+    explicit = request.query_params.get("lang")
     token = request.query_params.get("token", "")
     try:
-        verify_preference_token(request, token)
+        ref = verify_preference_token(request, token)
     except LinkRefused:
+        lang = _lang(request, explicit)
         return _html(request, "public_error.html", lang, 403, message=TEXTS[lang]["link_bad"])
+    subject = await Subject.get_or_none(ref=ref)
+    lang = _lang(request, explicit, subject)
+    if subject is not None and subject.erased_at is not None:
+        return _erased(request, lang)
     return _form_page(request, lang, 200, token, error=None)
 
 
@@ -171,14 +199,18 @@ async def submit_request(request: Request) -> Response:
         form = await form_of(request)
     except ConsentError:
         form = {}
-    lang = _lang(form.get("lang"))
     wants_json = "application/json" in request.headers.get("accept", "")
     try:
         ref = verify_preference_token(request, form.get("token"))
     except LinkRefused as exc:
         if wants_json:
             return _json({"error": "link_token_refused", "detail": exc.detail}, 403)
+        lang = _lang(request, form.get("lang"))
         return _html(request, "public_error.html", lang, 403, message=TEXTS[lang]["link_bad"])
+    subject = await Subject.get_or_none(ref=ref)
+    lang = _lang(request, form.get("lang"), subject)
+    if subject is not None and subject.erased_at is not None:
+        return _erased(request, lang, wants_json)
     kind, details = form.get("kind", ""), form.get("details", "")
     if kind not in PUBLIC_KINDS:
         if wants_json:
@@ -234,12 +266,16 @@ async def export_download(request: Request) -> Response:
         request_id = desk.export_links.verify(request.path_params["token"])
     except ExportLinkRefused as exc:
         status = 410 if exc.reason == "expired" else 404
-        return _html(request, "public_error.html", "fr", status, message=TEXTS["fr"]["export_bad"])
+        lang = _lang(request, None)
+        return _html(request, "public_error.html", lang, status, message=TEXTS[lang]["export_bad"])
     req = await DataSubjectRequest.get_or_none(id=request_id)
-    if req is None or req.kind not in ("access", "portability") or req.status != "done" or fmt not in FORMATS:
-        return _html(request, "public_error.html", "fr", 404, message=TEXTS["fr"]["export_bad"])
+    if req is None or req.kind not in ("access", "portability") or req.status != "done":
+        lang = _lang(request, None)
+        return _html(request, "public_error.html", lang, 404, message=TEXTS[lang]["export_bad"])
     subject = await Subject.get(id=req.subject_id)
-    lang = _lang(subject.locale)
+    lang = _lang(request, None, subject)
+    if fmt not in FORMATS:
+        return _html(request, "public_error.html", lang, 400, message=TEXTS[lang]["format_bad"])
     if subject.erased_at is not None:
         return _html(request, "public_error.html", lang, 410, message=TEXTS[lang]["erased"])
     now = desk.now()
