@@ -253,3 +253,22 @@ def test_a_supervisor_records_a_breach_and_downloads_its_notification(tmp_path: 
             assert axe(page) == []
         finally:
             stop_server(server)
+
+
+def test_a_stale_console_tab_says_its_form_expired(page: Any, desk_server: LiveServer) -> None:
+    """Signed out and in again in another tab, the first tab's buttons carry the old session's form token: the
+    refusal must show (htmx 2 swaps no 4xx answer, so a 403 left the button seemingly doing nothing)."""
+    server = desk_server
+    seed_customer(server, server.token())
+    oidc_sign_in(page, server)
+    page.goto(f"{server.url}/console/customers/{REF}")
+    other = page.context.new_page()
+    other.goto(f"{server.url}/console")
+    other.get_by_role("button", name="Sign out").click()
+    other.wait_for_url(f"{server.url}/console/login")
+    oidc_sign_in(other, server)
+    page.bring_to_front()
+    mails = len(list((server.data_dir / "mail").glob("*.eml")))
+    page.get_by_role("button", name="Email a preference-center link").click()
+    page.locator("#flash").get_by_text("The form expired or came from another site.").wait_for(timeout=5000)
+    assert len(list((server.data_dir / "mail").glob("*.eml"))) == mails, "nothing was sent"
