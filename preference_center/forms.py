@@ -87,9 +87,20 @@ async def toggle(request: Request) -> Response:
 
 
 async def _confirmation_notice(
-    center: PreferenceCenter, p: Posted, lang: str, row: Row, channel: str, event_id: str, labels: dict[str, str]
+    center: PreferenceCenter,
+    p: Posted,
+    lang: str,
+    row: Row,
+    channel: str,
+    event_id: str,
+    labels: dict[str, str],
+    *,
+    already_counted: bool = False,
 ) -> str:
-    """GDPR 7(1) double opt-in: the grant waits for the click in the mail; say so, or say why no mail left."""
+    """GDPR 7(1) double opt-in: the grant waits for the click in the mail; say so, or say why no mail left.
+
+    Each mail counts once against the person's limit: `already_counted` when the caller ("Send the email again")
+    has counted it."""
     email = p.data.email
     if not email:
         return center.gettext(
@@ -98,7 +109,7 @@ async def _confirmation_notice(
             "%(purpose)s. Until it is confirmed, we send you nothing.",
             **labels,
         )
-    if not center.link_requests.allow(f"resend:{p.claims.ref}"):
+    if not already_counted and not center.link_requests.allow(f"resend:{p.claims.ref}"):
         # The same limit as "Send the email again" and as grants recorded by the API or the desk: a forwarded link
         # cannot turn the switch into a way to flood the person's inbox. The grant is saved and waits.
         return " ".join(
@@ -150,7 +161,7 @@ async def resend(request: Request) -> Response:
         return await answer(request, p, notice, target=row.code, status=429)
     state = p.data.states[(purpose, channel)]
     labels = _labels(center, lang, row, channel)
-    notice = await _confirmation_notice(center, p, lang, row, channel, state.event_id, labels)
+    notice = await _confirmation_notice(center, p, lang, row, channel, state.event_id, labels, already_counted=True)
     return await answer(request, p, notice, target=row.code)
 
 

@@ -309,6 +309,26 @@ def test_resend_sends_the_confirmation_again(client: TestClient, auth: dict[str,
     assert events(client)[-1]["evidence"]["message_id"] == second["Message-ID"].strip()
 
 
+def test_send_the_email_again_counts_each_mail_once(client: TestClient, auth: dict[str, str], sink: Sink) -> None:
+    """5 mails a person in 15 minutes (README): the switch's mail and four more "Send the email again"; the fifth
+    resend is refused with its own message and sends nothing."""
+    token = client.post(f"/v1/subjects/{REF}/preference-links", json={"email": ADDRESS}, headers=auth).json()["token"]
+    csrf = csrf_of(client.get("/preferences", params={"token": token}).text)
+    client.post("/preferences/toggle", data={"token": token, "csrf": csrf, "set": "newsletter:email:on"})
+    resends = [
+        client.post(
+            "/preferences/resend",
+            data={"token": token, "csrf": csrf, "lang": "en", "resend": "newsletter:email"},
+            headers={"HX-Request": "true"},
+        )
+        for _ in range(5)
+    ]
+    assert [a.status_code for a in resends] == [200, 200, 200, 200, 429]
+    assert len(sink.messages) == 5
+    assert "Too many emails were sent already" in resends[-1].text
+    assert "Too many emails" not in resends[-2].text
+
+
 def test_send_me_a_link_answers_the_same_for_known_and_unknown_addresses(
     client: TestClient, auth: dict[str, str], sink: Sink
 ) -> None:
