@@ -21,7 +21,7 @@ from server.api.bodies import read_json
 from server.api.params import iso, subject_ref
 from server.consent.check import validate_question
 from server.desk.contact import normalise_email, refuse_suppressed
-from server.errors import InvalidRequest
+from server.errors import InvalidRequest, NotUnsubscribable
 from server.ledger.evidence import pseudonym
 from server.models import Subject
 
@@ -70,12 +70,21 @@ async def preference_link(request: Request) -> Response:
 
 
 async def unsubscribe_link(request: Request) -> Response:
-    """The one-click unsubscribe URL for one purpose x channel and the RFC 8058 headers that carry it."""
+    """The one-click unsubscribe URL for one purpose x channel and the RFC 8058 headers that carry it; refused (422)
+    where the basis is `necessary`, since the one-click POST could change nothing there."""
     services: Services = request.app.state.services
     center = center_of(request)
     ref = subject_ref(request.path_params["ref"])
     body = await read_json(request, UnsubscribeLinkIn)
-    validate_question(await services.catalog.get(), ref, body.purpose, body.channel)
+    catalog = await services.catalog.get()
+    validate_question(catalog, ref, body.purpose, body.channel)
+    if catalog.purposes[body.purpose].basis_for(body.channel) == "necessary":
+        # The one-click POST withdraws a consent or records an objection; here it could do neither.
+        raise NotUnsubscribable(
+            f"purpose {body.purpose!r} is necessary on channel {body.channel!r}: there is nothing to unsubscribe from",
+            purpose=body.purpose,
+            channel=body.channel,
+        )
     token, expires = center.links.issue(ref, "unsubscribe", purpose=body.purpose, channel=body.channel, lang=body.lang)
     url = center.url(f"/unsubscribe/{token}")
     headers = {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}

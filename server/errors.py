@@ -12,7 +12,8 @@ Domain code raises these; `server.api.problems` maps each to an RFC 9457 problem
     │   ├── UnknownPolicyVersion      not published (DESIGN invariant 2)
     │   ├── ChannelNotOffered         purpose not offered on that channel
     │   ├── InvalidTransition         decision not allowed from the current status
-    │   └── ConfirmationByLinkOnly    `confirm` from an API client outside an import
+    │   ├── ConfirmationByLinkOnly    `confirm` from an API client outside an import
+    │   └── NotUnsubscribable         an unsubscribe link for a `necessary` purpose x channel
     ├── NotFound                      (404)
     ├── AuthenticationRequired        missing/invalid/expired token (401 + WWW-Authenticate)
     ├── InsufficientScope             token lacks the scope (403 + WWW-Authenticate)
@@ -96,6 +97,16 @@ class ConfirmationByLinkOnly(UnprocessableDecision):
     title = "A double opt-in is confirmed by the person's click on the mailed link"
 
 
+class NotUnsubscribable(UnprocessableDecision):
+    """An unsubscribe link was asked for a purpose x channel whose legal basis is `necessary`: there is no consent to
+    withdraw and no objection to record, so its one-click POST would change nothing while the check API goes on
+    answering `necessary`. Unsubscribe links exist for consent, soft opt-in and legitimate-interest channels (an
+    unsubscribe from a legitimate-interest channel records an objection, GDPR 21(3))."""
+
+    slug = "not-unsubscribable"
+    title = "There is nothing to unsubscribe from on this purpose and channel"
+
+
 class NotFound(ConsentError):
     status = 404
     slug = "not-found"
@@ -166,6 +177,7 @@ ALL_ERRORS: tuple[type[ConsentError], ...] = (
     ChannelNotOffered,
     InvalidTransition,
     ConfirmationByLinkOnly,
+    NotUnsubscribable,
     NotFound,
     AuthenticationRequired,
     InsufficientScope,

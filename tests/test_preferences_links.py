@@ -194,6 +194,33 @@ def test_unsubscribe_link_api_returns_the_rfc_8058_headers(client: TestClient, a
     assert unknown.json()["type"] == "/problems/channel-not-offered"
 
 
+def test_unsubscribe_links_only_where_the_one_click_post_changes_something(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    """A `necessary` purpose has nothing to withdraw or object to: no link (422 problem). A legitimate-interest
+    channel gets one, and its one-click POST records the objection."""
+    necessary = client.post(
+        "/v1/subjects/cust-api/unsubscribe-links", json={"purpose": "essential", "channel": "web"}, headers=auth
+    )
+    assert necessary.status_code == 422
+    assert necessary.headers["content-type"].startswith("application/problem+json")
+    problem = necessary.json()
+    assert problem["type"] == "/problems/not-unsubscribable"
+    assert (problem["purpose"], problem["channel"]) == ("essential", "web")
+    assert client.get("/problems/not-unsubscribable").status_code == 200
+
+    objection = client.post(
+        "/v1/subjects/cust-api/unsubscribe-links", json={"purpose": "offers", "channel": "post"}, headers=auth
+    )
+    assert objection.status_code == 200, objection.text
+    url = objection.json()["url"].removeprefix("http://testserver")
+    assert client.post(url, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    check = client.get(
+        "/v1/consents/check", params={"subject": "cust-api", "purpose": "offers", "channel": "post"}, headers=auth
+    )
+    assert check.json()["reason"] == "objected"
+
+
 def test_hostile_bodies_get_a_page_never_a_crash(client: TestClient) -> None:
     token = issue(client)
     csrf = hidden(client.get("/preferences", params={"token": token}).text, "csrf")
