@@ -87,6 +87,7 @@ def link_error(request: Request, exc: LinkTokenRefused, explicit_lang: str | Non
         reason=exc.reason,
         form_csrf=form_csrf(center.settings.secret_key, secret),
         email_error=None,
+        typed_email="",
         switcher=None,
     )
     response = html(request, body, status=403)

@@ -25,14 +25,21 @@ async def request_link_form(request: Request) -> Response:
 
 
 def _request_form(
-    request: Request, center: PreferenceCenter, lang: str, status: int = 200, error: str | None = None
+    request: Request,
+    center: PreferenceCenter,
+    lang: str,
+    status: int = 200,
+    error: str | None = None,
+    typed_email: str = "",
 ) -> Response:
+    """The form; after an error, with the address as typed (escaped by the template) so it can be corrected."""
     secret = new_form_secret()
     body = center.render(
         lang,
         "request_link.html",
         form_csrf=form_csrf(center.settings.secret_key, secret),
         email_error=error,
+        typed_email=typed_email[:320],
         switcher=[(code, LANGUAGE_NAMES[code], f"/preferences/request-link?lang={code}") for code in LANGUAGES],
     )
     response = html(request, body, status=status)
@@ -46,18 +53,18 @@ async def request_link(request: Request) -> Response:
     center = center_of(request)
     fields = await form_fields(request)
     lang = supported(fields.get("lang")) or choose_language(None, None, request.headers.get("accept-language"))
+    email = fields.get("email", "").strip()
     cookie = request.cookies.get(FORM_COOKIE)
     if not cookie or not same(form_csrf(center.settings.secret_key, cookie), fields.get("csrf")):
         error = center.gettext(lang, "For your security, please send the form again.")
-        return _request_form(request, center, lang, status=400, error=error)
-    email = fields.get("email", "").strip()
+        return _request_form(request, center, lang, status=400, error=error, typed_email=email)
     if not _plausible_email(email):
         error = center.gettext(lang, "Please enter an email address, for example name@example.com.")
-        return _request_form(request, center, lang, status=400, error=error)
+        return _request_form(request, center, lang, status=400, error=error, typed_email=email)
     network = truncate_ip(request.client.host if request.client else None) or "unknown"
     if not center.link_requests.allow(f"link:{network}"):
         error = center.gettext(lang, "Too many requests from your network. Please try again in a few minutes.")
-        return _request_form(request, center, lang, status=429, error=error)
+        return _request_form(request, center, lang, status=429, error=error, typed_email=email)
     body = center.render(lang, "request_link_sent.html", switcher=None)
     response = html(request, body)
     response.background = BackgroundTask(_mail_links, center, email, lang)

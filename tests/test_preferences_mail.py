@@ -354,6 +354,17 @@ def test_send_me_a_link_answers_the_same_for_known_and_unknown_addresses(
     assert len(sink.messages) == 1
 
 
+def test_send_me_a_link_keeps_the_typed_address_after_an_error(client: TestClient, sink: Sink) -> None:
+    """The person corrects what they typed instead of typing it again; the value comes back escaped."""
+    form = client.get("/preferences/request-link", params={"lang": "en"})
+    typed = 'chloe"><script>alert(1)</script>@example'
+    answer = client.post("/preferences/request-link", data={"email": typed, "csrf": csrf_of(form.text), "lang": "en"})
+    assert answer.status_code == 400 and "Please enter an email address" in answer.text
+    assert 'value="chloe&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;@example"' in answer.text
+    assert "<script>alert(1)" not in answer.text
+    assert sink.messages == []
+
+
 def test_send_me_a_link_is_rate_limited_per_network(client: TestClient, sink: Sink) -> None:
     statuses = []
     for _ in range(7):
