@@ -1,8 +1,9 @@
 """The preference center in a real browser (Debian's chromium) against a real server process on loopback.
 
 One server for the module (SMTP to an aiosmtpd sink on loopback, embedding allowed for a host page served on
-another origin); each test uses its own subject. The re-consent walk runs its own server, because it publishes a
-policy version.
+another origin: http://127.0.0.1:PORT, same site as the server, and http://localhost:PORT, another site, where the
+browser sends the frame none of our SameSite cookies); each test uses its own subject. The re-consent walk runs its
+own server, because it publishes a policy version.
 """
 
 from __future__ import annotations
@@ -80,6 +81,11 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
         httpd.server_close()
 
 
+def other_site(origin: str) -> str:
+    """The same host page seen from another site: localhost is not 127.0.0.1 to the browser."""
+    return origin.replace("//127.0.0.1:", "//localhost:")
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, sink: Sink, host: tuple[str, Path]) -> Iterator[LiveServer]:
     live = start_server(
@@ -88,7 +94,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, sink: Sink, host: tuple[str
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(sink.port),
             "SMTP_STARTTLS": "false",
-            "EMBED_ORIGINS": host[0],
+            "EMBED_ORIGINS": f"{host[0]},{other_site(host[0])}",
         },
     )
     try:
@@ -314,6 +320,29 @@ def test_embed_resizes_inside_a_host_page_on_another_origin(
     eventually(lambda: sizes()[0] == sizes()[1], True)
     assert reason(server, api, "e2e-embed", "offers", "sms") == "granted"
     screenshot(page, "preferences-embedded")
+
+
+def shop_page(host: tuple[str, Path], name: str, server: LiveServer, token: str) -> str:
+    """The host page embedding the center with `token`, at its address on another site than the server."""
+    origin, root = host
+    (root / name).write_text(HOST_PAGE.read_text().replace("{{SERVER}}", server.url).replace("{{TOKEN}}", token))
+    return f"{other_site(origin)}/{name}"
+
+
+def test_embedded_on_another_site_a_refused_link_still_gets_a_new_one(
+    page: Any, server: LiveServer, api: dict[str, str], host: tuple[str, Path], sink: Sink
+) -> None:
+    """The "link not valid" page inside the iframe of another site: its form needs no cookie, so it goes through."""
+    address = "cross-site@example.com"
+    token = link(server, api, "e2e-cross-site-link", email=address, locale="en").split("token=")[1]
+    tampered = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
+    page.goto(shop_page(host, "shop-refused.html", server, tampered))
+    frame = page.frame_locator("iframe.pc-embed-frame")
+    frame.locator("h1").filter(has_text="This link is not valid").wait_for()
+    frame.locator("#pc-email").fill(address)
+    frame.get_by_role("button", name="Email me a new link").click()
+    frame.locator("h1").filter(has_text="Check your inbox").wait_for()
+    assert "/preferences?token=" in str(sink.wait_for(address).get_body(preferencelist=("plain",)))
 
 
 def test_reconsent_diff_after_publishing_the_material_v2(page: Any, tmp_path: Path, browser: Any) -> None:

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from preference_center.center import PreferenceCenter
-from preference_center.csrf import FORM_COOKIE, form_csrf, link_csrf, new_form_secret, same
+from preference_center.csrf import link_csrf, same
 from preference_center.diff import section_diff
 from preference_center.i18n import LANGUAGE_NAMES, LANGUAGES, choose_language
 from preference_center.tokens import LinkClaims, LinkTokenRefused
@@ -29,6 +29,7 @@ from preference_center.web import (
     form_fields,
     html,
     is_htmx,
+    request_form_token,
     set_link_cookie,
 )
 from server.db import busy_as_domain_error
@@ -80,34 +81,19 @@ def link_error(request: Request, exc: LinkTokenRefused, explicit_lang: str | Non
     """The friendly page for a missing, tampered, expired or misused link: it offers a new link."""
     center = center_of(request)
     lang = choose_language(explicit_lang, None, request.headers.get("accept-language"))
-    secret = new_form_secret()
     body = center.render(
         lang,
         "link_error.html",
         reason=exc.reason,
-        form_csrf=form_csrf(center.settings.secret_key, secret),
+        form_csrf=request_form_token(request),
         email_error=None,
         typed_email="",
         switcher=None,
     )
     response = html(request, body, status=403)
-    set_form_cookie(response, request, secret)
     if exc.reason != "missing":
         response.delete_cookie(LINK_COOKIE, path="/preferences")
     return response
-
-
-def set_form_cookie(response: Response, request: Request, secret: str) -> None:
-    settings = request.app.state.services.settings
-    response.set_cookie(
-        FORM_COOKIE,
-        secret,
-        max_age=3600,
-        path="/preferences",
-        httponly=True,
-        samesite="strict",
-        secure=settings.issuer.startswith("https://"),
-    )
 
 
 def csrf_error(request: Request, ctx: PageContext) -> Response:

@@ -1,5 +1,6 @@
 """The "send me a link" form (`/preferences/request-link`): mails a link to the preference center to a known
-address. No link token here, so CSRF is a double-submit cookie; rate-limited per truncated IP address."""
+address. No link token here, so CSRF is a signed form token bound to the client's network, without a cookie (it
+also works inside the embed iframe on another site, see `preference_center.csrf`); rate-limited per network."""
 
 from __future__ import annotations
 
@@ -9,11 +10,9 @@ from starlette.responses import Response
 
 from preference_center import actions
 from preference_center.center import PreferenceCenter
-from preference_center.csrf import FORM_COOKIE, form_csrf, new_form_secret, same
+from preference_center.csrf import cross_site_post, form_token_valid
 from preference_center.i18n import LANGUAGE_NAMES, LANGUAGES, choose_language, supported
-from preference_center.pages import set_form_cookie
-from preference_center.web import center_of, form_fields, html
-from server.ledger.evidence import truncate_ip
+from preference_center.web import center_of, client_network, form_fields, html, request_form_token
 from server.models import Subject
 
 
@@ -33,18 +32,15 @@ def _request_form(
     typed_email: str = "",
 ) -> Response:
     """The form; after an error, with the address as typed (escaped by the template) so it can be corrected."""
-    secret = new_form_secret()
     body = center.render(
         lang,
         "request_link.html",
-        form_csrf=form_csrf(center.settings.secret_key, secret),
+        form_csrf=request_form_token(request),
         email_error=error,
         typed_email=typed_email[:320],
         switcher=[(code, LANGUAGE_NAMES[code], f"/preferences/request-link?lang={code}") for code in LANGUAGES],
     )
-    response = html(request, body, status=status)
-    set_form_cookie(response, request, secret)
-    return response
+    return html(request, body, status=status)
 
 
 async def request_link(request: Request) -> Response:
@@ -54,14 +50,14 @@ async def request_link(request: Request) -> Response:
     fields = await form_fields(request)
     lang = supported(fields.get("lang")) or choose_language(None, None, request.headers.get("accept-language"))
     email = fields.get("email", "").strip()
-    cookie = request.cookies.get(FORM_COOKIE)
-    if not cookie or not same(form_csrf(center.settings.secret_key, cookie), fields.get("csrf")):
+    network = client_network(request)
+    token_valid = form_token_valid(center.settings.secret_key, fields.get("csrf"), network, center.links.now())
+    if not token_valid or cross_site_post(request.headers.get("sec-fetch-site")):
         error = center.gettext(lang, "For your security, please send the form again.")
         return _request_form(request, center, lang, status=400, error=error, typed_email=email)
     if not _plausible_email(email):
         error = center.gettext(lang, "Please enter an email address, for example name@example.com.")
         return _request_form(request, center, lang, status=400, error=error, typed_email=email)
-    network = truncate_ip(request.client.host if request.client else None) or "unknown"
     if not center.link_requests.allow(f"link:{network}"):
         error = center.gettext(lang, "Too many requests from your network. Please try again in a few minutes.")
         return _request_form(request, center, lang, status=429, error=error, typed_email=email)

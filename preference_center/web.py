@@ -17,8 +17,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from preference_center.csrf import form_token
 from server.api.bodies import read_form
 from server.errors import ConsentError
+from server.ledger.evidence import truncate_ip
 from server.settings import Settings
 
 if TYPE_CHECKING:
@@ -82,6 +84,17 @@ def evidence(request: Request, origin: str | None = None) -> dict[str, Any]:
     if origin:
         data["origin"] = origin
     return data
+
+
+def client_network(request: Request) -> str:
+    """The client's network (/24 or /48): what the "send me a link" form is rate-limited by and its token bound to."""
+    return truncate_ip(request.client.host if request.client else None) or "unknown"
+
+
+def request_form_token(request: Request) -> str:
+    """The CSRF token of a "send me a link" form shown to this client now (see `preference_center.csrf`)."""
+    center = center_of(request)
+    return form_token(center.settings.secret_key, client_network(request), center.links.now())
 
 
 def is_htmx(request: Request) -> bool:

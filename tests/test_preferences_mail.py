@@ -19,6 +19,7 @@ from aiosmtpd.controller import Controller
 from starlette.testclient import TestClient
 from tortoise.transactions import in_transaction
 
+from preference_center.csrf import FORM_TOKEN_LIFETIME_S, form_token
 from server.desk.contact import normalise_email, suppress
 from server.models import ConsentEvent, Subject, UISnapshot
 from server.settings import Settings
@@ -336,7 +337,7 @@ def test_send_me_a_link_answers_the_same_for_known_and_unknown_addresses(
     answers = []
     for address in ("Chloe@Example.com", "nobody@example.com"):
         form = client.get("/preferences/request-link", params={"lang": "en"})
-        assert form.status_code == 200 and "pc_csrf=" in form.headers["set-cookie"]
+        assert form.status_code == 200 and "set-cookie" not in form.headers, "no cookie: it works in the embed too"
         answer = client.post(
             "/preferences/request-link", data={"email": address, "csrf": csrf_of(form.text), "lang": "en"}
         )
@@ -352,6 +353,35 @@ def test_send_me_a_link_answers_the_same_for_known_and_unknown_addresses(
     refused = client.post("/preferences/request-link", data={"email": ADDRESS, "csrf": "forged", "lang": "en"})
     assert refused.status_code == 400 and "please send the form again" in refused.text
     assert len(sink.messages) == 1
+
+
+def test_send_me_a_link_refuses_a_form_token_it_did_not_give_to_this_client(
+    client: TestClient, auth: dict[str, str], sink: Sink
+) -> None:
+    """No cookie (another site's iframe never sends ours): the form's token is signed, bound to the network it was
+    shown to and to the hour; a post that the browser marks as coming from another site is refused too."""
+    client.post(f"/v1/subjects/{REF}/preference-links", json={"email": ADDRESS}, headers=auth)
+    client.cookies.clear()
+    token = csrf_of(client.get("/preferences/request-link", params={"lang": "en"}).text)
+    data = {"email": ADDRESS, "csrf": token, "lang": "en"}
+    secret, now = services_of(client).settings.secret_key, services_of(client).preferences.links.now()
+    forged = [
+        form_token(secret, "198.51.100.0/24", now),  # what another site's server fetched for itself
+        form_token(secret, "unknown", now - FORM_TOKEN_LIFETIME_S - 1),  # this client's network, too old
+        token.rpartition(".")[0] + ".forged",
+        "1.2.3.4",
+        "",
+    ]
+    refused = [client.post("/preferences/request-link", data={**data, "csrf": value}) for value in forged]
+    refused.append(client.post("/preferences/request-link", data=data, headers={"Sec-Fetch-Site": "cross-site"}))
+    for answer in refused:
+        assert answer.status_code == 400 and "please send the form again" in answer.text
+        assert 'name="csrf"' in answer.text, "with a fresh form to send again"
+    assert sink.messages == []
+    sent = client.post("/preferences/request-link", data=data, headers={"Sec-Fetch-Site": "same-origin"})
+    assert sent.status_code == 200 and "Check your inbox" in sent.text
+    (mail,) = sink.messages
+    assert mail["To"] == ADDRESS
 
 
 def test_send_me_a_link_keeps_the_typed_address_after_an_error(client: TestClient, sink: Sink) -> None:
