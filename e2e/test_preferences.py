@@ -345,6 +345,26 @@ def test_embedded_on_another_site_a_refused_link_still_gets_a_new_one(
     assert "/preferences?token=" in str(sink.wait_for(address).get_body(preferencelist=("plain",)))
 
 
+def test_embedded_on_another_site_switches_work_and_other_rights_open_a_new_tab(
+    page: Any, server: LiveServer, api: dict[str, str], host: tuple[str, Path]
+) -> None:
+    ref = "e2e-cross-site"
+    token = link(server, api, ref, locale="en").split("token=")[1]
+    page.goto(shop_page(host, "shop-cross-site.html", server, token))
+    frame = page.frame_locator("iframe.pc-embed-frame")
+    frame.locator("#sw-offers-sms").click()
+    frame.locator("#sw-offers-sms[aria-checked='true']").wait_for()
+    assert reason(server, api, ref, "offers", "sms") == "granted"
+    # The request pages refuse to be framed: the link opens them in a tab of their own, the shop stays.
+    with page.expect_popup() as opened:
+        frame.locator("a[href^='/requests']").click()
+    tab = opened.value
+    tab.locator("h1").filter(has_text="Make a request about your data").wait_for()
+    assert tab.url.startswith(f"{server.url}/requests")
+    assert page.url.endswith("/shop-cross-site.html")
+    frame.locator("#sw-offers-sms").wait_for()
+
+
 def test_reconsent_diff_after_publishing_the_material_v2(page: Any, tmp_path: Path, browser: Any) -> None:
     policies = tmp_path / "policy_docs"
     shutil.copytree(REPO / "policy_docs", policies)

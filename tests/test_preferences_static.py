@@ -129,3 +129,18 @@ def test_only_allowed_origins_get_the_height_of_the_embedded_page(client: TestCl
     refused = client.get("/preferences", params={**params, "parent_origin": "https://evil.example"})
     assert "data-parent-origin" not in refused.text
     assert "frame-ancestors 'self' https://shop.example" in refused.headers["content-security-policy"]
+
+
+def test_in_the_embed_the_rights_link_opens_a_new_tab(client: TestClient) -> None:
+    """The request pages may not be framed (`frame-ancestors 'none'`): from the iframe, the link leaves it."""
+    token, _ = services_of(client).preferences.links.issue("cust-embed", "preferences")
+    rights = re.compile(r'<a href="/requests\?token=[^"]+"([^>]*)>([^<]*)(<span class="pc-vh">([^<]*)</span>)?</a>')
+    embedded = client.get("/preferences", params={"token": token, "embed": "1", "lang": "en"}).text
+    match = rights.search(embedded)
+    assert match, "the rights link"
+    assert match.group(1) == ' target="_blank" rel="noopener"'
+    assert match.group(4) == " (opens in a new tab)", "said to screen readers too"
+    framed = client.get(match.group(0).split('"')[1].replace("&amp;", "&"))
+    assert "frame-ancestors 'none'" in framed.headers["content-security-policy"], "why it cannot stay in the frame"
+    top_level = rights.search(client.get("/preferences", params={"token": token, "lang": "en"}).text)
+    assert top_level and top_level.group(1) == "" and top_level.group(3) is None, "a top-level page keeps the tab"
