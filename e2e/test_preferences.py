@@ -365,6 +365,32 @@ def test_embedded_on_another_site_switches_work_and_other_rights_open_a_new_tab(
     frame.locator("#sw-offers-sms").wait_for()
 
 
+def test_a_refused_change_shows_why_with_javascript(
+    page: Any, server: LiveServer, api: dict[str, str], sink: Sink
+) -> None:
+    """htmx swaps the center's own 4xx answers: "Send the email again" past the limit (5 mails a person in 15
+    minutes: the switch's and four more) says so, not "could not be saved"."""
+    address = "resend@example.com"
+    page.goto(link(server, api, "e2e-resend", email=address, locale="en"))
+    switch(page, "newsletter", "email").click()
+    page.wait_for_selector("#sw-newsletter-email-resend")
+
+    def mails() -> int:
+        return sum(1 for message in sink.messages if message["To"] == address)
+
+    eventually(mails, 1)
+    for sent in range(2, 6):
+        page.locator("#sw-newsletter-email-resend").click()
+        eventually(mails, sent)
+    page.locator("#sw-newsletter-email-resend").click()
+    status = page.locator("#pc-status")
+    status.filter(has_text="Too many emails were sent already").wait_for()
+    assert "could not be saved" not in status.inner_text()
+    assert page.locator("#sw-newsletter-email-resend").is_visible(), "the row is still there"
+    time.sleep(0.5)
+    assert mails() == 5
+
+
 def test_reconsent_diff_after_publishing_the_material_v2(page: Any, tmp_path: Path, browser: Any) -> None:
     policies = tmp_path / "policy_docs"
     shutil.copytree(REPO / "policy_docs", policies)

@@ -198,9 +198,16 @@ def _request(
     )
 
 
+ANSWER_HEADER = "X-Preference-Answer"  # preferences.js swaps an htmx answer with it whatever its status
+
+
 async def answer(request: Request, p: Posted, notice: str, *, target: str | None = None, status: int = 200) -> Response:
     """htmx: the changed fragment (`target` row, or the whole content) and the status message out of band.
-    Without JavaScript: the whole page with the status message."""
+    Without JavaScript: the whole page with the status message.
+
+    A refusal keeps its status (400, 409, 429, 503) and is marked with `ANSWER_HEADER`: htmx 2 swaps no 4xx/5xx
+    answer by default, and the page script swaps only these, so the person reads why (a proxy's error page or a
+    crash gets the page's generic message instead)."""
     center = center_of(request)
     data = await load_subject(p.claims.ref)
     body, rows, shown = await page_body(request, p.ctx, data, notice)
@@ -209,7 +216,7 @@ async def answer(request: Request, p: Posted, notice: str, *, target: str | None
     oob = Markup('<div id="pc-status" hx-swap-oob="innerHTML">{}</div>').format(notice)
     # A row alone, unless a re-consent question about it appears or disappears elsewhere on the page.
     if target is not None and f"row-{target}" in shown and f"reconsent-{target}" not in shown:
-        return html(request, str(shown[f"row-{target}"] + oob), status=status)
+        return html(request, str(shown[f"row-{target}"] + oob), status=status, headers={ANSWER_HEADER: "1"})
     content = center.render(p.ctx.lang, "_content.html", ctx=p.ctx, rows=rows, fragments=shown)
-    headers = {"HX-Retarget": "#pc-content", "HX-Reswap": "outerHTML"}
+    headers = {"HX-Retarget": "#pc-content", "HX-Reswap": "outerHTML", ANSWER_HEADER: "1"}
     return html(request, str(Markup(content) + oob), status=status, headers=headers)  # noqa: S704 (rendered by Jinja)

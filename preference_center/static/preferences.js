@@ -1,7 +1,9 @@
 /* Preference center page script (loaded with htmx; the page works without both).
  * - Removes the link token from the address bar once the session cookie holds it (no token in history).
  * - Inside the embed iframe, posts the page height to the embedding page (targetOrigin = its checked origin).
- * - Announces failed saves in the status live region (WCAG 4.1.3) and keeps focus inside the page. */
+ * - Shows the center's own refusals (400, 409, 429, 503 marked X-Preference-Answer: why, and the rows as they
+ *   stand), which htmx 2 does not swap by default; other failed saves get the generic message in the status live
+ *   region (WCAG 4.1.3). Keeps focus inside the page. */
 (function () {
   'use strict';
   var body = document.body;
@@ -36,6 +38,13 @@
   }
 
   var status = document.getElementById('pc-status');
+  document.addEventListener('htmx:beforeSwap', function (event) {
+    var xhr = event.detail.xhr;
+    if (xhr && xhr.status >= 400 && xhr.getResponseHeader('X-Preference-Answer') === '1') {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
   document.addEventListener('htmx:responseError', function () {
     if (status) { status.textContent = status.getAttribute('data-error') || ''; }
   });
