@@ -363,6 +363,12 @@ def test_embedded_on_another_site_switches_work_and_other_rights_open_a_new_tab(
     assert tab.url.startswith(f"{server.url}/requests")
     assert page.url.endswith("/shop-cross-site.html")
     frame.locator("#sw-offers-sms").wait_for()
+    # So do the policy texts (in a row swapped in by htmx after the switch), which would replace the center there.
+    with page.expect_popup() as opened:
+        frame.locator("#row-offers a[href^='/policies/']").click()
+    assert opened.value.url.startswith(f"{server.url}/policies/privacy-policy/")
+    assert page.url.endswith("/shop-cross-site.html")
+    frame.locator("#sw-offers-sms[aria-checked='true']").wait_for()
 
 
 def test_a_refused_change_shows_why_with_javascript(

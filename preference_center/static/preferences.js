@@ -1,6 +1,8 @@
 /* Preference center page script (loaded with htmx; the page works without both).
  * - Removes the link token from the address bar once the session cookie holds it (no token in history).
- * - Inside the embed iframe, posts the page height to the embedding page (targetOrigin = its checked origin).
+ * - Inside the embed iframe, posts the page height to the embedding page (targetOrigin = its checked origin), and
+ *   opens policy texts in a new tab: in the frame they would replace the center, with no way back. (Done here, not
+ *   in the rows' markup, which is also the UI snapshot stored as what the person was shown, embedded or not.)
  * - Shows the center's own refusals (400, 409, 429, 503 marked X-Preference-Answer: why, and the rows as they
  *   stand), which htmx 2 does not swap by default; other failed saves get the generic message in the status live
  *   region (WCAG 4.1.3). Keeps focus inside the page. */
@@ -35,6 +37,16 @@
     }
     document.addEventListener('htmx:afterSettle', post);
     post();
+  }
+
+  if (embedded) {
+    document.addEventListener('click', function (event) {
+      var link = event.target instanceof Element ? event.target.closest('a[href^="/policies/"]') : null;
+      if (link) {
+        link.target = '_blank';
+        link.rel = 'noopener';
+      }
+    });
   }
 
   var status = document.getElementById('pc-status');
