@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,11 @@ def test_checkpoints_and_proofs_over_http(client: TestClient, auth: dict[str, st
     second = client.get("/v1/ledger/checkpoints/latest").json()
     assert second["tree_size"] == 12
     assert client.get("/v1/ledger/checkpoints/7").json()["root_hash"] == first["root_hash"]
+    # A size in the documented range [0, 10^15] but with 10 digits or more: no such checkpoint, not a refusal
+    for size in ("1000000000", "1" + "0" * 15):
+        unknown = client.get(f"/v1/ledger/checkpoints/{size}")
+        assert unknown.status_code == 404 and unknown.json()["type"] == "/problems/not-found", unknown.text
+    assert client.get("/v1/ledger/checkpoints/1" + "0" * 16).status_code == 422
 
     consistency = client.get("/v1/ledger/proofs/consistency?from=7&to=12").json()
     leaves = [bytes.fromhex(h) for h in hashes]
@@ -203,6 +209,25 @@ def test_an_untouched_bundle_verifies_and_each_corruption_is_named(
         assert failures, name
         assert any(fragment in failure for failure in failures), (name, failures)
 
+    # A second, unsigned copy of a signed file placed before the genuine one: what another zip reader shows first.
+    genuine = zipfile.ZipFile(io.BytesIO(data))
+    forged = json.loads(genuine.read("events.json"))
+    forged[0]["action"] = "deny"
+    doubled = io.BytesIO()
+    with zipfile.ZipFile(doubled, "w") as archive, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile warns of the duplicate name: that is the point
+        archive.writestr("events.json", json.dumps(forged))
+        for name in genuine.namelist():
+            archive.writestr(name, genuine.read(name))
+    failures = _verify(tmp_path, doubled.getvalue(), "doubled.zip")
+    assert failures == ["bundle: events.json more than once in the zip (a copy that is not signed)"], failures
+    folder = io.BytesIO()  # an entry named as a folder, whose data no file hash covers
+    with zipfile.ZipFile(folder, "w") as archive:
+        for name in genuine.namelist():
+            archive.writestr(name, genuine.read(name))
+        archive.writestr("notes/", b"hidden")
+    assert _verify(tmp_path, folder.getvalue(), "folder.zip") == ["bundle: notes/ named as folder(s) but hold(s) data"]
+
 
 def test_bundle_can_be_narrowed_and_is_verified_by_the_cli(
     client: TestClient, auth: dict[str, str], tmp_path: Path
@@ -213,6 +238,10 @@ def test_bundle_can_be_narrowed_and_is_verified_by_the_cli(
     events = json.loads(archive.read("events.json"))
     assert [(e["purpose"], e["channel"]) for e in events] == [("partners", "sms")]
     assert len(json.loads(archive.read("chain.json"))) == 3  # the whole chain, to show continuity
+    # [from, to), as the ledger export: an event recorded at `to` is not in it
+    third = json.loads(zipfile.ZipFile(io.BytesIO(_bundle(client, auth))).read("events.json"))[2]
+    until_third = zipfile.ZipFile(io.BytesIO(_bundle(client, auth, f"?to={third['recorded_at']}")))
+    assert [e["seq"] for e in json.loads(until_third.read("events.json"))] == [1, 2]
     path = tmp_path / "narrow.zip"
     path.write_bytes(data)
     jwks = tmp_path / "jwks.json"

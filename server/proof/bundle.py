@@ -62,7 +62,7 @@ class Scope:
             (self.purpose is None or event["purpose_id"] == self.purpose)
             and (self.channel is None or event["channel_id"] == self.channel)
             and (self.start is None or event["recorded_at"] >= self.start)
-            and (self.end is None or event["recorded_at"] <= self.end)
+            and (self.end is None or event["recorded_at"] < self.end)  # [start, end), as the ledger export
         )
 
     def as_json(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -54,7 +55,18 @@ def verify_bundle(path: Path, jwks: dict[str, Any] | None = None) -> Verdict:
         verdict.fail(f"bundle: not a readable zip ({exc})")
         return verdict
     with archive:
-        files = {name: archive.read(name) for name in archive.namelist() if not name.endswith("/")}
+        names = archive.namelist()
+        # A zip may hold two entries under one name; a reader shows one of them, and this one kept the last. An
+        # unsigned copy placed first would be what another tool shows: every name must be there once.
+        repeated = sorted(name for name, count in Counter(names).items() if count > 1)
+        if repeated:
+            verdict.fail(f"bundle: {', '.join(repeated)} more than once in the zip (a copy that is not signed)")
+            return verdict
+        folders_with_data = [info.filename for info in archive.infolist() if info.is_dir() and info.file_size]
+        if folders_with_data:
+            verdict.fail(f"bundle: {', '.join(folders_with_data)} named as folder(s) but hold(s) data")
+            return verdict
+        files = {name: archive.read(name) for name in names if not name.endswith("/")}
     _Checker(files, verdict, jwks).run()
     return verdict
 
