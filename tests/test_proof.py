@@ -13,13 +13,16 @@ from typing import Any
 
 import jsonschema
 import pytest
+from joserfc.util import urlsafe_b64decode as base64url_decode
 from starlette.testclient import TestClient
 
+from server.app import create_app
 from server.proof import merkle
 from server.proof.audit import audit_log
 from server.proof.verify_bundle import verify_bundle
+from server.settings import Settings
 from tests import independent
-from tests.conftest import bearer, record, run, services_of
+from tests.conftest import Clock, bearer, record, run, services_of
 
 # The Kantara Consent Receipt v1.1 schema, as published (a copy of shared/standards/).
 SCHEMA = json.loads((Path(__file__).resolve().parent / "data" / "kantara-consent-receipt-v1_1-schema.json").read_text())
@@ -104,8 +107,8 @@ def test_checkpoints_and_proofs_over_http(client: TestClient, auth: dict[str, st
     assert client.get(f"/v1/ledger/proofs/inclusion?event_id={events[0]['id']}", headers=checker).status_code == 403
 
 
-def _bundle(client: TestClient, auth: dict[str, str], query: str = "") -> bytes:
-    response = client.get(f"/v1/subjects/cust-9/proof{query}", headers=auth)
+def _bundle(client: TestClient, auth: dict[str, str], query: str = "", ref: str = "cust-9") -> bytes:
+    response = client.get(f"/v1/subjects/{ref}/proof{query}", headers=auth)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/zip"
     return response.content
@@ -352,3 +355,28 @@ def test_log_audit_detects_deleted_or_inserted_events(client: TestClient, auth: 
         assert any("checkpoint 5" in p or "position 2" in p for p in report.problems), report.problems
     else:
         assert any("inserted out of band" in p for p in report.problems), report.problems
+
+
+def test_a_key_rotated_by_the_command_is_published_and_used_without_a_restart(
+    cli_env: Settings, clock: Clock, tmp_path: Path
+) -> None:
+    """`keys rotate` and `ledger checkpoint` run beside the server: the checkpoint is signed with the new key, so the
+    server must publish it (and sign with it) at once, or every bundle fails to verify until it restarts."""
+
+    def command(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "server", *args], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    with TestClient(create_app(cli_env, clock=clock)) as client:
+        auth = bearer(client)
+        record(client, auth, "cust-rot", [("offers", "email", "grant")])
+        old = {key["kid"] for key in _jwks(client)["keys"]}
+        new = json.loads(command("keys", "rotate"))["kid"]
+        assert {key["kid"] for key in _jwks(client)["keys"]} == old | {new}  # published at once
+        receipt = record(client, auth, "cust-rot", [("offers", "sms", "grant")]).json()["receipt"]
+        assert json.loads(base64url_decode(receipt.split(".")[0].encode()))["kid"] == new  # and signing with it
+        command("ledger", "checkpoint")
+        assert _verify(tmp_path, _bundle(client, auth, ref="cust-rot")) == []

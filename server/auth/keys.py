@@ -1,7 +1,10 @@
 """The server's asymmetric signing keys (ES256), kept as JWK files; the newest signs, all are published.
 
 Rotation (`python -m server keys rotate`) adds a key and leaves the old ones in place so that tokens, receipts and
-checkpoints they signed still verify through `/.well-known/jwks.json`.
+checkpoints they signed still verify through `/.well-known/jwks.json`. A running server sees a key added by another
+process (the command, or another server process on the same directory) at its next signature or publication: it
+looks at the directory's modification time each time, and reads the files again when it changed. So it never
+publishes a JWKS without the key of a checkpoint the command signed, and needs no restart to sign with a new key.
 """
 
 from __future__ import annotations
@@ -21,15 +24,38 @@ class KeyStore:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._keys: list[ECKey] = []
+        self._by_file: dict[str, ECKey] = {}
+        self._seen: int | None = None  # the directory's mtime (ns) when its files were last read
 
     def load(self) -> KeyStore:
         """Read every key file; create the first key if there is none."""
-        files = sorted(self.directory.glob("*.jwk.json")) if self.directory.is_dir() else []
-        if not files:
+        self._read()
+        if not self._keys:
             self.rotate()
-            return self
-        self._keys = [ECKey.import_key(json.loads(path.read_text())) for path in files]
         return self
+
+    def _read(self) -> None:
+        """The key files, oldest first (their names start with their creation time); each parsed once."""
+        try:
+            seen = self.directory.stat().st_mtime_ns
+        except FileNotFoundError:
+            return
+        files = sorted(self.directory.glob("*.jwk.json"))
+        for path in files:
+            if path.name not in self._by_file:
+                self._by_file[path.name] = ECKey.import_key(json.loads(path.read_text()))
+        self._keys = [self._by_file[path.name] for path in files]
+        self._seen = seen
+
+    def _current(self) -> list[ECKey]:
+        """The keys, read again if another process added one since (see the module's docstring)."""
+        try:
+            changed = self.directory.stat().st_mtime_ns != self._seen
+        except FileNotFoundError:
+            changed = False  # the directory went away: keep signing with what was read
+        if changed:
+            self._read()
+        return self._keys
 
     def rotate(self) -> str:
         """Create a new signing key (the new active one); returns its `kid`."""
@@ -41,16 +67,17 @@ class KeyStore:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump(key.as_dict(private=True), handle)
-        self._keys.append(key)
+        self._by_file[path.name] = key
+        self._read()
         return kid
 
     @property
     def active(self) -> ECKey:
-        return self._keys[-1]
+        return self._current()[-1]
 
     @property
     def key_set(self) -> KeySet:
-        return KeySet(list(self._keys))
+        return KeySet(list(self._current()))
 
     def jwks(self) -> dict[str, Any]:
-        return {"keys": [key.as_dict(private=False) for key in self._keys]}
+        return {"keys": [key.as_dict(private=False) for key in self._current()]}
