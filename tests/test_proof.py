@@ -257,7 +257,18 @@ def test_bundle_can_be_narrowed_and_is_verified_by_the_cli(
         env={"PATH": "/usr/bin:/bin"},
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "VERDICT: the bundle verifies." in done.stdout
+    assert "VERDICT: the bundle verifies." in done.stdout and "NOTE" not in done.stdout
+    # Without --jwks, the bundle's own keys: the report says what that proves, and where the real ones are.
+    own = subprocess.run(
+        [sys.executable, "-m", "server", "proof", "verify", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert own.returncode == 0 and "VERDICT: the bundle verifies (with its own keys: see the NOTE)." in own.stdout
+    (note,) = [line for line in own.stdout.splitlines() if line.startswith("NOTE")]
+    assert "http://testserver/.well-known/jwks.json" in note and "--jwks" in note, note
     other = tmp_path / "other-jwks.json"
     other.write_text(json.dumps({"keys": []}))
     done = subprocess.run(

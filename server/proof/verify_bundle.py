@@ -31,6 +31,7 @@ SIGNED = {"manifest.json", "manifest.jws"}
 @dataclass
 class Verdict:
     checks: list[tuple[bool, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the verdict rests on, which a reader must know
 
     def ok(self, message: str) -> None:
         self.checks.append((True, message))
@@ -140,6 +141,14 @@ class _Checker:
             self.v.fail("manifest: the signed bundle id differs from manifest.json")
             return None
         self.v.ok("manifest: signature verified, manifest.json matches the signed SHA-256")
+        if self.external_jwks is None:
+            # Anyone can sign a bundle with a key of their own and put it in jwks.json: the signatures then prove
+            # only that the bundle agrees with itself.
+            self.v.notes.append(
+                "keys: the signatures were checked with the bundle's own jwks.json, not with the controller's "
+                f"published keys. Fetch {str(manifest.get('jwks_url', 'the jwks_url of manifest.json'))[:200]} "
+                "and verify again with --jwks <that file>: only then do they prove who signed."
+            )
         return manifest
 
     def _file_hashes(self, manifest: dict[str, Any]) -> None:
@@ -295,8 +304,10 @@ def _parse_time(value: str) -> datetime:
 
 def report(verdict: Verdict) -> str:
     lines = [("OK    " if ok else "FAIL  ") + message for ok, message in verdict.checks]
+    lines += ["NOTE  " + note for note in verdict.notes]
+    own_keys = " (with its own keys: see the NOTE)" if verdict.notes else ""
     lines.append(
-        "VERDICT: the bundle verifies."
+        f"VERDICT: the bundle verifies{own_keys}."
         if verdict.passed
         else f"VERDICT: the bundle does NOT verify ({len(verdict.failures)} failure(s))."
     )
