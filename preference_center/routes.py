@@ -30,6 +30,7 @@ PREFERENCE_ENDPOINTS: list[Endpoint] = [
             Param("parent_origin", "query", "origin of the embedding page (must be in EMBED_ORIGINS)"),
         ],
         response_media_type=HTML,
+        responses={"410": "the person's data were erased"},
     ),
     Endpoint(
         "/preferences/toggle",
@@ -40,6 +41,7 @@ PREFERENCE_ENDPOINTS: list[Endpoint] = [
         "preferences",
         body_media_type=FORM,
         response_media_type=HTML,
+        responses={"409": "the row changed meanwhile: the rows as they stand, nothing recorded"},
     ),
     Endpoint(
         "/preferences/unsubscribe-all",
@@ -50,6 +52,7 @@ PREFERENCE_ENDPOINTS: list[Endpoint] = [
         "preferences",
         body_media_type=FORM,
         response_media_type=HTML,
+        responses={"409": "the rows changed meanwhile: the rows as they stand, nothing recorded"},
     ),
     Endpoint(
         "/preferences/reconsent",
@@ -60,6 +63,7 @@ PREFERENCE_ENDPOINTS: list[Endpoint] = [
         "preferences",
         body_media_type=FORM,
         response_media_type=HTML,
+        responses={"409": "the question changed meanwhile: the rows as they stand, nothing recorded"},
     ),
     Endpoint(
         "/preferences/resend",
@@ -70,6 +74,7 @@ PREFERENCE_ENDPOINTS: list[Endpoint] = [
         "preferences",
         body_media_type=FORM,
         response_media_type=HTML,
+        responses={"429": "too many mails to this person (5 in 15 minutes)"},
     ),
     Endpoint(
         "/preferences/confirm",
@@ -110,6 +115,10 @@ PREFERENCE_ENDPOINTS: list[Endpoint] = [
         "preferences",
         body_media_type=FORM,
         response_media_type=HTML,
+        responses={
+            "400": "not an address, the form expired or posted from another site's page: the form again, with why",
+            "429": "too many links asked from this network or for this address",
+        },
     ),
     Endpoint(
         "/preferences/static/{name}",
@@ -141,6 +150,7 @@ PREFERENCE_ENDPOINTS: list[Endpoint] = [
         params=[Param("token", "path", "an unsubscribe link token")],
         body_media_type=FORM,
         response_media_type=HTML,
+        responses={"400": "the body is not List-Unsubscribe=One-Click: the page with its button"},
     ),
     Endpoint(
         "/v1/subjects/{ref}/preference-links",

@@ -3,10 +3,12 @@ without personal data."""
 
 from __future__ import annotations
 
+import base64
 import importlib
 import importlib.util
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -207,3 +209,51 @@ def test_metrics_count_requests_by_route_template(client: TestClient, auth: dict
     assert 'http_requests_total{method="GET",route="/v1/subjects/{ref}/consents",status="404"} 1' in body
     assert "secret-ref-9" not in body
     assert 'http_request_duration_seconds_bucket{method="GET",route="/v1/subjects/{ref}/consents",le="+Inf"} 1' in body
+
+
+def test_the_statuses_the_service_answers_with_are_in_the_openapi_document(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    """An integrator codes against /openapi.json: a status the service answers with, and which the document does not
+    list for that operation, is a surprise in production. Each request below really gets its status here."""
+    record(client, auth, "cust-doc", [("offers", "email", "grant")])
+    document = client.get("/openapi.json").json()["paths"]
+    too_many = {"checks": [{"subject": "s", "purpose": "offers", "channel": "email"}] * 10_001}
+    basic = {"Authorization": "Basic " + base64.b64encode(b"cl_nobody:wrong").decode()}
+    grant = {"grant_type": "client_credentials"}
+    cases: list[tuple[str, str, Callable[[], Any], int]] = [
+        ("get", "/v1/subjects/{ref}/events", lambda: client.get("/v1/subjects/nobody/events", headers=auth), 404),
+        ("get", "/v1/subjects/{ref}/proof", lambda: client.get("/v1/subjects/nobody/proof", headers=auth), 404),
+        ("get", "/v1/subjects/{ref}/receipts", lambda: client.get("/v1/subjects/nobody/receipts", headers=auth), 404),
+        ("get", "/v1/ledger/checkpoints/{size}", lambda: client.get("/v1/ledger/checkpoints/5"), 404),
+        ("get", "/policies/{document}/{version}/{lang}", lambda: client.get("/policies/privacy-policy/9/en"), 404),
+        ("get", "/problems/{slug}", lambda: client.get("/problems/nope"), 404),
+        (
+            "post",
+            "/v1/subjects/{ref}/consents",
+            lambda: client.post(
+                "/v1/subjects/x/consents", content=b"{", headers={**auth, "Content-Type": "application/json"}
+            ),
+            400,
+        ),
+        ("post", "/v1/consents/check", lambda: client.post("/v1/consents/check", json=too_many, headers=auth), 413),
+        ("post", "/oauth/token", lambda: client.post("/oauth/token", data={"grant_type": "password"}), 400),
+        ("post", "/oauth/token", lambda: client.post("/oauth/token", data=grant, headers=basic), 401),
+        (
+            "get",
+            "/v1/subjects/{ref}/events",
+            lambda: client.get("/v1/subjects/cust-doc/events?limit=0", headers=auth),
+            422,
+        ),
+        ("get", "/console", lambda: client.get("/console", follow_redirects=False), 303),
+        ("get", "/preferences", lambda: client.get("/preferences?token=nope"), 403),
+    ]
+    missing = []
+    for method, path, call, status in cases:
+        response = call()
+        assert response.status_code == status, (method, path, response.status_code, response.text[:200])
+        if str(status) not in document[path][method]["responses"]:
+            missing.append(f"{method.upper()} {path}: {status}")
+    assert missing == []
+    limit = next(p for p in document["/v1/subjects/{ref}/events"]["get"]["parameters"] if p["name"] == "limit")
+    assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 1000)

@@ -6,7 +6,7 @@ token must carry. The OpenAPI document and the route-coverage tests are built fr
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,9 @@ class Endpoint:
     response: type[BaseModel] | None = None
     response_media_type: str = "application/json"
     in_schema: bool = True
+    # Statuses this endpoint answers with beyond those every endpoint of its kind documents (server.api.openapi),
+    # with what each means; a 2xx here replaces the default success status.
+    responses: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def operation_id(self) -> str:

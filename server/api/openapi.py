@@ -23,6 +23,13 @@ PROBLEM = {
 }
 
 
+OAUTH_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
+}
+
+
 def build_openapi(endpoints: Sequence[Endpoint], server_url: str) -> dict[str, Any]:
     schemas: dict[str, Any] = {"Problem": PROBLEM}
     paths: dict[str, dict[str, Any]] = {}
@@ -108,16 +115,42 @@ def build_openapi(endpoints: Sequence[Endpoint], server_url: str) -> dict[str, A
 
 
 def _responses(ep: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
+    """Success, then the statuses every endpoint of its kind can answer with, then the endpoint's own
+    (`Endpoint.responses`). Problems are problem+json, except where the endpoint's media type is HTML (pages) or
+    OAuth's error object (`/oauth/token`)."""
     ok = "201" if ep.method == "POST" and ep.path.endswith("/consents") else "200"
+    if any(status.startswith("2") for status in ep.responses):
+        ok = ""
     content: dict[str, Any] = {ep.response_media_type: {"schema": _ref(ep.response, schemas) if ep.response else {}}}
-    responses: dict[str, Any] = {ok: {"description": "success", "content": content}}
+    responses: dict[str, Any] = {ok: {"description": "success", "content": content}} if ok else {}
     problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    if ep.response_media_type == "text/html":
+        errors: dict[str, Any] = {"text/html": {"schema": {"type": "string"}}}
+    elif ep.path == "/oauth/token":  # RFC 6749 5.2, what OAuth client libraries read
+        errors = {"application/json": {"schema": OAUTH_ERROR}}
+    else:
+        errors = problem
+    generic: dict[str, str] = {}
     if ep.auth not in (PUBLIC, LINK_TOKEN):
-        responses["401"] = {"description": "missing or invalid access token", "content": problem}
-        responses["403"] = {"description": "the token lacks the scope", "content": problem}
+        generic["401"] = "missing or invalid access token"
+        generic["403"] = "the token lacks the scope"
+    if ep.auth == LINK_TOKEN:
+        generic["403"] = "the link is missing, not valid or expired, or the form's CSRF token is wrong"
+    if "{" in ep.path:
+        generic["404"] = "nothing at this address (an unknown ref, id or size)"
+    if ep.body is not None or ep.body_media_type != "application/json":
+        generic["400"] = "the body is not valid JSON or form data"
+        generic["413"] = "the body is larger than the server accepts (MAX_BODY_BYTES)"
     if ep.body is not None or ep.params:
-        responses["422"] = {"description": "invalid request", "content": problem}
-    return responses
+        generic["422"] = "invalid request"
+    if ep.method == "POST":
+        generic["503"] = "the database stayed busy, nothing was recorded: send it again after Retry-After"
+    for status, description in {**generic, **ep.responses}.items():
+        if status.startswith("3"):
+            responses[status] = {"description": description}
+        else:
+            responses[status] = {"description": description, "content": content if status[0] == "2" else errors}
+    return dict(sorted(responses.items()))
 
 
 def _ref(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, str]:

@@ -50,6 +50,7 @@ CORE_ENDPOINTS: list[Endpoint] = [
         "check",
         body=schemas.BatchIn,
         response=schemas.BatchOut,
+        responses={"413": "more than 10,000 checks (the problem says the limit), or a body over MAX_BODY_BYTES"},
     ),
     Endpoint(
         "/v1/consents/check/stream",
@@ -70,6 +71,10 @@ CORE_ENDPOINTS: list[Endpoint] = [
         "auth",
         body_media_type="application/x-www-form-urlencoded",
         response=schemas.TokenOut,
+        responses={
+            "400": "invalid_request (not a form, no grant_type), unsupported_grant_type or invalid_scope",
+            "401": "invalid_client: no client authentication, an unknown client or a wrong secret",
+        },
     ),
     Endpoint("/.well-known/jwks.json", "GET", wellknown.jwks, PUBLIC, "Signing keys (JWKS)", "auth"),
     Endpoint(
@@ -118,7 +123,12 @@ CORE_ENDPOINTS: list[Endpoint] = [
         "ledger",
         params=[
             REF,
-            Param("limit", "query", "page size, 1-1000 (default 100)", schema={"type": "integer"}),
+            Param(
+                "limit",
+                "query",
+                "page size, 1-1000 (default 100)",
+                schema={"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+            ),
             Param("cursor", "query", "next_cursor of the previous page"),
         ],
         response=schemas.EventsOut,

@@ -36,6 +36,12 @@ BANNER_ENDPOINTS: list[Endpoint] = [
         "banner",
         body=CookieConsentIn,
         response=CookieConsentOut,
+        responses={
+            "400": "no Origin header, or a body that is not JSON",
+            "403": "the Origin is not one of the site's (sites.yaml)",
+            "409": "the banner text shown is not the text served for that site, language and policy version",
+            "429": "too many choices from this network (COOKIE_RATE_PER_MINUTE); Retry-After says when",
+        },
     ),
     Endpoint(
         "/v1/cookie-consents",

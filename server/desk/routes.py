@@ -37,6 +37,14 @@ def _console(path: str, method: str, handler: Handler, summary: str, **extra: ob
     media = {"response_media_type": HTML}
     if method == "POST":
         media["body_media_type"] = FORM
+    if not path.startswith(("/console/login", "/console/auth", "/console/static")):
+        extra.setdefault(
+            "responses",
+            {
+                "303": "not signed in: to the sign-in page; after a form, to the page it changed",
+                "403": "the staff member's role may not do this, or the form expired (htmx: a message, 200)",
+            },
+        )
     return Endpoint(path, method, handler, PUBLIC, summary, "service-desk", **media, **extra)  # type: ignore[arg-type]
 
 
@@ -168,6 +176,7 @@ DESK_ENDPOINTS: list[Endpoint] = [
         "service-desk",
         params=[Param("token", "query", "a preference-center link token"), Param("lang", "query", "fr or en")],
         response_media_type=HTML,
+        responses={"403": "the link is not valid or has expired", "410": "the person's data were erased"},
     ),
     Endpoint(
         "/requests",
@@ -178,6 +187,13 @@ DESK_ENDPOINTS: list[Endpoint] = [
         "service-desk",
         body_media_type=FORM,
         response_media_type=HTML,
+        responses={
+            "201": "the request is opened (its page, or JSON with Accept: application/json)",
+            "200": "the same request sent again within 10 minutes: the first one's page",
+            "403": "the link is not valid or has expired",
+            "410": "the person's data were erased",
+            "422": "no such kind of request, or a text over 2,000 characters: the form again, with why",
+        },
     ),
     Endpoint(
         "/dsr/export/{token}",
