@@ -98,33 +98,6 @@ async def subject_for(ref: str, secret: str) -> Subject:
     return subject
 
 
-async def open_request(
-    subject: Subject,
-    kind: str,
-    *,
-    channel: str,
-    details: str,
-    actor: Actor,
-    now: datetime,
-    zone: ZoneInfo,
-    received: date | None = None,
-    owner_id: int | None = None,
-) -> DataSubjectRequest:
-    """A new request, due one month after the day it was received (GDPR 12(3))."""
-    request, _ = await open_or_repeat(
-        subject,
-        kind,
-        channel=channel,
-        details=details,
-        actor=actor,
-        now=now,
-        zone=zone,
-        received=received,
-        owner_id=owner_id,
-    )
-    return request
-
-
 async def open_or_repeat(
     subject: Subject,
     kind: str,
@@ -138,9 +111,9 @@ async def open_or_repeat(
     owner_id: int | None = None,
     repeat_within: timedelta | None = None,
 ) -> tuple[DataSubjectRequest, bool]:
-    """`open_request`, and whether the request is new: with `repeat_within`, the same request (subject, kind,
-    channel, opener and text) opened that recently is returned instead of a second one (a double click, or a form
-    sent again from the browser's history)."""
+    """A new request, due one month after the day it was received (GDPR 12(3)), and whether it is new: with
+    `repeat_within`, the same request (subject, kind, channel, opener and text) opened that recently is returned
+    instead of a second one (a double click, or a form sent again from the browser's history)."""
     if kind not in KINDS:
         raise InvalidRequest(f"kind {kind!r} is not one of {', '.join(KINDS)}", parameter="kind")
     if channel not in CHANNELS:
