@@ -6,7 +6,6 @@ Errors here follow RFC 6749 5.2 (`{"error": ...}`), which is what OAuth2 client 
 from __future__ import annotations
 
 import base64
-import binascii
 from urllib.parse import unquote
 
 import orjson
@@ -47,7 +46,7 @@ async def token(request: Request) -> Response:
             decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
             client_id, _, secret = decoded.partition(":")
             client_id, secret = unquote(client_id), unquote(secret)
-        except (binascii.Error, ValueError):  # ValueError: not base64 at all (non-ASCII); UnicodeDecodeError is one
+        except ValueError:  # not base64 (binascii.Error), non-ASCII input, or not UTF-8 (UnicodeDecodeError)
             return _error(401, "invalid_client", "malformed Basic credentials", basic=True)
         if "client_secret" in form:
             return _error(400, "invalid_request", "use one client authentication method, not two")
