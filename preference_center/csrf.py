@@ -47,7 +47,7 @@ def form_token_valid(secret: str, given: str | None, network: str, now: float) -
     """`given` is a form token issued by `form_token` to this network less than an hour ago."""
     issued, _, rest = (given or "").partition(".")
     nonce, _, mac = rest.partition(".")
-    if not (issued.isdigit() and len(issued) <= 12 and nonce and mac):
+    if not (issued.isascii() and issued.isdigit() and len(issued) <= 12 and nonce and mac):  # "²" is a digit
         return False
     if not -_CLOCK_SKEW_S <= now - int(issued) <= FORM_TOKEN_LIFETIME_S:
         return False

@@ -370,6 +370,7 @@ def test_send_me_a_link_refuses_a_form_token_it_did_not_give_to_this_client(
         form_token(secret, "unknown", now - FORM_TOKEN_LIFETIME_S - 1),  # this client's network, too old
         token.rpartition(".")[0] + ".forged",
         "1.2.3.4",
+        "².a.b",  # a digit to str.isdigit, not to int(): a 500 before
         "",
     ]
     refused = [client.post("/preferences/request-link", data={**data, "csrf": value}) for value in forged]

@@ -245,6 +245,11 @@ def test_bundle_can_be_narrowed_and_is_verified_by_the_cli(
     third = json.loads(zipfile.ZipFile(io.BytesIO(_bundle(client, auth))).read("events.json"))[2]
     until_third = zipfile.ZipFile(io.BytesIO(_bundle(client, auth, f"?to={third['recorded_at']}")))
     assert [e["seq"] for e in json.loads(until_third.read("events.json"))] == [1, 2]
+    # and the state "as of to" is the one those events lead to: it cites none of the events left out
+    as_of = json.loads(until_third.read("state.json"))["as_of"]["consents"]
+    assert {answer["event_id"] for answer in as_of} - {None} <= {
+        e["id"] for e in json.loads(until_third.read("events.json"))
+    }
     path = tmp_path / "narrow.zip"
     path.write_bytes(data)
     jwks = tmp_path / "jwks.json"

@@ -228,8 +228,9 @@ def _state(
 ) -> dict[str, Any]:
     flags = SubjectFlags(subject.erased_at, subject.restricted_at)
 
-    def matrix(at: datetime) -> list[dict[str, Any]]:
-        states = replay(rows, at)
+    def matrix(at: datetime, *, events_before: bool = False) -> list[dict[str, Any]]:
+        # `events_before`: only the events recorded before `at`, as the bundle's [from, to) has them
+        states = replay([r for r in rows if r["recorded_at"] < at] if events_before else rows, at)
         out = []
         for code, purpose in sorted(catalog.purposes.items()):
             if scope.purpose and code != scope.purpose:
@@ -255,7 +256,8 @@ def _state(
 
     state: dict[str, Any] = {"now": {"at": now, "consents": matrix(now)}}
     if scope.end is not None:
-        state["as_of"] = {"at": scope.end, "consents": matrix(scope.end)}
+        # The state the bundle's events lead to: those recorded before `to` (an event at `to` is outside the range)
+        state["as_of"] = {"at": scope.end, "consents": matrix(scope.end, events_before=True)}
     return state
 
 
