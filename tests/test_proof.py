@@ -396,3 +396,8 @@ def test_a_key_rotated_by_the_command_is_published_and_used_without_a_restart(
         assert json.loads(base64url_decode(receipt.split(".")[0].encode()))["kid"] == new  # and signing with it
         command("ledger", "checkpoint")
         assert _verify(tmp_path, _bundle(client, auth, ref="cust-rot")) == []
+        # A damaged key file (named to sort last, as the newest would) is left out, not a failure of every signature
+        (cli_env.signing_keys_dir / "99999999999999999999-damaged.jwk.json").write_text("{")
+        receipt = record(client, auth, "cust-rot", [("offers", "phone", "grant")]).json()["receipt"]
+        assert json.loads(base64url_decode(receipt.split(".")[0].encode()))["kid"] == new
+        assert {key["kid"] for key in _jwks(client)["keys"]} == old | {new}

@@ -10,14 +10,17 @@ publishes a JWKS without the key of a checkpoint the command signed, and needs n
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
 
 ALGORITHM = "ES256"
+log = logging.getLogger("server.keys")
 
 
 class KeyStore:
@@ -35,24 +38,32 @@ class KeyStore:
         return self
 
     def _read(self) -> None:
-        """The key files, oldest first (their names start with their creation time); each parsed once."""
+        """The key files, oldest first (their names start with their creation time); each parsed once. A file
+        that cannot be read as a key is left out, with a warning, rather than stopping every signature: keys are
+        written whole under another name, then renamed (`rotate`), so this is a stray or damaged file."""
         try:
             seen = self.directory.stat().st_mtime_ns
-        except FileNotFoundError:
+        except OSError:
             return
-        files = sorted(self.directory.glob("*.jwk.json"))
-        for path in files:
+        files = []
+        for path in sorted(self.directory.glob("*.jwk.json")):
             if path.name not in self._by_file:
-                self._by_file[path.name] = ECKey.import_key(json.loads(path.read_text()))
-        self._keys = [self._by_file[path.name] for path in files]
+                try:
+                    self._by_file[path.name] = ECKey.import_key(json.loads(path.read_text()))
+                except (OSError, ValueError, JoseError, TypeError, KeyError) as exc:
+                    log.warning("signing key file %s left out: %s", path.name, type(exc).__name__)
+                    continue
+            files.append(path)
+        if files or not self._keys:  # never trade the keys in use for none
+            self._keys = [self._by_file[path.name] for path in files]
         self._seen = seen
 
     def _current(self) -> list[ECKey]:
         """The keys, read again if another process added one since (see the module's docstring)."""
         try:
             changed = self.directory.stat().st_mtime_ns != self._seen
-        except FileNotFoundError:
-            changed = False  # the directory went away: keep signing with what was read
+        except OSError:
+            changed = False  # the directory went away or cannot be read: keep signing with what was read
         if changed:
             self._read()
         return self._keys
@@ -64,9 +75,15 @@ class KeyStore:
         key = ECKey.import_key(key.as_dict(private=True), parameters={"kid": kid, "use": "sig", "alg": ALGORITHM})
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{time.time_ns():020d}-{kid}.jwk.json"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Written whole under a name no reader looks for, then renamed: a server reading the directory meanwhile
+        # sees no key or the whole key, never a half-written file.
+        partial = self.directory / f".{path.name}.partial"
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump(key.as_dict(private=True), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
         self._by_file[path.name] = key
         self._read()
         return kid
