@@ -591,6 +591,16 @@ def test_mails_about_a_request_give_the_day_it_was_received_where_the_controller
     assert refused.status_code == 303
     body = outbox(client)[-1].get_payload(decode=True).decode()
     assert "2026-12-01" in body and "2026-11-30" not in body
+    # The queue says so too, and so does the objection's text, kept in the ledger as what was recorded
+    objection = client.post("/requests", data={"token": token, "kind": "objection", "lang": "en"})
+    assert objection.status_code == 201, objection.text
+    queue = client.get("/console/requests", params={"view": "closed"}).text  # refused and done
+    assert "<td>2026-12-01</td>" in queue and "<td>2026-11-30</td>" not in queue
+    (event,) = [
+        e for e in client.get("/v1/subjects/cust-night/events", headers=auth).json()["events"] if e["ui_snapshot"]
+    ][-1:]
+    snapshot = client.get(f"/console/customers/cust-night/snapshots/{event['ui_snapshot']}").text
+    assert "received 2026-12-01" in snapshot, snapshot
 
 
 def test_public_pages_speak_the_persons_language_and_say_what_is_wrong(

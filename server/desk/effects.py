@@ -29,6 +29,7 @@ from server.desk.contact import (
     refuse_suppressed,
     suppress,
 )
+from server.desk.deadlines import received_on
 from server.desk.dsr import Actor
 from server.desk.notices import send_notice
 from server.errors import InvalidRequest
@@ -284,7 +285,7 @@ async def object_to_marketing(
         policy = desk.current_policy(catalog, subject.locale or "fr")
         text = (
             f"Objection to direct marketing (GDPR 21(3)), request #{request.id} received "
-            f"{request.received_at.date().isoformat()}: every marketing purpose on every channel "
+            f"{received_on(request.received_at, desk.zone).isoformat()}: every marketing purpose on every channel "
             f"({', '.join(f'{d.purpose}/{d.channel}' for d in decisions)})."
         )
         result = await desk.services.ledger.record(

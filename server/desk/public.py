@@ -23,6 +23,7 @@ from starlette.responses import HTMLResponse, Response
 from preference_center.i18n import choose_language
 from server.auth.keys import ALGORITHM
 from server.db import busy_as_domain_error
+from server.desk.deadlines import received_on
 from server.desk.export import FORMATS, ExportLinkRefused, subject_export, to_csv_zip, to_json
 from server.desk.web import HEADERS, desk_of, form_of
 from server.errors import SEND_AGAIN, ConsentError, InvalidRequest
@@ -245,7 +246,7 @@ async def submit_request(request: Request) -> Response:
             201 if new else 200,
         )
     texts = TEXTS[lang]
-    received = created.received_at.astimezone(desk.zone).date().isoformat()
+    received = received_on(created.received_at, desk.zone).isoformat()
     message = (
         texts["objected"].format(id=created.id)
         if created.status == "done" and kind == "objection"

@@ -13,6 +13,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from server.db import busy_as_domain_error
 from server.desk import dsr, markdown
 from server.desk.answers import AnswerBook
+from server.desk.deadlines import received_on
 from server.desk.dsr import SUBJECT, Actor
 from server.desk.export import ExportLinks
 from server.desk.oidc import OidcClient
@@ -62,7 +63,13 @@ class Desk:
             lstrip_blocks=True,
         )
         self.templates.globals.update(controller=self.controller, kind_titles=dsr.KIND_TITLES)
-        self.templates.filters.update(md=markdown.md, md_block=markdown.md_block, quoted=markdown.quoted)
+        self.templates.filters.update(
+            md=markdown.md,
+            md_block=markdown.md_block,
+            quoted=markdown.quoted,
+            # The day of an instant where the controller is, as deadlines count it (GDPR 12(3))
+            local_day=lambda instant: received_on(instant, self.zone).isoformat(),
+        )
         self.assets = (
             {p.name: p.read_bytes() for p in STATIC_DIR.iterdir() if p.suffix in (".css", ".js")}
             if STATIC_DIR.is_dir()
