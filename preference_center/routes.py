@@ -117,7 +117,7 @@ PREFERENCE_ENDPOINTS: list[Endpoint] = [
         response_media_type=HTML,
         responses={
             "400": "not an address, the form expired or posted from another site's page: the form again, with why",
-            "429": "too many links asked from this network or for this address",
+            "429": "too many links asked from this network",
         },
     ),
     Endpoint(

@@ -247,6 +247,7 @@ def test_the_statuses_the_service_answers_with_are_in_the_openapi_document(
         ),
         ("get", "/console", lambda: client.get("/console", follow_redirects=False), 303),
         ("get", "/preferences", lambda: client.get("/preferences?token=nope"), 403),
+        ("get", "/dsr/export/{token}", lambda: client.get("/dsr/export/not-a-link"), 404),
     ]
     missing = []
     for method, path, call, status in cases:

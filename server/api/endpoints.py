@@ -48,6 +48,7 @@ class Endpoint:
     # Statuses this endpoint answers with beyond those every endpoint of its kind documents (server.api.openapi),
     # with what each means; a 2xx here replaces the default success status.
     responses: Mapping[str, str] = field(default_factory=dict)
+    error_media_type: str | None = None  # where errors are not problem+json nor the response's own type (a page)
 
     @property
     def operation_id(self) -> str:

@@ -124,7 +124,7 @@ def _responses(ep: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
     content: dict[str, Any] = {ep.response_media_type: {"schema": _ref(ep.response, schemas) if ep.response else {}}}
     responses: dict[str, Any] = {ok: {"description": "success", "content": content}} if ok else {}
     problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-    if ep.response_media_type == "text/html":
+    if "text/html" in (ep.response_media_type, ep.error_media_type):
         errors: dict[str, Any] = {"text/html": {"schema": {"type": "string"}}}
     elif ep.path == "/oauth/token":  # RFC 6749 5.2, what OAuth client libraries read
         errors = {"application/json": {"schema": OAUTH_ERROR}}

@@ -8,6 +8,7 @@ from uuid import UUID
 from starlette.requests import Request
 from starlette.responses import Response
 
+from server.api.params import subject_ref
 from server.desk import customers
 from server.desk.guard import require_staff
 from server.desk.web import Staff, audit, desk_of, is_htmx, page, redirect
@@ -38,7 +39,7 @@ def _notice_id(request: Request) -> UUID:
 async def resend(request: Request, staff: Staff) -> Response:
     """Put a failed notice back in the queue, due now; the dispatcher is woken at once."""
     desk = desk_of(request)
-    subject = await customers.get_subject(request.path_params["ref"])
+    subject = await customers.get_subject(subject_ref(request.path_params["ref"]))
     notice_id = _notice_id(request)
     if not await RecipientNotice.exists(id=notice_id, subject_id=subject.id):
         raise NotFound("no such notice for this customer", parameter="id")

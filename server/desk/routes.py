@@ -27,6 +27,13 @@ ID = Param("id", "path", "request id", schema={"type": "integer"})
 BREACH = Param("id", "path", "breach id", schema={"type": "integer"})
 
 
+# What every console route but the sign-in's may answer besides its page.
+CONSOLE_RESPONSES = {
+    "303": "not signed in: to the sign-in page; after a form, to the page it changed",
+    "403": "the staff member's role may not do this, or the form expired (htmx: a message, 200)",
+}
+
+
 def _rule(handler: Handler, declared: str) -> str:
     return str(getattr(handler, "desk_rule", declared))
 
@@ -38,13 +45,7 @@ def _console(path: str, method: str, handler: Handler, summary: str, **extra: ob
     if method == "POST":
         media["body_media_type"] = FORM
     if not path.startswith(("/console/login", "/console/auth", "/console/static")):
-        extra.setdefault(
-            "responses",
-            {
-                "303": "not signed in: to the sign-in page; after a form, to the page it changed",
-                "403": "the staff member's role may not do this, or the form expired (htmx: a message, 200)",
-            },
-        )
+        extra.setdefault("responses", CONSOLE_RESPONSES)
     return Endpoint(path, method, handler, PUBLIC, summary, "service-desk", **media, **extra)  # type: ignore[arg-type]
 
 
@@ -156,7 +157,13 @@ DESK_ENDPOINTS: list[Endpoint] = [
         "One approved answer",
         params=[Param("id", "path", "answer id")],
     ),
-    _console("/console/audit", "GET", pages_admin.audit_page, "Audit log"),
+    _console(
+        "/console/audit",
+        "GET",
+        pages_admin.audit_page,
+        "Audit log",
+        responses={**CONSOLE_RESPONSES, "422": "a filter longer than the column it filters"},
+    ),
     _console("/console/staff", "GET", pages_admin.staff_page, "Staff accounts"),
     _console("/console/staff", "POST", pages_admin.staff_create, "Create a local staff account"),
     _console(
@@ -204,6 +211,12 @@ DESK_ENDPOINTS: list[Endpoint] = [
         "service-desk",
         params=[Param("token", "path", "signed export link"), Param("format", "query", "json or csv")],
         response_media_type="application/octet-stream",
+        error_media_type=HTML,
+        responses={
+            "400": "an unknown format",
+            "404": "the link is not valid, or names no finished access or portability request",
+            "410": "the link has expired, or the person's data were erased",
+        },
     ),
 ]
 
