@@ -266,6 +266,9 @@ def test_out_of_range_query_values_are_not_server_errors(client: TestClient, aut
             failures += _problems(response, url[:80])
     assert not failures, "\n".join(failures)
     _still_works(client, auth)
+    # In range, with leading zeros: the number it says
+    page = client.get("/v1/subjects/cust-r/events?limit=00001", headers=auth)
+    assert page.status_code == 200 and len(page.json()["events"]) == 1, page.text
 
 
 def test_unknown_paths_and_methods_are_problems(client: TestClient, auth: dict[str, str]) -> None:

@@ -30,7 +30,8 @@ from server.consent import read_model
 from server.db import is_postgres, lock_row
 from server.ledger.replay import replay
 from server.ledger.verify import Break, judged_subjects, load_page, policy_bodies, state_matches, verify_chain
-from server.models import AccessLog, ConsentState, Subject
+from server.models import ConsentState, Subject
+from server.proof.access import log_access
 
 
 @dataclass(frozen=True)
@@ -137,14 +138,14 @@ async def repair_subject(
             recomputed = bool(changed) and not written
         if not written and not recomputed:
             return None
-        await AccessLog.create(
-            using_db=conn,
+        await log_access(
             at=clock(),
             actor_type="operator",
-            actor_id=operator[:128],
+            actor_id=operator,
             action="ledger_repair",
             subject_id=subject_id,
             detail={"state_rows_rewritten": written, "read_model_recomputed": recomputed},
+            using_db=conn,
         )
         # Last, with the clock read just before the commit (server.visibility).
         await Subject.filter(id=subject_id).using_db(conn).update(flags_changed_at=clock())

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from tortoise.backends.base.client import BaseDBAsyncClient
+
 from server.models import AccessLog
 
 
@@ -17,9 +19,17 @@ async def log_access(
     action: str,
     subject_id: Any = None,
     detail: dict[str, Any] | None = None,
+    using_db: BaseDBAsyncClient | None = None,
 ) -> None:
+    """`using_db`: the transaction of the change the entry accounts for, so both are kept or neither."""
     await AccessLog.create(
-        at=at, actor_type=actor_type, actor_id=actor_id, action=action, subject_id=subject_id, detail=detail or {}
+        using_db=using_db,
+        at=at,
+        actor_type=actor_type,
+        actor_id=actor_id[:128],
+        action=action,
+        subject_id=subject_id,
+        detail=detail or {},
     )
 
 
