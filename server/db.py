@@ -17,6 +17,7 @@ import asyncpg
 from tortoise import Tortoise, connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import BaseORMException
+from tortoise.models import Model
 
 from server.errors import ConsentError, DatabaseBusy
 
@@ -78,6 +79,15 @@ def tortoise_config(database_url: str, *, migrating: bool = False) -> dict[str, 
         "use_tz": True,
         "timezone": "UTC",
     }
+
+
+def column_length(model: type[Model], field: str) -> int:
+    """The most characters `model.field` (a CharField) holds. The ORM refuses to even query with a longer value (a
+    ValidationError, so a 500), so input longer than this is known to match nothing."""
+    length = getattr(model._meta.fields_map[field], "max_length", None)
+    if not isinstance(length, int):
+        raise TypeError(f"{model.__name__}.{field} has no max_length")
+    return length
 
 
 def connection() -> BaseDBAsyncClient:

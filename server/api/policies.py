@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import base64
-from typing import cast
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from tortoise.fields import CharField
 
 from server.api.params import iso
+from server.db import column_length
 from server.errors import NotFound
 from server.models import PolicyVersion
 
@@ -41,9 +40,7 @@ async def list_policies(request: Request) -> Response:
 
 
 # The longest document, version and lang a published version can have (the columns' lengths).
-_LENGTHS: dict[str, int] = {
-    name: cast(CharField, PolicyVersion._meta.fields_map[name]).max_length for name in ("document", "version", "lang")
-}
+_LENGTHS = {name: column_length(PolicyVersion, name) for name in ("document", "version", "lang")}
 
 
 async def policy_text(request: Request) -> Response:

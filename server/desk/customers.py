@@ -12,6 +12,7 @@ from tortoise.expressions import Q
 
 from server.consent.check import Question
 from server.consent.decide import Answer
+from server.db import column_length
 from server.errors import InvalidRequest, NotFound
 from server.ledger.append import Snapshot
 from server.models import ConsentEvent, Subject
@@ -67,7 +68,7 @@ def query_kind(query: str) -> str:
 
 async def get_subject(ref: str) -> Subject:
     # A ref longer than the column is no customer (the ORM would refuse the query itself: a 500).
-    subject = await Subject.get_or_none(ref=ref) if 0 < len(ref) <= 255 else None
+    subject = await Subject.get_or_none(ref=ref) if 0 < len(ref) <= column_length(Subject, "ref") else None
     if subject is None:
         raise NotFound("no customer with this ref", parameter="ref")
     return subject

@@ -10,6 +10,7 @@ from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from server.db import column_length
 from server.desk import accounts
 from server.desk.guard import require_staff
 from server.desk.roles import ROLES
@@ -64,8 +65,8 @@ async def audit_page(request: Request, staff: Staff) -> Response:
     """The access log, newest first, filtered by actor, customer or action."""
     params = request.query_params
     filters = {k: params.get(k, "")[:128] for k in ("actor_type", "actor_id", "ref", "action")}
-    for name, limit in (("actor_type", 16), ("action", 32)):  # the columns' sizes: the ORM refuses longer values
-        if len(filters[name]) > limit:
+    for name in ("actor_type", "action"):
+        if len(filters[name]) > (limit := column_length(AccessLog, name)):
             raise InvalidRequest(f"{name} is at most {limit} characters", parameter=name)
     query = AccessLog.all()
     if filters["actor_type"]:
