@@ -28,12 +28,11 @@ from tortoise import Tortoise
 from bench.check_bench import Database, run_async
 from bench.machine import describe, python_loop_seconds
 from bench.seed import prepare_database, seed_database
+from server.composition import build_services
 from server.db import tortoise_config
 from server.ledger.append import Decision, RecordRequest
 from server.proof.bundle import Scope, build_bundle
-from server.proof.controller import load_controller
 from server.proof.verify_bundle import verify_bundle
-from server.services import build_services
 from server.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -88,12 +87,11 @@ async def run_backend(backend: str, events: int, subject_events: int, workdir: P
             started = time.perf_counter()
             second = await services.log.checkpoint()
             incremental_s = time.perf_counter() - started
-            controller = load_controller(settings.policy_dir)
             timings = []
             data = b""
             for _ in range(3):
                 started = time.perf_counter()
-                _, data = await build_bundle(services, controller, SUBJECT, Scope(), ("client", "bench"))
+                _, data = await build_bundle(services.bundles, SUBJECT, Scope(), ("client", "bench"))
                 timings.append(time.perf_counter() - started)
             path = workdir / f"bundle-{backend}.zip"
             path.write_bytes(data)

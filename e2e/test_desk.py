@@ -23,7 +23,7 @@ import pytest
 
 from e2e.conftest import LiveServer, screenshot, start_server, stop_server
 from e2e.oidc_provider import OidcProvider
-from server.desk.deadlines import add_months
+from server.dsr.deadlines import add_months
 
 EMAIL = "grace.hopper@example.net"
 REF = "cust-e2e-42"

@@ -1,5 +1,5 @@
 """breaches, breach_history: the register of personal data breaches (GDPR 33(5)) and the trail of every change to
-it, which the database keeps append-only (server.desk.breaches)."""
+it, which the database keeps append-only (server.breaches.register)."""
 
 from tortoise import migrations
 from tortoise.migrations import operations as ops

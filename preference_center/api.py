@@ -17,13 +17,13 @@ from tortoise.exceptions import IntegrityError
 
 from preference_center.schemas import PreferenceLinkIn, UnsubscribeLinkIn
 from preference_center.web import center_of
-from server.api.bodies import read_json
-from server.api.params import iso, subject_ref
 from server.consent.check import validate_question
-from server.desk.contact import normalise_email, refuse_suppressed
 from server.errors import InvalidRequest, NotUnsubscribable
+from server.kernel.bodies import read_json
+from server.kernel.params import iso, subject_ref
 from server.ledger.evidence import pseudonym
 from server.models import Subject
+from server.subjects.contact import normalise_email, refuse_suppressed
 
 if TYPE_CHECKING:
     from server.services import Services

@@ -15,14 +15,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from preference_center.csrf import link_csrf, same
-from preference_center.i18n import choose_language
 from preference_center.pages import erased_page, link_error
-from preference_center.tokens import LinkClaims, LinkTokenRefused
 from preference_center.view import SubjectData, load_subject
 from preference_center.web import center_of, evidence, form_fields, html
 from server.db import busy_as_domain_error
 from server.errors import SEND_AGAIN, InvalidTransition
+from server.i18n import choose_language
 from server.ledger.append import Decision, RecordRequest
+from server.links.tokens import LinkClaims, LinkTokenRefused
 from server.models import UISnapshot
 
 if TYPE_CHECKING:

@@ -15,9 +15,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from tortoise.exceptions import IntegrityError
 
-from preference_center.i18n import LANGUAGE_NAMES, LANGUAGES, choose_language
 from preference_center.web import center_of, html, security_headers
 from server.errors import NotFound
+from server.i18n import LANGUAGE_NAMES, LANGUAGES, choose_language
 from server.ledger.evidence import pseudonym
 from server.models import Subject
 
@@ -54,11 +54,6 @@ async def embed_script(request: Request) -> Response:
     return Response(asset[0], media_type=asset[1], headers=headers)
 
 
-def _dev_only(request: Request) -> None:
-    if center_of(request).production:
-        raise NotFound("not available in production")
-
-
 async def _demo_subject(secret: str) -> None:
     """The demo subject gets an address so that double opt-in can be clicked through in `/dev/mail`."""
     subject = await Subject.get_or_none(ref=DEMO_REF)
@@ -73,7 +68,6 @@ async def _demo_subject(secret: str) -> None:
 
 async def demo(request: Request) -> Response:
     """A fake shop page that embeds the preference center of `demo-alice` (a fresh link at every visit)."""
-    _dev_only(request)
     services: Services = request.app.state.services
     center = center_of(request)
     lang = choose_language(request.query_params.get("lang"), None, request.headers.get("accept-language"))
@@ -91,7 +85,6 @@ async def demo(request: Request) -> Response:
 
 async def dev_mail(request: Request) -> Response:
     """The dev outbox: every mail written to MAIL_DIR, newest first."""
-    _dev_only(request)
     center = center_of(request)
     lang = choose_language(request.query_params.get("lang"), None, request.headers.get("accept-language"))
     mails = []
@@ -104,7 +97,6 @@ async def dev_mail(request: Request) -> Response:
 
 async def dev_mail_message(request: Request) -> Response:
     """One mail of the dev outbox, its links clickable."""
-    _dev_only(request)
     center = center_of(request)
     name = request.path_params["name"]
     path = center.settings.mail_dir / name

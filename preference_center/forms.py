@@ -10,8 +10,8 @@ from starlette.responses import Response
 
 from preference_center import actions
 from preference_center.center import PreferenceCenter
-from preference_center.pages import Posted, answer, posted, reconsent_fragment, record
-from preference_center.view import PRIMARY_DOCUMENT, Row, build_rows, current_policy, find_control
+from preference_center.pages import Posted, answer, posted, reconsent_fragment, record, record_and_confirm
+from preference_center.view import PRIMARY_DOCUMENT, Row, build_rows, find_control
 from preference_center.web import center_of
 from server.errors import SEND_AGAIN, InvalidTransition
 from server.ledger.append import Decision
@@ -68,15 +68,16 @@ async def toggle(request: Request) -> Response:
         )
     shown = center.fragment(lang, "_row.html", row=row)
     try:
-        result = await record(request, p, row.policy.label, [decision], "toggle", shown)
+        recorded = await record_and_confirm(request, p, row.policy.label, [decision], "toggle", shown)
     except InvalidTransition:
         notice = center.gettext(lang, "Your choices changed in the meantime; here they are as they stand now.")
         return await answer(request, p, notice, status=409)
     except SEND_AGAIN:
         return await _busy(request, p, center, lang)
-    event = result.events[0]
+    event = recorded.result.events[0]
     if event.status == "pending_confirmation":
-        notice = await _confirmation_notice(center, p, lang, row, channel, event.id, labels)
+        mail = next((c["mail"] for c in recorded.confirmations if c["event_id"] == event.id), "not_sent")
+        notice = _confirmation_notice(center, lang, mail, labels)
     elif decision.action == "object":
         notice = center.gettext(lang, "Saved: you object to %(purpose)s %(channel)s. We stop.", **labels)
     elif event.status == "granted":
@@ -86,60 +87,32 @@ async def toggle(request: Request) -> Response:
     return await answer(request, p, notice, target=target)
 
 
-async def _confirmation_notice(
-    center: PreferenceCenter,
-    p: Posted,
-    lang: str,
-    row: Row,
-    channel: str,
-    event_id: str,
-    labels: dict[str, str],
-    *,
-    already_counted: bool = False,
-) -> str:
-    """GDPR 7(1) double opt-in: the grant waits for the click in the mail; say so, or say why no mail left.
-
-    Each mail counts once against the person's limit: `already_counted` when the caller ("Send the email again")
-    has counted it."""
-    email = p.data.email
-    if not email:
+def _confirmation_notice(center: PreferenceCenter, lang: str, mail: str, labels: dict[str, str]) -> str:
+    """GDPR 7(1) double opt-in: the grant waits for the click in the mail; say so, or say why no mail left (`mail`
+    is the outcome `OptIn` reports: sent, no_email, rate_limited, not_sent, suppressed, restricted)."""
+    if mail == "sent":
+        return center.gettext(
+            lang,
+            "Almost done: we sent you an email to confirm %(purpose)s %(channel)s. "
+            "Nothing is sent to you until you click the link in it.",
+            **labels,
+        )
+    if mail == "no_email":
         return center.gettext(
             lang,
             "Saved, but we have no email address for you, so we cannot send the confirmation link for "
             "%(purpose)s. Until it is confirmed, we send you nothing.",
             **labels,
         )
-    if not already_counted and not center.link_requests.allow(f"resend:{p.claims.ref}"):
+    not_sent = center.gettext(
+        lang, "Saved, but the confirmation email could not be sent. Please use “Send the email again”."
+    )
+    if mail == "rate_limited":
         # The same limit as "Send the email again" and as grants recorded by the API or the desk: a forwarded link
         # cannot turn the switch into a way to flood the person's inbox. The grant is saved and waits.
-        return " ".join(
-            (
-                center.gettext(
-                    lang, "Saved, but the confirmation email could not be sent. Please use “Send the email again”."
-                ),
-                center.gettext(lang, "Too many emails were sent already. Please try again in a few minutes."),
-            )
-        )
-    sent = await actions.try_send_confirmation(
-        center,
-        ref=p.claims.ref,
-        email=email,
-        lang=lang,
-        purpose=row.code,
-        purpose_title=labels["purpose"],
-        channel=channel,
-        event_id=event_id,
-    )
-    if not sent:
-        return center.gettext(
-            lang, "Saved, but the confirmation email could not be sent. Please use “Send the email again”."
-        )
-    return center.gettext(
-        lang,
-        "Almost done: we sent you an email to confirm %(purpose)s %(channel)s. "
-        "Nothing is sent to you until you click the link in it.",
-        **labels,
-    )
+        too_many = center.gettext(lang, "Too many emails were sent already. Please try again in a few minutes.")
+        return f"{not_sent} {too_many}"
+    return not_sent
 
 
 # --- POST /preferences/resend ---------------------------------------------------------------------------------------
@@ -156,13 +129,24 @@ async def resend(request: Request) -> Response:
     if found is None or found[1].reason != "pending_confirmation":
         return await answer(request, p, center.gettext(lang, "There is nothing to confirm here."), status=400)
     row = found[0]
-    if not center.link_requests.allow(f"resend:{p.claims.ref}"):
+    if not center.optin.may_mail(p.claims.ref):
         notice = center.gettext(lang, "Too many emails were sent already. Please try again in a few minutes.")
         return await answer(request, p, notice, target=row.code, status=429)
     state = p.data.states[(purpose, channel)]
     labels = _labels(center, lang, row, channel)
-    notice = await _confirmation_notice(center, p, lang, row, channel, state.event_id, labels, already_counted=True)
-    return await answer(request, p, notice, target=row.code)
+    mail = "no_email"
+    if p.data.email:
+        sent = await center.optin.try_send_confirmation(
+            ref=p.claims.ref,
+            email=p.data.email,
+            lang=lang,
+            purpose=row.code,
+            purpose_title=labels["purpose"],
+            channel=channel,
+            event_id=state.event_id,
+        )
+        mail = "sent" if sent else "not_sent"
+    return await answer(request, p, _confirmation_notice(center, lang, mail, labels), target=row.code)
 
 
 # --- POST /preferences/unsubscribe-all ------------------------------------------------------------------------------
@@ -183,7 +167,7 @@ async def unsubscribe_all(request: Request) -> Response:
     decisions = actions.unsubscribe_all_decisions(rows)
     if not decisions:
         return await answer(request, p, center.gettext(lang, "Nothing to change: you receive no marketing from us."))
-    policy = current_policy(catalog, PRIMARY_DOCUMENT, lang, now)
+    policy = catalog.in_force(PRIMARY_DOCUMENT, lang, now)
     assert policy is not None
     try:
         await record(request, p, policy.label, decisions, "unsubscribe_all", center.fragment(lang, "_all.html"))

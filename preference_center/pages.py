@@ -17,8 +17,6 @@ from starlette.responses import Response
 from preference_center.center import PreferenceCenter
 from preference_center.csrf import link_csrf, same
 from preference_center.diff import section_diff
-from preference_center.i18n import LANGUAGE_NAMES, LANGUAGES, choose_language
-from preference_center.tokens import LinkClaims, LinkTokenRefused
 from preference_center.view import Row, SubjectData, build_rows, load_subject
 from preference_center.web import (
     LINK_COOKIE,
@@ -33,7 +31,10 @@ from preference_center.web import (
     set_link_cookie,
 )
 from server.db import busy_as_domain_error
+from server.i18n import LANGUAGE_NAMES, LANGUAGES, choose_language
 from server.ledger.append import Decision, RecordRequest, RecordResult, Snapshot
+from server.links.tokens import LinkClaims, LinkTokenRefused
+from server.optin.service import Recorded
 
 if TYPE_CHECKING:
     from server.services import Services
@@ -180,6 +181,17 @@ async def record(
     services: Services = request.app.state.services
     with busy_as_domain_error():
         return await services.ledger.record(_request(request, p, policy, decisions, method, shown))
+
+
+async def record_and_confirm(
+    request: Request, p: Posted, policy: str, decisions: list[Decision], method: str, shown: Markup
+) -> Recorded:
+    """`record`, then the double opt-in mail of a grant it leaves pending, in the page's language (`OptIn`)."""
+    with busy_as_domain_error():
+        recorded = await center_of(request).optin.record(
+            _request(request, p, policy, decisions, method, shown), lang=p.ctx.lang
+        )
+    return recorded
 
 
 def _request(

@@ -8,11 +8,10 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
-from preference_center import actions
 from preference_center.center import PreferenceCenter
 from preference_center.csrf import cross_site_post, form_token_valid
-from preference_center.i18n import LANGUAGE_NAMES, LANGUAGES, choose_language, supported
 from preference_center.web import center_of, client_network, form_fields, html, request_form_token
+from server.i18n import LANGUAGE_NAMES, LANGUAGES, choose_language, supported
 from server.models import Subject
 
 
@@ -71,7 +70,7 @@ async def _mail_links(center: PreferenceCenter, email: str, lang: str) -> None:
     subjects = await Subject.filter(email__iexact=email, erased_at__isnull=True).limit(5).only("ref", "locale")
     for subject in subjects:
         language = supported(subject.locale) or lang
-        await actions.send_preferences_link(center, ref=subject.ref, email=email, lang=language)
+        await center.optin.send_preferences_link(ref=subject.ref, email=email, lang=language)
 
 
 def _plausible_email(value: str) -> bool:

@@ -7,7 +7,7 @@ hand out links need the scope `consent:write`.
 from __future__ import annotations
 
 from preference_center import api, confirm, dev, forms, pages, request_link, schemas, unsubscribe
-from server.api.endpoints import LINK_TOKEN, PUBLIC, Endpoint, Param
+from server.kernel.endpoints import LINK_TOKEN, PUBLIC, Endpoint, Param
 
 FORM = "application/x-www-form-urlencoded"
 HTML = "text/html"
@@ -192,6 +192,7 @@ PREFERENCE_ENDPOINTS: list[Endpoint] = [
         "dev",
         params=[LANG_QUERY],
         response_media_type=HTML,
+        development_only=True,
     ),
     Endpoint(
         "/dev/mail",
@@ -201,6 +202,7 @@ PREFERENCE_ENDPOINTS: list[Endpoint] = [
         "Development only: mails written to MAIL_DIR when no SMTP server is set",
         "dev",
         response_media_type=HTML,
+        development_only=True,
     ),
     Endpoint(
         "/dev/mail/{name}",
@@ -211,5 +213,6 @@ PREFERENCE_ENDPOINTS: list[Endpoint] = [
         "dev",
         params=[Param("name", "path", "file name of the mail")],
         response_media_type=HTML,
+        development_only=True,
     ),
 ]

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, StringConstraints
 
-from server.api.schemas import Code, Strict
+from server.kernel.schemas import Code, Strict
 
 Email = Annotated[
     str,

@@ -16,14 +16,14 @@ from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import Response
 
-from preference_center.i18n import choose_language
 from preference_center.pages import erased_page, link_error
-from preference_center.tokens import LinkClaims, LinkTokenRefused
 from preference_center.view import ON_STATUSES, Control, Row, SubjectData, build_rows, find_control, load_subject
 from preference_center.web import center_of, evidence, form_fields, html
 from server.db import busy_as_domain_error
 from server.errors import SEND_AGAIN, InvalidTransition
+from server.i18n import choose_language
 from server.ledger.append import Decision, RecordRequest, Snapshot
+from server.links.tokens import LinkClaims, LinkTokenRefused
 
 if TYPE_CHECKING:
     from server.services import Services

@@ -17,10 +17,10 @@ from datetime import datetime
 
 from server.consent.decide import Answer, StateView, SubjectFlags, decide
 from server.models import ConsentState, Subject
-from server.policies.snapshot import CatalogSnapshot, PolicyInfo, PurposeInfo
+from server.policies.snapshot import PRIVACY_POLICY, CatalogSnapshot, PolicyInfo, PurposeInfo
 
 CHANNEL_ORDER = ("email", "sms", "phone", "post", "push", "web")
-PRIMARY_DOCUMENT = "privacy-policy"  # cited for every purpose it covers; others (cookies) cite their own document
+PRIMARY_DOCUMENT = PRIVACY_POLICY  # cited for every purpose it covers; others (cookies) cite their own document
 ON_STATUSES = frozenset({"granted", "pending_confirmation", "soft_opt_in"})
 
 
@@ -139,18 +139,6 @@ def document_for(catalog: CatalogSnapshot, purpose: str) -> str:
     return documents[0]
 
 
-def current_policy(catalog: CatalogSnapshot, document: str, lang: str, now: datetime) -> PolicyInfo | None:
-    """The version of `document` in force at `now` in `lang` (another language if `lang` has none)."""
-    candidates = [p for p in catalog.policies.values() if p.document == document]
-    for pool in ([p for p in candidates if p.lang == lang], candidates):
-        in_force = [p for p in pool if p.effective_at <= now]
-        if in_force:
-            return max(in_force, key=lambda p: (p.effective_at, p.lang == lang))
-        if pool:
-            return min(pool, key=lambda p: p.effective_at)
-    return None
-
-
 def _sort_key(purpose: PurposeInfo) -> tuple[bool, bool, bool, str]:
     web_only = purpose.channels <= {"web"}
     return (web_only, purpose.legal_basis == "necessary", not purpose.marketing, purpose.code)
@@ -159,7 +147,7 @@ def _sort_key(purpose: PurposeInfo) -> tuple[bool, bool, bool, str]:
 def build_rows(catalog: CatalogSnapshot, data: SubjectData, lang: str, now: datetime) -> list[Row]:
     rows = []
     for purpose in sorted(catalog.purposes.values(), key=_sort_key):
-        policy = current_policy(catalog, document_for(catalog, purpose.code), lang, now)
+        policy = catalog.in_force(document_for(catalog, purpose.code), lang, now)
         if policy is None:
             continue
         controls = []
@@ -190,7 +178,7 @@ def _reconsent(
         return None
     # The version the person accepted, in the language they read now (same version number).
     accepted = catalog.policies.get(f"{accepted.document}/{accepted.version}/{lang}", accepted)
-    current = current_policy(catalog, accepted.document, lang, now)
+    current = catalog.in_force(accepted.document, lang, now)
     if current is None or current.id == accepted.id:
         return None
     return Reconsent(purpose.code, accepted, current, channels)

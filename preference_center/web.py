@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from preference_center.csrf import form_token
-from server.api.bodies import read_form
 from server.errors import ConsentError
+from server.kernel.bodies import read_form
 from server.ledger.evidence import truncate_ip
 from server.settings import Settings
 
@@ -31,7 +31,7 @@ LINK_COOKIE_MAX_AGE_S = 3600
 
 
 def center_of(request: Request) -> PreferenceCenter:
-    center: PreferenceCenter = request.app.state.services.preferences
+    center: PreferenceCenter = request.app.state.preferences
     return center
 
 

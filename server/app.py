@@ -12,20 +12,26 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from tortoise import Tortoise
 
-from server.api.endpoints import build_routes
-from server.api.problems import EXCEPTION_HANDLERS
-from server.api.routes import ENDPOINTS
+from preference_center.routes import PREFERENCE_ENDPOINTS
+from server.api.routes import API_ENDPOINTS
+from server.api.webhooks import COMPONENTS, WEBHOOKS
+from server.banner.routes import BANNER_ENDPOINTS
 from server.clock import utc_now
+from server.composition import build
 from server.consent.check import CheckService
 from server.consent.open import open_reader, postgres_target
 from server.consent.reader import SqliteStateReader
 from server.consent.stream_workers import PostgresSource, SqliteSource, StreamWorkers
+from server.console.guard import staff_guard
+from server.console.routes import DESK_ENDPOINTS
 from server.db import connection, tortoise_config, unapplied_migrations
+from server.kernel.endpoints import SCOPE, STAFF, Endpoint, Guard, build_routes, scope_guard
+from server.kernel.openapi import build_openapi
+from server.kernel.problems import EXCEPTION_HANDLERS
 from server.middleware.metrics import MetricsMiddleware, Registry
 from server.middleware.request_log import RequestLogMiddleware
 from server.migrate import MigrationError
 from server.proof.log import TransparencyLog
-from server.services import build_services
 from server.settings import Settings
 
 
@@ -39,9 +45,22 @@ async def _checkpoint_loop(log: TransparencyLog, interval_s: int) -> None:
             logging.getLogger("server.proof").exception("checkpoint round failed")
 
 
+# Every endpoint of the service, each feature's list in turn; nothing is routed that is not listed here. The API's
+# come first: its consent checks are the requests sent most, and Starlette tries routes in order.
+ENDPOINTS: list[Endpoint] = [*API_ENDPOINTS, *PREFERENCE_ENDPOINTS, *BANNER_ENDPOINTS, *DESK_ENDPOINTS]
+
+
+def routed_endpoints(settings: Settings) -> list[Endpoint]:
+    """The endpoints this app serves: the demo and development pages only outside production."""
+    production = settings.environment == "production"
+    return [ep for ep in ENDPOINTS if not (production and ep.development_only)]
+
+
 def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Starlette:
-    services = build_services(settings, clock)
+    application = build(settings, clock)
+    services = application.services
     registry = Registry()
+    endpoints = routed_endpoints(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -88,12 +107,18 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
             await reader.close()
             await Tortoise.close_connections()
 
+    guards: dict[str, Guard] = {SCOPE: scope_guard(services.tokens.verify), STAFF: staff_guard}
     app = Starlette(
-        routes=build_routes(ENDPOINTS),
+        routes=build_routes(endpoints, guards),
         middleware=[Middleware(RequestLogMiddleware), Middleware(MetricsMiddleware, registry=registry)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.preferences = application.preferences
+    app.state.banner = application.banner
+    app.state.desk = application.desk
     app.state.metrics = registry
+    app.state.max_body_bytes = settings.max_body_bytes
+    app.state.openapi = build_openapi(endpoints, settings.issuer, webhooks=WEBHOOKS, components=COMPONENTS)
     return app

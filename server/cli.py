@@ -20,8 +20,8 @@ from server.settings import Settings, SettingsError
 
 def main(argv: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
-    if arguments[:1] == ["staff"]:  # service desk verbs: staff create | list | reminders (server/desk/cli.py)
-        from server.desk.cli import main as staff_main
+    if arguments[:1] == ["staff"]:  # service desk verbs: staff create | list | reminders (server/staff/cli.py)
+        from server.staff.cli import main as staff_main
 
         return staff_main(arguments[1:])
     parser = argparse.ArgumentParser(prog="python -m server", description=__doc__)
@@ -221,7 +221,7 @@ def cmd_ledger_repair(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_ledger_checkpoint(settings: Settings, args: argparse.Namespace) -> int:
     from server.clock import utc_now
-    from server.services import build_services
+    from server.composition import build_services
 
     async def work() -> int:
         checkpoint = await build_services(settings, utc_now).log.checkpoint()
@@ -307,7 +307,7 @@ def cmd_recipients(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_record(settings: Settings, args: argparse.Namespace) -> int:
     from server.clock import utc_now
-    from server.desk.processing_record import RecordDeclarationError, build_record, render_markdown
+    from server.record.processing import RecordDeclarationError, build_record, render_markdown
 
     async def work() -> int:
         try:

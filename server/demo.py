@@ -9,14 +9,14 @@ from tortoise import Tortoise
 
 from server.auth.clients import create_client
 from server.clock import utc_now
+from server.composition import build_services
 from server.db import tortoise_config
-from server.desk.accounts import create_staff
 from server.ledger.append import Decision, RecordRequest
 from server.migrate import apply_migrations
 from server.models import Subject
 from server.policies.sync import sync_policies
-from server.services import build_services
 from server.settings import Settings
+from server.staff.accounts import create_staff
 
 DEMO_SUBJECTS: list[tuple[str, str, list[tuple[str, str, str]]]] = [
     (

@@ -1,6 +1,6 @@
 """Domain errors, one hierarchy for the whole service.
 
-Domain code raises these; `server.api.problems` maps each to an RFC 9457 problem+json answer whose `type` is
+Domain code raises these; `server.kernel.problems` maps each to an RFC 9457 problem+json answer whose `type` is
 `/problems/<slug>` (stable, documented at that URL). Helpers never raise HTTP exceptions.
 
     ConsentError                      base; status 400

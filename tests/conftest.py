@@ -21,9 +21,9 @@ from tortoise import connections
 
 from server.app import create_app
 from server.auth.clients import create_client
-from server.desk import accounts
 from server.services import Services
 from server.settings import Settings
+from server.staff import accounts
 from tests.databases import POLICY_DIR, PostgresTemplate, SqliteTemplate, forget_cached_sql, postgres_admin_url
 
 # No per-example deadline: a garbage collection or a slow minute on a 2-core CI machine is not a failure of the code

@@ -13,7 +13,7 @@ from server.app import create_app
 from server.banner.ratelimit import RateLimiter
 from server.models import ConsentEvent, Subject, UISnapshot
 from server.settings import Settings
-from tests.conftest import Clock, run, services_of, sqlite_write_lock_held
+from tests.conftest import Clock, run, sqlite_write_lock_held
 from tests.test_banner_record import CONSENT_ID, ORIGIN, VISITOR, choice, ledger, post
 
 JSON = {"Content-Type": "application/json"}
@@ -189,7 +189,7 @@ def flooded(settings: Settings, clock: Clock) -> Iterator[TestClient]:
     with TestClient(app, raise_server_exceptions=False, client=VISITOR) as client:
         # The limiter counts per minute of its own clock: held mid-minute, a minute boundary cannot fall inside the
         # test and hand the flood a fresh budget.
-        services_of(client).banner.limiter.now = lambda: 630.0
+        app.state.banner.limiter.now = lambda: 630.0
         yield client
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from server.desk.answers import PLACEHOLDERS, AnswerBook, AnswerSourceError
+from server.console.answers import PLACEHOLDERS, AnswerBook, AnswerSourceError
 from server.policies.documents import load_tree
 from tests.databases import POLICY_DIR
 

@@ -1,4 +1,4 @@
-"""`python -m server staff ...` (server/desk/cli.py): a local account that can sign in at once, and the reminder
+"""`python -m server staff ...` (server/staff/cli.py): a local account that can sign in at once, and the reminder
 list of requests due soon or overdue."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from server.app import create_app
-from server.desk.cli import main
 from server.settings import Settings
+from server.staff.cli import main
 from tests.conftest import Clock
 from tests.test_desk_helpers import PASSWORD, desk, sign_in
 
@@ -57,8 +57,10 @@ def test_reminders_list_and_send(cli_env: Settings, clock: Clock, capsys: pytest
         today = service.today()
 
         async def prepare() -> list[int]:
-            late = await service.open_request("cust-cli", "access", "agent", received=today - timedelta(days=35))
-            fresh = await service.open_request("cust-cli", "rectification", "agent")
+            late = await service.requests.open_request(
+                "cust-cli", "access", "agent", received=today - timedelta(days=35)
+            )
+            fresh = await service.requests.open_request("cust-cli", "rectification", "agent")
             return [late.id, fresh.id]
 
         late_id, fresh_id = client.portal.call(prepare)  # type: ignore[union-attr]

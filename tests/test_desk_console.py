@@ -14,9 +14,9 @@ import pytest
 from argon2 import PasswordHasher
 from starlette.testclient import TestClient
 
-from server.desk import accounts
 from server.models import AccessLog, ConsentEvent, StaffAccount, UISnapshot
 from server.settings import Settings
+from server.staff import accounts
 from tests.conftest import run, services_of, sqlite_write_lock_held
 from tests.test_desk_helpers import (
     PASSWORD,

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.desk.deadlines import (
+from server.dsr.deadlines import (
     DeadlineError,
     add_months,
     check_extension,

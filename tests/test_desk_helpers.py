@@ -8,9 +8,10 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
-from server.desk.accounts import create_staff
+from server.console.desk import Desk
 from server.models import Subject
-from tests.conftest import run, services_of
+from server.staff.accounts import create_staff
+from tests.conftest import run
 
 PASSWORD = "correct horse battery staple"
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -82,8 +83,10 @@ def check(client: TestClient, headers: dict[str, str], ref: str, purpose: str, c
     return result
 
 
-def desk(client: TestClient) -> Any:
-    return services_of(client).desk
+def desk(client: TestClient) -> Desk:
+    """The console's shared objects (`server.console.desk.Desk`)."""
+    built: Desk = client.app.state.desk  # type: ignore[attr-defined]
+    return built
 
 
 def fetch(client: TestClient, model: Any, **filters: Any) -> Any:

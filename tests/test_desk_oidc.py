@@ -13,9 +13,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from e2e.oidc_provider import OidcProvider
-from server.desk.oidc import OidcError, role_from_claims
 from server.models import AccessLog, StaffAccount
 from server.settings import Settings
+from server.staff.oidc import OidcError, role_from_claims
 from tests.conftest import run, sqlite_write_lock_held
 from tests.test_desk_helpers import count, fetch, new_staff, post, sign_in
 

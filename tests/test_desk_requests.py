@@ -23,15 +23,15 @@ from tortoise import connections
 from tortoise.exceptions import OperationalError
 
 from server.db import is_postgres
-from server.desk import effects
-from server.desk.contact import is_suppressed, normalise_email
-from server.desk.deadlines import add_months, due_date
-from server.desk.export import ExportLinks
-from server.desk.reminders import send_reminders
+from server.dsr import service as dsr_service
+from server.dsr.deadlines import add_months, due_date
+from server.dsr.export import ExportLinks
+from server.dsr.reminders import send_reminders
 from server.errors import WriteWindowExceeded
 from server.ledger.verify import verify_ledger
 from server.models import AccessLog, ConsentEvent, DataSubjectRequest, DsrHistory, Receipt, Subject, Suppression
 from server.settings import Settings
+from server.subjects.contact import is_suppressed, normalise_email
 from tests.conftest import Clock, run, services_of, sqlite_write_lock_held
 from tests.test_desk_helpers import (
     check,
@@ -375,7 +375,7 @@ def test_a_customer_request_met_by_a_busy_database_asks_to_send_it_again(
     client: TestClient, auth: dict[str, str], settings: Settings
 ) -> None:
     customer(client, auth, "cust-busy")
-    token, _ = services_of(client).preferences.links.issue("cust-busy", "preferences")
+    token, _ = services_of(client).links.issue("cust-busy", "preferences")
     form = {"token": token, "kind": "access", "details": "all of it", "lang": "en"}
     with sqlite_write_lock_held(client, settings):
         page = client.post("/requests", data=form)
@@ -407,12 +407,12 @@ def test_an_objection_whose_second_step_meets_a_busy_database_stays_one_open_req
     "send it again", which would open a second request), and the request waits in the queue for an agent to record
     the objection."""
     customer(client, auth, "cust-half")
-    token, _ = services_of(client).preferences.links.issue("cust-half", "preferences")
+    token, _ = services_of(client).links.issue("cust-half", "preferences")
 
     async def busy(*args: Any, **kwargs: Any) -> None:
         raise failure
 
-    monkeypatch.setattr(effects, "object_to_marketing", busy)
+    monkeypatch.setattr(dsr_service, "object_to_marketing", busy)
     answer = client.post("/requests", data={"token": token, "kind": "objection", "lang": "en"})
     assert answer.status_code == 201 and "We will answer by" in answer.text
 
@@ -429,7 +429,7 @@ def test_an_objection_whose_second_step_meets_a_busy_database_stays_one_open_req
 
 def test_the_customer_opens_a_request_from_the_preference_center(client: TestClient, auth: dict[str, str]) -> None:
     customer(client, auth, "cust-self")
-    links = services_of(client).preferences.links
+    links = services_of(client).links
     token, _ = links.issue("cust-self", "preferences")
     form = client.get("/requests", params={"token": token, "lang": "en"})
     assert form.status_code == 200 and "Make a request about your data" in form.text
@@ -503,7 +503,7 @@ def test_details_typed_in_a_browser_count_line_breaks_as_the_form_does(
     customer(client, auth, "cust-lines")
     typed = "\r\n".join(["line"] * 400)
     assert len(typed.replace("\r\n", "\n")) == 1999 < len(typed)
-    token, _ = services_of(client).preferences.links.issue("cust-lines", "preferences")
+    token, _ = services_of(client).links.issue("cust-lines", "preferences")
     answer = client.post("/requests", data={"token": token, "kind": "access", "details": typed, "lang": "en"})
     assert answer.status_code == 201 and "We will answer by" in answer.text
     request_id = open_via_console(client, sign_in(client, "agent"), "cust-lines", "rectification", details=typed)
@@ -530,7 +530,7 @@ def test_a_request_sent_twice_is_opened_once(client: TestClient, auth: dict[str,
     new one; so is another kind or another text."""
     customer(client, auth, "cust-twice")
     clock.set(datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
-    token, _ = services_of(client).preferences.links.issue("cust-twice", "preferences")
+    token, _ = services_of(client).links.issue("cust-twice", "preferences")
     form = {"token": token, "kind": "access", "details": "all of it", "lang": "en"}
     first = client.post("/requests", data=form)
     assert first.status_code == 201
@@ -580,7 +580,7 @@ def test_mails_about_a_request_give_the_day_it_was_received_where_the_controller
     refusal mailed as on the customer's page and in the due date."""
     customer(client, auth, "cust-night")
     clock.set(datetime(2026, 11, 30, 23, 30, tzinfo=UTC))
-    token, _ = services_of(client).preferences.links.issue("cust-night", "preferences")
+    token, _ = services_of(client).links.issue("cust-night", "preferences")
     opened = client.post("/requests", data={"token": token, "kind": "access", "lang": "en"})
     assert opened.status_code == 201 and "on 2026-12-01" in opened.text and "by 2027-01-01" in opened.text
     number = re.search(r"request #(\d+)", opened.text)
@@ -613,7 +613,7 @@ def test_public_pages_speak_the_persons_language_and_say_what_is_wrong(
     bad_link = client.get("/requests", params={"token": "x.y.z"}, headers=english)
     assert bad_link.status_code == 403 and "This link is not valid or has expired." in bad_link.text
     assert "Ce lien" in client.get("/requests", params={"token": "x.y.z"}).text
-    token, _ = services_of(client).preferences.links.issue("cust-lang", "preferences")
+    token, _ = services_of(client).links.issue("cust-lang", "preferences")
     form = client.get("/requests", params={"token": token})
     assert '<html lang="en">' in form.text and "Make a request about your data" in form.text
     unknown = client.post("/requests", data={"token": token, "kind": "everything"})
@@ -639,7 +639,7 @@ def test_an_erased_persons_link_opens_no_request_as_it_opens_no_preferences(
     with the same explanation in their language and the controller's address to write to (their data no longer
     exists here; a new request goes in writing)."""
     customer(client, auth, "cust-gone")
-    token, _ = services_of(client).preferences.links.issue("cust-gone", "preferences")
+    token, _ = services_of(client).links.issue("cust-gone", "preferences")
     request_id = open_via_console(client, sign_in(client, "supervisor"), "cust-gone", "erasure")
     erased = post(client, csrf_of(client), f"/console/requests/{request_id}/fulfil", {"confirm": "yes"})
     assert erased.status_code == 303, erased.text

@@ -31,7 +31,7 @@ def settings(settings: Settings, tmp_path: Path) -> Settings:
 
 
 def issue(client: TestClient, use: str = "preferences", ref: str = REF, **claims: Any) -> str:
-    token, _ = services_of(client).preferences.links.issue(ref, use, **claims)
+    token, _ = services_of(client).links.issue(ref, use, **claims)
     return str(token)
 
 

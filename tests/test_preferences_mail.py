@@ -20,9 +20,9 @@ from starlette.testclient import TestClient
 from tortoise.transactions import in_transaction
 
 from preference_center.csrf import FORM_TOKEN_LIFETIME_S, form_token
-from server.desk.contact import normalise_email, suppress
 from server.models import ConsentEvent, Subject, UISnapshot
 from server.settings import Settings
+from server.subjects.contact import normalise_email, suppress
 from server.visibility import WRITE_WINDOW
 from tests.conftest import record, run, services_of, sqlite_write_lock_held
 from tests.ports import free_port
@@ -243,7 +243,7 @@ def test_a_confirmation_mail_that_cannot_be_written_leaves_the_grant_recorded_an
     is reported as `not_sent`, never as a 500 that would invite the caller to record the grant again."""
     blocked = tmp_path / "not-a-directory"
     blocked.write_text("")
-    mailer = services_of(client).preferences.mailer
+    mailer = services_of(client).mailer
     mailer.settings = mailer.settings.with_overrides(smtp_host=None, mail_dir=blocked)
     client.post(f"/v1/subjects/{REF}/preference-links", json={"email": ADDRESS}, headers=auth)
     grant = record(client, auth, REF, [("newsletter", "email", "grant")])
@@ -286,7 +286,7 @@ def test_a_confirmation_link_for_an_older_grant_confirms_nothing(
 
 
 def test_without_an_address_no_confirmation_can_be_sent(client: TestClient, auth: dict[str, str], sink: Sink) -> None:
-    token, _ = services_of(client).preferences.links.issue(REF, "preferences")
+    token, _ = services_of(client).links.issue(REF, "preferences")
     csrf = csrf_of(client.get("/preferences", params={"token": token}).text)
     answer = client.post(
         "/preferences/toggle", data={"token": token, "csrf": csrf, "lang": "en", "set": "newsletter:email:on"}
@@ -364,7 +364,7 @@ def test_send_me_a_link_refuses_a_form_token_it_did_not_give_to_this_client(
     client.cookies.clear()
     token = csrf_of(client.get("/preferences/request-link", params={"lang": "en"}).text)
     data = {"email": ADDRESS, "csrf": token, "lang": "en"}
-    secret, now = services_of(client).settings.secret_key, services_of(client).preferences.links.now()
+    secret, now = services_of(client).settings.secret_key, services_of(client).links.now()
     forged = [
         form_token(secret, "198.51.100.0/24", now),  # what another site's server fetched for itself
         form_token(secret, "unknown", now - FORM_TOKEN_LIFETIME_S - 1),  # this client's network, too old

@@ -26,7 +26,7 @@ def settings(settings: Settings, tmp_path: Path) -> Settings:
 
 def open_page(client: TestClient, ref: str = REF, **params: str) -> tuple[str, str, str]:
     """(token, csrf, html) of the page opened with a fresh link."""
-    token, _ = services_of(client).preferences.links.issue(ref, "preferences")
+    token, _ = services_of(client).links.issue(ref, "preferences")
     page = client.get("/preferences", params={"token": token, **params})
     assert page.status_code == 200, page.text
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
@@ -288,7 +288,7 @@ def test_language_comes_from_the_subject_then_the_browser_then_the_switcher(
 ) -> None:
     _, _, page = open_page(client)
     assert '<html lang="fr">' in page and "Vos préférences de communication" in page  # default: French
-    token, _ = services_of(client).preferences.links.issue(REF, "preferences")
+    token, _ = services_of(client).links.issue(REF, "preferences")
     browser = client.get("/preferences", params={"token": token}, headers={"Accept-Language": "de, en-GB;q=0.8"})
     assert '<html lang="en">' in browser.text and "Your communication preferences" in browser.text
 

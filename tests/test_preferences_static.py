@@ -13,7 +13,7 @@ from babel.messages.pofile import read_po
 from starlette.testclient import TestClient
 
 from preference_center.diff import section_diff
-from preference_center.i18n import choose_language, from_accept_language
+from server.i18n import choose_language, from_accept_language
 from server.settings import Settings
 from tests.conftest import services_of
 
@@ -119,7 +119,7 @@ def test_dev_pages_do_not_exist_in_production(settings: Settings) -> None:
 
 
 def test_only_allowed_origins_get_the_height_of_the_embedded_page(client: TestClient) -> None:
-    token, _ = services_of(client).preferences.links.issue("cust-embed", "preferences")
+    token, _ = services_of(client).links.issue("cust-embed", "preferences")
     params = {"token": token, "embed": "1"}
     allowed = client.get("/preferences", params={**params, "parent_origin": "https://shop.example"})
     assert 'data-parent-origin="https://shop.example"' in allowed.text
@@ -133,7 +133,7 @@ def test_only_allowed_origins_get_the_height_of_the_embedded_page(client: TestCl
 
 def test_in_the_embed_the_rights_link_opens_a_new_tab(client: TestClient) -> None:
     """The request pages may not be framed (`frame-ancestors 'none'`): from the iframe, the link leaves it."""
-    token, _ = services_of(client).preferences.links.issue("cust-embed", "preferences")
+    token, _ = services_of(client).links.issue("cust-embed", "preferences")
     rights = re.compile(r'<a href="/requests\?token=[^"]+"([^>]*)>([^<]*)(<span class="pc-vh">([^<]*)</span>)?</a>')
     embedded = client.get("/preferences", params={"token": token, "embed": "1", "lang": "en"}).text
     match = rights.search(embedded)

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from starlette.datastructures import QueryParams
 
-from server.api.params import query_values
+from server.kernel.params import query_values
 
 # Bytes that matter to the parsing (separators, escapes, plus) and some that do not, UTF-8 and stray high bytes.
 PIECES = [b"&", b"=", b"+", b"%", b"%2", b"%20", b"%2B", b"%26", b"%3D", b"%C3%A9", b"%ff", b"\xc3\xa9", b"\xff"]

@@ -29,7 +29,7 @@ from starlette.testclient import TestClient
 
 from server.app import create_app
 from server.cli import main
-from server.desk.export import subject_export, to_csv_zip
+from server.dsr.export import subject_export, to_csv_zip
 from server.errors import InvalidRequest
 from server.models import DataSubjectRequest, RecipientNotice, Subject
 from server.recipients import registry

@@ -1,4 +1,4 @@
-"""Every route is declared with its auth rule in `server.api.routes.ENDPOINTS`, enforced, documented and logged
+"""Every route is declared with its auth rule in `server.app.ENDPOINTS`, enforced, documented and logged
 without personal data."""
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ import pytest
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from server.api.endpoints import LINK_TOKEN, PUBLIC, Endpoint
-from server.api.routes import ENDPOINTS
+from server.app import ENDPOINTS
+from server.kernel.endpoints import LINK_TOKEN, PUBLIC, Endpoint, is_oauth, staff
 from server.logs import JsonFormatter
 from server.settings import SCOPES
+from server.staff.roles import PERMISSIONS
 from tests.conftest import bearer, record
 
-SCOPED = [ep for ep in ENDPOINTS if ep.auth not in (PUBLIC, LINK_TOKEN)]
+SCOPED = [ep for ep in ENDPOINTS if is_oauth(ep.auth)]
 OPEN = [ep for ep in ENDPOINTS if ep.auth == PUBLIC]
 
 
@@ -38,7 +39,8 @@ def test_every_auth_rule_is_known() -> None:
     """A misspelt scope would lock every caller out (or, with a lax guard, let every caller in)."""
     assert SCOPED, "no scoped endpoint: the checks below would be vacuous"
     for endpoint in ENDPOINTS:
-        assert endpoint.auth in {PUBLIC, LINK_TOKEN, *SCOPES}, (_label(endpoint), endpoint.auth)
+        known = {PUBLIC, LINK_TOKEN, *SCOPES, *(staff(permission) for permission in PERMISSIONS)}
+        assert endpoint.auth in known, (_label(endpoint), endpoint.auth)
     pairs = [(ep.path, ep.method) for ep in ENDPOINTS]
     assert len(pairs) == len(set(pairs)), "an endpoint is declared twice"
 
@@ -145,7 +147,7 @@ def test_openapi_is_valid_31_and_describes_every_route(client: TestClient) -> No
     flows = document["components"]["securitySchemes"]["oauth2"]["flows"]["clientCredentials"]
     for endpoint in ENDPOINTS:
         operation = document["paths"][endpoint.path][endpoint.method.lower()]
-        if endpoint.auth in (PUBLIC, LINK_TOKEN):
+        if not is_oauth(endpoint.auth):
             assert operation["security"] == [], _label(endpoint)
         else:
             assert operation["security"] == [{"oauth2": [endpoint.auth]}], _label(endpoint)

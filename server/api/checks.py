@@ -12,8 +12,6 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from server.api.bodies import read_body
-from server.api.params import instant, query_values
 from server.consent.audience import export_allowed, export_changes
 from server.consent.bulk import MAX_LINE, BulkRule, numbered_keys, problem, stream_body
 from server.consent.check import MAX_BATCH, CheckService, validate_question
@@ -21,6 +19,8 @@ from server.consent.decide import Answer
 from server.consent.reader import Key
 from server.consent.stream_workers import Segment
 from server.errors import ConsentError, InvalidRequest, MalformedBody, PayloadTooLarge
+from server.kernel.bodies import read_body
+from server.kernel.params import instant, query_values
 from server.policies.snapshot import CatalogSnapshot
 from server.services import Services
 from server.visibility import FEED_OVERLAP

@@ -12,9 +12,9 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.api.bodies import read_form
 from server.auth.clients import UnknownScope, authenticate, parse_scopes
 from server.errors import ConsentError, PayloadTooLarge
+from server.kernel.bodies import read_form
 from server.services import Services
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}

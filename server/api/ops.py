@@ -1,13 +1,13 @@
-"""Operations endpoints: liveness, readiness (the database answers), problem type documentation."""
+"""Operations endpoints: liveness, readiness (the database answers), problem type documentation, the OpenAPI
+document (built once by the app factory from every endpoint it routes)."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from server.banner.errors import BANNER_ERRORS
 from server.db import connection
-from server.errors import ALL_ERRORS, ConsentError
+from server.errors import ConsentError
 from server.errors import NotFound as NotFoundError
 
 
@@ -25,12 +25,18 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready", "database": "ok"})
 
 
+async def openapi(request: Request) -> JSONResponse:
+    """This document."""
+    document: dict[str, object] = request.app.state.openapi
+    return JSONResponse(document)
+
+
 def problem_types() -> dict[str, type[ConsentError]]:
-    """Every problem `type` the service can answer with, by slug: the domain errors of the API and the banner, and
-    every other `ConsentError` the running app has loaded (the desk's, the preference center's). Where two share a
-    slug, the documented one explains it."""
+    """Every problem `type` the service can answer with, by slug: every `ConsentError` the running app has loaded
+    (the app factory imports every feature, so the API's, the banner's, the desk's and the preference center's).
+    Where two share a slug, the documented one explains it."""
     found: dict[str, type[ConsentError]] = {}
-    pending: list[type[ConsentError]] = [*ALL_ERRORS, *BANNER_ERRORS]
+    pending: list[type[ConsentError]] = [ConsentError]
     while pending:
         error = pending.pop(0)
         pending.extend(error.__subclasses__())

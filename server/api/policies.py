@@ -8,9 +8,9 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.api.params import iso
 from server.db import column_length
 from server.errors import NotFound
+from server.kernel.params import iso
 from server.models import PolicyVersion
 
 

@@ -11,12 +11,11 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from server.api.params import bounded_int, instant, subject_ref
+from server.accesslog import log_access
 from server.errors import InvalidRequest, NotFound
+from server.kernel.params import bounded_int, instant, subject_ref
 from server.models import LogEntry, Receipt, Subject
-from server.proof.access import log_access
 from server.proof.bundle import Scope, build_bundle
-from server.proof.controller import load_controller
 from server.proof.export import export_lines
 from server.services import Services
 
@@ -110,8 +109,7 @@ async def subject_proof(request: Request) -> Response:
     if channel is not None and channel not in catalog.channels:
         raise InvalidRequest(f"unknown channel {channel[:64]!r}", parameter="channel")
     scope = Scope(purpose, channel, *_time_range(request))
-    controller = load_controller(services.settings.policy_dir)
-    bundle_id, data = await build_bundle(services, controller, ref, scope, _actor(request))
+    bundle_id, data = await build_bundle(services.bundles, ref, scope, _actor(request))
     return Response(
         data,
         media_type="application/zip",
@@ -157,7 +155,9 @@ async def ledger_export(request: Request) -> Response:
     )
     checkpoint = await services.log.checkpoint()
 
-    return StreamingResponse(export_lines(services, checkpoint, start, end), media_type="application/x-ndjson")
+    return StreamingResponse(
+        export_lines(services.catalog, services.log, checkpoint, start, end), media_type="application/x-ndjson"
+    )
 
 
 def _time_range(request: Request) -> tuple[datetime | None, datetime | None]:

@@ -1,16 +1,11 @@
-"""The list of every endpoint of the service, with its auth rule. Nothing is routed that is not listed here."""
+"""The API's endpoints (machine clients, public proof and policy reads, operations), each with its auth rule.
+
+`server.app` gathers them with every other feature's; nothing is routed that is not listed there."""
 
 from __future__ import annotations
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-
-from preference_center.routes import PREFERENCE_ENDPOINTS
 from server.api import checks, oauth, ops, policies, proof, schemas, subjects, wellknown
-from server.api.endpoints import PUBLIC, Endpoint, Param
-from server.api.openapi import build_openapi
-from server.banner.routes import BANNER_ENDPOINTS
-from server.desk.routes import DESK_ENDPOINTS
+from server.kernel.endpoints import PUBLIC, Endpoint, Param
 from server.middleware.metrics import metrics as metrics_endpoint
 from server.visibility import FEED_OVERLAP
 
@@ -18,12 +13,7 @@ DATE_TIME = {"type": "string", "format": "date-time"}
 REF = Param("ref", "path", "the company's own id of the subject (1-255 characters)")
 
 
-async def openapi(request: Request) -> JSONResponse:
-    """This document."""
-    return JSONResponse(build_openapi(ENDPOINTS, request.app.state.services.settings.issuer))
-
-
-CORE_ENDPOINTS: list[Endpoint] = [
+API_ENDPOINTS: list[Endpoint] = [
     # The consent checks come first: Starlette tries routes in order, and a check is the request marketing tools
     # send most, before every send (bench/README.md, "Where a single check's time goes").
     Endpoint(
@@ -280,7 +270,5 @@ CORE_ENDPOINTS: list[Endpoint] = [
         "ops",
         response_media_type="text/plain",
     ),
-    Endpoint("/openapi.json", "GET", openapi, PUBLIC, "This OpenAPI document", "ops"),
+    Endpoint("/openapi.json", "GET", ops.openapi, PUBLIC, "This OpenAPI document", "ops"),
 ]
-
-ENDPOINTS: list[Endpoint] = [*CORE_ENDPOINTS, *PREFERENCE_ENDPOINTS, *BANNER_ENDPOINTS, *DESK_ENDPOINTS]

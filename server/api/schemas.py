@@ -4,21 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
+from server.kernel.schemas import Code, Sha256, Strict
 from server.ledger.append import CLIENT_TOUCHPOINTS
 from server.ledger.transitions import ACTIONS
 
-Code = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")]
 Text = Annotated[str, StringConstraints(max_length=1024, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")]
 AgentId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")]
-Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 ClientTouchpoint = Literal[CLIENT_TOUCHPOINTS]  # type: ignore[valid-type]
 Action = Literal[ACTIONS]  # type: ignore[valid-type]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 class PolicyRef(Strict):

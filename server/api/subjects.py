@@ -9,16 +9,15 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from preference_center.actions import confirm_pending_grants
-from server.api.bodies import read_json
-from server.api.params import bounded_int, instant, iso, seq_cursor, subject_ref
+from server.accesslog import log_access
 from server.api.schemas import RecordIn
 from server.consent.decide import StateView, SubjectFlags, decide
 from server.errors import ConfirmationByLinkOnly, InvalidRequest, NotFound
+from server.kernel.bodies import read_json
+from server.kernel.params import bounded_int, instant, iso, seq_cursor, subject_ref
 from server.ledger.append import Decision, RecordRequest, Snapshot
 from server.ledger.replay import replay
 from server.models import ConsentEvent, ConsentState, Subject
-from server.proof.access import log_access
 from server.proof.events import exported_event
 from server.services import Services
 
@@ -35,7 +34,7 @@ async def record_consents(request: Request) -> Response:
     client_id = request.state.access.client_id
     _refuse_what_only_the_person_or_the_service_records(body)
     evidence = body.evidence.model_dump(exclude_none=True) if body.evidence else {}
-    result = await services.ledger.record(
+    recorded = await services.optin.record(
         RecordRequest(
             ref=ref,
             policy=body.policy.label,
@@ -53,6 +52,8 @@ async def record_consents(request: Request) -> Response:
             snapshot_sha256=body.ui_snapshot_sha256,
         )
     )
+    # Committed before any mail: a mail that fails leaves the grant pending, never unrecorded (`OptIn`).
+    result = recorded.result
     events = [
         {
             "id": e.id,
@@ -69,10 +70,8 @@ async def record_consents(request: Request) -> Response:
         }
         for e in result.events
     ]
-    # After the commit: a mail that fails leaves the grant pending, never unrecorded.
-    confirmations = await confirm_pending_grants(services.preferences, await services.catalog.get(), ref, result.events)
     location = f"/v1/subjects/{quote(ref, safe='')}/events"
-    body_out = {"subject": ref, "events": events, "receipt": result.receipt, "confirmations": confirmations}
+    body_out = {"subject": ref, "events": events, "receipt": result.receipt, "confirmations": recorded.confirmations}
     return _json(body_out, status=201, headers={"Location": location})
 
 

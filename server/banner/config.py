@@ -18,7 +18,7 @@ import rfc8785
 
 from server.banner.sites import Site
 from server.errors import NotFound
-from server.policies.snapshot import CatalogSnapshot, PolicyInfo, PurposeInfo
+from server.policies.snapshot import CatalogSnapshot, PolicyInfo, PurposeInfo, version_order
 
 DOCUMENT = "cookie-policy"
 WEB = "web"
@@ -52,8 +52,8 @@ def build_config(
     categories = offered_categories(site, catalog)
     shown: dict[str, ShownText] = {}
     for lang in site.languages:
-        policy = current_policy(catalog, lang, now)
-        if policy is not None:
+        policy = catalog.in_force(DOCUMENT, lang, now)
+        if policy is not None and policy.lang == lang:  # a banner in one language cites that language's text
             shown[lang] = shown_text(site, catalog, categories, templates[lang], policy, issuer)
     if not shown:
         raise NotFound(f"site {site.id!r} has no {DOCUMENT} in force in {list(site.languages)}", site=site.id)
@@ -92,14 +92,6 @@ def offered_categories(site: Site, catalog: CatalogSnapshot) -> dict[str, tuple[
     return found
 
 
-def current_policy(catalog: CatalogSnapshot, lang: str, now: datetime) -> PolicyInfo | None:
-    """The newest cookie-policy version in force at `now` in `lang`."""
-    versions = [
-        p for p in catalog.policies.values() if p.document == DOCUMENT and p.lang == lang and p.effective_at <= now
-    ]
-    return max(versions, key=_order, default=None)
-
-
 def stale_versions(catalog: CatalogSnapshot, now: datetime) -> tuple[str, ...]:
     """Versions published before the newest material version in force: a choice made under them is asked again."""
     versions = [p for p in catalog.policies.values() if p.document == DOCUMENT and p.effective_at <= now]
@@ -107,7 +99,7 @@ def stale_versions(catalog: CatalogSnapshot, now: datetime) -> tuple[str, ...]:
     if not material:
         return ()
     newest = max(material, key=_order)
-    return tuple(sorted({p.version for p in versions if _order(p) < _order(newest)}, key=_version_key))
+    return tuple(sorted({p.version for p in versions if _order(p) < _order(newest)}, key=version_order))
 
 
 def shown_text(
@@ -146,9 +138,5 @@ def shown_text(
     return ShownText(lang, policy, texts, canonical, hashlib.sha256(canonical.encode("utf-8")).hexdigest())
 
 
-def _version_key(version: str) -> tuple[int, str]:
-    return (int(version), "") if version.isdigit() else (1 << 30, version)
-
-
 def _order(policy: PolicyInfo) -> tuple[datetime, tuple[int, str]]:
-    return (policy.effective_at, _version_key(policy.version))
+    return (policy.effective_at, version_order(policy.version))

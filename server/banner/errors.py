@@ -1,4 +1,4 @@
-"""The banner's domain errors, in the `server.errors` hierarchy (mapped to problem+json by `server.api.problems`).
+"""The banner's domain errors, in the `server.errors` hierarchy (mapped to problem+json by `server.kernel.problems`).
 
 ConsentError
 ├── OriginNotAllowed          the Origin is not one of the site's origins (403)

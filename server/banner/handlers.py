@@ -6,15 +6,12 @@ problem+json with the CORS headers added, so the banner on an allowed site can r
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.api.bodies import read_body, validate
-from server.api.problems import consent_error
 from server.banner.bundle import WIDGET_DIR, Bundle
 from server.banner.cors import cors_headers, origin_of, preflight_headers, require_origin
 from server.banner.errors import TooManyRequests
@@ -23,6 +20,8 @@ from server.banner.schemas import CookieConsentIn
 from server.banner.service import BannerService
 from server.db import busy_as_domain_error
 from server.errors import ConsentError, InvalidRequest, MalformedBody, NotFound
+from server.kernel.bodies import read_body, validate
+from server.kernel.problems import consent_error
 from server.ledger.evidence import truncate_ip
 from server.services import Services
 
@@ -39,8 +38,7 @@ DEMO_ASSETS = {"analytics.js": "text/javascript; charset=utf-8", "ad.html": "tex
 
 
 def _banner(request: Request) -> BannerService:
-    services: Services = request.app.state.services
-    banner: BannerService = services.banner
+    banner: BannerService = request.app.state.banner
     return banner
 
 
@@ -201,37 +199,20 @@ async def gpc_support(request: Request) -> Response:
     return _json(body, {"Cache-Control": "public, max-age=86400", "Access-Control-Allow-Origin": "*"})
 
 
-def _demo(handler: Callable[[Request, Services], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-    async def guarded(request: Request) -> Response:
-        services: Services = request.app.state.services
-        if services.settings.environment == "production":
-            raise NotFound("the demo pages are not served in production")
-        return await handler(request, services)
-
-    guarded.__name__ = handler.__name__
-    guarded.__doc__ = handler.__doc__
-    return guarded
-
-
-def _fill(path: Path, services: Services) -> bytes:
-    issuer = services.settings.issuer
+def _fill(path: Path, issuer: str) -> bytes:
     text = path.read_text(encoding="utf-8")
     return text.replace("{{API}}", issuer).replace("{{ASSETS}}", f"{issuer}/demo/banner").encode("utf-8")
 
 
-async def _demo_page(request: Request, services: Services) -> Response:
+async def demo_page(request: Request) -> Response:
     """A demo shop page with blocked tags: open it, choose, watch what runs (site `demo`)."""
-    body = _fill(DEMO_DIR / "index.html", services)
+    body = _fill(DEMO_DIR / "index.html", _banner(request).issuer)
     return Response(body, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
 
 
-async def _demo_asset(request: Request, services: Services) -> Response:
+async def demo_asset(request: Request) -> Response:
     """The demo page's blocked resources."""
     name = request.path_params["asset"]
     if name not in DEMO_ASSETS:
         raise NotFound("no such demo asset", parameter="asset")
-    return Response(_fill(DEMO_DIR / name, services), media_type=DEMO_ASSETS[name])
-
-
-demo_page = _demo(_demo_page)
-demo_asset = _demo(_demo_asset)
+    return Response(_fill(DEMO_DIR / name, _banner(request).issuer), media_type=DEMO_ASSETS[name])

@@ -3,9 +3,9 @@ limited by CORS origin, body size and a per-network rate instead of a token)."""
 
 from __future__ import annotations
 
-from server.api.endpoints import PUBLIC, Endpoint, Param
 from server.banner import handlers
 from server.banner.schemas import CookieConsentIn, CookieConsentOut
+from server.kernel.endpoints import PUBLIC, Endpoint, Param
 
 SITE = Param("site", "query", "site id from policy_docs/sites.yaml", required=True)
 
@@ -86,6 +86,7 @@ BANNER_ENDPOINTS: list[Endpoint] = [
         "Demo page embedding the banner (not in production)",
         "banner",
         response_media_type="text/html",
+        development_only=True,
     ),
     Endpoint(
         "/demo/banner/{asset}",
@@ -95,5 +96,6 @@ BANNER_ENDPOINTS: list[Endpoint] = [
         "Demo page resources",
         "banner",
         params=[Param("asset", "path", "file name")],
+        development_only=True,
     ),
 ]

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from server.api.schemas import Code, Sha256, Strict
+from server.kernel.schemas import Code, Sha256, Strict
 
 CONSENT_ID = r"^ck_[A-Za-z0-9_\-]{22}$"  # "ck_" + 22 url-safe characters from crypto.getRandomValues (132 bits)
 METHODS = ("accept_all", "reject_all", "save", "gpc", "dismiss")

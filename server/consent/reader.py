@@ -28,7 +28,7 @@ import orjson
 
 from server.consent import read_model
 from server.consent.decide import StateView, SubjectFlags
-from server.consent.indexes import CHECK_STATE_INDEX, CHECK_SUBJECT_INDEX
+from server.indexes import CHECK_STATE_INDEX, CHECK_SUBJECT_INDEX
 
 if TYPE_CHECKING:  # imported where a pool is made: the SQLite stream worker processes never need it (~14 MB)
     import asyncpg

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
@@ -33,7 +33,6 @@ from server.ledger.transitions import keeps_validity, next_status
 from server.models import ConsentEvent, ConsentState, LogQueue, Receipt, UISnapshot
 from server.policies.catalog import Catalog
 from server.policies.snapshot import CatalogSnapshot, PolicyInfo
-from server.proof.receipts import ReceiptIssuer
 from server.recipients.outbox import EventChange
 from server.recipients.outbox import queue_events as queue_notices
 from server.visibility import WRITE_WINDOW
@@ -104,6 +103,14 @@ class RecordResult:
     receipt: str | None = None
 
 
+class ReceiptSigner(Protocol):
+    """Signs the receipt of a record call inside its transaction (`server.proof.receipts.ReceiptIssuer`)."""
+
+    def issue(self, **fields: Any) -> tuple[str, str]:
+        """(receipt id, compact JWS) for the decisions recorded."""
+        ...
+
+
 class Ledger:
     """The write side of the ledger."""
 
@@ -112,14 +119,15 @@ class Ledger:
         secret_key: str,
         catalog: Catalog,
         clock: Callable[[], datetime],
-        receipts: ReceiptIssuer | None = None,
+        receipts: ReceiptSigner | None = None,
+        on_notices: Callable[[], None] | None = None,
     ) -> None:
         self.secret_key = secret_key
         self.catalog = catalog
         self.clock = clock
         self.receipts = receipts
         # Called after a commit that queued notices for recipients (the dispatcher's wake-up).
-        self.on_notices: Callable[[], None] | None = None
+        self.on_notices = on_notices
 
     async def record(self, request: RecordRequest) -> RecordResult:
         catalog = await self._catalog_with(request)

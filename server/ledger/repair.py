@@ -26,12 +26,12 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
+from server.accesslog import log_access
 from server.consent import read_model
 from server.db import is_postgres, lock_row
 from server.ledger.replay import replay
 from server.ledger.verify import Break, judged_subjects, load_page, policy_bodies, state_matches, verify_chain
 from server.models import ConsentState, Subject
-from server.proof.access import log_access
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 from tortoise.models import Model
 
-from server.consent.indexes import CHECK_STATE_COLUMNS, CHECK_STATE_INDEX
+from server.indexes import CHECK_STATE_COLUMNS, CHECK_STATE_INDEX
 
 if TYPE_CHECKING:
     from server.models.catalog import Channel, PolicyVersion, Purpose

@@ -6,7 +6,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 from tortoise.models import Model
 
-from server.consent.indexes import CHECK_SUBJECT_COLUMNS, CHECK_SUBJECT_INDEX
+from server.indexes import CHECK_SUBJECT_COLUMNS, CHECK_SUBJECT_INDEX
 
 AUDIENCE_SUBJECT_INDEX = "subjects_audience_by_id"
 AUDIENCE_SUBJECT_COLUMNS = ("id", "ref", "erased_at", "restricted_at")

@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+FALLBACK_LANGUAGE = "fr"
+PRIVACY_POLICY = "privacy-policy"  # the document every non-cookie purpose is granted under by default
+
 
 @dataclass(frozen=True)
 class PurposeInfo:
@@ -67,6 +70,21 @@ class CatalogSnapshot:
     policies_by_id: dict[int, PolicyInfo]
     materials: tuple[PolicyInfo, ...]
 
+    def in_force(self, document: str, lang: str, at: datetime) -> PolicyInfo | None:
+        """The version of `document` in force at `at` for a reader of `lang`, the one rule every touchpoint shows
+        and cites: the newest version in `lang` whose `effective_at` has come (by `effective_at`, then version
+        number); where `lang` has none in force, the same in FALLBACK_LANGUAGE (the controller's, whose texts are
+        published first); None when neither has a version in force yet."""
+        for language in (lang, FALLBACK_LANGUAGE):
+            versions = [
+                p
+                for p in self.policies.values()
+                if p.document == document and p.lang == language and p.effective_at <= at
+            ]
+            if versions:
+                return max(versions, key=_publication_order)
+        return None
+
     def reconsent_required(self, purpose: str, granted_under: PolicyInfo, since: datetime, at: datetime) -> bool:
         """DESIGN invariant 7: a material version listing `purpose`, in force at `at`, newer than the grant."""
         for material in self.materials:
@@ -96,3 +114,12 @@ class CatalogSnapshot:
                     threshold = material.effective_at
             rules[policy_id] = (same_document, threshold)
         return rules
+
+
+def version_order(version: str) -> tuple[int, str]:
+    """Numbered versions in number order, then named ones."""
+    return (int(version), "") if version.isdigit() else (1 << 30, version)
+
+
+def _publication_order(policy: PolicyInfo) -> tuple[datetime, tuple[int, str]]:
+    return (policy.effective_at, version_order(policy.version))

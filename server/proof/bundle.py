@@ -22,6 +22,7 @@ import hashlib
 import io
 import uuid
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,17 +33,17 @@ import rfc8785
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from joserfc import jws
 
-from server.auth.keys import ALGORITHM
+from server.accesslog import log_access, subject_access_log
+from server.auth.keys import ALGORITHM, KeyStore
 from server.consent.decide import SubjectFlags, decide
 from server.errors import NotFound
 from server.ledger.replay import replay
 from server.models import ConsentEvent, LogEntry, PolicyVersion, Receipt, RecipientNotice, Subject, UISnapshot
+from server.policies.catalog import Catalog
+from server.policies.controller import Controller
 from server.policies.snapshot import CatalogSnapshot
-from server.proof.access import log_access, subject_access_log
-from server.proof.controller import Controller
 from server.proof.events import exported_event
 from server.proof.log import SignedCheckpoint, TransparencyLog, checkpoint_time
-from server.services import Services
 
 MANIFEST_TYP = "consent-proof-manifest+json"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -78,14 +79,24 @@ def _json(data: Any) -> bytes:
     return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_UTC_Z)
 
 
-async def build_bundle(
-    services: Services, controller: Controller, ref: str, scope: Scope, actor: tuple[str, str]
-) -> tuple[str, bytes]:
+@dataclass(frozen=True)
+class BundleSources:
+    """Where a bundle's parts come from, wired once by the composition root."""
+
+    clock: Callable[[], datetime]
+    log: TransparencyLog
+    catalog: Catalog
+    keys: KeyStore
+    issuer: str
+    controller: Controller
+
+
+async def build_bundle(sources: BundleSources, ref: str, scope: Scope, actor: tuple[str, str]) -> tuple[str, bytes]:
     """Returns (bundle id, zip bytes). Logs the access first, so the bundle includes its own generation."""
     subject = await Subject.get_or_none(ref=ref)
     if subject is None:
         raise NotFound("no subject with this ref", parameter="ref")
-    now = services.clock()
+    now = sources.clock()
     bundle_id = str(uuid.uuid4())
     await log_access(
         at=now,
@@ -95,9 +106,9 @@ async def build_bundle(
         subject_id=subject.id,
         detail={"bundle_id": bundle_id, "scope": scope.as_json()},
     )
-    log: TransparencyLog = services.log
+    log = sources.log
     checkpoint = await log.checkpoint()
-    catalog = await services.catalog.reload()
+    catalog = await sources.catalog.reload()
 
     rows = await ConsentEvent.filter(subject_id=subject.id).order_by("seq").values()
     positions = {
@@ -145,25 +156,29 @@ async def build_bundle(
     files["state.json"] = _json(_state(catalog, subject, rows, now, scope))
     files["access_log.json"] = _json(await subject_access_log(subject.id))
     files["recipients.json"] = _json(await _recipient_notices(subject.id, scoped_ids))
-    files["jwks.json"] = _json(services.keys.jwks())
+    files["jwks.json"] = _json(sources.keys.jwks())
     files["VERIFYING.md"] = (TEMPLATES / "VERIFYING.md").read_bytes()
     files["report.html"] = _report(
-        controller, subject, events, catalog, checkpoint, scope, now, bundle_id, files
+        sources.controller, subject, events, catalog, checkpoint, scope, now, bundle_id, files
     ).encode()
 
     manifest = {
         "bundle_id": bundle_id,
         "generated_at": checkpoint_time(now),
-        "controller": {"name": controller.name, "address": controller.address, "email": controller.email},
-        "subject": {"pseudonym": subject.pseudonym, "jurisdiction": controller.jurisdiction},
+        "controller": {
+            "name": sources.controller.name,
+            "address": sources.controller.address,
+            "email": sources.controller.email,
+        },
+        "subject": {"pseudonym": subject.pseudonym, "jurisdiction": sources.controller.jurisdiction},
         "scope": scope.as_json(),
         "checkpoint": {"tree_size": checkpoint.tree_size, "root_hash": checkpoint.root_hash},
-        "jwks_url": f"{services.settings.issuer}/.well-known/jwks.json",
-        "kid": services.keys.active.kid,
+        "jwks_url": f"{sources.issuer}/.well-known/jwks.json",
+        "kid": sources.keys.active.kid,
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
     }
     manifest_bytes = _json(manifest)
-    key = services.keys.active
+    key = sources.keys.active
     # The signature covers the manifest's digest (a manifest listing thousands of files stays signable).
     statement = rfc8785.dumps({"bundle_id": bundle_id, "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest()})
     signature = jws.serialize_compact(

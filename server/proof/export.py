@@ -10,17 +10,21 @@ from typing import Any
 import orjson
 
 from server.models import ConsentEvent, LogEntry, Subject
+from server.policies.catalog import Catalog
 from server.proof.events import exported_event
-from server.proof.log import SignedCheckpoint
-from server.services import Services
+from server.proof.log import SignedCheckpoint, TransparencyLog
 
 PAGE = 2000
 
 
 async def export_lines(
-    services: Services, checkpoint: SignedCheckpoint, start: datetime | None = None, end: datetime | None = None
+    catalog_source: Catalog,
+    log: TransparencyLog,
+    checkpoint: SignedCheckpoint,
+    start: datetime | None = None,
+    end: datetime | None = None,
 ) -> AsyncIterator[bytes]:
-    catalog = await services.catalog.reload()
+    catalog = await catalog_source.reload()
     pseudonyms: dict[str, str] = {}
     query = ConsentEvent.all()
     if start is not None:
@@ -49,4 +53,4 @@ async def export_lines(
             out.append(orjson.dumps(event))
         yield b"\n".join(out) + b"\n"
         last = (rows[-1]["recorded_at"], str(rows[-1]["id"]))
-    yield orjson.dumps({"checkpoint": {"log_id": services.log.log_id, **checkpoint.as_json()}}) + b"\n"
+    yield orjson.dumps({"checkpoint": {"log_id": log.log_id, **checkpoint.as_json()}}) + b"\n"

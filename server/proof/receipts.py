@@ -14,8 +14,8 @@ from typing import Any
 from joserfc import jwt
 
 from server.auth.keys import ALGORITHM, KeyStore
+from server.policies.controller import Controller
 from server.policies.snapshot import PolicyInfo, PurposeInfo
-from server.proof.controller import Controller
 
 RECEIPT_TYP = "consent-receipt+jwt"
 PII_BY_CHANNEL = {

@@ -1,0 +1,1 @@
+"""The personal data breach register (GDPR 33 and 34)."""

@@ -1,1 +1,0 @@
-"""The service desk: staff accounts and roles, the console, approved answers and data-subject requests."""

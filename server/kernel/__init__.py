@@ -1,0 +1,1 @@
+"""The HTTP kernel: endpoint declarations and their guards, bodies, parameters, problem+json, OpenAPI."""

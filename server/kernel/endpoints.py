@@ -1,0 +1,153 @@
+"""Endpoint declarations: every route states its auth rule, and the guard that enforces it is chosen by that rule.
+
+`auth` is one of:
+- `public`: anyone;
+- `link-token`: a signed link in the URL, checked by the handler (the link is the credential);
+- `staff:<permission>`: a signed-in member of staff whose role has the permission (the console's guard);
+- any other value: an OAuth2 scope the bearer token must carry.
+
+`build_routes` wraps each handler in the guard of its rule's kind, so the rule in the list is the rule enforced.
+The OpenAPI document and the route-coverage tests are built from these declarations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.errors import AuthenticationRequired, InsufficientScope
+
+Handler = Callable[[Request], Awaitable[Response]]
+# A guard turns a declared handler into a route handler that enforces `rule` (the part after `kind:`).
+Guard = Callable[[Callable[..., Awaitable[Response]], str], Handler]
+PUBLIC = "public"
+LINK_TOKEN = "link-token"  # noqa: S105 (an auth rule name, not a secret)
+STAFF = "staff"
+SCOPE = "scope"
+
+
+def staff(permission: str) -> str:
+    """The auth rule of a console route: a staff session whose role has `permission`."""
+    return f"{STAFF}:{permission}"
+
+
+def rule_kind(auth: str) -> str:
+    """`public`, `link-token`, `staff` or `scope` (an OAuth2 scope)."""
+    if auth in (PUBLIC, LINK_TOKEN):
+        return auth
+    if auth.startswith(f"{STAFF}:"):
+        return STAFF
+    return SCOPE
+
+
+def is_oauth(auth: str) -> bool:
+    return rule_kind(auth) == SCOPE
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    where: str  # "path" | "query"
+    description: str
+    required: bool = False
+    schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    path: str
+    method: str
+    handler: Callable[..., Awaitable[Response]]  # a `Handler`; a staff route's takes the staff member too
+    auth: str
+    summary: str
+    tag: str
+    params: Sequence[Param] = ()
+    body: type[BaseModel] | None = None
+    body_media_type: str = "application/json"
+    response: type[BaseModel] | None = None
+    response_media_type: str = "application/json"
+    in_schema: bool = True
+    # Statuses this endpoint answers with beyond those every endpoint of its kind documents (server.kernel.openapi),
+    # with what each means; a 2xx here replaces the default success status.
+    responses: Mapping[str, str] = field(default_factory=dict)
+    error_media_type: str | None = None  # where errors are not problem+json nor the response's own type (a page)
+    development_only: bool = False  # demo and dev pages: not routed when ENVIRONMENT=production
+
+    @property
+    def operation_id(self) -> str:
+        return f"{self.method.lower()}_{self.path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}"
+
+
+def build_routes(endpoints: Sequence[Endpoint], guards: Mapping[str, Guard]) -> list[Route]:
+    """One route per path, dispatching on the method, so a 405 lists every method of the resource (RFC 9110).
+
+    `guards` holds a guard for each rule kind the endpoints use besides `public` and `link-token` (`scope`,
+    `staff`); an endpoint whose kind has none is refused here, at start-up, rather than routed unguarded."""
+    by_path: dict[str, dict[str, Handler]] = {}
+    for endpoint in endpoints:
+        by_path.setdefault(endpoint.path, {})[endpoint.method] = _guarded(endpoint, guards)
+    routes = []
+    for path, handlers in by_path.items():
+        if len(handlers) == 1:
+            ((method, handler),) = handlers.items()
+            routes.append(Route(path, handler, methods=[method]))
+        else:
+            routes.append(Route(path, _dispatch(handlers), methods=list(handlers)))
+    return routes
+
+
+def _guarded(endpoint: Endpoint, guards: Mapping[str, Guard]) -> Handler:
+    kind = rule_kind(endpoint.auth)
+    if kind in (PUBLIC, LINK_TOKEN):
+        handler: Handler = endpoint.handler
+        return handler
+    guard = guards.get(kind)
+    if guard is None:
+        raise LookupError(f"{endpoint.method} {endpoint.path}: no guard for its auth rule {endpoint.auth!r}")
+    rule = endpoint.auth.partition(":")[2] if kind == STAFF else endpoint.auth
+    return guard(endpoint.handler, rule)
+
+
+def _dispatch(handlers: dict[str, Handler]) -> Handler:
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    return dispatch
+
+
+class Access(Protocol):
+    """What the scope guard needs of a verified bearer token."""
+
+    @property
+    def scopes(self) -> frozenset[str]: ...
+
+
+def scope_guard(verify: Callable[[str], Access]) -> Guard:
+    """The guard of OAuth2 routes: a bearer token (RFC 6750) that `verify` accepts and that carries the scope.
+    The verified access is kept as `request.state.access` for the handler."""
+
+    def guard(handler: Callable[..., Awaitable[Response]], scope: str) -> Handler:
+        async def guarded(request: Request) -> Response:
+            header = request.headers.get("authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise AuthenticationRequired("a bearer access token is required", error=None)
+            access = verify(token.strip())
+            if scope not in access.scopes:
+                raise InsufficientScope(f"this endpoint requires the scope {scope!r}", scope=scope)
+            request.state.access = access
+            response: Response = await handler(request)
+            return response
+
+        guarded.__name__ = handler.__name__
+        guarded.__doc__ = handler.__doc__
+        return guarded
+
+    return guard

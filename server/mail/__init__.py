@@ -1,0 +1,1 @@
+"""Outgoing mail (SMTP or the development outbox)."""

@@ -1,0 +1,1 @@
+"""Staff identity: local and company (OpenID Connect) accounts, signed sessions, roles and what each may do."""

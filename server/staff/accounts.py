@@ -1,0 +1,156 @@
+"""Staff accounts: local accounts with argon2 password hashes, and accounts from the company's OpenID Connect
+provider. Sign-in failures all get the same message; five in a row lock the account for a quarter of an hour."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F
+
+from server.errors import ConsentError, InvalidRequest
+from server.models import StaffAccount
+from server.staff.roles import ROLES
+from server.subjects.contact import normalise_email
+
+MAX_FAILURES = 5
+LOCKOUT = timedelta(minutes=15)
+MIN_PASSWORD = 12
+_hasher = PasswordHasher()
+# Verified against when the email is unknown, so a wrong email costs the same time as a wrong password.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+class SignInRefused(ConsentError):
+    """Wrong email, wrong password, locked or disabled account: one generic message for all (no enumeration)."""
+
+    status = 401
+    slug = "sign-in-refused"
+    title = "Sign-in refused"
+
+    def __init__(self, detail: str = "The email or the password is not right, or the account is locked.") -> None:
+        super().__init__(detail)
+
+
+@dataclass(frozen=True)
+class NewAccount:
+    account: StaffAccount
+    password: str | None  # the generated password, shown once; None when the caller chose it
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def _role(role: str) -> str:
+    if role not in ROLES:
+        raise InvalidRequest(f"role {role!r} is not one of {', '.join(ROLES)}", parameter="role")
+    return role
+
+
+async def create_staff(email: str, name: str, role: str, password: str | None = None) -> NewAccount:
+    """A local account that can sign in at once; a password is generated when none is given."""
+    address = normalise_email(email)
+    if not name.strip() or len(name) > 128:
+        raise InvalidRequest("the name must be 1-128 characters", parameter="name")
+    generated = None
+    if password is None:
+        password = generated = secrets.token_urlsafe(15)
+    if len(password) < MIN_PASSWORD:
+        raise InvalidRequest(f"the password must be at least {MIN_PASSWORD} characters", parameter="password")
+    try:
+        account = await StaffAccount.create(
+            email=address, name=name.strip(), role=_role(role), password_hash=hash_password(password)
+        )
+    except IntegrityError:
+        raise InvalidRequest(f"an account with the email {address} already exists", parameter="email") from None
+    return NewAccount(account, generated)
+
+
+async def authenticate(email: str, password: str, now: datetime) -> StaffAccount:
+    """The account if the password is right and the account is usable, else `SignInRefused`."""
+    try:
+        address = normalise_email(email)
+    except InvalidRequest:
+        address = ""
+    account = await StaffAccount.get_or_none(email=address) if address else None
+    if account is None or account.password_hash is None:
+        _verify(_DUMMY_HASH, password)
+        raise SignInRefused()
+    if account.disabled_at is not None or (account.locked_until is not None and account.locked_until > now):
+        _verify(_DUMMY_HASH, password)
+        raise SignInRefused()
+    if not _verify(account.password_hash, password):
+        failures = account.failed_logins + 1
+        locked = now + LOCKOUT if failures >= MAX_FAILURES else None
+        await StaffAccount.filter(id=account.id).update(failed_logins=0 if locked else failures, locked_until=locked)
+        raise SignInRefused()
+    changes: dict[str, object] = {"failed_logins": 0, "locked_until": None, "last_login_at": now}
+    if _hasher.check_needs_rehash(account.password_hash):
+        changes["password_hash"] = hash_password(password)
+    await StaffAccount.filter(id=account.id).update(**changes)
+    return account
+
+
+def _verify(hashed: str, password: str) -> bool:
+    try:
+        return _hasher.verify(hashed, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+async def oidc_account(
+    *, issuer: str, subject: str, email: str | None, name: str | None, role: str, now: datetime
+) -> StaffAccount:
+    """The account of an OpenID Connect user, created on first sign-in. The provider is authoritative for the
+    role, so it is updated at every sign-in. A disabled account stays refused."""
+    account = await StaffAccount.get_or_none(oidc_issuer=issuer, oidc_subject=subject)
+    if account is None:
+        address = _oidc_email(email, subject, issuer)
+        existing = await StaffAccount.get_or_none(email=address)
+        if existing is not None:
+            # The same person has a local account: never bind it silently to a provider identity.
+            raise SignInRefused("An account with this email already exists; ask an administrator.")
+        try:
+            account = await StaffAccount.create(
+                email=address,
+                name=(name or address)[:128],
+                role=_role(role),
+                oidc_issuer=issuer,
+                oidc_subject=subject,
+            )
+        except IntegrityError:
+            raise SignInRefused() from None
+    if account.disabled_at is not None:
+        raise SignInRefused("This account is disabled.")
+    await StaffAccount.filter(id=account.id).update(role=_role(role), last_login_at=now)
+    account.role = role
+    return account
+
+
+def _oidc_email(email: str | None, subject: str, issuer: str) -> str:
+    if email:
+        try:
+            return normalise_email(email)
+        except InvalidRequest:
+            pass
+    host = issuer.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0] or "oidc.invalid"
+    return f"{subject[:64]}@{host}"
+
+
+async def set_role(account_id: int, role: str) -> None:
+    await StaffAccount.filter(id=account_id).update(role=_role(role))
+
+
+async def set_disabled(account_id: int, disabled_at: datetime | None) -> None:
+    """Disabling also ends every session (the epoch moves on)."""
+    account = await StaffAccount.get(id=account_id)
+    await StaffAccount.filter(id=account_id).update(disabled_at=disabled_at, session_epoch=account.session_epoch + 1)
+
+
+async def end_sessions(account_id: int) -> None:
+    await StaffAccount.filter(id=account_id).update(session_epoch=F("session_epoch") + 1)
