@@ -86,7 +86,7 @@ def _process_main(database_url: str, lines: list[bytes], chunk: int, start: Any,
 
 def measure(database_url: str, subjects: int, processes: int, checks: int, seed: int) -> list[ProcessFigures]:
     """Start `processes` processes together, each answering `checks` generated checks; their figures."""
-    from server.api.checks import STREAM_CHUNK
+    from server.consent.service import STREAM_CHUNK
 
     context = multiprocessing.get_context("spawn")
     start, results = context.Barrier(processes + 1, timeout=300), context.Queue()

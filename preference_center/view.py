@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from server.consent.decide import Answer, StateView, SubjectFlags, decide
-from server.models import ConsentState, Subject
+from server.consent.matrix import projected_states
+from server.models import Subject
 from server.policies.snapshot import PRIVACY_POLICY, CatalogSnapshot, PolicyInfo, PurposeInfo
 
 CHANNEL_ORDER = ("email", "sms", "phone", "post", "push", "web")
@@ -118,17 +119,7 @@ class Row:
 
 async def load_subject(ref: str) -> SubjectData:
     subject = await Subject.get_or_none(ref=ref)
-    states: dict[tuple[str, str], StateView] = {}
-    if subject is not None:
-        rows = await ConsentState.filter(subject_id=subject.id).values(
-            "purpose_id", "channel_id", "status", "since", "valid_until", "policy_version_id", "event_id"
-        )
-        states = {
-            (r["purpose_id"], r["channel_id"]): StateView(
-                r["status"], r["since"], r["valid_until"], r["policy_version_id"], str(r["event_id"])
-            )
-            for r in rows
-        }
+    states = await projected_states(subject.id) if subject is not None else {}
     return SubjectData(ref, subject, states)
 
 

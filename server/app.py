@@ -18,9 +18,9 @@ from server.api.webhooks import COMPONENTS, WEBHOOKS
 from server.banner.routes import BANNER_ENDPOINTS
 from server.clock import utc_now
 from server.composition import build
-from server.consent.check import CheckService
 from server.consent.open import open_reader, postgres_target
 from server.consent.reader import SqliteStateReader
+from server.consent.service import CheckService
 from server.consent.stream_workers import PostgresSource, SqliteSource, StreamWorkers
 from server.console.guard import staff_guard
 from server.console.routes import DESK_ENDPOINTS

@@ -13,7 +13,7 @@ from starlette.requests import Request
 
 from server.auth.keys import KeyStore
 from server.auth.tokens import TokenService
-from server.consent.check import CheckService
+from server.consent.service import CheckService
 from server.dsr.service import Requests
 from server.ledger.append import Ledger
 from server.links.tokens import LinkTokens

@@ -28,7 +28,7 @@ from starlette.testclient import TestClient
 
 from server.app import create_app
 from server.consent import stream_workers
-from server.consent.check import CheckService
+from server.consent.service import CheckService
 from server.models import Subject
 from server.settings import Settings
 from tests.conftest import Clock, bearer, confirmed_by_import, record, run, services_of

@@ -1,9 +1,7 @@
-"""The consent-check API: single, batch, NDJSON stream, and audience export."""
+"""The consent-check API over HTTP: single, batch, NDJSON stream and audience feed (`CheckService` answers)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -12,27 +10,18 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from server.consent.audience import export_allowed, export_changes
-from server.consent.bulk import MAX_LINE, BulkRule, numbered_keys, problem, stream_body
-from server.consent.check import MAX_BATCH, CheckService, validate_question
+from server.consent.bulk import MAX_LINE
+from server.consent.check import MAX_BATCH, validate_question
 from server.consent.decide import Answer
-from server.consent.reader import Key
+from server.consent.service import STREAM_CHUNK, CheckService
 from server.consent.stream_workers import Segment
-from server.errors import ConsentError, InvalidRequest, MalformedBody, PayloadTooLarge
+from server.errors import InvalidRequest, MalformedBody, PayloadTooLarge
 from server.kernel.bodies import read_body
 from server.kernel.params import instant, query_values
-from server.policies.snapshot import CatalogSnapshot
 from server.services import Services
-from server.visibility import FEED_OVERLAP
 
 _OPTS = orjson.OPT_UTC_Z
 BATCH_BODY_LIMIT = 8 * 1024 * 1024
-STREAM_CHUNK = 1000
-# Chunks of one stream answered at once without worker processes (STREAM_WORKERS=0); with workers, two a worker.
-# In process, with the one-probe read (server.consent.read_model), 4 beat 2 and 6 on PostgreSQL in alternated runs
-# (bench/README.md, "tenth session"): ~12 % more checks/s than 2.
-IN_FLIGHT = 4
-MAX_IN_FLIGHT = 8  # chunks of one stream answered at once with worker processes, whatever their number
 
 
 def _answer(answer: Answer) -> dict[str, Any]:
@@ -79,21 +68,7 @@ async def check_batch(request: Request) -> Response:
         raise MalformedBody(f"the body is not valid JSON: {exc}") from None
     if not isinstance(body, dict) or set(body) != {"checks"} or not isinstance(body["checks"], list):
         raise InvalidRequest('the body must be {"checks": [{"subject", "purpose", "channel"}, ...]}')
-    items = body["checks"]
-    if len(items) > MAX_BATCH:
-        raise PayloadTooLarge(f"{len(items)} checks in one batch; the limit is {MAX_BATCH}", limit=MAX_BATCH)
-    rule = BulkRule(await checks.catalog.get(), checks.clock())
-    questions = [rule.question(item) for item in items]
-    answers = iter(await rule.answers(checks.reader, [q for q in questions if type(q) is tuple], None))
-    results = []
-    for item, question in zip(items, questions, strict=True):
-        if type(question) is tuple:
-            results.append(next(answers))
-        else:
-            assert isinstance(question, ConsentError)
-            echo = {k: item.get(k) for k in ("subject", "purpose", "channel")} if isinstance(item, dict) else {}
-            results.append(orjson.dumps({**echo, "error": problem(question)}).decode())
-    return Response(f'{{"results":[{",".join(results)}]}}'.encode(), media_type="application/json")
+    return Response(await checks.batch(body["checks"]), media_type="application/json")
 
 
 async def check_stream(request: Request) -> Response:
@@ -125,35 +100,7 @@ async def check_stream(request: Request) -> Response:
         if buffer.strip() and not skipping:
             yield number + 1, buffer, 1
 
-    async def answers() -> AsyncIterator[bytes]:
-        # Pipelined: up to `limit` chunks are answered (on SQLite by the worker processes, or on the reader's bulk
-        # threads; on PostgreSQL by the database while Python goes on) while the next ones are read from the body
-        # and the previous ones written; at most `limit` + 1 chunks are held (constant memory).
-        catalog = await checks.catalog.get()
-        workers = checks.stream_workers
-        limit = min(max(2, 2 * workers.workers), MAX_IN_FLIGHT) if workers is not None else IN_FLIGHT
-        in_flight: deque[asyncio.Future[bytes]] = deque()
-        chunk: list[Segment] = []
-        lines = 0
-        try:
-            async for segment in segments():
-                chunk.append(segment)
-                lines += segment[2]
-                if lines >= STREAM_CHUNK:
-                    in_flight.append(asyncio.ensure_future(_chunk_body(checks, catalog, chunk)))
-                    if len(in_flight) > limit:
-                        yield await in_flight.popleft()
-                    chunk, lines = [], 0
-            if chunk:
-                in_flight.append(asyncio.ensure_future(_chunk_body(checks, catalog, chunk)))
-            while in_flight:
-                yield await in_flight.popleft()
-        finally:  # a client gone or a chunk failed: nothing answered for nobody, no exception left unretrieved
-            for pending in in_flight:
-                pending.cancel()
-            await asyncio.gather(*in_flight, return_exceptions=True)
-
-    return DuplexStreamingResponse(answers(), media_type="application/x-ndjson")
+    return DuplexStreamingResponse(checks.stream(segments()), media_type="application/x-ndjson")
 
 
 def _segments(lines: list[bytes], first: int) -> Iterator[Segment]:
@@ -171,23 +118,6 @@ def _segments(lines: list[bytes], first: int) -> Iterator[Segment]:
             yield first + index, None, 1
             run = index + 1
     yield from _segments(lines[run:], first + run)
-
-
-async def _chunk_body(checks: CheckService, catalog: CatalogSnapshot, segments: list[Segment]) -> bytes:
-    """The NDJSON answering one chunk of stream lines, decided now: in a worker process when there are some, else
-    here (parsed on the event loop, read on the reader's bulk threads or by PostgreSQL)."""
-    now = checks.clock()
-    if checks.stream_workers is not None:
-        body = await checks.stream_workers.answer(catalog, now, segments)
-        if body is not None:
-            return body
-    rule = BulkRule(catalog, now)
-    numbers: list[int] = []
-    items: list[Key | ConsentError] = []
-    for first, block, count in segments:
-        rule.parse(first, block, count, numbers, items)
-    keys, key_numbers = numbered_keys(numbers, items)
-    return stream_body(await rule.answers(checks.reader, keys, key_numbers), numbers, items)
 
 
 class DuplexStreamingResponse(Response):
@@ -221,12 +151,6 @@ async def audience(request: Request) -> Response:
     catalog = await checks.catalog.get()
     question = validate_question(catalog, "-", request.path_params["purpose"], request.path_params["channel"])
     since = instant(request.query_params.get("since"), "since")
-    now = checks.clock()
-    purpose = catalog.purposes[question.purpose]
-    if since is None:
-        body = export_allowed(checks.reader, catalog, purpose, question.channel, now)
-    else:
-        body = export_changes(checks.reader, catalog, purpose, question.channel, since, now)
-    # Not `now`: a change whose instant precedes now may still commit after this read (server.visibility).
-    next_since = (now - FEED_OVERLAP).isoformat().replace("+00:00", "Z")
-    return StreamingResponse(body, media_type="application/x-ndjson", headers={"X-Next-Since": next_since})
+    body, next_since = checks.audience(catalog, question, since)
+    headers = {"X-Next-Since": next_since.isoformat().replace("+00:00", "Z")}
+    return StreamingResponse(body, media_type="application/x-ndjson", headers=headers)

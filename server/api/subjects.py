@@ -11,13 +11,14 @@ from starlette.responses import Response
 
 from server.accesslog import log_access
 from server.api.schemas import RecordIn
-from server.consent.decide import StateView, SubjectFlags, decide
+from server.consent.decide import SubjectFlags
+from server.consent.matrix import decide_all, projected_states
 from server.errors import ConfirmationByLinkOnly, InvalidRequest, NotFound
 from server.kernel.bodies import read_json
 from server.kernel.params import bounded_int, instant, iso, seq_cursor, subject_ref
 from server.ledger.append import Decision, RecordRequest, Snapshot
 from server.ledger.replay import replay
-from server.models import ConsentEvent, ConsentState, Subject
+from server.models import ConsentEvent, Subject
 from server.proof.events import exported_event
 from server.services import Services
 
@@ -101,36 +102,12 @@ async def read_consents(request: Request) -> Response:
     catalog = await services.catalog.get()
     now = services.clock()
     at = at_param or now
-    if at_param is None:
-        rows = await ConsentState.filter(subject_id=subject.id).values(
-            "purpose_id", "channel_id", "status", "since", "valid_until", "policy_version_id", "event_id"
-        )
-        states = {
-            (r["purpose_id"], r["channel_id"]): StateView(
-                r["status"], r["since"], r["valid_until"], r["policy_version_id"], str(r["event_id"])
-            )
-            for r in rows
-        }
-    else:
-        states = replay(await _event_rows(subject.id), at)
+    states = await projected_states(subject.id) if at_param is None else replay(await _event_rows(subject.id), at)
     flags = SubjectFlags(subject.erased_at, subject.restricted_at)
-    consents = []
-    for code, purpose in sorted(catalog.purposes.items()):
-        for channel in sorted(purpose.channels):
-            answer = decide(catalog, flags, states.get((code, channel)), code, channel, at)
-            consents.append(
-                {
-                    "purpose": code,
-                    "channel": channel,
-                    "allowed": answer.allowed,
-                    "reason": answer.reason,
-                    "status": answer.status,
-                    "since": iso(answer.since),
-                    "valid_until": iso(answer.valid_until),
-                    "policy_version": answer.policy_version,
-                    "event_id": answer.event_id,
-                }
-            )
+    consents = [
+        {**cell.as_json(), "since": iso(cell.answer.since), "valid_until": iso(cell.answer.valid_until)}
+        for cell in decide_all(catalog, flags, states, at)
+    ]
     return _json({"subject": ref, "at": iso(at), "consents": consents})
 
 

@@ -1,4 +1,4 @@
-"""Turning one banner choice into ledger decisions: one `Ledger.record` call, one transaction, a signed receipt.
+"""Turning one banner choice into ledger decisions: one `Ledger.record` call, one transaction, one signed receipt.
 
 Every web purpose of every offered category is decided (ePrivacy / CNIL: a refusal is recorded like a consent):
 `grant` for the accepted categories, `deny` for the refused ones, or `withdraw` when the current status is a grant
@@ -8,13 +8,11 @@ A GPC record decides the marketing purposes only: the signal says nothing about 
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from server.banner.config import DOCUMENT, NECESSARY, WEB, SiteConfig, shown_text
 from server.banner.errors import BannerTextMismatch
-from server.banner.receipts import sign_receipt
 from server.banner.schemas import CookieConsentIn
 from server.banner.sites import Site
 from server.errors import InvalidRequest, UnknownPolicyVersion
@@ -102,22 +100,12 @@ async def record_choice(
                 "gpc": gpc,
             },
             snapshot=Snapshot("banner", shown.canonical, "application/json"),
+            receipt_claims={"consent_id": choice.consent_id, "site": site.id},
         )
     )
-    recorded_at = result.events[0].recorded_at if result.events else services.clock()
-    claims: dict[str, Any] = {
-        "iss": services.settings.issuer,
-        "jti": str(uuid.uuid4()),
-        "iat": int(recorded_at.timestamp()),
-        "consent_id": choice.consent_id,
-        "site": site.id,
-        "policy": {"version": label, "sha256": policy.sha256},
-        "ui_snapshot": shown.sha256,
-        "touchpoint": touchpoint,
-        "method": choice.method,
-        "events": [{"id": e.id, "purpose": e.purpose, "status": e.status, "hash": e.hash} for e in result.events],
-    }
-    return Recorded(result, label, shown.sha256, touchpoint, sign_receipt(services.keys, claims))
+    # The call's one receipt: stored with the events, in the visitor's proof bundle, and handed to the browser.
+    assert result.receipt is not None, "the ledger signs a receipt for every record call"
+    return Recorded(result, label, shown.sha256, touchpoint, result.receipt)
 
 
 def _accepted(config: SiteConfig, choice: CookieConsentIn, gpc: bool) -> set[str]:

@@ -1,20 +1,14 @@
-"""The consent check: validate the question, read the state, apply the decision rule."""
+"""A consent question: its shape, and its validation against the catalogue (the rule every check path applies).
+
+Imported by the stream worker processes, which load no ORM."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
-from server.consent.decide import Answer, decide
-from server.consent.reader import Key, StateReader
-from server.errors import ChannelNotOffered, ConsentError, InvalidRequest, UnknownChannel, UnknownPurpose
+from server.errors import ChannelNotOffered, InvalidRequest, UnknownChannel, UnknownPurpose
 from server.policies.snapshot import CatalogSnapshot
-
-if TYPE_CHECKING:  # the stream worker processes import this module without the ORM that the catalog loads from
-    from server.consent.stream_workers import StreamWorkers
-    from server.policies.catalog import Catalog
 
 MAX_BATCH = 10_000
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
@@ -39,44 +33,3 @@ def validate_question(catalog: CatalogSnapshot, subject: Any, purpose: Any, chan
             f"purpose {purpose!r} is not offered on channel {channel!r}", purpose=purpose, channel=channel
         )
     return Question(subject, purpose, channel)
-
-
-class CheckService:
-    def __init__(
-        self,
-        catalog: Catalog,
-        reader: StateReader,
-        clock: Callable[[], datetime],
-        stream_workers: StreamWorkers | None = None,
-    ) -> None:
-        self.catalog = catalog
-        self.reader = reader
-        self.clock = clock
-        self.stream_workers = stream_workers  # SQLite: stream chunks answered in worker processes
-
-    async def check(
-        self, question: Question, at: datetime | None = None, catalog: CatalogSnapshot | None = None
-    ) -> Answer:
-        catalog = catalog or await self.catalog.get()
-        key: Key = (question.subject, question.purpose, question.channel)
-        if at is None:
-            now = self.clock()
-            (lookup,) = await self.reader.current([key])
-            return decide(catalog, lookup.subject, lookup.state, question.purpose, question.channel, now)
-        lookup = await self.reader.at(key, at)
-        return decide(catalog, lookup.subject, lookup.state, question.purpose, question.channel, at)
-
-    async def check_many(self, items: Sequence[Question | ConsentError]) -> list[Answer | ConsentError]:
-        """Answers in the order of `items`; an item that is already an error stays in place."""
-        catalog = await self.catalog.get()
-        now = self.clock()
-        questions = [item for item in items if isinstance(item, Question)]
-        lookups = iter(await self.reader.current([(q.subject, q.purpose, q.channel) for q in questions]))
-        answers: list[Answer | ConsentError] = []
-        for item in items:
-            if isinstance(item, ConsentError):
-                answers.append(item)
-                continue
-            lookup = next(lookups)
-            answers.append(decide(catalog, lookup.subject, lookup.state, item.purpose, item.channel, now))
-        return answers

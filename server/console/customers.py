@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from tortoise.expressions import Q
 
-from server.consent.check import Question
-from server.consent.decide import Answer
+from server.consent.decide import Answer, SubjectFlags
+from server.consent.matrix import decide_all, projected_states
 from server.db import column_length
 from server.errors import InvalidRequest, NotFound
 from server.ledger.append import Snapshot
@@ -85,20 +85,18 @@ class MatrixRow:
 
 
 async def matrix(desk: Desk, ref: str, lang: str = "en") -> list[MatrixRow]:
+    """The subject's consent matrix (`server.consent.matrix`) without the purposes necessary to the service."""
     catalog = await desk.services.catalog.get()
-    pairs = [
-        (code, channel)
-        for code, purpose in sorted(catalog.purposes.items())
-        if purpose.legal_basis != "necessary"
-        for channel in sorted(purpose.channels)
-    ]
-    checks = desk.services.checks
-    assert checks is not None, "the check service is opened in the app's lifespan"
-    answers = await checks.check_many([Question(ref, p, c) for p, c in pairs])
+    subject = await Subject.get_or_none(ref=ref)
+    if subject is None:
+        flags, states = None, {}
+    else:
+        flags, states = SubjectFlags(subject.erased_at, subject.restricted_at), await projected_states(subject.id)
     rows = []
-    for (code, channel), answer in zip(pairs, answers, strict=True):
-        assert isinstance(answer, Answer)
+    for code, channel, answer in decide_all(catalog, flags, states, desk.now()):
         purpose = catalog.purposes[code]
+        if purpose.legal_basis == "necessary":
+            continue
         rows.append(
             MatrixRow(
                 purpose=code,

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
+from server.consent.decide import StateView
 from server.db import is_postgres, placeholders
 from server.errors import (
     ChannelNotOffered,
@@ -29,6 +30,7 @@ from server.errors import (
 from server.ids import uuid7
 from server.ledger.chain import body_hash, event_body
 from server.ledger.evidence import minimise, pseudonym
+from server.ledger.projection import write_state
 from server.ledger.transitions import keeps_validity, next_status
 from server.models import ConsentEvent, ConsentState, LogQueue, Receipt, UISnapshot
 from server.policies.catalog import Catalog
@@ -76,6 +78,9 @@ class RecordRequest:
     evidence: dict[str, Any] = field(default_factory=dict)
     snapshot: Snapshot | None = None
     snapshot_sha256: str | None = None
+    # Claims of the touchpoint's own beside the standard ones in the call's receipt (the banner: its site and the
+    # visitor's consent id), so that the receipt stored, proved and handed out is one and the same.
+    receipt_claims: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -211,25 +216,11 @@ class Ledger:
                     prev_hash=head,
                     hash=event.hash,
                 )
-                values = {
-                    "status": status,
-                    "event_id": event.id,
-                    "policy_version_id": policy.id,
-                    "since": now,
-                    "valid_until": valid_until,
-                }
-                if state is None:
-                    row = await ConsentState.create(
-                        using_db=conn,
-                        subject_id=subject_id,
-                        purpose_id=decision.purpose,
-                        channel_id=decision.channel,
-                        **values,
-                    )
-                    current[key] = {"id": row.id, "status": status}
-                else:
-                    await ConsentState.filter(id=state["id"]).using_db(conn).update(**values)
-                    current[key] = {"id": state["id"], "status": status}
+                view = StateView(status, now, valid_until, policy.id, event.id)
+                row_id = await write_state(
+                    conn, subject_id, decision.purpose, decision.channel, view, state["id"] if state else None
+                )
+                current[key] = {"id": row_id, "status": status}
                 head = event.hash
                 recorded.append(event)
             await _move_head(conn, subject_id, seq, head)
@@ -248,6 +239,8 @@ class Ledger:
                     method=request.method,
                     recorded_at=now,
                     decisions=[(catalog.purposes[e.purpose], e) for e in recorded],
+                    ui_snapshot=snapshot_sha,
+                    extra=request.receipt_claims,
                 )
                 await Receipt.create(
                     using_db=conn,

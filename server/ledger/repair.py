@@ -29,9 +29,10 @@ from tortoise.transactions import in_transaction
 from server.accesslog import log_access
 from server.consent import read_model
 from server.db import is_postgres, lock_row
+from server.ledger.projection import delete_state, write_state
 from server.ledger.replay import replay
 from server.ledger.verify import Break, judged_subjects, load_page, policy_bodies, state_matches, verify_chain
-from server.models import ConsentState, Subject
+from server.models import Subject
 
 
 @dataclass(frozen=True)
@@ -109,25 +110,13 @@ async def repair_subject(
         written = 0
         for key, extra in actual.items():
             if key not in expected:
-                await ConsentState.filter(id=extra["id"]).using_db(conn).delete()
+                await delete_state(conn, extra["id"])
                 written += 1
         for (purpose, channel), view in expected.items():
             row = actual.get((purpose, channel))
             if row is not None and state_matches(row, view):
                 continue
-            values = {
-                "status": view.status,
-                "event_id": view.event_id,
-                "policy_version_id": view.policy_version_id,
-                "since": view.since,
-                "valid_until": view.valid_until,
-            }
-            if row is None:
-                await ConsentState.create(
-                    using_db=conn, subject_id=subject_id, purpose_id=purpose, channel_id=channel, **values
-                )
-            else:
-                await ConsentState.filter(id=row["id"]).using_db(conn).update(**values)
+            await write_state(conn, subject_id, purpose, channel, view, row["id"] if row is not None else None)
             written += 1
         recomputed = False
         if is_postgres(conn):

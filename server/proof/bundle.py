@@ -35,7 +35,8 @@ from joserfc import jws
 
 from server.accesslog import log_access, subject_access_log
 from server.auth.keys import ALGORITHM, KeyStore
-from server.consent.decide import SubjectFlags, decide
+from server.consent.decide import SubjectFlags
+from server.consent.matrix import decide_all
 from server.errors import NotFound
 from server.ledger.replay import replay
 from server.models import ConsentEvent, LogEntry, PolicyVersion, Receipt, RecipientNotice, Subject, UISnapshot
@@ -246,28 +247,8 @@ def _state(
     def matrix(at: datetime, *, events_before: bool = False) -> list[dict[str, Any]]:
         # `events_before`: only the events recorded before `at`, as the bundle's [from, to) has them
         states = replay([r for r in rows if r["recorded_at"] < at] if events_before else rows, at)
-        out = []
-        for code, purpose in sorted(catalog.purposes.items()):
-            if scope.purpose and code != scope.purpose:
-                continue
-            for channel in sorted(purpose.channels):
-                if scope.channel and channel != scope.channel:
-                    continue
-                answer = decide(catalog, flags, states.get((code, channel)), code, channel, at)
-                out.append(
-                    {
-                        "purpose": code,
-                        "channel": channel,
-                        "allowed": answer.allowed,
-                        "reason": answer.reason,
-                        "status": answer.status,
-                        "since": answer.since,
-                        "valid_until": answer.valid_until,
-                        "policy_version": answer.policy_version,
-                        "event_id": answer.event_id,
-                    }
-                )
-        return out
+        cells = decide_all(catalog, flags, states, at, purpose=scope.purpose or None, channel=scope.channel or None)
+        return [cell.as_json() for cell in cells]
 
     state: dict[str, Any] = {"now": {"at": now, "consents": matrix(now)}}
     if scope.end is not None:

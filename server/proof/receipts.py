@@ -7,7 +7,7 @@ ledger event (id, seq, hash) so a receipt can be matched with the chain.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -44,8 +44,13 @@ def receipt_payload(
     method: str,
     recorded_at: datetime,
     decisions: Sequence[tuple[PurposeInfo, Any]],
+    ui_snapshot: str | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """`decisions`: (purpose, recorded event) pairs; the event has channel, action, status, valid_until, id, ..."""
+    """`decisions`: (purpose, recorded event) pairs; the event has channel, action, status, valid_until, id, ...
+
+    The Kantara v1.1 fields, then JWT claims for readers of the JOSE kind (`iss`, `jti`, `iat`), what was shown
+    (`policy`, `ui_snapshot`), how (`touchpoint`, `method`), the events it covers, and the touchpoint's `extra`."""
     purposes = []
     for info, event in decisions:
         basis = info.basis_for(event.channel)
@@ -73,12 +78,13 @@ def receipt_payload(
         if info.third_parties:
             entry["thirdPartyName"] = ", ".join(info.third_parties)
         purposes.append(entry)
+    receipt_id = str(uuid.uuid4())
     return {
         "version": "KI-CR-v1.1.0",
         "jurisdiction": controller.jurisdiction,
         "consentTimestamp": int(recorded_at.timestamp()),
         "collectionMethod": f"{touchpoint}:{method}",
-        "consentReceiptID": str(uuid.uuid4()),
+        "consentReceiptID": receipt_id,
         "language": policy.lang,
         "piiPrincipalId": pseudonym,
         "piiControllers": [
@@ -97,6 +103,18 @@ def receipt_payload(
         "services": [{"service": controller.name, "purposes": purposes}],
         "sensitive": False,
         "spiCat": [],
+        "iss": public_url,
+        "jti": receipt_id,
+        "iat": int(recorded_at.timestamp()),
+        "policy": {"version": policy.label, "sha256": policy.sha256},
+        "ui_snapshot": ui_snapshot,
+        "touchpoint": touchpoint,
+        "method": method,
+        "events": [
+            {"id": e.id, "purpose": e.purpose, "channel": e.channel, "status": e.status, "hash": e.hash}
+            for _, e in decisions
+        ],
+        **(extra or {}),
     }
 
 
