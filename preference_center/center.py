@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from server.settings import Settings
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-EMBED_SCRIPT = Path(__file__).resolve().parent.parent / "widgets" / "embed.js"
+EMBED_SCRIPT = files("widgets") / "embed.js"  # package data: found in a checkout and in an installed wheel alike
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 
 

@@ -5,6 +5,9 @@ function scope, with `banner.css` inlined as a string (one request, no flash of 
 drops what the source style guarantees is safe to drop: block comments, whole-line `//` comments, indentation and
 blank lines (the sources never put `/*` in a string nor a comment after code). The readable sources stay the truth.
 
+The sources are found through the `widgets` package (importlib.resources): an installed wheel reads them from
+site-packages exactly as a checkout reads them from its source tree.
+
 `python -m server.banner.bundle [OUT]` writes the built file (default: print its size).
 """
 
@@ -16,9 +19,19 @@ import json
 import re
 import sys
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
-WIDGET_DIR = Path(__file__).resolve().parents[2] / "widgets" / "banner"
+
+def _package_dir(package: str) -> Path:
+    """Where an installed package's files are, as a directory (the demo pages are served from it by path)."""
+    root = files(package)
+    if not isinstance(root, Path):
+        raise RuntimeError(f"the package {package} must be installed as files in a directory, not in an archive")
+    return root
+
+
+WIDGET_DIR = _package_dir("widgets") / "banner"
 SOURCES = (
     "core.js",
     "strings.js",
