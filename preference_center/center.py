@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from server.optin.service import OptIn
 from server.settings import Settings
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-EMBED_SCRIPT = Path(__file__).resolve().parent.parent / "widgets" / "embed.js"
+EMBED_SCRIPT = files("widgets") / "embed.js"  # package data: found in a checkout and in an installed wheel alike
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 
 

@@ -1,40 +1,39 @@
-"""Building `banner.js` from `widgets/banner/`: concatenation and light minification, in Python, at start-up.
+"""The cookie banner as served: the committed build in `widgets/banner/dist/`, read once at start-up.
 
-No Node tool chain: the sources are plain scripts, one concern per file, concatenated in `SOURCES` order inside one
-function scope, with `banner.css` inlined as a string (one request, no flash of unstyled banner). Minification only
-drops what the source style guarantees is safe to drop: block comments, whole-line `//` comments, indentation and
-blank lines (the sources never put `/*` in a string nor a comment after code). The readable sources stay the truth.
+The sources are the ES modules of `widgets/banner/` (one concern each, entry `main.js`). esbuild bundles and
+minifies them into one classic script with `banner.css` inlined as a string (one request, no flash of an unstyled
+banner): `cd widgets && npm ci && npm run build` writes `dist/banner.js`, and `dist/banner.css`, the minified
+stylesheet alone, to measure it. The build is committed, so the server never needs Node; tests/test_banner_build.py
+rebuilds it and fails when the committed bytes differ from what the sources build to.
 
-`python -m server.banner.bundle [OUT]` writes the built file (default: print its size).
+The files are found through the `widgets` package (importlib.resources): an installed wheel reads them from
+site-packages exactly as a checkout reads them from its source tree.
+
+`python -m server.banner.bundle` prints the served file's size.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import json
-import re
 import sys
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
-WIDGET_DIR = Path(__file__).resolve().parents[2] / "widgets" / "banner"
-SOURCES = (
-    "core.js",
-    "strings.js",
-    "storage.js",
-    "cookies.js",
-    "scripts.js",
-    "consent-mode.js",
-    "gpc.js",
-    "i18n.js",
-    "api.js",
-    "events.js",
-    "ui.js",
-    "main.js",
-)
-CSS = "banner.css"
-CSS_PLACEHOLDER = '"__CSS__"'
+
+def _package_dir(package: str) -> Path:
+    """Where an installed package's files are, as a directory (the demo pages are served from it by path)."""
+    root = files(package)
+    if not isinstance(root, Path):
+        raise RuntimeError(f"the package {package} must be installed as files in a directory, not in an archive")
+    return root
+
+
+WIDGET_DIR = _package_dir("widgets") / "banner"
+DIST = "dist"
+SCRIPT = "banner.js"
+STYLESHEET = "banner.css"
 
 
 @dataclass(frozen=True)
@@ -57,37 +56,20 @@ class Bundle:
 
 
 def build(directory: Path = WIDGET_DIR) -> Bundle:
-    if not directory.is_dir():
-        raise FileNotFoundError(f"the banner sources are missing: {directory} is not a directory")
-    css = minify_css((directory / CSS).read_text(encoding="utf-8"))
-    parts = [minify_js((directory / name).read_text(encoding="utf-8")) for name in SOURCES]
-    body = "\n".join(parts)
-    if body.count(CSS_PLACEHOLDER) != 1:
-        raise ValueError(f"{directory}: expected the placeholder {CSS_PLACEHOLDER} exactly once in the sources")
-    body = body.replace(CSS_PLACEHOLDER, json.dumps(css))
-    js = '(()=>{"use strict";\n' + body + "\n})();\n"
-    data = js.encode("utf-8")
-    return Bundle(data, css.encode("utf-8"), gzip.compress(data, compresslevel=9, mtime=0))
-
-
-def minify_js(source: str) -> str:
-    without_blocks = re.sub(r"/\*.*?\*/", "", source, flags=re.DOTALL)
-    lines = (line.strip() for line in without_blocks.splitlines())
-    return "\n".join(line for line in lines if line and not line.startswith("//"))
-
-
-def minify_css(source: str) -> str:
-    text = re.sub(r"/\*.*?\*/", "", source, flags=re.DOTALL)
-    text = re.sub(r"\s+", " ", text)
-    text = re.sub(r"\s*([{};,>])\s*", r"\1", text)
-    text = re.sub(r":\s+", ":", text)
-    return text.replace(";}", "}").strip()
+    """The served bundle from the banner's committed build in `directory/dist`, compressed once."""
+    dist = directory / DIST
+    script, stylesheet = dist / SCRIPT, dist / STYLESHEET
+    if not script.is_file() or not stylesheet.is_file():
+        raise FileNotFoundError(f"the banner's build is missing in {dist}: run `cd widgets && npm ci && npm run build`")
+    js = script.read_bytes()
+    css = stylesheet.read_bytes().strip()
+    if not css or js.count(css) != 1:
+        raise ValueError(f"{script}: expected {stylesheet.name} inlined exactly once; rebuild with `npm run build`")
+    return Bundle(js, css, gzip.compress(js, compresslevel=9, mtime=0))
 
 
 def main(argv: list[str]) -> int:
     bundle = build()
-    if argv:
-        Path(argv[0]).write_bytes(bundle.js)
     print(f"banner.js: {len(bundle.js)} bytes, {bundle.gzip_size} bytes gzip -9, sha256 {bundle.digest}...")
     return 0
 

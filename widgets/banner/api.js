@@ -2,10 +2,11 @@
  * Talking to the consent service: the site's configuration, and one record per choice. Calls carry no credentials;
  * the consent id is random (crypto.getRandomValues), not derived from anything about the visitor.
  */
+import {safe} from "./core.js";
 
-const getJSON = (url) => fetch(url, {credentials: "omit"}).then((r) => (r.ok ? r.json() : Promise.reject(r.status)));
+export const getJSON = (url) => fetch(url, {credentials: "omit"}).then((r) => (r.ok ? r.json() : Promise.reject(r.status)));
 
-const postJSON = (url, body) =>
+export const postJSON = (url, body) =>
   fetch(url, {
     method: "POST",
     credentials: "omit",
@@ -14,7 +15,7 @@ const postJSON = (url, body) =>
   }).then((r) => (r.ok ? r.json() : Promise.reject(r.status)));
 
 /** "ck_" + 22 url-safe characters (132 random bits). */
-const newId = () =>
+export const newId = () =>
   "ck_" + btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(17)))).slice(0, 22)
     .replace(/\+/g, "-").replace(/\//g, "_");
 
@@ -23,7 +24,7 @@ const newId = () =>
  * RFC 8785 form (the server sends keys sorted). Without WebCrypto (plain http pages) the config's hash is used.
  * @returns {Promise<string>}
  */
-function textHash(texts, declared) {
+export function textHash(texts, declared) {
   return (safe(() =>
     crypto.subtle.digest("SHA-256", new TextEncoder().encode(JSON.stringify(texts)))
       .then((b) => Array.from(new Uint8Array(b), (x) => x.toString(16).padStart(2, "0")).join("")),

@@ -12,6 +12,9 @@
  *   analytics_storage         analytics
  *   ad_storage, ad_user_data, ad_personalization   marketing
  */
+import {W, safe} from "./core.js";
+import {MARKETING, NECESSARY} from "./strings.js";
+
 const CM = {
   security_storage: NECESSARY,
   functionality_storage: "preferences",
@@ -22,13 +25,13 @@ const CM = {
   ad_personalization: MARKETING,
 };
 
-function gtag() {
+export function gtag() {
   const a = arguments;
   safe(() => (W.gtag ? W.gtag.apply(W, a) : (W.dataLayer = W.dataLayer || []).push(a)));
 }
 
 /** @param {(category: string) => boolean} ok @returns {Object<string, string>} */
-function consentTypes(ok) {
+export function consentTypes(ok) {
   const s = {};
   for (const k in CM) s[k] = ok(CM[k]) ? "granted" : "denied";
   return s;

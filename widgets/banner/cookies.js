@@ -3,9 +3,10 @@
  * in "*"), on this host and on each parent domain they may have been set for. Cookies of other domains (third
  * parties) can only be removed by their owner or the browser; their scripts no longer run.
  */
+import {D, safe} from "./core.js";
 
 /** @param {string[]} list */
-function dropCookies(list) {
+export function dropCookies(list) {
   safe(() => {
     const parts = location.hostname.split(".");
     D.cookie.split(";").forEach((c) => {

@@ -2,17 +2,14 @@
  * Shared helpers. The banner runs inside someone else's page: every access to storage, the DOM or a browser API
  * goes through `safe`, which catches, warns once and returns a neutral value, so the banner never throws into the
  * host page (a blocked cookie jar, an old browser or a hostile DOM degrades the banner, never the site).
- *
- * Source style (the build in server/banner/bundle.py relies on it): no comment after code on the same line, no
- * slash-star inside strings. Files are concatenated in one function scope, in the order of bundle.SOURCES.
  */
-const W = window, D = document, N = navigator;
+export const W = window, D = document, N = navigator;
 
 /**
  * Run fn(); on any exception warn and return `fallback`.
  * @template T @param {() => T} fn @param {T} [fallback] @returns {T}
  */
-function safe(fn, fallback) {
+export function safe(fn, fallback) {
   try {
     return fn();
   } catch (e) {
@@ -28,7 +25,7 @@ function safe(fn, fallback) {
  * nodes: texts are never parsed as HTML).
  * @param {string} tag @param {Object} [attrs] @param {(Node|string)[]|Node|string} [kids] @returns {HTMLElement}
  */
-function el(tag, attrs, kids) {
+export function el(tag, attrs, kids) {
   const e = D.createElement(tag);
   for (const k in attrs) {
     const v = attrs[k];
@@ -40,4 +37,4 @@ function el(tag, attrs, kids) {
 }
 
 /** Seconds since the epoch. */
-const now = () => Math.floor(Date.now() / 1e3);
+export const now = () => Math.floor(Date.now() / 1e3);

@@ -3,4 +3,6 @@
  * visitor who made no explicit choice, and "Accept all" leaves marketing off while it is present. It has the lowest
  * priority: the visitor's own marketing switch still counts. The server also reads the Sec-GPC header.
  */
-const gpcOn = () => safe(() => N.globalPrivacyControl === true, false);
+import {N, safe} from "./core.js";
+
+export const gpcOn = () => safe(() => N.globalPrivacyControl === true, false);

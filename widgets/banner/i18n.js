@@ -4,7 +4,7 @@
  */
 
 /** @param {{languages: string[], default_lang: string}} cfg @param {?string} want */
-function pickLang(cfg, want) {
+export function pickLang(cfg, want) {
   const l = String(want || "").toLowerCase().split("-")[0];
   return cfg.languages.includes(l) ? l : cfg.default_lang;
 }

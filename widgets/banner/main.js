@@ -4,7 +4,22 @@
  * (data-api: the consent service's origin, default the script's; data-lang: force a language). The Consent Mode
  * default is pushed at once; the config is fetched at once; the banner renders when the DOM and the config are
  * both ready. Until a valid choice exists, only necessary cookies and tags are allowed (default deny).
+ *
+ * The entry module: each file of this directory is an ES module with one concern, imported explicitly;
+ * widgets/build.mjs bundles them from here, with banner.css inlined, into dist/banner.js (npm run build).
  */
+import {getJSON, newId, postJSON, textHash} from "./api.js";
+import {consentTypes, gtag} from "./consent-mode.js";
+import {dropCookies} from "./cookies.js";
+import {D, W, now, safe} from "./core.js";
+import {emit, onChange} from "./events.js";
+import {gpcOn} from "./gpc.js";
+import {pickLang} from "./i18n.js";
+import {unblock} from "./scripts.js";
+import {readChoice, writeChoice} from "./storage.js";
+import {ACCEPT, GPC, MARKETING, NECESSARY, SAVE} from "./strings.js";
+import {addCSS, closeDialog, mount, openDialog, reopen, status} from "./ui.js";
+
 const me = D.currentScript;
 let C, T, L, hashP, st = null, cur = [], queue = Promise.resolve();
 
@@ -12,7 +27,7 @@ const ok = (c) => c == NECESSARY || cur.includes(c);
 
 function boot() {
   gtag("consent", "default", Object.assign(consentTypes((c) => c == NECESSARY), {wait_for_update: 500}));
-  W.CookieBanner = {show: () => safe(() => C && openDialog()), accepted: ok, onChange: (f) => listeners.push(f)};
+  W.CookieBanner = {show: () => safe(() => C && openDialog()), accepted: ok, onChange};
   const api = me.dataset.api || new URL(me.src).origin;
   const dom = new Promise((r) => (D.readyState == "loading" ? D.addEventListener("DOMContentLoaded", r) : r()));
   Promise.all([getJSON(api + "/v1/banner/config?site=" + encodeURIComponent(me.dataset.site)), dom])
@@ -25,7 +40,7 @@ function start(cfg) {
   T = cfg.texts[L];
   hashP = textHash(T, cfg.hash[L]);
   addCSS();
-  mount();
+  mount(T, L, ok, choose);
   const s = (st = readChoice(cfg.cookie));
   // CNIL: ask again after the re-prompt interval, and when a material cookie-policy version supersedes the one shown.
   const fresh = s && !cfg.stale.includes(s.v) && now() - s.t < cfg.reprompt_days * 86400;

@@ -8,9 +8,10 @@
  * A withdrawal cannot stop code that already runs in this page: Consent Mode tags follow the update, other tags stop
  * on the next page (a site that wants them gone at once reloads on "cookie-banner:change").
  */
+import {D, safe} from "./core.js";
 
 /** @param {(category: string) => boolean} ok */
-function unblock(ok) {
+export function unblock(ok) {
   safe(() => {
     D.querySelectorAll("[data-category]").forEach((n) => {
       if (!n.dataset.category.split(/\s+/).every(ok)) return;

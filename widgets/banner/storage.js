@@ -5,9 +5,10 @@
  *    server has not acknowledged the record yet}
  * Nothing is stored before the visitor chooses (or before a GPC refusal is recorded).
  */
+import {D, safe} from "./core.js";
 
 /** @returns {?{id: string, v: string, t: number, c: string[], m: string, p?: number}} */
-function readChoice(name) {
+export function readChoice(name) {
   return safe(() => {
     const m = D.cookie.match("(?:^|;)\\s*" + name + "=([^;]*)");
     const s = m && JSON.parse(decodeURIComponent(m[1]));
@@ -15,7 +16,7 @@ function readChoice(name) {
   }, null);
 }
 
-function writeChoice(name, s, days) {
+export function writeChoice(name, s, days) {
   safe(() => {
     D.cookie = name + "=" + encodeURIComponent(JSON.stringify(s)) + ";path=/;max-age=" + days * 86400 +
       ";samesite=lax" + (location.protocol == "https:" ? ";secure" : "");

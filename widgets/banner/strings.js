@@ -3,9 +3,9 @@
  * (policy_docs/banner/<lang>.yaml, served by GET /v1/banner/config): nothing here is shown.
  */
 /** Prefix of the window events: "cookie-banner:change", "cookie-banner:ready", "cookie-banner:recorded". */
-const EVT = "cookie-banner:";
-const NECESSARY = "necessary", MARKETING = "marketing";
+export const EVT = "cookie-banner:";
+export const NECESSARY = "necessary", MARKETING = "marketing";
 /** Methods recorded with a choice (server/banner/schemas.py METHODS). */
-const ACCEPT = "accept_all", REJECT = "reject_all", SAVE = "save", GPC = "gpc", DISMISS = "dismiss";
+export const ACCEPT = "accept_all", REJECT = "reject_all", SAVE = "save", GPC = "gpc", DISMISS = "dismiss";
 /** Root element id; the re-open control is ID + "-re". */
-const ID = "ckb";
+export const ID = "ckb";

@@ -8,11 +8,18 @@
  * WCAG 2.2 AA: role=dialog, aria-modal, labelled and described; focus moves in and comes back (2.4.3); Tab stays
  *   inside while the dialog is open, so no focused element is hidden behind it (2.4.11); Esc never accepts; targets
  *   are 24 px or more (2.5.8); the saved choice is announced in a status region (4.1.3).
+ * The layers show what start-up hands to `mount` (texts, language, the accepted categories and what a button
+ * chooses): this file decides nothing.
  */
-const CSS = "__CSS__";
-let root, back, reopen, status;
+import CSS from "./banner.css";
+import {D, el, safe} from "./core.js";
+import {gpcOn} from "./gpc.js";
+import {ACCEPT, DISMISS, EVT, ID, NECESSARY, REJECT, SAVE} from "./strings.js";
 
-function addCSS() {
+let T, L, ok, choose, root, back;
+export let reopen, status;
+
+export function addCSS() {
   const adopted = safe(() => {
     const s = new CSSStyleSheet();
     s.replaceSync(CSS);
@@ -22,8 +29,16 @@ function addCSS() {
   if (!adopted) safe(() => D.head.append(el("style", {}, CSS)));
 }
 
-/** The status region (present before anything is announced) and the persistent re-open control. */
-function mount() {
+/**
+ * The status region (present before anything is announced) and the persistent re-open control.
+ * @param {Object} texts the config's texts in `lang` @param {string} lang
+ * @param {(category: string) => boolean} accepted @param {(method: string, picked?: string[]) => void} chooser
+ */
+export function mount(texts, lang, accepted, chooser) {
+  T = texts;
+  L = lang;
+  ok = accepted;
+  choose = chooser;
   status = el("p", {role: "status", class: ID + "-sr"});
   reopen = el("button", {type: "button", id: ID + "-re", "aria-haspopup": "dialog", hidden: true, onclick: () => safe(openDialog)}, T.reopen);
   D.body.append(status, reopen);
@@ -32,7 +47,7 @@ function mount() {
 const button = (label, fn, cls) => el("button", {type: "button", class: ID + (cls || "-btn"), onclick: () => safe(fn)}, label);
 
 /** @param {boolean} [two] second layer */
-function openDialog(two) {
+export function openDialog(two) {
   if (!root) back = D.activeElement;
   closeDialog(1);
   const kids = [
@@ -48,7 +63,7 @@ function openDialog(two) {
     const lock = c.id == NECESSARY, id = ID + "-" + c.id;
     kids.push(el("div", {class: ID + "-cat"}, [
       el("label", {class: ID + "-sw"}, [
-        el("input", {type: "checkbox", role: "switch", id, name: c.id, checked: lock || cur.includes(c.id), disabled: lock, "aria-describedby": id + "-d"}),
+        el("input", {type: "checkbox", role: "switch", id, name: c.id, checked: ok(c.id), disabled: lock, "aria-describedby": id + "-d"}),
         lock ? c.title + " (" + T.always_on + ")" : c.title,
       ]),
       el("p", {id: id + "-d"}, c.description),
@@ -86,7 +101,7 @@ function key(e, box) {
  * that opened by itself sits first in the body, so after it the next Tab starts at the top of the page.
  * @param {boolean} [swap] another layer replaces this one: keep the focus to come back to
  */
-function closeDialog(swap) {
+export function closeDialog(swap) {
   if (!root) return;
   root.remove();
   root = null;
