@@ -3,6 +3,7 @@ provider. Sign-in failures all get the same message; five in a row lock the acco
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,9 +21,12 @@ from server.subjects.contact import normalise_email
 MAX_FAILURES = 5
 LOCKOUT = timedelta(minutes=15)
 MIN_PASSWORD = 12
+# Argon2 is deliberately slow (tens of milliseconds of CPU): every hash and verification runs in a worker thread,
+# never on the event loop, and nothing is hashed at import time.
 _hasher = PasswordHasher()
-# Verified against when the email is unknown, so a wrong email costs the same time as a wrong password.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+# Verified against when the email is unknown, so a wrong email costs the same time as a wrong password; made on
+# first use, by the hasher in use.
+_dummy: tuple[PasswordHasher, str] | None = None
 
 
 class SignInRefused(ConsentError):
@@ -42,8 +46,8 @@ class NewAccount:
     password: str | None  # the generated password, shown once; None when the caller chose it
 
 
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+async def hash_password(password: str) -> str:
+    return await asyncio.to_thread(_hasher.hash, password)
 
 
 def _role(role: str) -> str:
@@ -64,7 +68,7 @@ async def create_staff(email: str, name: str, role: str, password: str | None = 
         raise InvalidRequest(f"the password must be at least {MIN_PASSWORD} characters", parameter="password")
     try:
         account = await StaffAccount.create(
-            email=address, name=name.strip(), role=_role(role), password_hash=hash_password(password)
+            email=address, name=name.strip(), role=_role(role), password_hash=await hash_password(password)
         )
     except IntegrityError:
         raise InvalidRequest(f"an account with the email {address} already exists", parameter="email") from None
@@ -79,28 +83,40 @@ async def authenticate(email: str, password: str, now: datetime) -> StaffAccount
         address = ""
     account = await StaffAccount.get_or_none(email=address) if address else None
     if account is None or account.password_hash is None:
-        _verify(_DUMMY_HASH, password)
+        await _verify(await _dummy_hash(), password)
         raise SignInRefused()
     if account.disabled_at is not None or (account.locked_until is not None and account.locked_until > now):
-        _verify(_DUMMY_HASH, password)
+        await _verify(await _dummy_hash(), password)
         raise SignInRefused()
-    if not _verify(account.password_hash, password):
+    if not await _verify(account.password_hash, password):
         failures = account.failed_logins + 1
         locked = now + LOCKOUT if failures >= MAX_FAILURES else None
         await StaffAccount.filter(id=account.id).update(failed_logins=0 if locked else failures, locked_until=locked)
         raise SignInRefused()
     changes: dict[str, object] = {"failed_logins": 0, "locked_until": None, "last_login_at": now}
     if _hasher.check_needs_rehash(account.password_hash):
-        changes["password_hash"] = hash_password(password)
+        changes["password_hash"] = await hash_password(password)
     await StaffAccount.filter(id=account.id).update(**changes)
     return account
 
 
-def _verify(hashed: str, password: str) -> bool:
+async def _verify(hashed: str, password: str) -> bool:
+    return await asyncio.to_thread(_matches, _hasher, hashed, password)
+
+
+def _matches(hasher: PasswordHasher, hashed: str, password: str) -> bool:
     try:
-        return _hasher.verify(hashed, password)
+        return hasher.verify(hashed, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+
+
+async def _dummy_hash() -> str:
+    global _dummy
+    hasher = _hasher
+    if _dummy is None or _dummy[0] is not hasher:
+        _dummy = (hasher, await asyncio.to_thread(hasher.hash, secrets.token_urlsafe(16)))
+    return _dummy[1]
 
 
 async def oidc_account(
