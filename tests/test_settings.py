@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from server.settings import FIELDS, VARIABLES, Settings, SettingsError
 from tests.databases import POLICY_DIR
 
 SECRET = "s" * 40
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def valid_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
@@ -240,3 +242,18 @@ def test_every_variable_is_declared_with_a_one_line_description() -> None:
         description = FIELDS[field].description or ""
         assert description.strip(), name
         assert "\n" not in description, name
+
+
+def _readme_settings_table() -> set[str]:
+    """The variables named in the first column of the README's settings table."""
+    section = README.read_text(encoding="utf-8").split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    assert rows[:2] == ["| variable | default |", "| --- | --- |"]
+    return {name for row in rows[2:] for name in re.findall(r"`([A-Z][A-Z0-9_]*)`", row.split("|")[1])}
+
+
+def test_the_readme_table_lists_exactly_the_declared_variables() -> None:
+    listed = _readme_settings_table()
+    declared = set(VARIABLES)
+    assert sorted(declared - listed) == [], "declared in server/settings.py, missing from README.md"
+    assert sorted(listed - declared) == [], "named in README.md, not declared in server/settings.py"
