@@ -1,24 +1,90 @@
 """Domain errors, one hierarchy for the whole service.
 
 Domain code raises these; `server.kernel.problems` maps each to an RFC 9457 problem+json answer whose `type` is
-`/problems/<slug>` (stable, documented at that URL). Helpers never raise HTTP exceptions.
+`/problems/<slug>` (stable, documented at that URL by the class's docstring) and whose status is the class's
+`status`. The service desk, the preference center and the public request pages catch those they meet and show
+them in pages of their own. Helpers never raise HTTP exceptions.
 
-    ConsentError                      base; status 400
-    ├── InvalidRequest                malformed JSON, wrong types, unknown fields (400 / 422)
-    │   └── PayloadTooLarge           body over the configured limit (413)
-    ├── UnprocessableDecision         a well-formed request the ledger refuses (422)
-    │   ├── UnknownPurpose
-    │   ├── UnknownChannel
-    │   ├── UnknownPolicyVersion      not published (DESIGN invariant 2)
-    │   ├── ChannelNotOffered         purpose not offered on that channel
-    │   ├── InvalidTransition         decision not allowed from the current status
-    │   ├── ConfirmationByLinkOnly    `confirm` from an API client outside an import
-    │   └── NotUnsubscribable         an unsubscribe link for a `necessary` purpose x channel
-    ├── NotFound                      (404)
-    ├── AuthenticationRequired        missing/invalid/expired token (401 + WWW-Authenticate)
-    ├── InsufficientScope             token lacks the scope (403 + WWW-Authenticate)
-    ├── WriteWindowExceeded           a write outlasted `server.visibility.WRITE_WINDOW`; nothing kept (503)
-    └── DatabaseBusy                  the database's locks did not come free in time; rolled back (503)
+Every subclass is drawn here, wherever it is defined (its module named when it is not this one), with its status
+and when it is raised; tests/test_error_tree.py holds the drawing to the code.
+
+    ConsentError                      400  the base: raised only as one of its subclasses
+    ├── InvalidRequest                422  a parameter, field or query value is refused (its type, its range, an
+    │   │                                  unknown field, nothing to change)
+    │   ├── MalformedBody             400  the body is not JSON or form data, or comes with another Content-Type
+    │   ├── PayloadTooLarge           413  the body is over MAX_BODY_BYTES, or a batch holds more checks than MAX_BATCH
+    │   ├── OriginRequired            400  server.banner.errors: a public banner call without an Origin header
+    │   ├── UnknownSite               422  server.banner.errors: no site with this id in policy_docs/sites.yaml
+    │   │                                  (404 when its banner configuration is asked for)
+    │   ├── Suppressed                422  server.subjects.contact: the email or phone of an erased person, set or
+    │   │                                  imported again (service desk correction, subject contact API)
+    │   └── RecordDeclarationError    422  server.record.processing: the `record:` declarations of
+    │                                      purposes.yaml cannot be read (the record page; `record` exits 2)
+    ├── UnprocessableDecision         422  a well-formed decision the ledger refuses; itself: an unknown action
+    │   ├── UnknownPurpose            422  a decision or a check names a purpose purposes.yaml does not declare
+    │   ├── UnknownChannel            422  a decision or a check names a channel purposes.yaml does not declare
+    │   ├── UnknownPolicyVersion      422  the policy version a record cites is not published
+    │   ├── ChannelNotOffered         422  the purpose is not offered on that channel
+    │   ├── InvalidTransition         422  the decision is not allowed from the current status (or a soft opt-in
+    │   │                                  outside its rules)
+    │   ├── ConfirmationByLinkOnly    422  `confirm` from an API client outside touchpoint `import`
+    │   ├── NotUnsubscribable         422  an unsubscribe link for a `necessary` purpose x channel
+    │   └── BannerTextMismatch        422  server.banner.errors: the hash of the banner text the browser showed is
+    │                                      not that of the text served for the site, language and version
+    ├── NotFound                      404  no subject, request, breach, notice, policy version... with this id
+    ├── AuthenticationRequired        401  missing, malformed, expired or untrusted token (+ WWW-Authenticate)
+    ├── InsufficientScope             403  the token lacks the endpoint's scope (+ WWW-Authenticate)
+    ├── SignInRefused                 401  server.staff.accounts: a staff sign-in with a wrong email or password,
+    │                                      a locked or disabled account, or a provider identity whose email
+    │                                      already has a local account
+    ├── OidcError                     401  server.staff.oidc: the company's provider is unreachable or answers
+    │                                      what it should not, the ID token does not verify, or it names no
+    │                                      single desk role
+    ├── LinkTokenRefused              403  server.links.tokens: a preference, confirmation or unsubscribe
+    │                                      link token missing, malformed, tampered with, expired, or for another
+    │                                      audience or use
+    ├── LinkRefused                   403  server.console.public: the preference-center link of a public request page
+    │                                      does not verify (the same problem type as LinkTokenRefused)
+    ├── OriginNotAllowed              403  server.banner.errors: the Origin is not one of the site's origins
+    ├── TooManyRequests               429  server.banner.errors: over COOKIE_RATE_PER_MINUTE banner records from
+    │                                      one network (+ Retry-After)
+    ├── StaleBreach                   409  server.breaches.register: a breach form made from an older version of the
+    │                                      breach; nothing changed
+    ├── WriteWindowExceeded           503  a write outlasted `server.visibility.WRITE_WINDOW`; nothing kept
+    │                                      (+ Retry-After)
+    └── DatabaseBusy                  503  the database's locks did not come free in time; rolled back
+                                           (+ Retry-After)
+
+Errors outside the tree reach no caller as a problem: each is caught where it is raised and told in other words,
+or stops a command or the server's start with its message.
+
+    ValueError
+    ├── SettingsError                      server.settings: a variable is malformed (or SECRET_KEY missing in
+    │                                      production); the CLI prints it and exits 2
+    ├── ClientRefused                      server.auth.clients: `clients create` with a bad name or no scope;
+    │   │                                  it exits 2
+    │   └── UnknownScope                   server.auth.clients: a scope that does not exist: `clients create`
+    │                                      exits 2, the token endpoint answers OAuth's invalid_scope (400)
+    ├── PolicySourceError                  server.policies.documents: a file under policy_docs/ is malformed:
+    │                                      `policies sync` exits 1, a bad sites.yaml stops the server's start,
+    │                                      the record page reports it as RecordDeclarationError
+    ├── PublishedPolicyChanged             server.policies.sync: the bytes of a published policy file changed:
+    │                                      `policies sync` exits 1 (publish a new version instead)
+    ├── AnswerSourceError                  server.console.answers: an approved answer file is malformed, or lacks a
+    │                                      language: the server does not start
+    ├── DeadlineError                      server.dsr.deadlines: a deadline extension the rules refuse; the desk
+    │                                      raises it again as InvalidRequest (422)
+    └── ExportLinkRefused                  server.dsr.export: an export download link tampered with (a 404
+                                           page) or expired (a 410 page)
+    RuntimeError
+    └── MigrationError                     server.migrate: migrating left the database inconsistent, or the
+                                           server found migrations not applied: it does not start
+    Exception
+    ├── WorkerReadError                    server.consent.stream_workers: a stream worker could not read a
+    │                                      chunk's keys; the server answers that chunk itself
+    └── MailNotSent                        server.mail.mailer: the SMTP server refused a mail or could not
+                                           be reached: logged; a page that sent a confirmation says it was not
+                                           sent (the grant stays pending), a link request answers as ever
 """
 
 from __future__ import annotations
@@ -40,50 +106,74 @@ class ConsentError(Exception):
 
 
 class InvalidRequest(ConsentError):
+    """A parameter, a field or a query value is refused: its type, its range, an unknown field, or nothing to
+    change. `detail` says what is wrong; `parameter`, when present, names it."""
+
     status = 422
     slug = "invalid-request"
     title = "The request is not valid"
 
 
 class MalformedBody(InvalidRequest):
+    """The body is not valid JSON (or form data, where the endpoint reads a form), or it comes with a Content-Type
+    the endpoint does not read."""
+
     status = 400
     slug = "malformed-body"
     title = "The body is not valid JSON or form data"
 
 
 class PayloadTooLarge(InvalidRequest):
+    """The body is over the server's limit (MAX_BODY_BYTES), or a batch holds more checks than one request may;
+    `limit` gives the limit."""
+
     status = 413
     slug = "payload-too-large"
     title = "The request body is too large"
 
 
 class UnprocessableDecision(ConsentError):
+    """A well-formed decision the ledger refuses; the more precise types below say why, this one is an action
+    that does not exist. Nothing is recorded."""
+
     status = 422
     slug = "unprocessable-decision"
     title = "The decision cannot be recorded"
 
 
 class UnknownPurpose(UnprocessableDecision):
+    """The purpose (`purpose`) is not one the controller declares."""
+
     slug = "unknown-purpose"
     title = "Unknown purpose"
 
 
 class UnknownChannel(UnprocessableDecision):
+    """The channel (`channel`) is not one the controller declares."""
+
     slug = "unknown-channel"
     title = "Unknown channel"
 
 
 class UnknownPolicyVersion(UnprocessableDecision):
+    """The policy version cited (`policy_version`) is not published: a consent points at the exact text the person
+    was shown, so that text must be a published version."""
+
     slug = "unknown-policy-version"
     title = "Unknown or unpublished policy version"
 
 
 class ChannelNotOffered(UnprocessableDecision):
+    """The purpose exists but is not offered on that channel."""
+
     slug = "channel-not-offered"
     title = "The purpose is not offered on that channel"
 
 
 class InvalidTransition(UnprocessableDecision):
+    """The decision is not allowed from the current status (`current_status`) of that purpose and channel, such as
+    withdrawing what was never granted, or a soft opt-in outside the company's own marketing by email or SMS."""
+
     slug = "invalid-transition"
     title = "The decision is not allowed from the current status"
 
@@ -108,6 +198,8 @@ class NotUnsubscribable(UnprocessableDecision):
 
 
 class NotFound(ConsentError):
+    """Nothing exists with this address or id: a subject, a policy version, a checkpoint, a request, a breach..."""
+
     status = 404
     slug = "not-found"
     title = "Not found"
@@ -126,6 +218,9 @@ class AuthenticationRequired(ConsentError):
 
 
 class InsufficientScope(ConsentError):
+    """The access token is valid but lacks the scope the endpoint requires (named in `detail` and in the
+    WWW-Authenticate header)."""
+
     status = 403
     slug = "insufficient-scope"
     title = "The access token lacks the required scope"

@@ -1,19 +1,42 @@
 """Settings, read from environment variables (and an optional `.env` file) when the app is built.
 
+Each variable is declared once, as a field of `Settings`: its name (the field's `validation_alias`), type, default,
+bounds or validator, and a one-line description. Pydantic validates every `Settings` however it is built, and
+`Settings.from_env()` reads the variables through pydantic-settings: the environment wins over the `.env` file,
+and only declared names are read. A refused value comes back as a `SettingsError` that names the variable and the
+value (a secret's length only).
+
 Nothing here runs at import time: `Settings.from_env()` is called by the CLI and by tests, which build their own
-`Settings(...)` directly. Every error names the variable and the value that was refused.
+`Settings(...)` directly. `Settings` itself is a pydantic dataclass rather than a `BaseSettings`: built directly it
+reads no environment, and `dataclasses.replace` and `with_overrides` copy it with changes, validated again.
+`from_env` hands pydantic-settings the text of the variables (`_Variables`, made from the fields' aliases) and
+`Settings` parses it, so a value is refused in the same words wherever it came from.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
-from dotenv import dotenv_values
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    DirectoryPath,
+    Field,
+    ValidationError,
+    create_model,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
 class SettingsError(ValueError):
@@ -24,57 +47,264 @@ DEFAULT_DATA_DIR = Path("data")
 SCOPES = ("consent:check", "consent:read", "consent:write", "proof:read", "admin")
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Validated configuration of one server process."""
+def _refuse(reason: str) -> PydanticCustomError:
+    """A value a validator refuses; `reason` follows `NAME='value'` in the message."""
+    return PydanticCustomError("setting", reason)
 
-    database_url: str = f"sqlite://{DEFAULT_DATA_DIR}/consent.sqlite3"
-    secret_key: str = ""
-    signing_keys_dir: Path = DEFAULT_DATA_DIR / "signing-keys"
-    public_url: str = "http://127.0.0.1:8000"
-    policy_dir: Path = Path("policy_docs")
-    host: str = "127.0.0.1"
-    port: int = 8000
-    token_lifetime_s: int = 900
-    token_cache_size: int = 10_000
-    max_body_bytes: int = 1024 * 1024
-    catalog_ttl_s: float = 5.0
-    # SQLite: bytes of the database file each bulk-read connection (batch and stream checks) reads through mmap.
-    sqlite_bulk_mmap_mb: int = 1024
-    # Worker processes that answer stream checks (server.consent.stream_workers); 0 answers them in process.
-    # STREAM_WORKERS; unset: 2 on SQLite, 3 on PostgreSQL.
-    stream_workers: int = 2
-    log_level: str = "INFO"
-    environment: str = "development"
-    # Mail (double opt-in, preference links). No SMTP_HOST: mails are written to MAIL_DIR (dev outbox).
-    smtp_host: str | None = None
-    smtp_port: int = 587
-    smtp_user: str | None = None
-    smtp_password: str | None = None
-    smtp_starttls: bool = True
-    mail_from: str = "Demo Shop <no-reply@demo-shop.example>"
-    mail_dir: Path = DEFAULT_DATA_DIR / "mail"
-    # Embedding: origins allowed to frame the preference center (CSP frame-ancestors), link lifetime.
-    embed_origins: tuple[str, ...] = ()
-    link_token_lifetime_s: int = 7 * 24 * 3600
-    # Public banner endpoint: accepted records per minute per truncated IP.
-    cookie_rate_per_minute: int = 30
-    # Service desk: the company's OpenID Connect provider (optional), staff sessions, request reminders.
-    oidc_issuer: str | None = None
-    oidc_client_id: str | None = None
-    oidc_client_secret: str | None = None
-    oidc_role_claim: str = "roles"
-    session_lifetime_s: int = 8 * 3600
-    dsr_reminder_days: int = 7
-    # Transparency log: how often queued events are sequenced and a checkpoint signed (0: only on demand).
-    checkpoint_interval_s: int = 60
-    # Recipients (GDPR 19): how often the server looks for notices due for a retry (a change queuing notices wakes it
-    # at once; 0: no sending in the server, only `python -m server recipients deliver`), how long one delivery may
-    # take, and for how long a notice is retried before it is marked failed.
-    recipient_poll_s: int = 30
-    recipient_timeout_s: int = 10
-    recipient_retry_hours: int = 72
-    extra: Mapping[str, str] = field(default_factory=dict)
+
+def _absolute_http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise _refuse("is not an absolute http(s) URL")
+    return value.rstrip("/")
+
+
+def _database_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme == "sqlite" and (parts.netloc or parts.path):
+        return value
+    if parts.scheme in {"postgres", "postgresql", "asyncpg"} and parts.hostname:
+        return value
+    raise _refuse("is not supported: use sqlite://PATH or postgres://USER@HOST:PORT/DATABASE")
+
+
+def _blank_is_unset(value: Any) -> Any:
+    return None if value == "" else value
+
+
+def _comma_separated(value: Any) -> Any:
+    return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+AbsoluteUrl = Annotated[str, AfterValidator(_absolute_http_url)]
+DatabaseUrl = Annotated[str, AfterValidator(_database_url)]
+OptionalText = Annotated[str | None, BeforeValidator(_blank_is_unset)]
+OptionalUrl = Annotated[AbsoluteUrl | None, BeforeValidator(_blank_is_unset)]
+AbsoluteUrls = Annotated[tuple[AbsoluteUrl, ...], BeforeValidator(_comma_separated)]
+LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING"], BeforeValidator(_upper)]
+
+
+# Defaults computed from the fields declared before them (pydantic passes the values validated so far).
+def _default_database_url(values: dict[str, Any]) -> str:
+    return f"sqlite://{values.get('data_dir', DEFAULT_DATA_DIR)}/consent.sqlite3"
+
+
+def _default_signing_keys_dir(values: dict[str, Any]) -> Path:
+    return Path(values.get("data_dir", DEFAULT_DATA_DIR)) / "signing-keys"
+
+
+def _default_mail_dir(values: dict[str, Any]) -> Path:
+    return Path(values.get("data_dir", DEFAULT_DATA_DIR)) / "mail"
+
+
+def _default_stream_workers(values: dict[str, Any]) -> int:
+    # PostgreSQL's workers spend part of each chunk waiting for the database: one more than the 2 cores of the
+    # benchmark machine kept both busy (bench/README.md).
+    return 2 if str(values.get("database_url", "sqlite:")).startswith("sqlite") else 3
+
+
+@dataclass(frozen=True, config=ConfigDict(populate_by_name=True, extra="forbid"))
+class Settings:
+    """Validated configuration of one server process: a field per variable (its `validation_alias`), set by name."""
+
+    data_dir: Path = Field(
+        default=DEFAULT_DATA_DIR,
+        validation_alias="DATA_DIR",
+        description="Holds the default SQLite file, signing keys, mail outbox and generated secret.key.",
+    )
+    database_url: DatabaseUrl = Field(
+        default_factory=_default_database_url,
+        validation_alias="DATABASE_URL",
+        description="sqlite://PATH or postgres://USER:PASS@HOST:PORT/DB; DATA_DIR/consent.sqlite3.",
+    )
+    secret_key: str = Field(
+        default="",
+        min_length=32,
+        repr=False,
+        validation_alias="SECRET_KEY",
+        description="Keys sessions, links and erasure hashes; unset: generated once into DATA_DIR/secret.key.",
+    )
+    signing_keys_dir: Path = Field(
+        default_factory=_default_signing_keys_dir,
+        validation_alias="SIGNING_KEYS_DIR",
+        description="The ES256 keys that sign tokens, receipts and checkpoints; DATA_DIR/signing-keys.",
+    )
+    public_url: AbsoluteUrl = Field(
+        default="http://127.0.0.1:8000",
+        validation_alias="PUBLIC_URL",
+        description="Where clients reach the service: the token issuer; the API audience is PUBLIC_URL/v1.",
+    )
+    policy_dir: DirectoryPath = Field(
+        default=Path("policy_docs"),
+        validation_alias="POLICY_DIR",
+        description="The directory of purposes.yaml, sites.yaml, policy texts, banner texts and answers.",
+    )
+    host: str = Field(default="127.0.0.1", validation_alias="HOST", description="The address the server listens on.")
+    port: int = Field(
+        default=8000, ge=1, le=65535, validation_alias="PORT", description="The port the server listens on."
+    )
+    token_lifetime_s: int = Field(
+        default=900,
+        ge=60,
+        le=86400,
+        validation_alias="TOKEN_LIFETIME_SECONDS",
+        description="How long an access token is valid.",
+    )
+    token_cache_size: int = Field(
+        default=10_000,
+        ge=0,
+        le=10_000_000,
+        validation_alias="TOKEN_CACHE_SIZE",
+        description="Verified access tokens kept until they expire (0: verify every time).",
+    )
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=1 << 30,
+        validation_alias="MAX_BODY_BYTES",
+        description="The largest request body accepted.",
+    )
+    catalog_ttl_s: float = Field(
+        default=5.0, description="How long the purpose catalog is kept before it is read again (no variable)."
+    )
+    sqlite_bulk_mmap_mb: int = Field(
+        default=1024,
+        ge=0,
+        le=2047,
+        validation_alias="SQLITE_BULK_MMAP_MB",
+        description="SQLite: how much of the file each bulk-read connection reads through mmap (0: read() only).",
+    )
+    stream_workers: int = Field(
+        default_factory=_default_stream_workers,
+        ge=0,
+        le=64,
+        validation_alias="STREAM_WORKERS",
+        description="Processes that answer stream checks (0: in process); 2 on SQLite, 3 on PostgreSQL.",
+    )
+    log_level: LogLevel = Field(
+        default="INFO", validation_alias="LOG_LEVEL", description="The least severe level logged."
+    )
+    environment: Literal["development", "production", "test"] = Field(
+        default="development",
+        validation_alias="ENVIRONMENT",
+        description="development, test or production (SECRET_KEY required, no demo pages, recipients on https only).",
+    )
+    smtp_host: OptionalText = Field(
+        default=None,
+        validation_alias="SMTP_HOST",
+        description="The SMTP server for mails; unset: mails are written to MAIL_DIR.",
+    )
+    smtp_port: int = Field(
+        default=587, ge=1, le=65535, validation_alias="SMTP_PORT", description="The SMTP server's port."
+    )
+    smtp_user: OptionalText = Field(
+        default=None, validation_alias="SMTP_USER", description="The SMTP login, if it needs one."
+    )
+    smtp_password: OptionalText = Field(
+        default=None, repr=False, validation_alias="SMTP_PASSWORD", description="The SMTP login's password."
+    )
+    smtp_starttls: bool = Field(
+        default=True,
+        validation_alias="SMTP_STARTTLS",
+        description="Whether the SMTP connection is upgraded with STARTTLS.",
+    )
+    mail_from: str = Field(
+        default="Demo Shop <no-reply@demo-shop.example>", validation_alias="MAIL_FROM", description="The mails' From."
+    )
+    mail_dir: Path = Field(
+        default_factory=_default_mail_dir,
+        validation_alias="MAIL_DIR",
+        description="The outbox mails are written to when there is no SMTP_HOST; DATA_DIR/mail.",
+    )
+    embed_origins: AbsoluteUrls = Field(
+        default=(),
+        validation_alias="EMBED_ORIGINS",
+        description="Origins allowed to frame the preference center (comma-separated).",
+    )
+    link_token_lifetime_s: int = Field(
+        default=7 * 24 * 3600,
+        ge=60,
+        le=90 * 24 * 3600,
+        validation_alias="LINK_TOKEN_LIFETIME_SECONDS",
+        description="How long a preference link is valid (unsubscribe links live at least a year).",
+    )
+    cookie_rate_per_minute: int = Field(
+        default=30,
+        ge=1,
+        le=100_000,
+        validation_alias="COOKIE_RATE_PER_MINUTE",
+        description="Banner records accepted per minute from one network (/24 or /48).",
+    )
+    oidc_issuer: OptionalUrl = Field(
+        default=None,
+        validation_alias="OIDC_ISSUER",
+        description="The company's OpenID Connect provider for staff sign-in; unset: local accounts only.",
+    )
+    oidc_client_id: OptionalText = Field(
+        default=None, validation_alias="OIDC_CLIENT_ID", description="The desk's client id at the provider."
+    )
+    oidc_client_secret: OptionalText = Field(
+        default=None, repr=False, validation_alias="OIDC_CLIENT_SECRET", description="The desk's client secret there."
+    )
+    oidc_role_claim: str = Field(
+        default="roles",
+        validation_alias="OIDC_ROLE_CLAIM",
+        description="The ID token claim (a dotted path) naming the staff role.",
+    )
+    session_lifetime_s: int = Field(
+        default=8 * 3600,
+        ge=300,
+        le=7 * 86400,
+        validation_alias="SESSION_LIFETIME_SECONDS",
+        description="How long a staff session lasts.",
+    )
+    dsr_reminder_days: int = Field(
+        default=7,
+        ge=1,
+        le=30,
+        validation_alias="DSR_REMINDER_DAYS",
+        description="A request due within this many days is flagged in the queue and its owner reminded.",
+    )
+    checkpoint_interval_s: int = Field(
+        default=60,
+        ge=0,
+        le=86400,
+        validation_alias="CHECKPOINT_INTERVAL_SECONDS",
+        description="How often queued events are sequenced and a checkpoint signed (0: only on demand).",
+    )
+    recipient_poll_s: int = Field(
+        default=30,
+        ge=0,
+        le=3600,
+        validation_alias="RECIPIENT_POLL_SECONDS",
+        description="How often the server looks for notices due (0: none sent, run `recipients deliver`).",
+    )
+    recipient_timeout_s: int = Field(
+        default=10,
+        ge=1,
+        le=120,
+        validation_alias="RECIPIENT_TIMEOUT_SECONDS",
+        description="One notice delivery's time limit, connection and answer included.",
+    )
+    recipient_retry_hours: int = Field(
+        default=72,
+        ge=1,
+        le=24 * 30,
+        validation_alias="RECIPIENT_RETRY_HOURS",
+        description="How long a notice is retried before it is marked failed.",
+    )
+
+    @model_validator(mode="after")
+    def _production_has_a_secret_key(self) -> Settings:
+        if self.environment == "production" and not self.secret_key:
+            raise PydanticCustomError(
+                "settings", "SECRET_KEY is missing; it is required when ENVIRONMENT='production'."
+            )
+        return self
 
     @property
     def issuer(self) -> str:
@@ -85,96 +315,59 @@ class Settings:
         return f"{self.issuer}/v1"
 
     def with_overrides(self, **changes: object) -> Settings:
-        return replace(self, **changes)  # type: ignore[arg-type]
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")) -> Settings:
         """Build settings from `environ` (default: `os.environ`) layered over an optional `.env` file."""
-        values: dict[str, str] = {}
-        if env_file is not None and env_file.is_file():
-            values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
-        values.update(os.environ if environ is None else environ)
-        data_dir = Path(values.get("DATA_DIR", str(DEFAULT_DATA_DIR)))
-        environment = _choice(
-            "ENVIRONMENT", values.get("ENVIRONMENT", "development"), {"development", "production", "test"}
-        )
-        if environment == "production" and "SECRET_KEY" not in values:
-            raise SettingsError("SECRET_KEY is missing; it is required when ENVIRONMENT='production'.")
-        database_url = _database_url(values.get("DATABASE_URL", f"sqlite://{data_dir}/consent.sqlite3"))
-        # PostgreSQL's workers spend part of each chunk waiting for the database: one more than the 2 cores here
-        # kept both busy (bench/README.md, "twelfth session").
-        stream_workers = values.get("STREAM_WORKERS", "2" if database_url.startswith("sqlite") else "3")
-        settings = cls(
-            database_url=database_url,
-            secret_key=_secret_key(values.get("SECRET_KEY"), data_dir),
-            signing_keys_dir=Path(values.get("SIGNING_KEYS_DIR", str(data_dir / "signing-keys"))),
-            public_url=_url("PUBLIC_URL", values.get("PUBLIC_URL", "http://127.0.0.1:8000")),
-            policy_dir=_existing_dir("POLICY_DIR", values.get("POLICY_DIR", "policy_docs")),
-            host=values.get("HOST", "127.0.0.1"),
-            port=_int("PORT", values.get("PORT", "8000"), 1, 65535),
-            token_lifetime_s=_int("TOKEN_LIFETIME_SECONDS", values.get("TOKEN_LIFETIME_SECONDS", "900"), 60, 86400),
-            token_cache_size=_int("TOKEN_CACHE_SIZE", values.get("TOKEN_CACHE_SIZE", "10000"), 0, 10_000_000),
-            sqlite_bulk_mmap_mb=_int("SQLITE_BULK_MMAP_MB", values.get("SQLITE_BULK_MMAP_MB", "1024"), 0, 2047),
-            stream_workers=_int("STREAM_WORKERS", stream_workers, 0, 64),
-            max_body_bytes=_int("MAX_BODY_BYTES", values.get("MAX_BODY_BYTES", str(1024 * 1024)), 1024, 1 << 30),
-            log_level=_choice("LOG_LEVEL", values.get("LOG_LEVEL", "INFO").upper(), {"DEBUG", "INFO", "WARNING"}),
-            environment=environment,
-            smtp_host=values.get("SMTP_HOST") or None,
-            smtp_port=_int("SMTP_PORT", values.get("SMTP_PORT", "587"), 1, 65535),
-            smtp_user=values.get("SMTP_USER") or None,
-            smtp_password=values.get("SMTP_PASSWORD") or None,
-            smtp_starttls=_bool("SMTP_STARTTLS", values.get("SMTP_STARTTLS", "true")),
-            mail_from=values.get("MAIL_FROM", "Demo Shop <no-reply@demo-shop.example>"),
-            mail_dir=Path(values.get("MAIL_DIR", str(data_dir / "mail"))),
-            embed_origins=tuple(
-                _url("EMBED_ORIGINS", o.strip()) for o in values.get("EMBED_ORIGINS", "").split(",") if o.strip()
-            ),
-            link_token_lifetime_s=_int(
-                "LINK_TOKEN_LIFETIME_SECONDS",
-                values.get("LINK_TOKEN_LIFETIME_SECONDS", str(7 * 24 * 3600)),
-                60,
-                90 * 24 * 3600,
-            ),
-            oidc_issuer=_url("OIDC_ISSUER", values["OIDC_ISSUER"]) if values.get("OIDC_ISSUER") else None,
-            oidc_client_id=values.get("OIDC_CLIENT_ID") or None,
-            oidc_client_secret=values.get("OIDC_CLIENT_SECRET") or None,
-            oidc_role_claim=values.get("OIDC_ROLE_CLAIM", "roles"),
-            session_lifetime_s=_int(
-                "SESSION_LIFETIME_SECONDS", values.get("SESSION_LIFETIME_SECONDS", str(8 * 3600)), 300, 7 * 86400
-            ),
-            dsr_reminder_days=_int("DSR_REMINDER_DAYS", values.get("DSR_REMINDER_DAYS", "7"), 1, 30),
-            checkpoint_interval_s=_int(
-                "CHECKPOINT_INTERVAL_SECONDS", values.get("CHECKPOINT_INTERVAL_SECONDS", "60"), 0, 86400
-            ),
-            cookie_rate_per_minute=_int(
-                "COOKIE_RATE_PER_MINUTE", values.get("COOKIE_RATE_PER_MINUTE", "30"), 1, 100000
-            ),
-            recipient_poll_s=_int("RECIPIENT_POLL_SECONDS", values.get("RECIPIENT_POLL_SECONDS", "30"), 0, 3600),
-            recipient_timeout_s=_int(
-                "RECIPIENT_TIMEOUT_SECONDS", values.get("RECIPIENT_TIMEOUT_SECONDS", "10"), 1, 120
-            ),
-            recipient_retry_hours=_int("RECIPIENT_RETRY_HOURS", values.get("RECIPIENT_RETRY_HOURS", "72"), 1, 24 * 30),
-        )
+        environment = os.environ if environ is None else environ
+        text = {name: environment[name] for name in VARIABLES if name in environment}
+        # `_env_file` is BaseSettings' own argument, which mypy knows only through pydantic's plugin.
+        given = _Variables(_env_file=env_file, **text).model_dump(exclude_unset=True)  # type: ignore[call-arg]
+        try:
+            settings = cls(**given)
+            if "SECRET_KEY" not in given:
+                settings = settings.with_overrides(secret_key=_stored_secret_key(settings.data_dir))
+        except ValidationError as exc:
+            raise SettingsError(_refusals(exc)) from None
         return settings
 
 
-def _database_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme == "sqlite" and (parts.netloc or parts.path):
-        return value
-    if parts.scheme in {"postgres", "postgresql", "asyncpg"} and parts.hostname:
-        return value
-    raise SettingsError(
-        f"DATABASE_URL={value!r} is not supported: use sqlite://PATH or postgres://USER@HOST:PORT/DATABASE."
-    )
+FIELDS: Mapping[str, FieldInfo] = Settings.__pydantic_fields__  # type: ignore[attr-defined]  # set by the decorator
+VARIABLES: Mapping[str, str] = {
+    info.validation_alias: name for name, info in FIELDS.items() if isinstance(info.validation_alias, str)
+}
+"""Every variable `Settings.from_env` reads, and the field it sets."""
 
 
-def _secret_key(value: str | None, data_dir: Path) -> str:
-    """Return SECRET_KEY, or (for the embedded default) a random key kept in `DATA_DIR/secret.key`."""
-    if value is not None:
-        if len(value) < 32:
-            raise SettingsError(f"SECRET_KEY is too short ({len(value)} characters); use at least 32.")
-        return value
+class _Environment(BaseSettings):
+    """The text of each variable: the environment, given as init values, over the `.env` file."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", env_file_encoding="utf-8")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # `from_env` passes the environment in (a test gives a mapping of its own instead of os.environ).
+        return (init_settings, dotenv_settings)
+
+
+# Text only: `Settings` parses it, so an error is reported the same way whether the value came from the
+# environment, the file or the code.
+_TEXT: dict[str, Any] = {
+    name: (str | None, Field(default=None, description=FIELDS[field].description)) for name, field in VARIABLES.items()
+}
+_Variables = create_model("_Variables", __base__=_Environment, **_TEXT)
+
+
+def _stored_secret_key(data_dir: Path) -> str:
+    """The key kept in `DATA_DIR/secret.key`, generated (random, readable by the owner only) the first time."""
     path = data_dir / "secret.key"
     if path.is_file():
         return path.read_text().strip()
@@ -186,40 +379,39 @@ def _secret_key(value: str | None, data_dir: Path) -> str:
     return key
 
 
-def _url(name: str, value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise SettingsError(f"{name}={value!r} is not an absolute http(s) URL.")
-    return value.rstrip("/")
+def _refusals(exc: ValidationError) -> str:
+    """Every refused value, one a line. A default computed from a refused value is not reported again."""
+    return "\n".join(_refusal(error) for error in exc.errors() if error["type"] != "default_factory_not_called")
 
 
-def _existing_dir(name: str, value: str) -> Path:
-    path = Path(value)
-    if not path.is_dir():
-        raise SettingsError(f"{name}={value!r} is not a directory.")
-    return path
-
-
-def _int(name: str, value: str, low: int, high: int) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise SettingsError(f"{name}={value!r} is not an integer.") from None
-    if not low <= number <= high:
-        raise SettingsError(f"{name}={value!r} is out of range [{low}, {high}].")
-    return number
-
-
-def _bool(name: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise SettingsError(f"{name}={value!r} is not a boolean (true/false).")
-
-
-def _choice(name: str, value: str, allowed: set[str]) -> str:
-    if value not in allowed:
-        raise SettingsError(f"{name}={value!r} is not one of {sorted(allowed)}.")
-    return value
+def _refusal(error: ErrorDetails) -> str:
+    """One refused value as a sentence naming the variable and its value (a secret's length instead)."""
+    if not error["loc"]:  # a rule between variables: its message names them
+        return error["msg"]
+    key = str(error["loc"][0])
+    field = VARIABLES.get(key, key)
+    info = FIELDS[field]
+    name = info.validation_alias if isinstance(info.validation_alias, str) else field
+    value = error["input"]
+    kind = error["type"]
+    if kind == "setting":
+        reason = error["msg"]
+    elif kind in {"int_parsing", "int_type", "int_from_float"}:
+        reason = "is not an integer"
+    elif kind in {"greater_than_equal", "less_than_equal"}:
+        bounds = {end: getattr(bound, end) for bound in info.metadata for end in ("ge", "le") if hasattr(bound, end)}
+        reason = f"is out of range [{bounds.get('ge')}, {bounds.get('le')}]"
+    elif kind in {"bool_parsing", "bool_type"}:
+        reason = "is not a boolean (true/false)"
+    elif kind == "literal_error":
+        reason = f"is not one of {sorted(get_args(info.annotation))}"
+    elif kind == "path_not_directory":
+        reason = "is not a directory"
+    elif kind == "string_too_short" and not info.repr:
+        length = len(value) if isinstance(value, str) else 0
+        return f"{name} is too short ({length} characters); use at least {error.get('ctx', {}).get('min_length')}."
+    else:
+        reason = f"is not valid ({error['msg']})"
+    if not info.repr:  # a secret: never written to logs, even a bad one
+        return f"{name} {reason}."
+    return f"{name}={value!r} {reason}."

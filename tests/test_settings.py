@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -10,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from server.settings import Settings, SettingsError
+from server.settings import FIELDS, VARIABLES, Settings, SettingsError
 from tests.databases import POLICY_DIR
 
 SECRET = "s" * 40
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def valid_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
@@ -185,3 +187,73 @@ def test_cli_reports_a_bad_setting_and_exits_2(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert "PORT='abc'" in done.stderr
     assert not database.exists()  # refused before touching the database
+
+
+def test_os_environ_is_read_when_no_mapping_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in valid_env(tmp_path, PORT="9003", EMBED_ORIGINS="https://a.example/, https://b.example").items():
+        monkeypatch.setenv(name, value)
+    settings = Settings.from_env(env_file=None)
+    assert settings.port == 9003
+    assert settings.embed_origins == ("https://a.example", "https://b.example")
+
+
+def test_building_settings_directly_reads_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "9004")
+    monkeypatch.setenv("DATABASE_URL", "postgres://u@db/consent")
+    settings = Settings(secret_key=SECRET, policy_dir=POLICY_DIR)
+    assert (settings.port, settings.database_url) == (8000, "sqlite://data/consent.sqlite3")
+
+
+def test_data_dir_moves_the_mail_outbox_too(tmp_path: Path) -> None:
+    assert Settings.from_env(valid_env(tmp_path), env_file=None).mail_dir == tmp_path / "data" / "mail"
+    moved = Settings.from_env(valid_env(tmp_path, MAIL_DIR=str(tmp_path / "outbox")), env_file=None)
+    assert moved.mail_dir == tmp_path / "outbox"
+
+
+def test_every_refused_value_is_reported_at_once(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env(valid_env(tmp_path, PORT="abc", SMTP_STARTTLS="maybe", OIDC_ISSUER="idp"), env_file=None)
+    assert str(refused.value).splitlines() == [
+        "PORT='abc' is not an integer.",
+        "SMTP_STARTTLS='maybe' is not a boolean (true/false).",
+        "OIDC_ISSUER='idp' is not an absolute http(s) URL.",
+    ]
+
+
+def test_overrides_are_validated_and_secrets_stay_out_of_the_repr(tmp_path: Path) -> None:
+    settings = Settings.from_env(valid_env(tmp_path, SMTP_PASSWORD="smtp-secret"), env_file=None)
+    assert settings.with_overrides(port=8001).port == 8001
+    with pytest.raises(ValueError, match="port"):
+        settings.with_overrides(port=0)
+    assert SECRET not in repr(settings)
+    assert "smtp-secret" not in repr(settings)
+
+
+def test_the_env_file_sets_declared_variables_only(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("PORT=9005\nNOT_A_SETTING=1\nport=1\n", encoding="utf-8")
+    assert Settings.from_env(valid_env(tmp_path), env_file=env_file).port == 9005
+
+
+def test_every_variable_is_declared_with_a_one_line_description() -> None:
+    assert "PORT" in VARIABLES
+    assert "DATA_DIR" in VARIABLES
+    for name, field in VARIABLES.items():
+        description = FIELDS[field].description or ""
+        assert description.strip(), name
+        assert "\n" not in description, name
+
+
+def _readme_settings_table() -> set[str]:
+    """The variables named in the first column of the README's settings table."""
+    section = README.read_text(encoding="utf-8").split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    assert rows[:2] == ["| variable | default |", "| --- | --- |"]
+    return {name for row in rows[2:] for name in re.findall(r"`([A-Z][A-Z0-9_]*)`", row.split("|")[1])}
+
+
+def test_the_readme_table_lists_exactly_the_declared_variables() -> None:
+    listed = _readme_settings_table()
+    declared = set(VARIABLES)
+    assert sorted(declared - listed) == [], "declared in server/settings.py, missing from README.md"
+    assert sorted(listed - declared) == [], "named in README.md, not declared in server/settings.py"
