@@ -101,8 +101,8 @@ class Settings:
         if environment == "production" and "SECRET_KEY" not in values:
             raise SettingsError("SECRET_KEY is missing; it is required when ENVIRONMENT='production'.")
         database_url = _database_url(values.get("DATABASE_URL", f"sqlite://{data_dir}/consent.sqlite3"))
-        # PostgreSQL's workers spend part of each chunk waiting for the database: one more than the 2 cores here
-        # kept both busy (bench/README.md, "twelfth session").
+        # PostgreSQL's workers spend part of each chunk waiting for the database: one more than a 2-core machine's
+        # cores keeps both busy (bench/README.md, "Stream worker processes").
         stream_workers = values.get("STREAM_WORKERS", "2" if database_url.startswith("sqlite") else "3")
         settings = cls(
             database_url=database_url,

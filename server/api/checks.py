@@ -28,9 +28,9 @@ from server.visibility import FEED_OVERLAP
 _OPTS = orjson.OPT_UTC_Z
 BATCH_BODY_LIMIT = 8 * 1024 * 1024
 STREAM_CHUNK = 1000
-# Chunks of one stream answered at once without worker processes (STREAM_WORKERS=0); with workers, two a worker.
-# In process, with the one-probe read (server.consent.read_model), 4 beat 2 and 6 on PostgreSQL in alternated runs
-# (bench/README.md, "tenth session"): ~12 % more checks/s than 2.
+# Chunks of one stream answered at once without worker processes (STREAM_WORKERS=0); with workers, two a worker, at
+# most MAX_IN_FLIGHT. In process on PostgreSQL, 4 answers more checks/s than 2 or 6 (bench/README.md, "Chunks of a
+# stream in flight").
 IN_FLIGHT = 4
 MAX_IN_FLIGHT = 8  # chunks of one stream answered at once with worker processes, whatever their number
 
@@ -126,9 +126,9 @@ async def check_stream(request: Request) -> Response:
             yield number + 1, buffer, 1
 
     async def answers() -> AsyncIterator[bytes]:
-        # Pipelined: up to `limit` chunks are answered (on SQLite by the worker processes, or on the reader's bulk
-        # threads; on PostgreSQL by the database while Python goes on) while the next ones are read from the body
-        # and the previous ones written; at most `limit` + 1 chunks are held (constant memory).
+        # Pipelined: up to `limit` chunks are answered (by the worker processes, or in process: on the reader's bulk
+        # threads on SQLite, by the database on PostgreSQL while Python goes on) while the next ones are read from the
+        # body and the previous ones written; at most `limit` + 1 chunks are held (constant memory).
         catalog = await checks.catalog.get()
         workers = checks.stream_workers
         limit = min(max(2, 2 * workers.workers), MAX_IN_FLIGHT) if workers is not None else IN_FLIGHT

@@ -52,7 +52,7 @@ class CheckService:
         self.catalog = catalog
         self.reader = reader
         self.clock = clock
-        self.stream_workers = stream_workers  # SQLite: stream chunks answered in worker processes
+        self.stream_workers = stream_workers  # stream chunks answered in worker processes (STREAM_WORKERS), or None
 
     async def check(
         self, question: Question, at: datetime | None = None, catalog: CatalogSnapshot | None = None
