@@ -47,7 +47,8 @@ from server.proof.log import SignedCheckpoint, TransparencyLog, checkpoint_time
 
 MANIFEST_TYP = "consent-proof-manifest+json"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-# One environment per process: it caches the compiled report template (compiling it took longer than rendering it).
+# One environment per process: it caches the compiled report template, which costs more to compile than to render
+# (bench/README.md, "Proof bundle: shared paths, the report template compiled once").
 _REPORT_ENV = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
 
 
