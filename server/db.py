@@ -106,8 +106,8 @@ def placeholders(conn: BaseDBAsyncClient, count: int, start: int = 1) -> list[st
 
 
 # The column `lock_row` writes on SQLite, per table: unindexed and referenced by no foreign key, so that the no-op
-# UPDATE costs nothing more (`SET id = id` made SQLite check every table that references the row, by full scans of
-# those without an index on the reference).
+# UPDATE costs nothing more (an UPDATE of `id` would make SQLite check every table that references the row, by full
+# scans of those without an index on the reference).
 _LOCK_COLUMNS = {"subjects": "last_seq", "breaches": "version"}
 
 
