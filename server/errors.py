@@ -9,7 +9,7 @@ Domain code raises these; `server.kernel.problems` maps each to an RFC 9457 prob
     ├── UnprocessableDecision         a well-formed request the ledger refuses (422)
     │   ├── UnknownPurpose
     │   ├── UnknownChannel
-    │   ├── UnknownPolicyVersion      not published (DESIGN invariant 2)
+    │   ├── UnknownPolicyVersion      not published (invariant 2, docs/design.md)
     │   ├── ChannelNotOffered         purpose not offered on that channel
     │   ├── InvalidTransition         decision not allowed from the current status
     │   ├── ConfirmationByLinkOnly    `confirm` from an API client outside an import

@@ -87,7 +87,8 @@ class CatalogSnapshot:
         return None
 
     def reconsent_required(self, purpose: str, granted_under: PolicyInfo, since: datetime, at: datetime) -> bool:
-        """DESIGN invariant 7: a material version listing `purpose`, in force at `at`, newer than the grant."""
+        """Invariant 7 (docs/design.md): a material version listing `purpose`, in force at `at`, newer than the
+        grant."""
         for material in self.materials:
             if purpose not in material.purposes or material.effective_at > at:
                 continue
