@@ -1,4 +1,4 @@
-"""The database itself refuses UPDATE and DELETE on ledger events (DESIGN invariant 1)."""
+"""The database itself refuses UPDATE and DELETE on ledger events (invariant 1 (docs/design.md))."""
 
 from tortoise import migrations
 from tortoise.migrations import operations as ops

@@ -1,1 +1,1 @@
-"""The embeddable preference center (routes, templates, static files). Built in the preference-center issue."""
+"""The embeddable preference center (routes, templates, static files)."""

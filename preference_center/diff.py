@@ -1,4 +1,4 @@
-"""A readable, section-level diff between two policy versions (for re-consent, DESIGN invariant 7).
+"""A readable, section-level diff between two policy versions (for re-consent: invariant 7, docs/design.md).
 
 Policy texts are Markdown divided into `## ` sections whose headings stay identical between versions
 (`policy_docs/README.md`). Sections are paired by heading; inside a changed section, blocks (paragraphs and list

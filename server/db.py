@@ -29,9 +29,10 @@ NOT_MIGRATED = 3  # exit status of a command run on a database that lacks a migr
 def credentials(database_url: str, *, migrating: bool = False) -> dict[str, Any]:
     """Tortoise connection dict for `database_url`.
 
-    SQLite runs in WAL mode with `synchronous=FULL` so an acknowledged commit survives a crash (DESIGN invariant 5),
-    and a busy timeout so a CLI command and the server can share the file. While migrating, foreign keys are off: a
-    table rebuild would otherwise cascade into child rows (checked afterwards with `PRAGMA foreign_key_check`).
+    SQLite runs in WAL mode with `synchronous=FULL` so an acknowledged commit survives a crash (invariant 5,
+    docs/design.md), and a busy timeout so a CLI command and the server can share the file. While migrating, foreign
+    keys are off: a table rebuild would otherwise cascade into child rows (checked afterwards with
+    `PRAGMA foreign_key_check`).
     """
     parts = urlsplit(database_url)
     if parts.scheme == "sqlite":
@@ -106,8 +107,8 @@ def placeholders(conn: BaseDBAsyncClient, count: int, start: int = 1) -> list[st
 
 
 # The column `lock_row` writes on SQLite, per table: unindexed and referenced by no foreign key, so that the no-op
-# UPDATE costs nothing more (`SET id = id` made SQLite check every table that references the row, by full scans of
-# those without an index on the reference).
+# UPDATE costs nothing more (an UPDATE of `id` would make SQLite check every table that references the row, by full
+# scans of those without an index on the reference).
 _LOCK_COLUMNS = {"subjects": "last_seq", "breaches": "version"}
 
 

@@ -2,7 +2,7 @@
 
 An event id is a key of two unique indexes that grow with every event: `consent_events`' primary key and
 `log_entries.event_id`, which the sequencer fills a batch at a time. Random (version 4) ids land all over those
-B-trees, so each batch of the sequencer rewrote pages across the whole index: on SQLite that was two thirds of the
+B-trees, so each batch of the sequencer would rewrite pages across the whole index: on SQLite two thirds of the
 cost of writing a million log entries (bench/README.md, "Where a first checkpoint's time goes"). A version 7 id
 starts with the Unix time in milliseconds at which it was made, so new ids are appended at the right edge of the
 index, in about the order the sequencer meets them.

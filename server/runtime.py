@@ -2,10 +2,9 @@
 
 The garbage collector's default thresholds run a collection every 700 net allocations; a consent check allocates
 enough short-lived objects that full collections, each walking every long-lived object (models, catalog, modules),
-ran often enough to dominate the tail. Measured with bench/check_bench.py on PostgreSQL, 20,000 subjects, same
-machine, consecutive runs: 4,598 req/s and p99 68 ms with the defaults; 9,163 req/s and p99 10 ms with the objects
-alive after start-up frozen out of collection and a larger first-generation threshold. Reference cycles are still
-collected, only less often.
+run often enough to dominate the tail. So the objects alive after start-up are frozen out of collection and the
+first-generation threshold is raised: about twice the checks a second and a far shorter p99 (bench/README.md,
+"Garbage collector tuning"). Reference cycles are still collected, only less often.
 """
 
 from __future__ import annotations

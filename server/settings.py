@@ -103,7 +103,7 @@ def _default_mail_dir(values: dict[str, Any]) -> Path:
 
 def _default_stream_workers(values: dict[str, Any]) -> int:
     # PostgreSQL's workers spend part of each chunk waiting for the database: one more than the 2 cores of the
-    # benchmark machine kept both busy (bench/README.md).
+    # benchmark machine kept both busy (bench/README.md, "Stream worker processes").
     return 2 if str(values.get("database_url", "sqlite:")).startswith("sqlite") else 3
 
 

@@ -1,4 +1,4 @@
-"""The ledger is append-only (DESIGN invariant 1): no code path updates or deletes an event, and the database
+"""The ledger is append-only (invariant 1, docs/design.md): no code path updates or deletes an event, and the database
 refuses it too."""
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ def test_accept_all_grants_every_web_purpose_in_one_transaction(visitor: TestCli
         assert event["policy"]["document"] == "cookie-policy" and event["policy"]["version"] == "1"
         assert event["policy"]["sha256"] == shown["policy"]["fr"]["sha256"]
         assert event["ui_snapshot"] == shown["hash"]["fr"]
-        # DESIGN invariant 9: the network, not the address.
+        # Invariant 9 (docs/design.md): the network, not the address.
         assert event["evidence"] == {
             "ip": "203.0.113.0/24",
             "user_agent": "Mozilla/5.0 (banner test)",

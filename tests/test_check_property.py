@@ -1,6 +1,7 @@
 """Property: the check API agrees with a straightforward replay of the subject's own ledger, now and at any instant.
 
-The replay below is written from the rules (DESIGN invariants 6 and 7), independently of `server.consent.decide`.
+The replay below is written from the rules (invariants 6 and 7, docs/design.md), independently of
+`server.consent.decide`.
 """
 
 from __future__ import annotations

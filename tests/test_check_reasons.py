@@ -1,4 +1,4 @@
-"""Every `reason` the check API can give, on both databases (DESIGN invariant 6: default deny)."""
+"""Every `reason` the check API can give, on both databases (default deny: invariant 6, docs/design.md)."""
 
 from __future__ import annotations
 

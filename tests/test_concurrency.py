@@ -1,4 +1,4 @@
-"""Concurrent writers on one subject never fork the chain (DESIGN invariant 3)."""
+"""Concurrent writers on one subject never fork the chain (invariant 3, docs/design.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DESIGN invariant 5: an acknowledged write is durable, state and event both or neither.
+"""Invariant 5 (docs/design.md): an acknowledged write is durable, state and event both or neither.
 
 The real server (`python -m server serve`) takes a stream of concurrent writes and is killed with SIGKILL in the
 middle of it. Restarted on the same database, it still has every event it answered 201 for, with the same hash,

@@ -1,4 +1,4 @@
-"""Recording decisions: chain, projection, refusals with nothing written (DESIGN invariants 1-5)."""
+"""Recording decisions: chain, projection, refusals with nothing written (invariants 1-5, docs/design.md)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def test_grant_then_read_back_chain_and_matrix(client: TestClient, auth: dict[st
 
 
 def test_exported_event_hash_recomputes_without_our_code(client: TestClient, auth: dict[str, str]) -> None:
-    """DESIGN invariant 4: SHA-256 over RFC 8785 JSON of every field but `hash`."""
+    """Invariant 4 (docs/design.md): SHA-256 over RFC 8785 JSON of every field but `hash`."""
     record(client, auth, "cust-1", [("offers", "email", "grant")], evidence={"ip": "2001:db8:1:2::7"})
     record(client, auth, "cust-1", [("offers", "email", "withdraw")])
     events = client.get("/v1/subjects/cust-1/events", headers=auth).json()["events"]
@@ -56,7 +56,7 @@ def test_exported_event_hash_recomputes_without_our_code(client: TestClient, aut
         assert body["prev_hash"] == previous
         assert hashlib.sha256(rfc8785.dumps(body)).hexdigest() == event["hash"]
         previous = event["hash"]
-    # DESIGN invariant 9: the IP is truncated, the subject is a pseudonym, never the ref.
+    # Invariant 9 (docs/design.md): the IP is truncated, the subject is a pseudonym, never the ref.
     assert events[0]["evidence"]["ip"] == "2001:db8:1::/48"
     assert events[0]["subject"] != "cust-1" and len(events[0]["subject"]) == 64
 

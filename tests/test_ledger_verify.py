@@ -1,6 +1,6 @@
 """`python -m server ledger verify` as a real subprocess against the test database: a clean ledger passes, and
 every kind of tampering with the stored rows (done with raw SQL, as an attacker with database access would) is
-detected and named (DESIGN invariants 1, 3 and 4)."""
+detected and named (invariants 1, 3 and 4, docs/design.md)."""
 
 from __future__ import annotations
 
@@ -280,8 +280,8 @@ def test_inserted_event_with_forged_hash_is_detected(ledger: Settings, tmp_path:
 def test_inserted_event_with_recomputed_hash_and_moved_head_is_detected(
     ledger: Settings, client: TestClient, auth: dict[str, str], tmp_path: Path
 ) -> None:
-    """The hash algorithm is public (DESIGN invariant 4): an attacker can forge a chain-valid event and move the
-    head. The state projection, not written by the attacker, still gives it away."""
+    """The hash algorithm is public (invariant 4, docs/design.md): an attacker can forge a chain-valid event and
+    move the head. The state projection, not written by the attacker, still gives it away."""
     url = ledger.database_url
     last = client.get("/v1/subjects/cust-a/events", headers=auth).json()["events"][-1]
     assert last["seq"] == 4

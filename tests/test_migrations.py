@@ -129,7 +129,7 @@ def test_migrations_bring_an_empty_database_to_the_models(empty_url: str) -> Non
             await record_decisions("cust-mig")
             before = await conn.execute_query_dict("SELECT id, status, hash FROM consent_events ORDER BY seq")
             assert len(before) == 2
-            # DESIGN invariant 1: the database itself refuses to rewrite or remove ledger events
+            # Invariant 1 (docs/design.md): the database itself refuses to rewrite or remove ledger events
             statements = ["UPDATE consent_events SET status = 'refused'", "DELETE FROM consent_events"]
             if is_postgres(conn):
                 statements.append("TRUNCATE consent_events CASCADE")

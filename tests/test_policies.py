@@ -1,4 +1,4 @@
-"""Policies as code: the published list and texts, `policies sync` and its refusals (DESIGN invariant 2)."""
+"""Policies as code: the published list and texts, `policies sync` and its refusals (invariant 2, docs/design.md)."""
 
 from __future__ import annotations
 
@@ -344,7 +344,7 @@ def test_purpose_declarations_of_the_wrong_shape_are_named(
     assert str(path) in str(refused.value) and says in str(refused.value)
 
 
-# --- DESIGN invariant 2 ----------------------------------------------------------------------------------------------
+# --- invariant 2 (docs/design.md) -------------------------------------------------------------------------------------
 
 
 async def _ledger_counts() -> tuple[int, int]:

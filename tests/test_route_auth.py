@@ -181,7 +181,7 @@ def test_every_answer_carries_a_request_id(client: TestClient, auth: dict[str, s
 def test_access_log_names_the_route_not_the_ref_nor_the_ip(
     client: TestClient, auth: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    """DESIGN invariant 9: subject refs are personal data and stay out of the logs, as do IP addresses."""
+    """Invariant 9 (docs/design.md): subject refs are personal data and stay out of the logs, as do IP addresses."""
     caplog.set_level(logging.INFO, logger="server.access")
     ref = "secret-ref-123"
     written = record(client, auth, ref, [("offers", "email", "grant")], evidence={"ip": "203.0.113.7"})

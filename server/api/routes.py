@@ -158,7 +158,7 @@ API_ENDPOINTS: list[Endpoint] = [
             Param("channel", "query", "only this channel"),
             Param("from", "query", "events recorded at or after this instant", schema=DATE_TIME),
             Param(
-                "to", "query", "events recorded at or before this instant (and the state as of then)", schema=DATE_TIME
+                "to", "query", "events recorded before this instant (and the state as they leave it)", schema=DATE_TIME
             ),
         ],
         response_media_type="application/zip",

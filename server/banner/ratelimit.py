@@ -1,9 +1,9 @@
 """A per-network, per-minute request budget for the public banner endpoint.
 
-Fixed one-minute windows, counted per truncated IP (/24, /48: what the ledger keeps, DESIGN invariant 9). Memory is
-bounded by the networks seen in the current minute: the table is emptied when the minute changes. The count lives in
-the process: with N app processes behind a load balancer a network gets at most N times the budget, which is enough to
-stop a flood from one machine; a shared budget would need a table or a cache server.
+Fixed one-minute windows, counted per truncated IP (/24, /48: what the ledger keeps, invariant 9, docs/design.md).
+Memory is bounded by the networks seen in the current minute: the table is emptied when the minute changes. The count
+lives in the process: with N app processes behind a load balancer a network gets at most N times the budget, which is
+enough to stop a flood from one machine; a shared budget would need a table or a cache server.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The decision rule behind every consent answer, as one pure function.
 
-Default deny (DESIGN invariant 6): only `granted`, `soft_opt_in`, `legitimate_interest` and `necessary` allow.
+Default deny (invariant 6, docs/design.md): only `granted`, `soft_opt_in`, `legitimate_interest` and `necessary` allow.
 Expiry and re-consent after a material policy version are decided here, at read time, so no background job has to
 run for them to take effect.
 """

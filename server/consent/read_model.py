@@ -2,7 +2,8 @@
 
 A check needs the subject's flags (known, erased, restricted) and the state of one purpose x channel. Read from the
 projection as it is, that is two index probes a key (`subjects` by ref, then `consent_states` by subject, purpose and
-channel), and on PostgreSQL those two probes were most of a stream's cost (bench/README.md, "tenth session").
+channel); one probe costs about 30 % less backend CPU a key (bench/README.md, "PostgreSQL read model: one probe a
+check").
 `subjects.check_states` holds, as one `jsonb` object, every state of the subject:
 
     {"<purpose>\\u001f<channel>": [status, since, valid_until, policy_version_id, event_id], ...}
@@ -17,8 +18,9 @@ The column is kept by the database, whoever writes the states, with two triggers
   UPDATE trigger on `subjects` puts the recomputed object in that same new row version;
 - a trigger on `consent_states`, deferred to the commit, compares the subject's object with a recomputation and
   writes it when they differ: a change of the states without a new head (an operator's repair, say).
-The ledger's own transactions find it equal at commit and write no second row version: a trigger that wrote on every
-state change made recording ~15 % slower (bench/README.md, "tenth session"). It is NULL for a subject without states.
+The ledger's own transactions find it equal at commit and write no second row version, which a trigger writing on
+every state change would add to each decision (bench/README.md, "PostgreSQL read model: one probe a check"). It is
+NULL for a subject without states.
 `python -m server ledger verify` compares every subject's object with a recomputation. Installed by migration 0014,
 on PostgreSQL only: SQLite answers a check from its own two probes, which cost microseconds there, and does not have
 the column.
@@ -34,9 +36,10 @@ SEPARATOR = "\x1f"  # between purpose and channel in a key; a check's question n
 TRIGGER = "consent_states_check_states"
 # The check finds the subject by ref through this index (migration 0015): a hash of the ref's bytes, one bucket page
 # and one hash compared, where a B-tree descent compares ~17 refs through the collation's function calls (`perf` on
-# the backends put `_bt_compare` first). Backend CPU a key 5.6-7.8 -> 3.9-5.1 us on one seeded database, the two
-# alternated (bench/README.md, "eleventh session"). The check's SQL compares refs `COLLATE "C"`, as the index is
-# built, so that no other index matches it: equality is the same under any deterministic collation.
+# the backends put `_bt_compare` first): backend CPU a key 3.9-5.1 us against 5.6-7.8 through a B-tree of the refs
+# as bytes (bench/README.md, "PostgreSQL: the subject found by a hash index of refs"). The check's SQL compares refs
+# `COLLATE "C"`, as the index is built, so that no other index matches it: equality is the same under any
+# deterministic collation.
 REF_INDEX = "subjects_ref_hash"
 # Migration 0014's index for the same probe: a B-tree of the refs compared as bytes ("C"), not through the database's
 # collation (strcoll, even for C.UTF-8 on PostgreSQL 15); replaced by REF_INDEX in 0015.
@@ -48,13 +51,14 @@ FINITE_CONSTRAINT = "consent_states_finite_instants"
 
 # The functions are created with CREATE OR REPLACE: a later migration may change them in place.
 # One to_char, the fraction cut when it is zero (a '.' appears nowhere else): 0.9 us a call against 3.5 for a
-# to_char of each part and a date_part.
+# to_char of each part and a date_part (bench/README.md, "PostgreSQL read model: one probe a check").
 INSTANT_FUNCTION = """CREATE OR REPLACE FUNCTION consent_instant_text(t timestamptz) RETURNS text
 LANGUAGE sql STABLE STRICT PARALLEL SAFE AS $$
   SELECT replace(to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), '.000000', '') || '+00:00'
 $$"""
 
-# PL/pgSQL, not SQL: a SQL function called from a trigger is planned again at every call (~1 ms a decision, measured),
+# PL/pgSQL, not SQL: a SQL function called from a trigger is planned again at every call (~1 ms a decision,
+# bench/README.md, "PostgreSQL read model: one probe a check"),
 # where PL/pgSQL keeps its query's plan for the session.
 STATES_FUNCTION = """CREATE OR REPLACE FUNCTION consent_check_states(subject uuid) RETURNS jsonb
 LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$

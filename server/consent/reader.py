@@ -77,10 +77,9 @@ _SQLITE_BATCH = 5000  # keys per bulk read on a worker thread (a batch of 10,000
 # array holding [branch, index in the branch's refs, erased_at, restricted_at, status, since, valid_until,
 # policy_version_id, event_id] per known subject (an absent index is an unknown ref), instants as stored. One
 # sqlite3_step computes it all, and Python's sqlite3 releases the GIL for the whole step, so the bulk read runs on the
-# other core while the event loop goes on. Each GIL round trip counts: a row-per-key read made a threaded stream
-# slower (59k -> 41-49k checks/s), and so did one statement per pair (bench/README.md, "Where a stream's time goes").
-# Flat refs with the pair as a parameter cost less than the [ref, purpose, channel] arrays they replace, which took
-# three json_extract calls a key.
+# other core while the event loop goes on. Each GIL round trip counts, so a read is one statement with one row, not
+# a row a key nor a statement a pair; flat refs with the pair as a parameter spare three json_extract calls a key
+# (bench/README.md, "The SQLite bulk read: one statement, one row").
 _UNION_MAX = 32  # branches per statement (SQLite allows 500 terms in a compound SELECT)
 _SQLITE_BRANCH = """SELECT json_array({branch}, k.key, s.erased_at, s.restricted_at, c.status, c.since, c.valid_until,
                   c.policy_version_id, c.event_id) AS found
@@ -135,10 +134,10 @@ def since_of(value: Any) -> datetime:
 # Page caches: 64 MiB for the single-check connection, 32 MiB for each bulk one; the OS page cache holds the file in
 # any case. The bulk connections also read the file through mmap (BULK_MMAP_MB, setting SQLITE_BULK_MMAP_MB): the two
 # check indexes of 100,000 subjects take ~96 MB, more than a bulk cache holds, and a page that misses the cache then
-# costs a read() and a copy. Mapped, a bulk read costs 3.4 us a key instead of 5.5 on two threads (bench/README.md,
-# "Where a stream's time goes"). The mapped pages are the kernel's page cache, not copies: they count in the process's
-# RSS as file-backed pages, up to min(file size, BULK_MMAP_MB) for each of the two connections (and for each stream
-# worker process, server.consent.stream_workers), whatever is streamed.
+# costs a read() and a copy. On two threads, a mapped bulk read costs 3.4 us of CPU a key against 5.5 through read()
+# (bench/README.md, "SQLite bulk reads through mmap"). The mapped pages are the kernel's page cache, not copies: they
+# count in the process's RSS as file-backed pages, up to min(file size, BULK_MMAP_MB) for each of the two connections
+# (and for each stream worker process, server.consent.stream_workers), whatever is streamed.
 # A mapped file truncated under the server (a VACUUM or a restore by another process) would raise SIGBUS: README.
 SINGLE_CACHE_KIB = 65536
 BULK_CACHE_KIB = 32768
@@ -173,15 +172,15 @@ class SqliteStateReader:
         return self._many(keys)
 
     def _many(self, keys: Sequence[Key]) -> list[Lookup]:
-        """One query for the whole batch (bench: 6 ms per 1,000 keys, against 19 ms when loading every state row
-        of each subject)."""
+        """One query for the whole batch, not every state row of each subject: 6 against 19 ms per 1,000 keys
+        (bench/README.md, "The SQLite bulk read: one statement, one row")."""
         return [_lookup(row) for row in sqlite_rows(self._conn, keys)]
 
     async def rows(self, keys: Sequence[Key]) -> list[Row | None]:
-        """The bulk read, on the worker threads, each with its own connection (see _SQLITE_BRANCH). Measured on the
-        stream of bench/check_bench.py, with the covering indexes of migration 0007: 1.6-1.8x the checks/s of the
-        same read on the event loop (bench/README.md, "Where a stream's time goes"). A large read is split between
-        the threads (a batch of 10,000 keys: two parts of 5,000 read at once)."""
+        """The bulk read, on the worker threads, each with its own connection (see _SQLITE_BRANCH), so that SQLite
+        reads on the other core while the event loop goes on (bench/README.md, "The SQLite bulk read: one statement,
+        one row"). A large read is split between the threads (a batch of 10,000 keys: two parts of 5,000 read at
+        once)."""
         loop = asyncio.get_running_loop()
         part = min(_SQLITE_BATCH, max(1000, -(-len(keys) // self._bulk_threads)))
         if len(keys) <= part:
@@ -275,10 +274,10 @@ def _by_pair(keys: Sequence[Key]) -> dict[tuple[str, str], tuple[list[int], list
 
 # The keys go in as two texts split by PostgreSQL: the refs joined by the unit separator (U+001F), and the keys of
 # their pairs in the read model (`read_model.key`: purpose, U+001F, channel) joined by the record separator (U+001E).
-# Encoding three text[] parameters made asyncpg call `isinstance` six times a key in Python (bench/README.md, "Where a
-# stream's time goes"); the pair's key built by PostgreSQL from purpose and channel cost ~0.5 us of backend CPU a key
-# (bench/README.md, "twelfth session"). Questions never hold a control character (`validate_question`);
-# `postgres_rows` checks anyway.
+# Texts, not three text[] parameters, whose encoding costs asyncpg six `isinstance` calls a key in Python; the pairs'
+# keys built here, not by PostgreSQL from purpose and channel, which costs backend CPU a key (bench/README.md,
+# "PostgreSQL bulk read: keys in as texts, answers out as one text"). Questions never hold a control character
+# (`validate_question`); `postgres_rows` checks anyway.
 # One probe a key: the subject's row by ref (through the hash index `read_model.REF_INDEX`, which the refs compared
 # COLLATE "C" select) holds its flags and, in `check_states`, every one of its states (server.consent.read_model).
 # The answer is ONE text for all the keys, decoded by one `orjson.loads`: a JSON value per key, in key order (`k.i`;
@@ -288,8 +287,9 @@ def _by_pair(keys: Sequence[Key]) -> dict[tuple[str, str], tuple[list[int], list
 #                             restricted (the common case)
 #   []                        no state for the pair, no flag
 #   [erased_at, restricted_at, state or null]                 a subject with a flag
-# Instants are UTC text (read_model). One text instead of a record a key: asyncpg's decoding of five columns a row,
-# and the loop over the records, cost twice the client CPU (bench/README.md, "tenth session").
+# Instants are UTC text (read_model). One text, not a record a key: asyncpg's decoding of five columns a row and the
+# loop over the records would cost the client twice the CPU a key (bench/README.md, "PostgreSQL bulk read: keys in
+# as texts, answers out as one text").
 _PG_SEPARATOR = "\x1f"
 _PG_PAIR_SEPARATOR = "\x1e"
 _PG_STATE = f"s.{read_model.COLUMN} -> k.pair"
@@ -306,8 +306,8 @@ LEFT JOIN subjects s ON s.ref = k.ref COLLATE "C"
 # aggregate node feeds both aggregates the same rows in the same sequence. The join walks the keys in order (a nested
 # loop over `unnest`), so the positions read "1,2,...,n" and the values are in key order; SQL does not promise that
 # order, and `postgres_rows` reads the keys again with `_PG_MANY_ORDERED` whenever the positions say otherwise.
-# Without the ORDER BY, PostgreSQL sorts nothing: backend CPU 3.9 against 4.75 us a key, 8 alternations
-# (bench/README.md, "twelfth session").
+# Without an ORDER BY, PostgreSQL sorts nothing: backend CPU 3.9 against 4.75 us a key (bench/README.md,
+# "PostgreSQL bulk read: keys in as texts, answers out as one text").
 _PG_MANY = f"SELECT string_agg({_PG_VALUE}, ','), string_agg(k.i::text, ',')\n{_PG_KEYS}"
 _PG_MANY_ORDERED = f"SELECT string_agg({_PG_VALUE}, ',' ORDER BY k.i)\n{_PG_KEYS}"
 _NO_STATE = (None, None, None, None, None)
@@ -327,8 +327,8 @@ async def _session_kept(connection: asyncpg.Connection) -> None:
     locks, cursors, LISTEN, session settings) at every release, a round trip per chunk of a stream and per batch of
     coalesced single checks; this reader takes no advisory lock, listens to nothing, sets nothing after connecting
     and closes its cursors with their transactions. asyncpg still rolls back a transaction left open before this is
-    called. Alternated HTTP streams of 1,000,000 checks: median ~155,000 against ~144,500 checks/s
-    (bench/README.md, "eleventh session")."""
+    called. One round trip less a chunk: some 7 % more checks/s on a stream (bench/README.md, "PostgreSQL bulk
+    read: keys in as texts, answers out as one text")."""
 
 
 class PostgresStateReader:
@@ -382,7 +382,8 @@ class PostgresStateReader:
 
     async def rows(self, keys: Sequence[Key]) -> list[Row | None]:
         """Large reads are split into parts of `PG_PART` keys queried at once on several pool connections, so
-        PostgreSQL works on them in several backends (bench, 10,000 keys: ~125-165 ms against ~170-290 ms whole)."""
+        PostgreSQL works on them in several backends (bench/README.md, "PostgreSQL bulk read: keys in as texts,
+        answers out as one text")."""
         parts = [keys[start : start + PG_PART] for start in range(0, len(keys), PG_PART)]
         results: list[Row | None] = []
         for part in await asyncio.gather(*(self._fetch(part) for part in parts)):

@@ -26,8 +26,9 @@ from server.policies.snapshot import CatalogSnapshot
 from server.visibility import FEED_OVERLAP
 
 STREAM_CHUNK = 1000  # lines answered together: one read of the state, one write of answers
-# Chunks of one stream answered at once without worker processes (STREAM_WORKERS=0): 4 beat 2 and 6 in alternated
-# runs on PostgreSQL (bench/README.md).
+# Chunks of one stream answered at once without worker processes (STREAM_WORKERS=0); with workers, two a worker, at
+# most MAX_IN_FLIGHT. In process on PostgreSQL, 4 answers more checks/s than 2 or 6 (bench/README.md, "Chunks of a
+# stream in flight").
 IN_FLIGHT = 4
 MAX_IN_FLIGHT = 8  # chunks of one stream answered at once with worker processes, whatever their number
 
@@ -43,7 +44,7 @@ class CheckService:
         self.catalog = catalog
         self.reader = reader
         self.clock = clock
-        self.stream_workers = stream_workers  # stream chunks answered in worker processes
+        self.stream_workers = stream_workers  # stream chunks answered in worker processes (STREAM_WORKERS), or None
 
     async def check(
         self, question: Question, at: datetime | None = None, catalog: CatalogSnapshot | None = None
@@ -79,8 +80,8 @@ class CheckService:
     async def stream(self, segments: AsyncIterable[Segment]) -> AsyncIterator[bytes]:
         """NDJSON answering the lines of `segments` in order, in constant memory.
 
-        Pipelined: up to `limit` chunks are answered (by the worker processes, or on the reader's bulk threads, or
-        by PostgreSQL while Python goes on) while the next ones are read and the previous ones written; at most
+        Pipelined: up to `limit` chunks are answered (by the worker processes, or in process: on the reader's bulk
+        threads on SQLite, by the database on PostgreSQL while Python goes on) while the next ones are read and the previous ones written; at most
         `limit` + 1 chunks are held."""
         catalog = await self.catalog.get()
         workers = self.stream_workers

@@ -3,10 +3,9 @@
 A stream's work per check is Python (parse and validate the line, write the answer line) around a database read.
 In one process that Python all runs on the event loop, one core at most:
 - on SQLite the event loop and the bulk-read threads take turns holding the GIL, and with the reads mapped (mmap) the
-  event loop is the limit: py-spy found the GIL held ~78 % of a stream, ~60 % by the event loop (bench/README.md,
-  "Where a stream's time goes");
-- on PostgreSQL the event loop was busy ~75 % of a stream and the database about as much, the two waiting on each
-  other, with a fifth of the 2 cores idle (bench/README.md, "twelfth session").
+  event loop is the limit;
+- on PostgreSQL the event loop and the database take turns, waiting on each other, and the cores are not all busy
+  (bench/README.md, "Stream worker processes", for both).
 Here the event loop only cuts the body into chunks of lines; each chunk goes whole to one of `workers` processes,
 which parses it, reads its keys on its own connection and writes its answer lines. The event loop sends back what
 comes out, in order.
@@ -121,7 +120,8 @@ class _PostgresRows:
 def _end_with(server_pid: int) -> None:
     """End this worker once the server that started it is gone, however it went. A server killed by SIGKILL runs
     no shutdown, and the job queue would never tell its workers: every worker holds the queue's writing end too,
-    so none sees an end of file. Found with the crash-safety test, which left its workers running."""
+    so none sees an end of file. tests/test_stream_workers.py kills a server with SIGKILL and waits for its workers
+    to end."""
     while os.getppid() == server_pid:
         time.sleep(SERVER_POLL_S)
     os._exit(0)
@@ -161,9 +161,9 @@ def _widen_pipes(pool: ProcessPoolExecutor) -> None:
 
     A chunk's answers are ~250 KB. Through a 64 KiB pipe a worker writes them in four or more parts, each waiting
     for the server's result thread to read the last, and that thread needs the GIL, which the event loop holds for
-    up to 5 ms at a time: py-spy found the workers blocked in that write (or on the queue's lock, behind another
-    worker's write) ~20-30 % of a stream. HTTP streams of 1,000,000 checks alternated, 4 runs each, medians: SQLite
-    194,568 against 184,009, PostgreSQL 201,237 against 185,767 checks/s (bench/README.md, "twelfth session").
+    up to 5 ms at a time, so the workers wait in that write (or on the queue's lock, behind another worker's
+    write). Pipes of 1 MiB give some 5-8 % more checks a second (bench/README.md, "Pipes of 1 MiB to and from the
+    workers").
     The pipes are the executor's own (private attributes of CPython's `ProcessPoolExecutor`); where they are not
     found, or the system refuses the size, they keep their default."""
     setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only

@@ -3,7 +3,7 @@
 - access / portability (GDPR 15, 20): a signed, expiring download link (JSON and CSV) mailed to the person.
 - rectification (16): contact data corrected on the subject row; the history names the fields, not the values.
 - erasure (17): contact data blanked, a suppression entry per address (keyed hash), the ledger kept as proof
-  (17(3)(e), DESIGN invariant 1); the check API answers `erased` from then on.
+  (17(3)(e); invariant 1, docs/design.md); the check API answers `erased` from then on.
 - restriction (18): `subjects.restricted_at` set, so the check API answers `restricted`; lifted only after the
   person was told (18(3)).
 - objection to direct marketing (21(3)): every marketing purpose on every channel objected to, in one record call.

@@ -2,7 +2,7 @@
 
 The subject row is the lock: on PostgreSQL `SELECT ... FOR UPDATE` after an idempotent insert; on SQLite the
 transaction starts with that insert, which takes the database write lock (single writer). Events, the state
-projection and the chain head are written in the same transaction (DESIGN invariants 3 and 5).
+projection and the chain head are written in the same transaction (invariants 3 and 5, docs/design.md).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Database triggers that refuse UPDATE and DELETE on append-only tables: the ledger's events (DESIGN invariant 1)
-and the breach register's trail (`breach_history`, GDPR 33(5)).
+"""Database triggers that refuse UPDATE and DELETE on append-only tables: the ledger's events (invariant 1,
+docs/design.md) and the breach register's trail (`breach_history`, GDPR 33(5)).
 
 Installed by migrations 0002 (consent_events) and 0012 (breach_history). A SQLite table rebuild in a later
 migration drops triggers with the old table, so `server.migrate` re-installs any that are missing after every

@@ -1,4 +1,4 @@
-"""The hash chain: canonical bytes of an event and their SHA-256 (DESIGN invariant 4).
+"""The hash chain: canonical bytes of an event and their SHA-256 (invariant 4, docs/design.md).
 
 `hash = sha256(JCS(body))` where JCS is RFC 8785 JSON canonicalisation and `body` is exactly the object
 `event_body()` returns: every field of the event plus `prev_hash`. The first event of a subject has

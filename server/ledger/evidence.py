@@ -1,4 +1,4 @@
-"""Minimised evidence kept with each event (DESIGN invariant 9, GDPR 5(1)(c))."""
+"""Minimised evidence kept with each event (invariant 9, docs/design.md; GDPR 5(1)(c))."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Request id and one structured access-log line per request.
 
 The line names the route template (`/v1/subjects/{ref}/consents`), never the raw path, so subject refs, which
-are personal data, stay out of the logs (DESIGN invariant 9); no IP address or query string is logged either.
+are personal data, stay out of the logs (invariant 9, docs/design.md); no IP address or query string is logged either.
 """
 
 from __future__ import annotations

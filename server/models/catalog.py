@@ -61,7 +61,7 @@ class PurposeBasisChange(Model):
 class PolicyVersion(Model):
     """One immutable published text in one language, with the SHA-256 of its exact bytes.
 
-    `material` versions put earlier grants of the purposes they list into re-consent (DESIGN invariant 7).
+    `material` versions put earlier grants of the purposes they list into re-consent (invariant 7, docs/design.md).
     """
 
     id = fields.IntField(primary_key=True)

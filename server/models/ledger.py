@@ -50,7 +50,7 @@ class ConsentEvent(Model):
 
     `hash` = SHA-256 of the RFC 8785 canonical JSON of the event's fields plus `prev_hash` (see
     `server.ledger.chain`). Queries are always by subject or by time range, so the table can later be partitioned by
-    `recorded_at` and distributed by `subject_id` (DESIGN, Scale).
+    `recorded_at` and distributed by `subject_id` (docs/design.md, "Not built").
     """
 
     id = fields.UUIDField(primary_key=True)

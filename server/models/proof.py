@@ -42,9 +42,9 @@ class LogQueue(Model):
     queue alone instead of looking up every event by its random UUID.
 
     `event_id` has no unique index: the queue is drained a million rows at a time on a first checkpoint, and
-    deleting from an index on random UUIDs was the sequencer's costliest step. An event is queued once, by the
-    transaction that inserts it; `log_entries.event_id` is unique, and `ledger verify` counts queued plus logged
-    against the events.
+    deleting from an index on random UUIDs would be its costliest step (bench/README.md, "Where a first
+    checkpoint's time goes"). An event is queued once, by the transaction that inserts it; `log_entries.event_id`
+    is unique, and `ledger verify` counts queued plus logged against the events.
     """
 
     id = fields.BigIntField(primary_key=True)

@@ -20,7 +20,7 @@ class Subject(Model):
     The ledger only ever names the `pseudonym` (HMAC-SHA256 of the ref under the server secret). Contact points are
     kept here, apart from the ledger, so that erasure (GDPR 17) can blank them without touching any event.
     `last_seq` / `head_hash` are the head of the subject's hash chain: the row is locked while appending, which
-    serialises writers on one subject (DESIGN invariant 3).
+    serialises writers on one subject (invariant 3, docs/design.md).
 
     `flags_changed_at` is when `erased_at` or `restricted_at` last changed, lifting a restriction included (which
     leaves no other trace here), or when `ledger repair` rewrote the subject's states (server.ledger.repair): the

@@ -16,8 +16,8 @@ from server.policies.snapshot import CatalogSnapshot, PolicyInfo, PurposeInfo
 
 
 class Catalog:
-    """Single-flight: when the snapshot is stale, one background reload runs while requests keep the old snapshot
-    (bench: 50 concurrent reloads every TTL made the SQLite p99 276 ms; single-flight brought it to 13 ms)."""
+    """Single-flight: when the snapshot is stale, one background reload runs while requests keep the old snapshot;
+    concurrent reloads at every TTL would set the check's p99 (bench/README.md, "Catalogue reload: single flight")."""
 
     def __init__(self, ttl_s: float) -> None:
         self.ttl_s = ttl_s

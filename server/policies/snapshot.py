@@ -1,7 +1,8 @@
 """The catalogue as the consent path reads it: purposes, channels and published policy versions, frozen.
 
 No database here: `server.policies.catalog` loads a snapshot, and the stream worker processes
-(`server.consent.stream_workers`) unpickle one without importing the ORM (about 25 MB less memory each).
+(`server.consent.stream_workers`) unpickle one without importing the ORM, which keeps a worker to ~28 MB of RSS
+(bench/README.md, "Stream worker processes").
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ class CatalogSnapshot:
         return None
 
     def reconsent_required(self, purpose: str, granted_under: PolicyInfo, since: datetime, at: datetime) -> bool:
-        """DESIGN invariant 7: a material version listing `purpose`, in force at `at`, newer than the grant."""
+        """Invariant 7 (docs/design.md): a material version listing `purpose`, in force at `at`, newer than the
+        grant."""
         for material in self.materials:
             if purpose not in material.purposes or material.effective_at > at:
                 continue

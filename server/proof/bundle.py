@@ -9,9 +9,10 @@ Layout (every file's SHA-256 is in manifest.json, which is signed as manifest.jw
   proofs/inclusion.json           an RFC 9162 audit path per event in scope
   receipts/<id>.jws               the signed consent receipts of the events in scope
   policies/<doc>/<ver>/<lang>.md  the exact policy texts the events cite
-  snapshots/<sha256>.html         the exact UI the person was shown
+  snapshots/<sha256>.html|.txt    the exact UI the person was shown
   state.json                      the consent matrix now, and at `to` when given
   access_log.json                 who has read or exported this subject's records
+  recipients.json                 what each recipient was told about this subject, and its acknowledgement
   report.html                     the same, readable by a person: who, what, when, how, which text
   VERIFYING.md                    how to check all of it with standard tools
 """
@@ -48,7 +49,8 @@ from server.proof.log import SignedCheckpoint, TransparencyLog, checkpoint_time
 
 MANIFEST_TYP = "consent-proof-manifest+json"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-# One environment per process: it caches the compiled report template (compiling it took longer than rendering it).
+# One environment per process: it caches the compiled report template, which costs more to compile than to render
+# (bench/README.md, "Proof bundle: shared paths, the report template compiled once").
 _REPORT_ENV = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
 
 

@@ -214,8 +214,9 @@ async def _take_batch(conn: BaseDBAsyncClient) -> list[Any]:
     transaction rolls the deletion back with everything else.
 
     PostgreSQL finds the rows by `ctid` (a TID scan) instead of an index descent per id, ~80 ms per 50,000 rows in
-    `EXPLAIN ANALYZE`, with no separate read (bench/README.md). The rows cannot move within the statement: queue
-    rows are never updated, and only the sequencer, under its advisory lock, deletes them.
+    `EXPLAIN ANALYZE`, with no separate read (bench/README.md, "Where a first checkpoint's time goes"). The rows
+    cannot move within the statement: queue rows are never updated, and only the sequencer, under its advisory
+    lock, deletes them.
     """
     rows: Sequence[Any]
     if is_postgres(conn):
@@ -238,7 +239,7 @@ async def _take_batch(conn: BaseDBAsyncClient) -> list[Any]:
         )
     # RETURNING comes in no set order (on PostgreSQL, the order of the row addresses, about queue order for an
     # append-only queue): sorted here, where the rows are nearly in order already, rather than by PostgreSQL,
-    # whose sort of 50,000 rows spilled to disk (bench/README.md, "Where a first checkpoint's time goes").
+    # whose sort of a 50,000-row batch spills to disk (bench/README.md, "Where a first checkpoint's time goes").
     return sorted(rows, key=itemgetter("id"))
 
 
