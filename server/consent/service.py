@@ -81,8 +81,8 @@ class CheckService:
         """NDJSON answering the lines of `segments` in order, in constant memory.
 
         Pipelined: up to `limit` chunks are answered (by the worker processes, or in process: on the reader's bulk
-        threads on SQLite, by the database on PostgreSQL while Python goes on) while the next ones are read and the previous ones written; at most
-        `limit` + 1 chunks are held."""
+        threads on SQLite, by the database on PostgreSQL while Python goes on) while the next ones are read and the
+        previous ones written; at most `limit` + 1 chunks are held."""
         catalog = await self.catalog.get()
         workers = self.stream_workers
         limit = min(max(2, 2 * workers.workers), MAX_IN_FLIGHT) if workers is not None else IN_FLIGHT
