@@ -162,15 +162,15 @@ def cmd_clients_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> int:
-    from server.auth.keys import KeyStore
+    from server.auth.keys import signing_keys
 
-    store = KeyStore(settings.signing_keys_dir).load()
+    store = signing_keys(settings)
     print(json.dumps({"kid": store.rotate(), "keys": len(store.jwks()["keys"])}))
     return 0
 
 
 def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
-    from server.auth.keys import KeyStore
+    from server.auth.keys import signing_keys
     from server.ledger.verify import verify_ledger
     from server.proof.audit import audit_log
 
@@ -180,7 +180,7 @@ def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
             print(f"BROKEN {broken}")
         verdict = "OK" if report.ok else f"FAILED ({len(report.breaks)} subject(s) broken)"
         print(f"ledger verify: {report.subjects} subjects, {report.events} events: {verdict}")
-        log = await audit_log(KeyStore(settings.signing_keys_dir).load(), settings.issuer)
+        log = await audit_log(signing_keys(settings), settings.issuer)
         for problem in log.problems:
             print(f"BROKEN {problem}")
         log_verdict = "OK" if not log.problems else f"FAILED ({len(log.problems)} problem(s))"
@@ -249,7 +249,7 @@ def cmd_proof_verify(args: argparse.Namespace) -> int:
 def cmd_recipients(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import timedelta
 
-    from server.auth.keys import KeyStore
+    from server.auth.keys import signing_keys
     from server.clock import utc_now
     from server.errors import InvalidRequest
     from server.models import RecipientNotice
@@ -290,7 +290,7 @@ def cmd_recipients(settings: Settings, args: argparse.Namespace) -> int:
             # Signed with the newest key on disk: after `keys rotate`, restart the server first, so that its JWKS
             # publishes the key the recipients will be asked to check.
             dispatcher = Dispatcher(
-                KeyStore(settings.signing_keys_dir).load(),
+                signing_keys(settings),
                 settings.issuer,
                 utc_now,
                 timeout_s=settings.recipient_timeout_s,
