@@ -1,5 +1,5 @@
-"""`python -m server staff ...` (server/staff/cli.py): a local account that can sign in at once, and the reminder
-list of requests due soon or overdue."""
+"""`python -m server staff ...` (server/staff/cli.py, server/dsr/cli.py): a local account that can sign in at once,
+and the reminder list of requests due soon or overdue."""
 
 from __future__ import annotations
 
@@ -13,10 +13,15 @@ import pytest
 from starlette.testclient import TestClient
 
 from server.app import create_app
+from server.cli import main as cli_main
 from server.settings import Settings
-from server.staff.cli import main
 from tests.conftest import Clock
 from tests.test_desk_helpers import PASSWORD, desk, sign_in
+
+
+def main(argv: list[str]) -> int:
+    """`python -m server staff <argv...>`."""
+    return cli_main(["staff", *argv])
 
 
 def test_staff_create_makes_an_account_that_signs_in_at_once(

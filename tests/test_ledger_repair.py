@@ -19,10 +19,10 @@ import asyncpg
 import pytest
 from starlette.testclient import TestClient
 
-from server.cli import operator_name
 from server.ledger import repair as repair_module
 from server.ledger import verify as verify_module
 from server.ledger.append import Decision, RecordRequest
+from server.proof.cli import operator_name
 from server.settings import Settings
 from tests.conftest import Clock, run, services_of
 from tests.databases import run_sync

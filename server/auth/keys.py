@@ -19,6 +19,8 @@ from typing import Any
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
 
+from server.settings import Settings
+
 ALGORITHM = "ES256"
 log = logging.getLogger("server.keys")
 
@@ -98,3 +100,9 @@ class KeyStore:
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [key.as_dict(private=False) for key in self._current()]}
+
+
+def signing_keys(settings: Settings) -> KeyStore:
+    """The store of `SIGNING_KEYS_DIR`, read (a first key is made when there is none): what every command that signs
+    or checks a signature builds."""
+    return KeyStore(settings.signing_keys_dir).load()
