@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from preference_center.center import PreferenceCenter
 from preference_center.texts import Texts
-from server.auth.keys import KeyStore
+from server.auth.keys import signing_keys
 from server.auth.tokens import TokenService
 from server.banner.service import BannerService
 from server.banner.sites import DEMO_SITE, with_origin
@@ -28,7 +28,7 @@ from server.policies.controller import Controller, load_controller
 from server.proof.bundle import BundleSources
 from server.proof.log import TransparencyLog
 from server.proof.receipts import ReceiptIssuer
-from server.recipients.dispatcher import Dispatcher
+from server.recipients.dispatcher import dispatcher_for
 from server.services import Services
 from server.settings import Settings
 
@@ -53,14 +53,8 @@ def build_services(
     to a person (the preference center's, by default)."""
     controller = controller if controller is not None else load_controller(settings.policy_dir)
     catalog = Catalog(settings.catalog_ttl_s)
-    keys = KeyStore(settings.signing_keys_dir).load()
-    recipients = Dispatcher(
-        keys,
-        settings.issuer,
-        clock,
-        timeout_s=settings.recipient_timeout_s,
-        retry_for=timedelta(hours=settings.recipient_retry_hours),
-    )
+    keys = signing_keys(settings)
+    recipients = dispatcher_for(settings, keys, clock)
     ledger = Ledger(
         settings.secret_key,
         catalog,

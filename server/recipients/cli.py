@@ -86,22 +86,14 @@ def recipients_retry(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def recipients_deliver(settings: Settings, args: argparse.Namespace) -> int:
-    from datetime import timedelta
-
     from server.auth.keys import signing_keys
     from server.clock import utc_now
-    from server.recipients.dispatcher import Dispatcher
+    from server.recipients.dispatcher import dispatcher_for
 
     async def work() -> int:
         # Signed with the newest key on disk, which a running server publishes too: it reads the key directory
         # again when the directory changed.
-        dispatcher = Dispatcher(
-            signing_keys(settings),
-            settings.issuer,
-            utc_now,
-            timeout_s=settings.recipient_timeout_s,
-            retry_for=timedelta(hours=settings.recipient_retry_hours),
-        )
+        dispatcher = dispatcher_for(settings, signing_keys(settings), utc_now)
         sent = 0
         while tried := await dispatcher.deliver_due():
             sent += tried

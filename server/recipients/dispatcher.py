@@ -43,6 +43,7 @@ from tortoise.expressions import Q
 
 from server.auth.keys import KeyStore
 from server.models import Recipient, RecipientNotice, Subject
+from server.settings import Settings
 
 log = logging.getLogger("server.recipients")
 
@@ -289,3 +290,15 @@ async def send_again(notice_ids: list[Any], now: datetime) -> int:
     if count:
         await Recipient.filter(id__in=list(recipients)).update(unavailable_until=None)
     return count
+
+
+def dispatcher_for(settings: Settings, keys: KeyStore, clock: Callable[[], datetime]) -> Dispatcher:
+    """The dispatcher the settings describe (RECIPIENT_TIMEOUT_SECONDS, RECIPIENT_RETRY_HOURS): the server's and the
+    `recipients deliver` command's."""
+    return Dispatcher(
+        keys,
+        settings.issuer,
+        clock,
+        timeout_s=settings.recipient_timeout_s,
+        retry_for=timedelta(hours=settings.recipient_retry_hours),
+    )
