@@ -11,7 +11,8 @@ from starlette.testclient import TestClient
 from tortoise.exceptions import IntegrityError, OperationalError
 
 from server.models import ConsentEvent
-from tests.conftest import record, run
+from tests.helpers.api import record
+from tests.helpers.app import run
 
 SERVER = Path(__file__).resolve().parent.parent / "server"
 

@@ -25,7 +25,9 @@ from server.models import PolicyVersion
 from server.policies.sync import sync_policies
 from server.settings import Settings
 from server.visibility import FEED_OVERLAP, WRITE_WINDOW
-from tests.conftest import Clock, record, run, services_of
+from tests.helpers.api import record
+from tests.helpers.app import run, services_of
+from tests.helpers.clock import Clock
 from tests.test_desk_helpers import check, new_staff, post, set_contact, sign_in
 from tests.test_desk_requests import open_via_console
 

@@ -24,7 +24,8 @@ from server.db import connection
 from server.models import ConsentEvent, ConsentState, Subject
 from server.services import Services
 from server.settings import Settings
-from tests.conftest import ALL_SCOPES, bearer, record, run
+from tests.helpers.api import ALL_SCOPES, bearer, record
+from tests.helpers.app import run
 
 ISSUER = "http://testserver"  # the `public_url` of the test settings
 AUDIENCE = f"{ISSUER}/v1"

@@ -13,7 +13,8 @@ from urllib.parse import quote
 from starlette.testclient import TestClient
 
 from server.models import ConsentEvent, ConsentState, Subject
-from tests.conftest import record, run
+from tests.helpers.api import record
+from tests.helpers.app import run
 
 LIMIT = 1024 * 1024  # MAX_BODY_BYTES default (README, Settings)
 GRANT = {"purpose": "offers", "channel": "email", "action": "grant"}

@@ -18,8 +18,8 @@ from server.banner.bundle import build
 from server.banner.sites import load_sites
 from server.policies.documents import PolicySourceError
 from server.settings import Settings
-from tests.conftest import Clock
 from tests.databases import POLICY_DIR
+from tests.helpers.clock import Clock
 
 ORIGIN = "http://127.0.0.1:8000"
 

@@ -19,7 +19,9 @@ from server.app import create_app
 from server.models import UISnapshot
 from server.policies.sync import sync_policies
 from server.settings import Settings
-from tests.conftest import Clock, bearer, run, services_of
+from tests.helpers.api import bearer
+from tests.helpers.app import run, services_of
+from tests.helpers.clock import Clock
 
 ORIGIN = "http://127.0.0.1:8000"
 VISITOR = ("203.0.113.7", 50123)

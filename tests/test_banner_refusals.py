@@ -13,7 +13,9 @@ from server.app import create_app
 from server.banner.ratelimit import RateLimiter
 from server.models import ConsentEvent, Subject, UISnapshot
 from server.settings import Settings
-from tests.conftest import Clock, run, sqlite_write_lock_held
+from tests.helpers.app import run
+from tests.helpers.busy import sqlite_write_lock_held
+from tests.helpers.clock import Clock
 from tests.test_banner_record import CONSENT_ID, ORIGIN, VISITOR, choice, ledger, post
 
 JSON = {"Content-Type": "application/json"}

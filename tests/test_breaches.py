@@ -19,7 +19,9 @@ from tortoise import connections
 
 from server.models import AccessLog, Breach, BreachEntry
 from server.settings import Settings
-from tests.conftest import Clock, run, sqlite_write_lock_held
+from tests.helpers.app import run
+from tests.helpers.busy import sqlite_write_lock_held
+from tests.helpers.clock import Clock
 from tests.test_desk_helpers import count, fetch, post, sign_in
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # 10:00 in Paris, where the demo controller is (FR)

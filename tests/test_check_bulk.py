@@ -13,7 +13,8 @@ from starlette.testclient import TestClient
 
 from server.consent import reader
 from server.settings import Settings
-from tests.conftest import record, run, services_of
+from tests.helpers.api import record
+from tests.helpers.app import run, services_of
 
 PAIRS = [("offers", "email"), ("offers", "sms"), ("offers", "post"), ("partners", "email"), ("newsletter", "email")]
 

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from tests.conftest import Clock, confirmed_by_import, record
+from tests.helpers.api import confirmed_by_import, record
+from tests.helpers.clock import Clock
 
 START = datetime(2026, 7, 1, tzinfo=UTC)
 V2_IN_FORCE = datetime(2026, 9, 1, tzinfo=UTC)  # privacy-policy v2: material for `partners`

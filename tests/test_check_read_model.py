@@ -22,8 +22,9 @@ from starlette.testclient import TestClient
 from server.app import create_app
 from server.consent import read_model
 from server.settings import Settings
-from tests.conftest import Clock, bearer, record
 from tests.databases import run_sync
+from tests.helpers.api import bearer, record
+from tests.helpers.clock import Clock
 from tests.test_check_reasons import check
 from tests.test_ledger_verify import _asyncpg_dsn, sql
 

@@ -14,7 +14,9 @@ from starlette.testclient import TestClient
 
 from server.models import Subject
 from server.policies.sync import sync_policies
-from tests.conftest import Clock, bearer, confirmed_by_import, record, run, services_of
+from tests.helpers.api import bearer, confirmed_by_import, record
+from tests.helpers.app import run, services_of
+from tests.helpers.clock import Clock
 
 PAST = datetime(2026, 8, 1, 9, tzinfo=UTC)  # before privacy-policy v2 (material for partners) came into force
 

@@ -18,7 +18,9 @@ from server.ledger.replay import replay
 from server.ledger.verify import verify_ledger
 from server.models import ConsentEvent, ConsentState, Subject, UISnapshot
 from server.settings import Settings
-from tests.conftest import record, run, sqlite_write_lock_held
+from tests.helpers.api import record
+from tests.helpers.app import run
+from tests.helpers.busy import sqlite_write_lock_held
 
 
 async def _ledger_and_projection(ref: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from server.app import create_app
 from server.settings import Settings
 from server.staff.cli import main
-from tests.conftest import Clock
+from tests.helpers.clock import Clock
 from tests.test_desk_helpers import PASSWORD, desk, sign_in
 
 

@@ -17,7 +17,8 @@ from starlette.testclient import TestClient
 from server.models import AccessLog, ConsentEvent, StaffAccount, UISnapshot
 from server.settings import Settings
 from server.staff import accounts
-from tests.conftest import run, services_of, sqlite_write_lock_held
+from tests.helpers.app import run, services_of
+from tests.helpers.busy import sqlite_write_lock_held
 from tests.test_desk_helpers import (
     PASSWORD,
     check,

@@ -11,7 +11,8 @@ from starlette.testclient import TestClient
 from server.console.desk import Desk
 from server.models import Subject
 from server.staff.accounts import create_staff
-from tests.conftest import run
+from tests.helpers.api import record
+from tests.helpers.app import run
 
 PASSWORD = "correct horse battery staple"
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -67,8 +68,6 @@ def set_contact(client: TestClient, ref: str, **values: Any) -> None:
 
 
 def record_api(client: TestClient, headers: dict[str, str], ref: str, decisions: list[tuple[str, str, str]]) -> Any:
-    from tests.conftest import record
-
     answer = record(client, headers, ref, decisions, policy="privacy-policy/1/en")
     assert answer.status_code == 201, answer.text
     return answer.json()

@@ -16,7 +16,8 @@ from e2e.oidc_provider import OidcProvider
 from server.models import AccessLog, StaffAccount
 from server.settings import Settings
 from server.staff.oidc import OidcError, role_from_claims
-from tests.conftest import run, sqlite_write_lock_held
+from tests.helpers.app import run
+from tests.helpers.busy import sqlite_write_lock_held
 from tests.test_desk_helpers import count, fetch, new_staff, post, sign_in
 
 

@@ -32,7 +32,9 @@ from server.ledger.verify import verify_ledger
 from server.models import AccessLog, ConsentEvent, DataSubjectRequest, DsrHistory, Receipt, Subject, Suppression
 from server.settings import Settings
 from server.subjects.contact import is_suppressed, normalise_email
-from tests.conftest import Clock, run, services_of, sqlite_write_lock_held
+from tests.helpers.app import run, services_of
+from tests.helpers.busy import sqlite_write_lock_held
+from tests.helpers.clock import Clock
 from tests.test_desk_helpers import (
     check,
     count,

@@ -12,7 +12,8 @@ from starlette.testclient import TestClient
 
 from server.ledger.chain import GENESIS
 from server.models import ConsentEvent, ConsentState, Subject
-from tests.conftest import record, run
+from tests.helpers.api import record
+from tests.helpers.app import run
 
 
 async def _counts() -> tuple[int, int, int]:

@@ -24,8 +24,9 @@ from server.ledger import repair as repair_module
 from server.ledger import verify as verify_module
 from server.ledger.append import Decision, RecordRequest
 from server.settings import Settings
-from tests.conftest import Clock, run, services_of
 from tests.databases import run_sync
+from tests.helpers.app import run, services_of
+from tests.helpers.clock import Clock
 from tests.test_audience_feed import Copy
 from tests.test_check_reasons import check
 from tests.test_ledger_verify import (

@@ -20,8 +20,8 @@ from starlette.testclient import TestClient
 
 from server.ledger.chain import body_hash
 from server.settings import Settings
-from tests.conftest import record
 from tests.databases import POLICY_DIR, run_sync
+from tests.helpers.api import record
 
 # What an attacker runs to get past the append-only triggers of migration 0002.
 SQLITE_DROP_TRIGGERS = [

@@ -34,8 +34,8 @@ from server.policies.sync import sync_policies
 from server.proof import merkle
 from server.proof.log import TransparencyLog
 from tests import independent
-from tests.conftest import app_settings
 from tests.databases import POLICY_DIR, SqliteTemplate, forget_cached_sql, run_sync
+from tests.helpers.app import app_settings
 from tests.test_ledger_verify import verify
 
 LOG_ENTRIES = "SELECT position, event_id, leaf_hash FROM log_entries ORDER BY position"

@@ -21,8 +21,10 @@ from server.models import Channel, ConsentEvent, PolicyVersion, Purpose, Purpose
 from server.policies.documents import PolicySourceError, load_tree
 from server.policies.sync import PublishedPolicyChanged, SyncReport, sync_policies
 from server.settings import Settings
-from tests.conftest import Clock, bearer, record, run
 from tests.databases import POLICY_DIR
+from tests.helpers.api import bearer, record
+from tests.helpers.app import run
+from tests.helpers.clock import Clock
 
 SAMPLES = sorted(POLICY_DIR.glob("*/*/*.md"))
 KEYS = {"document", "version", "lang", "sha256", "effective_at", "material", "purposes", "url"}

@@ -15,8 +15,9 @@ from starlette.testclient import TestClient
 
 from server.app import create_app
 from server.settings import Settings
-from tests.conftest import app_settings, bearer, record, services_of
 from tests.databases import PostgresTemplate, _asyncpg_dsn, prepare, run_sync
+from tests.helpers.api import bearer, record
+from tests.helpers.app import app_settings, services_of
 from tests.test_check_reasons import check
 from tests.test_ledger_verify import verify
 

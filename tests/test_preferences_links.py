@@ -19,7 +19,8 @@ from starlette.testclient import TestClient
 
 from server.models import ConsentEvent, Subject
 from server.settings import Settings
-from tests.conftest import record, run, services_of
+from tests.helpers.api import record
+from tests.helpers.app import run, services_of
 
 REF = "cust-links"
 

@@ -24,7 +24,9 @@ from server.models import ConsentEvent, Subject, UISnapshot
 from server.settings import Settings
 from server.subjects.contact import normalise_email, suppress
 from server.visibility import WRITE_WINDOW
-from tests.conftest import record, run, services_of, sqlite_write_lock_held
+from tests.helpers.api import record
+from tests.helpers.app import run, services_of
+from tests.helpers.busy import sqlite_write_lock_held
 from tests.ports import free_port
 
 REF = "cust-mail"

@@ -13,7 +13,9 @@ from starlette.testclient import TestClient
 
 from server.models import ConsentEvent, PolicyVersion, Subject, UISnapshot
 from server.settings import Settings
-from tests.conftest import record, run, services_of, sqlite_write_lock_held
+from tests.helpers.api import record
+from tests.helpers.app import run, services_of
+from tests.helpers.busy import sqlite_write_lock_held
 
 REF = "cust-page"
 HTMX = {"HX-Request": "true"}

@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from preference_center.diff import section_diff
 from server.i18n import choose_language, from_accept_language
 from server.settings import Settings
-from tests.conftest import services_of
+from tests.helpers.app import services_of
 
 PACKAGE = Path(__file__).resolve().parent.parent / "preference_center"
 STATIC = PACKAGE / "static"

@@ -17,7 +17,9 @@ from server.app import create_app
 from server.cli import main
 from server.recipients import registry
 from server.settings import Settings
-from tests.conftest import POLICY_DIR, Clock, run
+from tests.databases import POLICY_DIR
+from tests.helpers.app import run
+from tests.helpers.clock import Clock
 from tests.test_desk_helpers import sign_in
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)

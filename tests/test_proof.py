@@ -22,7 +22,9 @@ from server.proof.audit import audit_log
 from server.proof.verify_bundle import verify_bundle
 from server.settings import Settings
 from tests import independent
-from tests.conftest import Clock, bearer, record, run, services_of
+from tests.helpers.api import bearer, record
+from tests.helpers.app import run, services_of
+from tests.helpers.clock import Clock
 
 # The Kantara Consent Receipt v1.1 schema, as published (a copy of shared/standards/).
 SCHEMA = json.loads((Path(__file__).resolve().parent / "data" / "kantara-consent-receipt-v1_1-schema.json").read_text())

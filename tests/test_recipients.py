@@ -35,7 +35,9 @@ from server.models import DataSubjectRequest, RecipientNotice, Subject
 from server.recipients import registry
 from server.recipients.dispatcher import NOTICE_TYP, Dispatcher, retry_delay
 from server.settings import Settings
-from tests.conftest import Clock, bearer, record, run, services_of
+from tests.helpers.api import bearer, record
+from tests.helpers.app import run, services_of
+from tests.helpers.clock import Clock
 from tests.test_desk_helpers import desk, fetch, post, set_contact, sign_in
 from tests.test_desk_requests import dump_every_table, open_via_console
 

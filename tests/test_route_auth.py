@@ -20,7 +20,7 @@ from server.kernel.endpoints import LINK_TOKEN, PUBLIC, Endpoint, is_oauth, staf
 from server.logs import JsonFormatter
 from server.settings import SCOPES
 from server.staff.roles import PERMISSIONS
-from tests.conftest import bearer, record
+from tests.helpers.api import bearer, record
 
 SCOPED = [ep for ep in ENDPOINTS if is_oauth(ep.auth)]
 OPEN = [ep for ep in ENDPOINTS if ep.auth == PUBLIC]

@@ -31,7 +31,9 @@ from server.consent import stream_workers
 from server.consent.check import CheckService
 from server.models import Subject
 from server.settings import Settings
-from tests.conftest import Clock, bearer, confirmed_by_import, record, run, services_of
+from tests.helpers.api import bearer, confirmed_by_import, record
+from tests.helpers.app import run, services_of
+from tests.helpers.clock import Clock
 from tests.test_check_reasons import CASES, PAST
 from tests.test_crash_safety import access_token, cli, free_port, server_env, start_server, wait_ready
 from tests.test_ledger_verify import sql
