@@ -28,7 +28,7 @@ from server.visibility import FEED_OVERLAP, WRITE_WINDOW
 from tests.helpers.api import record
 from tests.helpers.app import run, services_of
 from tests.helpers.clock import Clock
-from tests.test_desk_helpers import check, new_staff, post, set_contact, sign_in
+from tests.helpers.console import check, new_staff, post, set_contact, sign_in
 from tests.test_desk_requests import open_via_console
 
 PAST = datetime(2026, 8, 1, 9, tzinfo=UTC)  # before privacy-policy v2 (material for partners) came into force

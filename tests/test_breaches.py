@@ -22,7 +22,7 @@ from server.settings import Settings
 from tests.helpers.app import run
 from tests.helpers.busy import sqlite_write_lock_held
 from tests.helpers.clock import Clock
-from tests.test_desk_helpers import count, fetch, post, sign_in
+from tests.helpers.console import count, fetch, post, sign_in
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # 10:00 in Paris, where the demo controller is (FR)
 

@@ -16,7 +16,7 @@ from server.app import create_app
 from server.settings import Settings
 from server.staff.cli import main
 from tests.helpers.clock import Clock
-from tests.test_desk_helpers import PASSWORD, desk, sign_in
+from tests.helpers.console import PASSWORD, desk, sign_in
 
 
 def test_staff_create_makes_an_account_that_signs_in_at_once(

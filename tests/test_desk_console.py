@@ -19,7 +19,7 @@ from server.settings import Settings
 from server.staff import accounts
 from tests.helpers.app import run, services_of
 from tests.helpers.busy import sqlite_write_lock_held
-from tests.test_desk_helpers import (
+from tests.helpers.console import (
     PASSWORD,
     check,
     count,

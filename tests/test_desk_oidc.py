@@ -18,7 +18,7 @@ from server.settings import Settings
 from server.staff.oidc import OidcError, role_from_claims
 from tests.helpers.app import run
 from tests.helpers.busy import sqlite_write_lock_held
-from tests.test_desk_helpers import count, fetch, new_staff, post, sign_in
+from tests.helpers.console import count, fetch, new_staff, post, sign_in
 
 
 @pytest.fixture

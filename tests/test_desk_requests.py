@@ -35,7 +35,7 @@ from server.subjects.contact import is_suppressed, normalise_email
 from tests.helpers.app import run, services_of
 from tests.helpers.busy import sqlite_write_lock_held
 from tests.helpers.clock import Clock
-from tests.test_desk_helpers import (
+from tests.helpers.console import (
     check,
     count,
     csrf_of,

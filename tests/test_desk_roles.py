@@ -22,7 +22,7 @@ from server.kernel.endpoints import LINK_TOKEN, PUBLIC, is_oauth
 from server.models import ConsentEvent
 from server.staff.roles import PERMISSIONS, ROLES, can, may_handle, may_take
 from tests.helpers.app import run
-from tests.test_desk_helpers import desk, new_staff, record_api, sign_in
+from tests.helpers.console import desk, new_staff, record_api, sign_in
 
 NONE: frozenset[str] = frozenset()
 STAFF = frozenset(ROLES)

@@ -20,7 +20,7 @@ from server.settings import Settings
 from tests.databases import POLICY_DIR
 from tests.helpers.app import run
 from tests.helpers.clock import Clock
-from tests.test_desk_helpers import sign_in
+from tests.helpers.console import sign_in
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
 

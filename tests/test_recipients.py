@@ -38,7 +38,7 @@ from server.settings import Settings
 from tests.helpers.api import bearer, record
 from tests.helpers.app import run, services_of
 from tests.helpers.clock import Clock
-from tests.test_desk_helpers import desk, fetch, post, set_contact, sign_in
+from tests.helpers.console import desk, fetch, post, set_contact, sign_in
 from tests.test_desk_requests import dump_every_table, open_via_console
 
 
