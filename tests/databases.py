@@ -86,7 +86,7 @@ class PostgresTemplate:
         run_sync(prepare(with_database(admin_url, self.template)))
 
     async def _admin(self, sql: str) -> None:
-        conn = await asyncpg.connect(_asyncpg_dsn(self.admin_url))
+        conn = await asyncpg.connect(asyncpg_dsn(self.admin_url))
         try:
             await conn.execute(sql)
         finally:
@@ -115,6 +115,6 @@ class PostgresTemplate:
         self.drop(self.template)
 
 
-def _asyncpg_dsn(url: str) -> str:
+def asyncpg_dsn(url: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(("postgresql", parts.netloc, parts.path, "", ""))

@@ -12,12 +12,11 @@ next poll; and a decision that cannot be committed in time for that is not kept 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from starlette.testclient import TestClient
 
@@ -27,9 +26,9 @@ from server.settings import Settings
 from server.visibility import FEED_OVERLAP, WRITE_WINDOW
 from tests.helpers.api import record
 from tests.helpers.app import run, services_of
+from tests.helpers.audience import Copy
 from tests.helpers.clock import Clock
-from tests.helpers.console import check, new_staff, post, set_contact, sign_in
-from tests.test_desk_requests import open_via_console
+from tests.helpers.console import check, new_staff, open_via_console, post, set_contact, sign_in
 
 PAST = datetime(2026, 8, 1, 9, tzinfo=UTC)  # before privacy-policy v2 (material for partners) came into force
 V2_IN_FORCE = datetime(2026, 9, 1, 0, 0, 1, tzinfo=UTC)
@@ -59,37 +58,6 @@ def clock() -> StepClock:
 def settings(settings: Settings, tmp_path: Path) -> Settings:
     """The desk mails its notices (restriction, erasure) to a per-test outbox."""
     return settings.with_overrides(mail_dir=tmp_path / "mail")
-
-
-def _read(client: TestClient, auth: dict[str, str], path: str) -> tuple[list[dict[str, Any]], str]:
-    response = client.get(path, headers=auth)
-    assert response.status_code == 200, response.text
-    return [orjson.loads(line) for line in response.content.splitlines()], response.headers["x-next-since"]
-
-
-@dataclass
-class Copy:
-    """What a marketing system keeps of one audience: the refs allowed, and the cursor of its next poll."""
-
-    pair: tuple[str, str]
-    refs: set[str] = field(default_factory=set)
-    cursor: str = ""
-
-    @property
-    def path(self) -> str:
-        return f"/v1/audiences/{self.pair[0]}/{self.pair[1]}"
-
-    def export(self, client: TestClient, auth: dict[str, str]) -> set[str]:
-        rows, self.cursor = _read(client, auth, self.path)
-        self.refs = {row["ref"] for row in rows}
-        return self.refs
-
-    def poll(self, client: TestClient, auth: dict[str, str]) -> list[dict[str, Any]]:
-        lines, self.cursor = _read(client, auth, f"{self.path}?since={self.cursor}")
-        for line in lines:
-            assert set(line) == {"ref", "allowed", "reason"}, line
-            (self.refs.add if line["allowed"] else self.refs.discard)(line["ref"])
-        return lines
 
 
 def _fresh_export(client: TestClient, auth: dict[str, str], pair: tuple[str, str]) -> set[str]:

@@ -7,7 +7,6 @@ import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import rfc8785
@@ -21,11 +20,9 @@ from server.policies.sync import sync_policies
 from server.settings import Settings
 from tests.helpers.api import bearer
 from tests.helpers.app import run, services_of
+from tests.helpers.banner import CONSENT_ID, ORIGIN, VISITOR, choice, config, ledger, post
 from tests.helpers.clock import Clock
 
-ORIGIN = "http://127.0.0.1:8000"
-VISITOR = ("203.0.113.7", 50123)
-CONSENT_ID = "ck_" + "A1b2C3d4E5f6G7h8I9j0-_"
 WEB_PURPOSES = {"personalisation": "preferences", "analytics": "analytics", "ads": "marketing"}
 
 
@@ -34,39 +31,6 @@ def visitor(settings: Settings, clock: Clock) -> Iterator[TestClient]:
     """The app as a browser at 203.0.113.7 sees it."""
     with TestClient(create_app(settings, clock=clock), raise_server_exceptions=False, client=VISITOR) as client:
         yield client
-
-
-def config(client: TestClient) -> dict[str, Any]:
-    response = client.get("/v1/banner/config", params={"site": "demo"}, headers={"Origin": ORIGIN})
-    assert response.status_code == 200, response.text
-    data: dict[str, Any] = response.json()
-    return data
-
-
-def choice(client: TestClient, method: str, categories: list[str], lang: str = "fr", **extra: Any) -> dict[str, Any]:
-    return {
-        "site": "demo",
-        "consent_id": CONSENT_ID,
-        "categories": categories,
-        "method": method,
-        "policy_version": config(client)["policy"][lang]["version"],
-        "lang": lang,
-        "text_sha256": config(client)["hash"][lang],
-        **extra,
-    }
-
-
-def post(client: TestClient, body: Any, origin: str | None = ORIGIN, **headers: str) -> Any:
-    if origin is not None:
-        headers["Origin"] = origin
-    return client.post("/v1/cookie-consents", json=body, headers=headers)
-
-
-def ledger(client: TestClient, ref: str = CONSENT_ID) -> list[dict[str, Any]]:
-    response = client.get(f"/v1/subjects/{ref}/events", headers=bearer(client, "consent:read"))
-    assert response.status_code == 200, response.text
-    events: list[dict[str, Any]] = response.json()["events"]
-    return events
 
 
 def test_accept_all_grants_every_web_purpose_in_one_transaction(visitor: TestClient) -> None:

@@ -14,9 +14,9 @@ from server.banner.ratelimit import RateLimiter
 from server.models import ConsentEvent, Subject, UISnapshot
 from server.settings import Settings
 from tests.helpers.app import run
+from tests.helpers.banner import CONSENT_ID, ORIGIN, VISITOR, choice, ledger, post
 from tests.helpers.busy import sqlite_write_lock_held
 from tests.helpers.clock import Clock
-from tests.test_banner_record import CONSENT_ID, ORIGIN, VISITOR, choice, ledger, post
 
 JSON = {"Content-Type": "application/json"}
 

@@ -22,11 +22,11 @@ from starlette.testclient import TestClient
 from server.app import create_app
 from server.consent import read_model
 from server.settings import Settings
-from tests.databases import run_sync
+from tests.databases import asyncpg_dsn, run_sync
 from tests.helpers.api import bearer, record
+from tests.helpers.checks import check
 from tests.helpers.clock import Clock
-from tests.test_check_reasons import check
-from tests.test_ledger_verify import _asyncpg_dsn, sql
+from tests.helpers.sql import sql
 
 pytestmark = pytest.mark.parametrize("backend", ["postgres"])
 
@@ -77,7 +77,7 @@ def test_the_database_writes_instants_as_python_does(settings: Settings, instant
     Python's. (The database is only read: one for all the examples.)"""
 
     async def text() -> str:
-        conn = await asyncpg.connect(_asyncpg_dsn(settings.database_url))
+        conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
         try:
             await conn.execute("SET TIME ZONE 'Pacific/Chatham'")
             value: str = await conn.fetchval("SELECT consent_instant_text($1)", instant)
@@ -120,7 +120,7 @@ def test_a_check_finds_the_subject_through_the_hash_index_of_refs(settings: Sett
     from server.consent.reader import _PG_MANY, key_texts
 
     async def plan() -> str:
-        conn = await asyncpg.connect(_asyncpg_dsn(settings.database_url))
+        conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
         try:
             await conn.execute("SET enable_seqscan = off")
             keys = [("cust-a", "offers", "email"), ("cust-b", "offers", "sms")]
@@ -152,7 +152,7 @@ def test_bulk_answers_keep_the_keys_order_whatever_join_postgresql_plans(
     ]
 
     async def positions() -> str:
-        conn = await asyncpg.connect(_asyncpg_dsn(settings.database_url))
+        conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
         try:
             row = await conn.fetchrow(_PG_MANY, *key_texts(keys))
             return str(row[1])

@@ -19,10 +19,8 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
-from tortoise import connections
 from tortoise.exceptions import OperationalError
 
-from server.db import is_postgres
 from server.dsr import service as dsr_service
 from server.dsr.deadlines import add_months, due_date
 from server.dsr.export import ExportLinks
@@ -42,11 +40,13 @@ from tests.helpers.console import (
     desk,
     fetch,
     new_staff,
+    open_via_console,
     post,
     record_api,
     set_contact,
     sign_in,
 )
+from tests.helpers.sql import dump_every_table
 
 EMAIL = "Ada.Lovelace@Example.org"
 PHONE = "+33612345678"
@@ -68,14 +68,6 @@ def customer(client: TestClient, auth: dict[str, str], ref: str) -> None:
         client, auth, ref, [("offers", "email", "grant"), ("offers", "sms", "grant"), ("partners", "email", "grant")]
     )
     set_contact(client, ref, email=EMAIL, phone=PHONE, locale="en")
-
-
-def open_via_console(client: TestClient, csrf: str | None, ref: str, kind: str, **form: str) -> int:
-    answer = post(client, csrf, f"/console/customers/{ref}/requests", {"kind": kind, "assign_me": "1", **form})
-    assert answer.status_code == 303, answer.text
-    match = re.fullmatch(r"/console/requests/(\d+)", answer.headers["location"])
-    assert match, answer.headers["location"]
-    return int(match.group(1))
 
 
 def get_request(client: TestClient, request_id: int) -> DataSubjectRequest:
@@ -179,24 +171,6 @@ def test_rectification_corrects_contact_data_and_logs_the_fields_not_the_values(
     assert any(h["action"] == "rectified" and h["note"] == "corrected: email, phone" for h in history)
     assert "ada@new.example" not in str(history) and "98765432" not in str(history)
     assert get_request(client, request_id).status == "done"
-
-
-async def dump_every_table() -> str:
-    """SELECT * from every table of the database (SQLite: sqlite_master; PostgreSQL: information_schema)."""
-    conn = connections.get("default")
-    if is_postgres(conn):
-        names = await conn.execute_query_dict(
-            "SELECT table_name AS name FROM information_schema.tables "
-            "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
-        )
-    else:
-        names = await conn.execute_query_dict("SELECT name FROM sqlite_master WHERE type = 'table'")
-    assert len(names) > 10
-    dump = []
-    for row in names:
-        rows = await conn.execute_query_dict(f'SELECT * FROM "{row["name"]}"')
-        dump.append(f"{row['name']}: {rows!r}")
-    return "\n".join(dump)
 
 
 def test_erasure_removes_every_trace_of_the_email_and_keeps_the_ledger(

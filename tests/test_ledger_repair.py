@@ -24,23 +24,22 @@ from server.ledger import repair as repair_module
 from server.ledger import verify as verify_module
 from server.ledger.append import Decision, RecordRequest
 from server.settings import Settings
-from tests.databases import run_sync
+from tests.databases import asyncpg_dsn, run_sync
 from tests.helpers.app import run, services_of
+from tests.helpers.audience import Copy
+from tests.helpers.checks import check
 from tests.helpers.clock import Clock
-from tests.test_audience_feed import Copy
-from tests.test_check_reasons import check
-from tests.test_ledger_verify import (
+from tests.helpers.ledger import (
     SUBJECT_A,
-    _asyncpg_dsn,
     assert_detected,
     broken_lines,
     command_environment,
     disable_append_only,
     ledger_command,
     seed,
-    sql,
     verify,
 )
+from tests.helpers.sql import sql
 
 PAIRS = [("offers", "email"), ("offers", "sms"), ("offers", "phone")]
 STATE_A = f"subject_id = {SUBJECT_A} AND purpose_id = 'offers'"
@@ -194,7 +193,7 @@ def test_the_repair_waits_for_a_writer_of_the_subject_then_reads_again(
     sql(url, wrong)
 
     async def writer_holding_the_subject() -> tuple[int, str]:
-        conn = await asyncpg.connect(_asyncpg_dsn(url))
+        conn = await asyncpg.connect(asyncpg_dsn(url))
         try:
             async with conn.transaction():
                 await conn.execute("SELECT 1 FROM subjects WHERE ref = 'cust-a' FOR UPDATE")

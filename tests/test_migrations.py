@@ -36,7 +36,7 @@ from server.proof.log import TransparencyLog
 from tests import independent
 from tests.databases import POLICY_DIR, SqliteTemplate, forget_cached_sql, run_sync
 from tests.helpers.app import app_settings
-from tests.test_ledger_verify import verify
+from tests.helpers.ledger import verify
 
 LOG_ENTRIES = "SELECT position, event_id, leaf_hash FROM log_entries ORDER BY position"
 REPO_MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"

@@ -15,17 +15,17 @@ from starlette.testclient import TestClient
 
 from server.app import create_app
 from server.settings import Settings
-from tests.databases import PostgresTemplate, _asyncpg_dsn, prepare, run_sync
+from tests.databases import PostgresTemplate, asyncpg_dsn, prepare, run_sync
 from tests.helpers.api import bearer, record
 from tests.helpers.app import app_settings, services_of
-from tests.test_check_reasons import check
-from tests.test_ledger_verify import verify
+from tests.helpers.checks import check
+from tests.helpers.ledger import verify
 
 SCHEMA = "consent_tenant"
 
 
 async def _execute(url: str, statement: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(_asyncpg_dsn(url))
+    conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         return list(await conn.fetch(statement))
     finally:

@@ -38,8 +38,8 @@ from server.settings import Settings
 from tests.helpers.api import bearer, record
 from tests.helpers.app import run, services_of
 from tests.helpers.clock import Clock
-from tests.helpers.console import desk, fetch, post, set_contact, sign_in
-from tests.test_desk_requests import dump_every_table, open_via_console
+from tests.helpers.console import desk, fetch, open_via_console, post, set_contact, sign_in
+from tests.helpers.sql import dump_every_table
 
 
 class Receiver:

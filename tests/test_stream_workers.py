@@ -33,10 +33,11 @@ from server.models import Subject
 from server.settings import Settings
 from tests.helpers.api import bearer, confirmed_by_import, record
 from tests.helpers.app import run, services_of
+from tests.helpers.checks import CASES, PAST
 from tests.helpers.clock import Clock
-from tests.test_check_reasons import CASES, PAST
-from tests.test_crash_safety import access_token, cli, free_port, server_env, start_server, wait_ready
-from tests.test_ledger_verify import sql
+from tests.helpers.processes import access_token, cli, server_env, start_server, wait_ready
+from tests.helpers.sql import sql
+from tests.ports import free_port
 
 STREAM = {"Content-Type": "application/x-ndjson"}
 

@@ -102,3 +102,11 @@ def count(client: TestClient, model: Any, **filters: Any) -> int:
         return int(await model.filter(**filters).count())
 
     return int(run(client, work))
+
+
+def open_via_console(client: TestClient, csrf: str | None, ref: str, kind: str, **form: str) -> int:
+    answer = post(client, csrf, f"/console/customers/{ref}/requests", {"kind": kind, "assign_me": "1", **form})
+    assert answer.status_code == 303, answer.text
+    match = re.fullmatch(r"/console/requests/(\d+)", answer.headers["location"])
+    assert match, answer.headers["location"]
+    return int(match.group(1))
