@@ -24,8 +24,9 @@ from tortoise.backends.base.executor import EXECUTOR_CACHE
 from server.db import tortoise_config
 from server.migrate import apply_migrations
 from server.policies.sync import sync_policies
+from tests.helpers.paths import REPO
 
-POLICY_DIR = Path(__file__).resolve().parent.parent / "policy_docs"
+POLICY_DIR = REPO / "policy_docs"
 _counter = itertools.count()
 T = TypeVar("T")
 

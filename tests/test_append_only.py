@@ -4,7 +4,6 @@ refuses it too."""
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
@@ -13,8 +12,9 @@ from tortoise.exceptions import IntegrityError, OperationalError
 from server.models import ConsentEvent
 from tests.helpers.api import record
 from tests.helpers.app import run
+from tests.helpers.paths import REPO
 
-SERVER = Path(__file__).resolve().parent.parent / "server"
+SERVER = REPO / "server"
 
 
 async def _try_update() -> None:

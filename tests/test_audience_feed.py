@@ -24,6 +24,7 @@ from server.models import PolicyVersion
 from server.policies.sync import sync_policies
 from server.settings import Settings
 from server.visibility import FEED_OVERLAP, WRITE_WINDOW
+from tests.databases import POLICY_DIR
 from tests.helpers.api import record
 from tests.helpers.app import run, services_of
 from tests.helpers.audience import Copy
@@ -192,7 +193,7 @@ def test_a_material_version_published_back_dated_reaches_the_next_poll(
     copy = Copy(("partners", "sms"))
     assert copy.export(client, auth) == {"gus"}
     docs = tmp_path / "policy_docs"
-    shutil.copytree(Path(__file__).resolve().parent.parent / "policy_docs", docs)
+    shutil.copytree(POLICY_DIR, docs)
     text = (docs / "privacy-policy" / "2" / "fr.md").read_text()
     back_dated = (real - timedelta(hours=3)).isoformat().replace("+00:00", "Z")
     (docs / "privacy-policy" / "3").mkdir()
@@ -219,7 +220,7 @@ def test_a_change_of_legal_basis_reaches_the_next_poll(
     copy = Copy(OFFERS_POST)
     assert copy.export(client, auth) == {"hal"}
     docs = tmp_path / "policy_docs"
-    shutil.copytree(Path(__file__).resolve().parent.parent / "policy_docs", docs)
+    shutil.copytree(POLICY_DIR, docs)
     declared = (docs / "purposes.yaml").read_text()
     assert declared.count("channel_basis: {post: legitimate_interest}") == 1
     (docs / "purposes.yaml").write_text(

@@ -6,7 +6,6 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -15,6 +14,7 @@ from starlette.testclient import TestClient
 from server.models import ConsentEvent, ConsentState, Subject
 from tests.helpers.api import record
 from tests.helpers.app import run
+from tests.helpers.paths import REPO
 
 LIMIT = 1024 * 1024  # MAX_BODY_BYTES default (README, Settings)
 GRANT = {"purpose": "offers", "channel": "email", "action": "grant"}
@@ -300,8 +300,7 @@ def test_every_problem_type_the_service_answers_with_is_documented(client: TestC
     """RFC 9457 3.1.1: a problem's `type` URI, dereferenced, documents it. Every `slug` declared in the source (the
     API's, the banner's, the desk's, the preference center's errors; found here by reading the source, not from the
     server's own list) answers at /problems/{slug} with its title and HTTP status."""
-    root = Path(__file__).resolve().parent.parent
-    sources = [*root.glob("server/**/*.py"), *root.glob("preference_center/**/*.py")]
+    sources = [*REPO.glob("server/**/*.py"), *REPO.glob("preference_center/**/*.py")]
     declared = {slug for path in sources for slug in re.findall(r'^    slug = "([a-z0-9-]+)"$', path.read_text(), re.M)}
     assert {"not-found", "suppressed-contact", "link-token-refused", "stale-breach", "origin-not-allowed"} <= declared
     undocumented = []

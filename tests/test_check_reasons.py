@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 
 from server.models import Subject
 from server.policies.sync import sync_policies
+from tests.databases import POLICY_DIR
 from tests.helpers.api import bearer, confirmed_by_import, record
 from tests.helpers.app import run, services_of
 from tests.helpers.checks import CASES, PAST, check
@@ -132,7 +133,7 @@ def test_publishing_a_material_version_flips_granted(client: TestClient, auth: d
     record(client, auth, "subject-4", [("partners", "sms", "grant")], policy="privacy-policy/2/fr")
     assert check(client, auth, "subject-4", "partners", "sms")["reason"] == "granted"
     docs = tmp_path / "policy_docs"
-    shutil.copytree(Path(__file__).resolve().parent.parent / "policy_docs", docs)
+    shutil.copytree(POLICY_DIR, docs)
     v3 = docs / "privacy-policy" / "3" / "fr.md"
     v3.parent.mkdir()
     text = (docs / "privacy-policy" / "2" / "fr.md").read_text()

@@ -37,9 +37,10 @@ from tests import independent
 from tests.databases import POLICY_DIR, SqliteTemplate, forget_cached_sql, run_sync
 from tests.helpers.app import app_settings
 from tests.helpers.ledger import verify
+from tests.helpers.paths import REPO
 
 LOG_ENTRIES = "SELECT position, event_id, leaf_hash FROM log_entries ORDER BY position"
-REPO_MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+REPO_MIGRATIONS = REPO / "migrations"
 LEDGER_TABLES = ("subjects", "consent_events", "consent_states")
 
 

@@ -15,11 +15,13 @@ from starlette.testclient import TestClient
 from preference_center.diff import section_diff
 from server.i18n import choose_language, from_accept_language
 from server.settings import Settings
+from tests.databases import POLICY_DIR
 from tests.helpers.app import services_of
+from tests.helpers.paths import REPO
 
-PACKAGE = Path(__file__).resolve().parent.parent / "preference_center"
+PACKAGE = REPO / "preference_center"
 STATIC = PACKAGE / "static"
-POLICIES = Path(__file__).resolve().parent.parent / "policy_docs" / "privacy-policy"
+POLICIES = POLICY_DIR / "privacy-policy"
 
 
 def test_vendored_htmx_matches_its_recorded_version_and_hash() -> None:

@@ -25,9 +25,10 @@ from tests import independent
 from tests.helpers.api import bearer, record
 from tests.helpers.app import run, services_of
 from tests.helpers.clock import Clock
+from tests.helpers.paths import TEST_DATA
 
 # The Kantara Consent Receipt v1.1 schema, as published (a copy of shared/standards/).
-SCHEMA = json.loads((Path(__file__).resolve().parent / "data" / "kantara-consent-receipt-v1_1-schema.json").read_text())
+SCHEMA = json.loads((TEST_DATA / "kantara-consent-receipt-v1_1-schema.json").read_text())
 
 
 def _jwks(client: TestClient) -> dict[str, Any]:

@@ -15,10 +15,10 @@ import pytest
 
 from server.demo import describe
 from server.settings import Settings
+from tests.helpers.paths import REPO
 from tests.helpers.processes import access_token, wait_ready
 from tests.ports import free_port
 
-REPO = Path(__file__).resolve().parent.parent
 READY_TIMEOUT = 120.0  # scripts/setup runs pip first
 
 
