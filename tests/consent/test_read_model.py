@@ -1,8 +1,8 @@
 """PostgreSQL's read model for the consent check (server.consent.read_model): `subjects.check_states`, kept by a
 trigger on `consent_states`, is what a check reads there. These tests change the states behind the ledger's back
 (as an operator's repair would) and compare the instants the database writes with Python's. Concurrent ledger
-writers are tests/test_concurrency.py's, where `verify_ledger` also compares the read model with the states; the
-backfill of migration 0014 is tests/test_migrations.py's. SQLite has no read model: a check reads its projection
+writers are tests/ledger/test_concurrency.py's, where `verify_ledger` also compares the read model with the states;
+the backfill of migration 0014 is tests/db/test_migrations.py's. SQLite has no read model: a check reads its projection
 directly."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.parametrize("backend", ["postgres"])
 
 
 def answers(client: TestClient, auth: dict[str, str], questions: list[dict[str, str]]) -> list[dict[str, Any]]:
-    """Each question's answer, single, batch and stream agreeing (test_check_reasons.check)."""
+    """Each question's answer, single, batch and stream agreeing (tests.helpers.checks.check)."""
     return [check(client, auth, q["subject"], q["purpose"], q["channel"]) for q in questions]
 
 

@@ -26,7 +26,8 @@ def bearer(client: TestClient, scopes: str = ALL_SCOPES) -> dict[str, str]:
 
 def confirmed_by_import(decisions: list[tuple[str, str, str]]) -> dict[str, str]:
     """The body's touchpoint for `decisions`: an API client records `confirm` only as an import of a confirmation
-    collected elsewhere (the person's click on the mailed link is the preference center's: test_preferences_mail)."""
+    collected elsewhere (the person's click on the mailed link is the preference center's:
+    tests/preference_center/test_mail.py)."""
     return {"touchpoint": "import"} if any(action == "confirm" for _, _, action in decisions) else {}
 
 

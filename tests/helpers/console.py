@@ -1,4 +1,5 @@
-"""Helpers shared by the service desk tests (plain functions; each test module keeps its own fixtures)."""
+"""The console (the service desk) as staff use it: accounts, sign-in, forms with their CSRF token, requests opened
+for a customer, and reads of the database in the app's event loop."""
 
 from __future__ import annotations
 

@@ -31,7 +31,8 @@ def server_env(database_url: str, tmp_path: Path, port: int) -> dict[str, str]:
         "PORT": str(port),
         "POLICY_DIR": str(POLICY_DIR),
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        # These servers take writes only: no stream worker processes (tests/test_stream_workers.py sets its own).
+        # These servers take writes only: no stream worker processes (tests/consent/test_stream_workers.py sets its
+        # own).
         "STREAM_WORKERS": "0",
     }
 

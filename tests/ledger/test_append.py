@@ -65,8 +65,8 @@ def test_exported_event_hash_recomputes_without_our_code(client: TestClient, aut
 def test_double_opt_in_grant_is_pending_until_confirmed(client: TestClient, auth: dict[str, str]) -> None:
     first = record(client, auth, "cust-2", [("newsletter", "email", "grant")]).json()["events"][0]
     assert first["status"] == "pending_confirmation"
-    # The confirmation is the person's click on the mailed link (test_preferences_mail); a client records one only as
-    # an import of a confirmation collected elsewhere.
+    # The confirmation is the person's click on the mailed link (tests/preference_center/test_mail.py); a client
+    # records one only as an import of a confirmation collected elsewhere.
     by_client = record(client, auth, "cust-2", [("newsletter", "email", "confirm")])
     assert by_client.status_code == 422 and by_client.json()["type"] == "/problems/confirmation-by-link-only"
     assert client.get("/problems/confirmation-by-link-only").status_code == 200

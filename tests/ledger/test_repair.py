@@ -64,8 +64,8 @@ def answers(client: TestClient, auth: dict[str, str], ref: str) -> dict[tuple[st
 
 @pytest.fixture
 def past_ledger(client: TestClient, auth: dict[str, str], settings: Settings, clock: Clock) -> Settings:
-    """test_ledger_verify's ledger, recorded a day ago: older than any cursor the change feed hands out now, so that
-    only the repair itself can bring a subject back into a poll."""
+    """The ledger of `seed` (tests/helpers/ledger.py), recorded a day ago: older than any cursor the change feed
+    hands out now, so that only the repair itself can bring a subject back into a poll."""
     clock.set(datetime.now(UTC) - timedelta(days=1))
     seed(client, auth)
     clock.fixed = None  # real time again
