@@ -12,7 +12,6 @@ next poll; and a decision that cannot be committed in time for that is not kept 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,26 +27,13 @@ from tests.databases import POLICY_DIR
 from tests.helpers.api import record
 from tests.helpers.app import run, services_of
 from tests.helpers.audience import Copy
-from tests.helpers.clock import Clock
+from tests.helpers.clock import StepClock
 from tests.helpers.console import check, new_staff, open_via_console, post, set_contact, sign_in
 
 PAST = datetime(2026, 8, 1, 9, tzinfo=UTC)  # before privacy-policy v2 (material for partners) came into force
 V2_IN_FORCE = datetime(2026, 9, 1, 0, 0, 1, tzinfo=UTC)
 OFFERS_EMAIL, OFFERS_POST, PARTNERS_EMAIL = ("offers", "email"), ("offers", "post"), ("partners", "email")
 PAIRS = (OFFERS_EMAIL, OFFERS_POST, PARTNERS_EMAIL)  # consent, legitimate interest, consent with a material version
-
-
-@dataclass
-class StepClock(Clock):
-    """`Clock`, and when `step` is set every reading moves it on by `step` (a slow transaction)."""
-
-    step: timedelta | None = None
-
-    def __call__(self) -> datetime:
-        now = super().__call__()
-        if self.step is not None:
-            self.fixed = now + self.step
-        return now
 
 
 @pytest.fixture

@@ -6,12 +6,14 @@ actions in the subject's proof bundle."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import re
-import sqlite3
 import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from pathlib import Path
@@ -19,20 +21,18 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
-from tortoise.exceptions import OperationalError
 
-from server.dsr import service as dsr_service
 from server.dsr.deadlines import add_months, due_date
 from server.dsr.export import ExportLinks
 from server.dsr.reminders import send_reminders
-from server.errors import WriteWindowExceeded
 from server.ledger.verify import verify_ledger
 from server.models import AccessLog, ConsentEvent, DataSubjectRequest, DsrHistory, Receipt, Subject, Suppression
 from server.settings import Settings
 from server.subjects.contact import is_suppressed, normalise_email
+from server.visibility import WRITE_WINDOW
 from tests.helpers.app import run, services_of
-from tests.helpers.busy import sqlite_write_lock_held
-from tests.helpers.clock import Clock
+from tests.helpers.busy import event_inserts_wait_for_a_held_lock, sqlite_write_lock_held
+from tests.helpers.clock import Clock, StepClock
 from tests.helpers.console import (
     check,
     count,
@@ -50,6 +50,12 @@ from tests.helpers.sql import dump_every_table
 
 EMAIL = "Ada.Lovelace@Example.org"
 PHONE = "+33612345678"
+
+
+@pytest.fixture
+def clock() -> StepClock:
+    """A `Clock` that one test makes slow (`StepClock.step`)."""
+    return StepClock()
 
 
 @pytest.fixture
@@ -367,40 +373,49 @@ def test_a_customer_request_met_by_a_busy_database_asks_to_send_it_again(
     assert run(client, opened) == 1
 
 
-@pytest.mark.parametrize(
-    "failure",
-    [
-        OperationalError(sqlite3.OperationalError("database is locked")),  # the driver's error, as Tortoise raises it
-        WriteWindowExceeded("recording took longer than 30 s; nothing was kept, send it again"),
-    ],
-    ids=["database-busy", "write-window-exceeded"],
-)
+def _busy_database(client: TestClient, settings: Settings, clock: StepClock) -> AbstractContextManager[None]:
+    """The objection's insert into consent_events waits for a lock another connection holds, and gives up."""
+    return event_inserts_wait_for_a_held_lock(client, settings)
+
+
+@contextlib.contextmanager
+def _slow_recording(client: TestClient, settings: Settings, clock: StepClock) -> Iterator[None]:
+    """Each reading of the clock a window later: the ledger's transaction outlasts `WRITE_WINDOW`."""
+    clock.step = WRITE_WINDOW + timedelta(seconds=1)
+    try:
+        yield
+    finally:
+        clock.step = None
+
+
+@pytest.mark.parametrize("hold_up", [_busy_database, _slow_recording], ids=["database-busy", "write-window-exceeded"])
 def test_an_objection_whose_second_step_meets_a_busy_database_stays_one_open_request(
-    client: TestClient, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch, failure: Exception
+    client: TestClient,
+    auth: dict[str, str],
+    settings: Settings,
+    clock: StepClock,
+    hold_up: Callable[[TestClient, Settings, StepClock], AbstractContextManager[None]],
 ) -> None:
     """The request is stored before the objection is recorded (two transactions). When the second meets a busy
     database or a write that took too long (nothing kept, "send it again"), the person is told it was received (not
     "send it again", which would open a second request), and the request waits in the queue for an agent to record
-    the objection."""
+    the objection. The database stays so to the end: the agent's objection from the console meets it too. Nothing in
+    the app is replaced: the database refuses the insert, or the app's clock runs past the window."""
     customer(client, auth, "cust-half")
     token, _ = services_of(client).links.issue("cust-half", "preferences")
-
-    async def busy(*args: Any, **kwargs: Any) -> None:
-        raise failure
-
-    monkeypatch.setattr(dsr_service, "object_to_marketing", busy)
-    answer = client.post("/requests", data={"token": token, "kind": "objection", "lang": "en"})
-    assert answer.status_code == 201 and "We will answer by" in answer.text
 
     async def opened() -> list[dict[str, Any]]:
         return list(await DataSubjectRequest.filter(subject__ref="cust-half").values("kind", "status"))
 
-    assert run(client, opened) == [{"kind": "objection", "status": "open"}]
-    assert check(client, auth, "cust-half", "offers", "sms")["reason"] != "objected"  # left to the agent
-    # The same from the console: the agent lands on the one open request, theirs, to record the objection there.
-    request_id = open_via_console(client, sign_in(client, "agent"), "cust-half", "objection")
-    assert get_request(client, request_id).status == "open"
-    assert len(run(client, opened)) == 2  # the customer's and the agent's, no third
+    with hold_up(client, settings, clock):
+        answer = client.post("/requests", data={"token": token, "kind": "objection", "lang": "en"})
+        assert answer.status_code == 201 and "We will answer by" in answer.text
+        assert run(client, opened) == [{"kind": "objection", "status": "open"}]
+        assert check(client, auth, "cust-half", "offers", "sms")["reason"] != "objected"  # left to the agent
+        # The same from the console: the agent lands on the one open request, theirs, to record the objection there.
+        request_id = open_via_console(client, sign_in(client, "agent"), "cust-half", "objection")
+        assert get_request(client, request_id).status == "open"
+        assert len(run(client, opened)) == 2  # the customer's and the agent's, no third
 
 
 def test_the_customer_opens_a_request_from_the_preference_center(client: TestClient, auth: dict[str, str]) -> None:

@@ -20,3 +20,16 @@ class Clock:
 
     def advance(self, **delta: float) -> None:
         self.fixed = self() + timedelta(**delta)
+
+
+@dataclass
+class StepClock(Clock):
+    """`Clock`, and when `step` is set every reading moves it on by `step` (a slow transaction)."""
+
+    step: timedelta | None = None
+
+    def __call__(self) -> datetime:
+        now = super().__call__()
+        if self.step is not None:
+            self.fixed = now + self.step
+        return now
