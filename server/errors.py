@@ -6,7 +6,7 @@ Domain code raises these; `server.kernel.problems` maps each to an RFC 9457 prob
 them in pages of their own. Helpers never raise HTTP exceptions.
 
 Every subclass is drawn here, wherever it is defined (its module named when it is not this one), with its status
-and when it is raised; tests/test_error_tree.py holds the drawing to the code.
+and when it is raised; tests/kernel/test_error_tree.py holds the drawing to the code.
 
     ConsentError                      400  the base: raised only as one of its subclasses
     ├── InvalidRequest                422  a parameter, field or query value is refused (its type, its range, an

@@ -5,7 +5,7 @@ The catalogues are the `.po` files under `<directory>/<lang>/LC_MESSAGES/message
 `translations/`), compiled in memory when the app is built (Babel's `write_mo` into a buffer, a few
 milliseconds). No compiled `.mo` is committed, so the binary can never drift from the reviewed `.po` text.
 Message ids are the English strings; `en` keeps its `msgstr` empty and falls back to the id.
-`tests/test_preferences_static.py` checks that every marked string is in both catalogues and translated in French.
+`tests/preference_center/test_static.py` checks that every marked string is in both catalogues and translated in French.
 
 Choice of language (WCAG 3.1.1/3.1.2 `lang` attributes follow it): the switcher (`?lang=`), else the subject's
 locale, else `Accept-Language`, else French (the controller's jurisdiction).

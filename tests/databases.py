@@ -24,8 +24,9 @@ from tortoise.backends.base.executor import EXECUTOR_CACHE
 from server.db import tortoise_config
 from server.migrate import apply_migrations
 from server.policies.sync import sync_policies
+from tests.helpers.paths import REPO
 
-POLICY_DIR = Path(__file__).resolve().parent.parent / "policy_docs"
+POLICY_DIR = REPO / "policy_docs"
 _counter = itertools.count()
 T = TypeVar("T")
 
@@ -86,7 +87,7 @@ class PostgresTemplate:
         run_sync(prepare(with_database(admin_url, self.template)))
 
     async def _admin(self, sql: str) -> None:
-        conn = await asyncpg.connect(_asyncpg_dsn(self.admin_url))
+        conn = await asyncpg.connect(asyncpg_dsn(self.admin_url))
         try:
             await conn.execute(sql)
         finally:
@@ -115,6 +116,6 @@ class PostgresTemplate:
         self.drop(self.template)
 
 
-def _asyncpg_dsn(url: str) -> str:
+def asyncpg_dsn(url: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(("postgresql", parts.netloc, parts.path, "", ""))

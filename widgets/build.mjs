@@ -5,7 +5,7 @@
 // esbuild too and inlined as a string (the text loader): one request, no flash of an unstyled banner. The minified
 // stylesheet is also written beside it, so that its weight can be measured (bench/banner_size.py).
 //
-// Both files are committed: the server reads them and never needs Node. tests/test_banner_build.py rebuilds them
+// Both files are committed: the server reads them and never needs Node. tests/banner/test_build.py rebuilds them
 // and fails when they differ from the committed bytes. `node build.mjs DIR` writes the two files into DIR instead.
 import {mkdir, readFile, writeFile} from "node:fs/promises";
 import {dirname, join, resolve} from "node:path";

@@ -3,7 +3,7 @@
 The sources are the ES modules of `widgets/banner/` (one concern each, entry `main.js`). esbuild bundles and
 minifies them into one classic script with `banner.css` inlined as a string (one request, no flash of an unstyled
 banner): `cd widgets && npm ci && npm run build` writes `dist/banner.js`, and `dist/banner.css`, the minified
-stylesheet alone, to measure it. The build is committed, so the server never needs Node; tests/test_banner_build.py
+stylesheet alone, to measure it. The build is committed, so the server never needs Node; tests/banner/test_build.py
 rebuilds it and fails when the committed bytes differ from what the sources build to.
 
 The files are found through the `widgets` package (importlib.resources): an installed wheel reads them from

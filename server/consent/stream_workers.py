@@ -120,8 +120,8 @@ class _PostgresRows:
 def _end_with(server_pid: int) -> None:
     """End this worker once the server that started it is gone, however it went. A server killed by SIGKILL runs
     no shutdown, and the job queue would never tell its workers: every worker holds the queue's writing end too,
-    so none sees an end of file. tests/test_stream_workers.py kills a server with SIGKILL and waits for its workers
-    to end."""
+    so none sees an end of file. tests/consent/test_stream_workers.py kills a server with SIGKILL and waits for its
+    workers to end."""
     while os.getppid() == server_pid:
         time.sleep(SERVER_POLL_S)
     os._exit(0)

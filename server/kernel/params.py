@@ -15,8 +15,8 @@ def query_values(query_string: bytes) -> dict[str, str]:
     """The query parameters as Starlette's `request.query_params` reads them (the last of repeated names wins, blank
     values kept, `+` and percent-escapes decoded as UTF-8 with replacement), in a few string operations instead of
     `urllib.parse.parse_qsl`'s general path: a fifth of a single consent check's time in the app, profiled
-    (bench/README.md, "Where a single check's time goes"). tests/test_query_values.py compares the two on generated
-    query strings."""
+    (bench/README.md, "Where a single check's time goes"). tests/kernel/test_query_values.py compares the two on
+    generated query strings."""
     values: dict[str, str] = {}
     for part in query_string.decode("latin-1").split("&"):
         if part:

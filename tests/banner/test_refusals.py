@@ -1,0 +1,225 @@
+"""The public record endpoint under hostile input: a problem+json refusal, never a 500, and nothing written."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from server.app import create_app
+from server.banner.ratelimit import RateLimiter
+from server.models import ConsentEvent, Subject, UISnapshot
+from server.settings import Settings
+from tests.helpers.app import run
+from tests.helpers.banner import CONSENT_ID, ORIGIN, VISITOR, choice, ledger, post
+from tests.helpers.busy import sqlite_write_lock_held
+from tests.helpers.clock import Clock
+
+JSON = {"Content-Type": "application/json"}
+
+
+async def _written() -> tuple[int, int, int]:
+    return await Subject.all().count(), await ConsentEvent.all().count(), await UISnapshot.all().count()
+
+
+def _refusal(response: Any, status: int, slug: str) -> list[str]:
+    """What is wrong with `response` as the expected RFC 9457 refusal (empty when right)."""
+    wrong = []
+    if response.status_code != status:
+        wrong.append(f"status {response.status_code}, expected {status}: {response.text[:200]}")
+    if response.headers.get("content-type") != "application/problem+json":
+        wrong.append(f"content-type {response.headers.get('content-type')}")
+    else:
+        body = response.json()
+        if body.get("type") != f"/problems/{slug}" or body.get("status") != response.status_code:
+            wrong.append(f"problem {body}")
+    return wrong
+
+
+@pytest.fixture
+def visitor(settings: Settings, clock: Clock) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, clock=clock), raise_server_exceptions=False, client=VISITOR) as client:
+        yield client
+
+
+def test_every_refusal_is_a_problem_and_writes_nothing(visitor: TestClient) -> None:
+    valid = choice(visitor, "accept_all", ["preferences", "analytics", "marketing"])
+    raw = json.dumps(valid).encode()
+
+    def changed(**changes: Any) -> Any:
+        return lambda: post(visitor, {**valid, **changes})
+
+    cases: list[tuple[str, Any, int, str]] = [
+        ("another origin", lambda: post(visitor, valid, origin="https://evil.example"), 403, "origin-not-allowed"),
+        (
+            "a look-alike origin",
+            lambda: post(visitor, valid, origin=ORIGIN + ".evil.example"),
+            403,
+            "origin-not-allowed",
+        ),
+        ("the origin with a path", lambda: post(visitor, valid, origin=ORIGIN + "/"), 403, "origin-not-allowed"),
+        ("no origin", lambda: post(visitor, valid, origin=None), 400, "origin-required"),
+        (
+            "a 5 KB body",
+            lambda: visitor.post("/v1/cookie-consents", content=raw + b" " * 5000, headers={"Origin": ORIGIN, **JSON}),
+            413,
+            "payload-too-large",
+        ),
+        (
+            "a body larger than it says",
+            lambda: visitor.post(
+                "/v1/cookie-consents",
+                content=iter([raw, b" " * 5000]),
+                headers={"Origin": ORIGIN, **JSON},
+            ),
+            413,
+            "payload-too-large",
+        ),
+        (
+            "malformed JSON",
+            lambda: visitor.post("/v1/cookie-consents", content=raw[:-3], headers={"Origin": ORIGIN, **JSON}),
+            400,
+            "malformed-body",
+        ),
+        (
+            "not JSON at all",
+            lambda: visitor.post("/v1/cookie-consents", content=b"\xff\xfe<x>", headers={"Origin": ORIGIN, **JSON}),
+            400,
+            "malformed-body",
+        ),
+        (
+            "a form instead of JSON",
+            lambda: visitor.post("/v1/cookie-consents", data={"site": "demo"}, headers={"Origin": ORIGIN}),
+            400,
+            "malformed-body",
+        ),
+        ("a JSON array", lambda: post(visitor, [valid]), 422, "invalid-request"),
+        ("an unknown field", changed(admin=True), 422, "invalid-request"),
+        (
+            "a consent id not from the banner",
+            changed(consent_id="cust-42"),
+            422,
+            "invalid-request",
+        ),
+        ("an unknown method", changed(method="scroll"), 422, "invalid-request"),
+        ("an unknown category", changed(categories=["social"]), 422, "invalid-request"),
+        ("a string for a list", changed(categories="analytics"), 422, "invalid-request"),
+        ("an unknown site", changed(site="other"), 422, "unknown-site"),
+        ("a language the site lacks", changed(lang="de"), 422, "invalid-request"),
+        (
+            "an unpublished policy version",
+            changed(policy_version="9"),
+            422,
+            "unknown-policy-version",
+        ),
+        (
+            "the hash of another text",
+            changed(text_sha256="0" * 64),
+            422,
+            "banner-text-mismatch",
+        ),
+        (
+            "the hash of the other language",
+            changed(lang="en"),
+            422,
+            "banner-text-mismatch",
+        ),
+        (
+            "reject all that accepts",
+            changed(method="reject_all"),
+            422,
+            "invalid-request",
+        ),
+        (
+            "closing that accepts",
+            changed(method="dismiss", categories=["analytics"]),
+            422,
+            "invalid-request",
+        ),
+        (
+            "accept all that refuses",
+            changed(categories=["analytics"]),
+            422,
+            "invalid-request",
+        ),
+        (
+            "GPC without the signal",
+            changed(method="gpc", categories=[]),
+            422,
+            "invalid-request",
+        ),
+    ]
+    problems = []
+    for label, send, status, slug in cases:
+        response = send()
+        problems += [f"{label}: {wrong}" for wrong in _refusal(response, status, slug)]
+    assert problems == []
+    assert run(visitor, _written) == (0, 0, 0)
+    # The server is not wedged: the valid choice is recorded right after.
+    assert post(visitor, valid).status_code == 200
+    assert len(ledger(visitor)) == 3
+
+
+def test_refusals_to_an_allowed_site_carry_cors_headers_so_the_banner_can_read_them(visitor: TestClient) -> None:
+    response = post(visitor, {**choice(visitor, "save", []), "text_sha256": "0" * 64})
+    assert response.status_code == 422
+    assert response.headers["access-control-allow-origin"] == ORIGIN
+    refused = post(visitor, choice(visitor, "save", []), origin="https://evil.example")
+    assert "access-control-allow-origin" not in refused.headers
+    assert "Origin" in refused.headers["vary"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # SQLite's one write lock; PostgreSQL waits for the row
+def test_a_choice_met_by_a_busy_database_is_a_503_the_banner_can_read(visitor: TestClient, settings: Settings) -> None:
+    """The banner keeps a choice it could not record and sends it again later: it must be able to read why."""
+    body = choice(visitor, "save", [])
+    before = run(visitor, _written)
+    with sqlite_write_lock_held(visitor, settings):
+        response = post(visitor, body)
+    assert _refusal(response, 503, "database-busy") == []
+    assert response.headers["access-control-allow-origin"] == ORIGIN and response.headers["retry-after"] == "1"
+    assert run(visitor, _written) == before
+    assert post(visitor, body).status_code == 200
+
+
+@pytest.fixture
+def flooded(settings: Settings, clock: Clock) -> Iterator[TestClient]:
+    app = create_app(settings.with_overrides(cookie_rate_per_minute=3), clock=clock)
+    with TestClient(app, raise_server_exceptions=False, client=VISITOR) as client:
+        # The limiter counts per minute of its own clock: held mid-minute, a minute boundary cannot fall inside the
+        # test and hand the flood a fresh budget.
+        app.state.banner.limiter.now = lambda: 630.0
+        yield client
+
+
+def test_a_flood_from_one_network_gets_429_with_retry_after_and_writes_nothing(flooded: TestClient) -> None:
+    body = choice(flooded, "reject_all", [])
+    answers = [post(flooded, body) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    before = run(flooded, _written)
+    for attempt in range(5):
+        response = post(flooded, {**body, "consent_id": CONSENT_ID[:-1] + str(attempt)})
+        assert _refusal(response, 429, "too-many-requests") == []
+        assert 1 <= int(response.headers["retry-after"]) <= 60
+        assert response.headers["access-control-allow-origin"] == ORIGIN
+    assert run(flooded, _written) == before
+    # Another address of the same /24 shares the budget; another network has its own (a body refused after the
+    # budget check tells the two apart without a database call from a second client).
+    broken = {"content": b"{", "headers": {"Origin": ORIGIN, **JSON}}
+    neighbour = TestClient(flooded.app, raise_server_exceptions=False, client=("203.0.113.200", 4000))
+    assert neighbour.post("/v1/cookie-consents", **broken).status_code == 429  # type: ignore[arg-type]
+    elsewhere = TestClient(flooded.app, raise_server_exceptions=False, client=("198.51.100.9", 4000))
+    assert elsewhere.post("/v1/cookie-consents", **broken).status_code == 400  # type: ignore[arg-type]
+
+
+def test_the_rate_limiter_counts_per_key_per_minute() -> None:
+    now = [600.0]
+    limiter = RateLimiter(2, now=lambda: now[0])
+    assert [limiter.hit("a"), limiter.hit("a"), limiter.hit("b")] == [None, None, None]
+    now[0] = 630.2
+    assert limiter.hit("a") == 30
+    now[0] = 660.0
+    assert limiter.hit("a") is None, "a new minute, a new budget"
