@@ -15,7 +15,7 @@ from server.dsr.requests import Actor, history
 from server.mail.mailer import Mailer
 from server.models import Subject
 
-log = logging.getLogger("server.desk")
+log = logging.getLogger("server.dsr")
 
 TEXTS: dict[str, dict[str, tuple[str, str]]] = {
     "en": {

@@ -13,7 +13,7 @@ from server.dsr.requests import SYSTEM
 from server.mail.mailer import Mailer
 from server.models import DataSubjectRequest, StaffAccount
 
-log = logging.getLogger("server.desk")
+log = logging.getLogger("server.dsr")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import aiosmtplib
 
 from server.settings import Settings
 
-log = logging.getLogger("preference_center.mail")
+log = logging.getLogger("server.mail")
 
 
 class MailNotSent(Exception):
