@@ -13,9 +13,10 @@ import pytest
 
 from server.settings import FIELDS, VARIABLES, Settings, SettingsError
 from tests.databases import POLICY_DIR
+from tests.helpers.paths import REPO
 
 SECRET = "s" * 40
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = REPO / "README.md"
 
 
 def valid_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
