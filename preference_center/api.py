@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -23,10 +23,8 @@ from server.kernel.bodies import read_json
 from server.kernel.params import iso, subject_ref
 from server.ledger.evidence import pseudonym
 from server.models import Subject
+from server.services import services_of
 from server.subjects.contact import normalise_email, refuse_suppressed
-
-if TYPE_CHECKING:
-    from server.services import Services
 
 
 def _json(data: Any) -> Response:
@@ -59,7 +57,7 @@ async def set_contact(secret: str, ref: str, email: str | None, locale: str | No
 
 async def preference_link(request: Request) -> Response:
     """A link token opening `GET /preferences`, optionally setting the subject's email and locale first."""
-    services: Services = request.app.state.services
+    services = services_of(request)
     center = center_of(request)
     ref = subject_ref(request.path_params["ref"])
     body = await read_json(request, PreferenceLinkIn)
@@ -72,7 +70,7 @@ async def preference_link(request: Request) -> Response:
 async def unsubscribe_link(request: Request) -> Response:
     """The one-click unsubscribe URL for one purpose x channel and the RFC 8058 headers that carry it; refused (422)
     where the basis is `necessary`, since the one-click POST could change nothing there."""
-    services: Services = request.app.state.services
+    services = services_of(request)
     center = center_of(request)
     ref = subject_ref(request.path_params["ref"])
     body = await read_json(request, UnsubscribeLinkIn)

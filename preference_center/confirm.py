@@ -9,8 +9,6 @@ database that stays locked gets the same page again, saying nothing was saved, w
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -24,10 +22,7 @@ from server.i18n import choose_language
 from server.ledger.append import Decision, RecordRequest
 from server.links.tokens import LinkClaims, LinkTokenRefused
 from server.models import UISnapshot
-
-if TYPE_CHECKING:
-    from server.services import Services
-
+from server.services import services_of
 
 _STATUS = {"stale": 409, "busy": 503}
 
@@ -44,7 +39,7 @@ def _variant(data: SubjectData, claims: LinkClaims) -> str:
 
 
 async def _render(request: Request, claims: LinkClaims, data: SubjectData, variant: str, token: str) -> Response:
-    services: Services = request.app.state.services
+    services = services_of(request)
     center = center_of(request)
     lang = choose_language(
         request.query_params.get("lang"), data.locale or claims.lang, request.headers.get("accept-language")
@@ -85,7 +80,7 @@ async def confirm_page(request: Request) -> Response:
 
 
 async def confirm(request: Request) -> Response:
-    services: Services = request.app.state.services
+    services = services_of(request)
     center = center_of(request)
     fields = await form_fields(request)
     token = fields.get("token")

@@ -8,7 +8,6 @@ import email
 import email.policy
 import re
 import uuid
-from typing import TYPE_CHECKING
 
 from markupsafe import Markup, escape
 from starlette.requests import Request
@@ -20,9 +19,7 @@ from server.errors import NotFound
 from server.i18n import LANGUAGE_NAMES, LANGUAGES, choose_language
 from server.ledger.evidence import pseudonym
 from server.models import Subject
-
-if TYPE_CHECKING:
-    from server.services import Services
+from server.services import services_of
 
 DEMO_REF = "demo-alice"
 DEMO_EMAIL = "alice@demo-shop.example"
@@ -68,7 +65,7 @@ async def _demo_subject(secret: str) -> None:
 
 async def demo(request: Request) -> Response:
     """A fake shop page that embeds the preference center of `demo-alice` (a fresh link at every visit)."""
-    services: Services = request.app.state.services
+    services = services_of(request)
     center = center_of(request)
     lang = choose_language(request.query_params.get("lang"), None, request.headers.get("accept-language"))
     await _demo_subject(services.settings.secret_key)

@@ -3,8 +3,6 @@ marketing, answer a re-consent question. Each records through `Ledger.record` wi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -15,9 +13,7 @@ from preference_center.view import PRIMARY_DOCUMENT, Row, build_rows, find_contr
 from preference_center.web import center_of
 from server.errors import SEND_AGAIN, InvalidTransition
 from server.ledger.append import Decision
-
-if TYPE_CHECKING:
-    from server.services import Services
+from server.services import services_of
 
 
 def _labels(center: PreferenceCenter, lang: str, row: Row, channel: str) -> dict[str, str]:
@@ -29,7 +25,7 @@ def _labels(center: PreferenceCenter, lang: str, row: Row, channel: str) -> dict
 
 async def _shown(request: Request, p: Posted) -> tuple[PreferenceCenter, str, list[Row]]:
     """What the person had on screen when they posted: the rows built from their current state."""
-    services: Services = request.app.state.services
+    services = services_of(request)
     lang = p.ctx.lang
     return center_of(request), lang, build_rows(await services.catalog.get(), p.data, lang, services.clock())
 
@@ -158,7 +154,7 @@ async def unsubscribe_all(request: Request) -> Response:
     p = await posted(request)
     if isinstance(p, Response):
         return p
-    services: Services = request.app.state.services
+    services = services_of(request)
     center = center_of(request)
     lang = p.ctx.lang
     catalog = await services.catalog.get()

@@ -8,7 +8,6 @@ token and its CSRF token; a missing or wrong CSRF token gets a 403 page and writ
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from markupsafe import Markup
 from starlette.requests import Request
@@ -35,9 +34,7 @@ from server.i18n import LANGUAGE_NAMES, LANGUAGES, choose_language
 from server.ledger.append import Decision, RecordRequest, RecordResult, Snapshot
 from server.links.tokens import LinkClaims, LinkTokenRefused
 from server.optin.service import Recorded
-
-if TYPE_CHECKING:
-    from server.services import Services
+from server.services import services_of
 
 # --- rendering ------------------------------------------------------------------------------------------------------
 
@@ -62,7 +59,7 @@ async def reconsent_fragment(center: PreferenceCenter, lang: str, row: Row) -> M
 async def page_body(
     request: Request, ctx: PageContext, data: SubjectData, notice: str | None = None
 ) -> tuple[str, list[Row], dict[str, Markup]]:
-    services: Services = request.app.state.services
+    services = services_of(request)
     center = center_of(request)
     rows = build_rows(await services.catalog.get(), data, ctx.lang, services.clock())
     shown = await fragments(center, ctx.lang, rows)
@@ -178,7 +175,7 @@ async def record(
 ) -> RecordResult:
     """The decisions recorded for the person of the link; `DatabaseBusy` when the database stayed locked (nothing
     recorded: the form says so and the person can send it again)."""
-    services: Services = request.app.state.services
+    services = services_of(request)
     with busy_as_domain_error():
         return await services.ledger.record(_request(request, p, policy, decisions, method, shown))
 

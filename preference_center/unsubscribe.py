@@ -10,8 +10,6 @@ a person.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,9 +22,7 @@ from server.errors import SEND_AGAIN, InvalidTransition
 from server.i18n import choose_language
 from server.ledger.append import Decision, RecordRequest, Snapshot
 from server.links.tokens import LinkClaims, LinkTokenRefused
-
-if TYPE_CHECKING:
-    from server.services import Services
+from server.services import services_of
 
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
 
@@ -42,7 +38,7 @@ def unsubscribe_decision(control: Control) -> Decision | None:
 async def _target(
     request: Request, claims: LinkClaims, explicit_lang: str | None
 ) -> tuple[SubjectData, str, tuple[Row, Control] | None]:
-    services: Services = request.app.state.services
+    services = services_of(request)
     data = await load_subject(claims.ref)
     lang = choose_language(explicit_lang, data.locale or claims.lang, request.headers.get("accept-language"))
     rows = build_rows(await services.catalog.get(), data, lang, services.clock())
@@ -103,7 +99,7 @@ async def unsubscribe_page(request: Request) -> Response:
 
 async def one_click(request: Request) -> Response:
     """RFC 8058 3.2: the body `List-Unsubscribe=One-Click` (urlencoded or multipart) unsubscribes."""
-    services: Services = request.app.state.services
+    services = services_of(request)
     center = center_of(request)
     fields = await form_fields(request)
     try:

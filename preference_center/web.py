@@ -21,6 +21,7 @@ from preference_center.csrf import form_token
 from server.errors import ConsentError
 from server.kernel.bodies import read_form
 from server.ledger.evidence import truncate_ip
+from server.services import services_of
 from server.settings import Settings
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def security_headers(settings: Settings, *, cacheable: bool = False) -> dict[str
 
 
 def html(request: Request, body: str, status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
-    settings: Settings = request.app.state.services.settings
+    settings = services_of(request).settings
     response = HTMLResponse(body, status_code=status, headers={**security_headers(settings), **(headers or {})})
     response.headers["Vary"] = "HX-Request, Accept-Language"
     return response
@@ -137,7 +138,7 @@ def allowed_parent(request: Request, value: str | None) -> str | None:
     """The embedding origin if it may frame us (`EMBED_ORIGINS`, or this very origin); otherwise None."""
     if not value:
         return None
-    settings: Settings = request.app.state.services.settings
+    settings = services_of(request).settings
     origin = origin_of(value.strip())
     own = {origin_of(settings.issuer), f"{request.url.scheme}://{request.url.netloc}"}
     return origin if origin in settings.embed_origins or origin in own else None
@@ -145,7 +146,7 @@ def allowed_parent(request: Request, value: str | None) -> str | None:
 
 def set_link_cookie(response: Response, request: Request, token: str, expires_at: int, now: float) -> None:
     """A short-lived, HttpOnly, SameSite=Lax session: reloading the page works once the token left the URL."""
-    settings: Settings = request.app.state.services.settings
+    settings = services_of(request).settings
     max_age = max(0, min(LINK_COOKIE_MAX_AGE_S, int(expires_at - now)))
     response.set_cookie(
         LINK_COOKIE,

@@ -258,24 +258,3 @@ class DatabaseBusy(ConsentError):
 # Nothing was kept and the same request may simply be sent again (503 with Retry-After): every surface that answers
 # these in its own form catches both.
 SEND_AGAIN: tuple[type[ConsentError], ...] = (WriteWindowExceeded, DatabaseBusy)
-
-
-ALL_ERRORS: tuple[type[ConsentError], ...] = (
-    ConsentError,
-    InvalidRequest,
-    MalformedBody,
-    PayloadTooLarge,
-    UnprocessableDecision,
-    UnknownPurpose,
-    UnknownChannel,
-    UnknownPolicyVersion,
-    ChannelNotOffered,
-    InvalidTransition,
-    ConfirmationByLinkOnly,
-    NotUnsubscribable,
-    NotFound,
-    AuthenticationRequired,
-    InsufficientScope,
-    WriteWindowExceeded,
-    DatabaseBusy,
-)

@@ -18,7 +18,7 @@ from server.consent.stream_workers import Segment
 from server.errors import InvalidRequest, MalformedBody, PayloadTooLarge
 from server.kernel.bodies import read_body
 from server.kernel.params import instant, query_values
-from server.services import Services
+from server.services import services_of
 
 _OPTS = orjson.OPT_UTC_Z
 BATCH_BODY_LIMIT = 8 * 1024 * 1024
@@ -37,7 +37,7 @@ def _answer(answer: Answer) -> dict[str, Any]:
 
 
 def _checks(request: Request) -> CheckService:
-    services: Services = request.app.state.services
+    services = services_of(request)
     assert services.checks is not None
     return services.checks
 

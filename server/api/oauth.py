@@ -15,7 +15,7 @@ from starlette.responses import Response
 from server.auth.clients import UnknownScope, authenticate, parse_scopes
 from server.errors import ConsentError, PayloadTooLarge
 from server.kernel.bodies import read_form
-from server.services import Services
+from server.services import services_of
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -30,7 +30,7 @@ def _error(status: int, error: str, description: str, basic: bool = False) -> Re
 
 async def token(request: Request) -> Response:
     """Exchange client credentials for a short-lived JWT access token."""
-    services: Services = request.app.state.services
+    services = services_of(request)
     try:
         form = await read_form(request)
     except PayloadTooLarge as exc:  # 413 stays a 413, in OAuth's form

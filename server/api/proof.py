@@ -17,12 +17,7 @@ from server.kernel.params import bounded_int, instant, subject_ref
 from server.models import LogEntry, Receipt, Subject
 from server.proof.bundle import Scope, build_bundle
 from server.proof.export import export_lines
-from server.services import Services
-
-
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
+from server.services import services_of
 
 
 def _json(data: Any, headers: dict[str, str] | None = None) -> Response:
@@ -35,14 +30,14 @@ def _actor(request: Request) -> tuple[str, str]:
 
 async def latest_checkpoint(request: Request) -> Response:
     """The newest signed checkpoint (sequencing what is queued first)."""
-    services = _services(request)
+    services = services_of(request)
     checkpoint = await services.log.checkpoint()
     return _json({"log_id": services.log.log_id, **checkpoint.as_json()}, {"Cache-Control": "no-cache"})
 
 
 async def checkpoint_at(request: Request) -> Response:
     """A past checkpoint, by tree size."""
-    services = _services(request)
+    services = services_of(request)
     size = bounded_int(request.path_params["size"], "size", 0, 0, 10**15)
     checkpoint = await services.log.at_size(size)
     if checkpoint is None:
@@ -53,7 +48,7 @@ async def checkpoint_at(request: Request) -> Response:
 
 async def inclusion_proof(request: Request) -> Response:
     """RFC 9162 audit path of one event to a checkpoint (default: the latest)."""
-    services = _services(request)
+    services = services_of(request)
     event_id = request.query_params.get("event_id", "")
     entry = await LogEntry.get_or_none(event_id=event_id) if _is_uuid(event_id) else None
     if entry is None:
@@ -81,7 +76,7 @@ async def inclusion_proof(request: Request) -> Response:
 
 async def consistency_proof(request: Request) -> Response:
     """RFC 9162 consistency proof between two published checkpoints."""
-    services = _services(request)
+    services = services_of(request)
     old = bounded_int(request.query_params.get("from"), "from", 0, 0, 10**15)
     new = bounded_int(request.query_params.get("to"), "to", 0, 0, 10**15)
     first, second = await services.log.at_size(old), await services.log.at_size(new)
@@ -99,7 +94,7 @@ async def consistency_proof(request: Request) -> Response:
 
 async def subject_proof(request: Request) -> Response:
     """The subject's proof bundle (zip), optionally narrowed to a purpose, channel and time range."""
-    services = _services(request)
+    services = services_of(request)
     ref = subject_ref(request.path_params["ref"])
     query = request.query_params
     catalog = await services.catalog.get()
@@ -119,7 +114,7 @@ async def subject_proof(request: Request) -> Response:
 
 async def subject_receipts(request: Request) -> Response:
     """The signed receipts of the subject's decisions, newest first."""
-    services = _services(request)
+    services = services_of(request)
     ref = subject_ref(request.path_params["ref"])
     subject = await Subject.get_or_none(ref=ref)
     if subject is None:
@@ -144,7 +139,7 @@ async def subject_receipts(request: Request) -> Response:
 
 async def ledger_export(request: Request) -> Response:
     """NDJSON of every event recorded in [from, to), streamed, then a line with a signed checkpoint."""
-    services = _services(request)
+    services = services_of(request)
     start, end = _time_range(request)
     await log_access(
         at=services.clock(),

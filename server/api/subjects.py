@@ -20,7 +20,7 @@ from server.ledger.append import Decision, RecordRequest, Snapshot
 from server.ledger.replay import replay
 from server.models import ConsentEvent, Subject
 from server.proof.events import exported_event
-from server.services import Services
+from server.services import Services, services_of
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -29,7 +29,7 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 async def record_consents(request: Request) -> Response:
     """Record one or more decisions for a subject in one transaction (the subject is created on first write)."""
-    services: Services = request.app.state.services
+    services = services_of(request)
     ref = subject_ref(request.path_params["ref"])
     body = await read_json(request, RecordIn)
     client_id = request.state.access.client_id
@@ -94,7 +94,7 @@ def _refuse_what_only_the_person_or_the_service_records(body: RecordIn) -> None:
 
 async def read_consents(request: Request) -> Response:
     """The subject's consent matrix now, or at `?at=` (derived from the ledger itself)."""
-    services: Services = request.app.state.services
+    services = services_of(request)
     ref = subject_ref(request.path_params["ref"])
     at_param = instant(request.query_params.get("at"), "at")
     subject = await _subject(ref)
@@ -113,7 +113,7 @@ async def read_consents(request: Request) -> Response:
 
 async def read_events(request: Request) -> Response:
     """The subject's ledger in `seq` order, `limit` per page, with an opaque cursor to the next page."""
-    services: Services = request.app.state.services
+    services = services_of(request)
     ref = subject_ref(request.path_params["ref"])
     limit = bounded_int(request.query_params.get("limit"), "limit", 100, 1, 1000)
     after = seq_cursor(request.query_params.get("cursor"))

@@ -5,18 +5,18 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from server.services import Services
+from server.services import services_of
 from server.settings import SCOPES
 
 
 async def jwks(request: Request) -> JSONResponse:
     """Every signing key, old ones included, so that anything signed before a rotation still verifies."""
-    services: Services = request.app.state.services
+    services = services_of(request)
     return JSONResponse(services.keys.jwks(), headers={"Cache-Control": "public, max-age=300"})
 
 
 async def oauth_metadata(request: Request) -> JSONResponse:
-    services: Services = request.app.state.services
+    services = services_of(request)
     issuer = services.settings.issuer
     return JSONResponse(
         {

@@ -23,7 +23,7 @@ from server.errors import ConsentError, InvalidRequest, MalformedBody, NotFound
 from server.kernel.bodies import read_body, validate
 from server.kernel.problems import consent_error
 from server.ledger.evidence import truncate_ip
-from server.services import Services
+from server.services import services_of
 
 BODY_LIMIT = 4096  # a choice is ~300 bytes; anything near this is not a banner
 CONFIG_CACHE = "public, max-age=300"  # a new cookie-policy version reaches visitors within 5 minutes
@@ -95,7 +95,7 @@ async def record_preflight(request: Request) -> Response:
 
 async def record_cookie_consent(request: Request) -> Response:
     """Record one banner choice for the visitor's random consent id; returns the events and a signed receipt."""
-    services: Services = request.app.state.services
+    services = services_of(request)
     banner = _banner(request)
     origin = origin_of(request)
     headers = cors_headers(origin, banner.origins)
@@ -193,7 +193,7 @@ async def banner_script_pinned(request: Request) -> Response:
 async def gpc_support(request: Request) -> Response:
     """W3C Global Privacy Control support resource: this service honours the signal (banner and record)."""
     banner = _banner(request)
-    services: Services = request.app.state.services
+    services = services_of(request)
     last_update = banner.tree.gpc_last_update or services.clock().date().isoformat()
     body = orjson.dumps({"gpc": True, "lastUpdate": last_update})
     return _json(body, {"Cache-Control": "public, max-age=86400", "Access-Control-Allow-Origin": "*"})

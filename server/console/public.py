@@ -29,6 +29,7 @@ from server.dsr.export import FORMATS, ExportLinkRefused, subject_export, to_csv
 from server.errors import SEND_AGAIN, ConsentError, InvalidRequest
 from server.i18n import choose_language
 from server.models import DataSubjectRequest, Subject
+from server.services import services_of
 
 AUDIENCE = "preference-center"
 # The same request sent again this soon is the same submission (a double click, the form sent again from the
@@ -117,7 +118,7 @@ class LinkRefused(ConsentError):
 
 def verify_preference_token(request: Request, token: str | None) -> str:
     """The subject ref of a valid preference-center link token, or `LinkRefused`."""
-    services = request.app.state.services
+    services = services_of(request)
     if not token or token.count(".") != 2 or len(token) > 4096:
         raise LinkRefused("no valid link token")
     try:
