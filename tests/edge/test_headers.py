@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from starlette.testclient import TestClient
 from server.app import create_app
 from server.settings import Settings
 from tests.helpers.api import bearer, record
+from tests.helpers.app import services_of
 from tests.helpers.banner import choice, post
 from tests.helpers.console import PASSWORD, new_staff
 
@@ -162,3 +164,24 @@ def test_metrics_are_refused_in_production_without_a_token(settings: Settings) -
         refused = client.get("/metrics")
         assert refused.status_code == 404 and "METRICS_TOKEN" in refused.json()["detail"]
         assert client.get("/healthz").status_code == 200
+
+
+def test_a_preference_center_choice_keeps_the_forwarded_visitor_network(settings: Settings, tmp_path: Path) -> None:
+    """The preference center's evidence is the visitor a trusted proxy names, not the proxy (nor a prepended
+    address)."""
+    ref = "cust-forwarded"
+    with _app(settings, mail_dir=tmp_path / "mail") as client:
+        record(client, bearer(client), ref, [("offers", "email", "deny")])
+        token, _ = services_of(client).links.issue(ref, "preferences")
+        forwarded = {"X-Forwarded-For": "198.51.100.1, 203.0.113.77", "X-Forwarded-Proto": "https"}
+        page = client.get("/preferences", params={"token": token}, headers=forwarded)
+        csrf = _CSRF.search(page.text)
+        assert page.status_code == 200 and csrf, page.text[:300]
+        answer = client.post(
+            "/preferences/toggle",
+            data={"token": token, "csrf": csrf.group(1), "lang": "fr", "set": "offers:sms:on"},
+            headers={**forwarded, "HX-Request": "true"},
+        )
+        assert answer.status_code == 200, answer.text[:300]
+        events = client.get(f"/v1/subjects/{ref}/events", headers=bearer(client, "consent:read")).json()["events"]
+    assert [e["evidence"].get("ip") for e in events if e["touchpoint"] == "preference_center"] == ["203.0.113.0/24"]
