@@ -12,28 +12,29 @@
 
 from __future__ import annotations
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+DEFAULTS = [(b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store")]
 
 
 class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp, hsts_max_age_s: int) -> None:
         self.app = app
-        self.hsts = f"max-age={hsts_max_age_s}; includeSubDomains" if hsts_max_age_s else None
+        hsts = [(b"strict-transport-security", b"max-age=%d; includeSubDomains" % hsts_max_age_s)]
+        self.https_headers = DEFAULTS + (hsts if hsts_max_age_s else [])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        hsts = self.hsts if served_over_https(scope) else None
+        added = self.https_headers if served_over_https(scope) else DEFAULTS
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers.setdefault("x-content-type-options", "nosniff")
-                headers.setdefault("cache-control", "no-store")
-                if hsts is not None:
-                    headers.setdefault("strict-transport-security", hsts)
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers += [(name, value) for name, value in added if name not in present]
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -2,10 +2,11 @@
 
 `FORWARDED_ALLOW_IPS` (uvicorn's name and syntax: IP addresses and CIDR networks, comma-separated, `*` for every
 peer) lists the proxies whose headers are believed. When the socket peer is one of them, the ASGI scope's `client`,
-`scheme`, `server` and `Host` header are rewritten from the RFC 7239 `Forwarded` header when the request has one,
-otherwise from `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host`. Everything downstream reads the
-rewritten scope: the evidence IP and the rate-limit network (`request.client`), https detection (HSTS, Secure
-cookies) and the same-origin checks (`request.url`).
+`scheme`, `server` and `Host` header are rewritten from the RFC 7239 `Forwarded` header when the request has one
+that names a hop, otherwise from `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host`. A proxy that sets
+only `X-Forwarded-*` must therefore clear a client's `Forwarded` (docs/operations.md shows how with nginx).
+Everything downstream reads the rewritten scope: the evidence IP and the rate-limit network (`request.client`),
+https detection (HSTS, Secure cookies) and the same-origin checks (`request.url`).
 
 The chain of addresses is walked from the right (the hop nearest to us) skipping trusted proxies; the first address
 that is not a trusted proxy is the client. A client can prepend whatever it likes to these headers, but never gets
@@ -153,9 +154,9 @@ def forwarded_scope(scope: Scope, trusted: TrustedProxies) -> Scope:
     for name, value in scope["headers"]:
         if name in (b"forwarded", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"):
             headers.setdefault(name, []).append(value.decode("latin-1"))
-    if b"forwarded" in headers:
-        hops = parse_forwarded(headers[b"forwarded"])
-    else:
+    # An empty Forwarded (a client's, passed on) must not hide the X-Forwarded-For our proxy wrote.
+    hops = parse_forwarded(headers.get(b"forwarded", []))
+    if not hops:
         hops = parse_x_forwarded(
             headers.get(b"x-forwarded-for", []),
             headers.get(b"x-forwarded-proto", []),
