@@ -20,6 +20,7 @@ uvicorn's own `ProxyHeadersMiddleware` reads `X-Forwarded-For` and `-Proto` only
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -44,6 +45,7 @@ class TrustedProxies:
     def __init__(self, entries: Iterable[str]) -> None:
         self.everyone = False
         self.networks: list[IPNetwork] = []
+        self._seen: dict[str | None, bool] = {}
         for entry in (e.strip() for e in entries):
             if entry == "*":
                 self.everyone = True
@@ -56,6 +58,14 @@ class TrustedProxies:
     def __contains__(self, host: str | None) -> bool:
         if self.everyone:
             return True
+        known = self._seen.get(host)
+        if known is None:
+            known = self._seen[host] = self._trusted(host)
+            if len(self._seen) > 4096:  # bounded: a client's addresses are looked up here too
+                self._seen.clear()
+        return known
+
+    def _trusted(self, host: str | None) -> bool:
         address = _address(host)
         if address is None:
             return False
@@ -64,7 +74,7 @@ class TrustedProxies:
         return any(address in network for network in self.networks)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Hop:
     """What one proxy said about the hop it received: the address it came from and, where given, the scheme and Host
     the client used. `client` is None for `unknown`, an obfuscated identifier or an unreadable value."""
@@ -176,6 +186,7 @@ def forwarded_scope(scope: Scope, trusted: TrustedProxies) -> Scope:
     return scope
 
 
+@functools.lru_cache(maxsize=4096)  # the same peers and visitors come back: parsing is most of this module's cost
 def _address(host: str | None) -> IPAddress | None:
     if not host:
         return None
