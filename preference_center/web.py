@@ -21,6 +21,7 @@ from preference_center.csrf import form_token
 from server.errors import ConsentError
 from server.kernel.bodies import read_form
 from server.ledger.evidence import truncate_ip
+from server.middleware.headers import served_over_https
 from server.services import services_of
 from server.settings import Settings
 
@@ -77,7 +78,8 @@ async def form_fields(request: Request) -> dict[str, str]:
 
 
 def evidence(request: Request, origin: str | None = None) -> dict[str, Any]:
-    """Minimised by the ledger (IP truncated to /24 or /48, user agent cut to 256 characters)."""
+    """Minimised by the ledger (IP truncated to /24 or /48, user agent cut to 256 characters). The IP is the client
+    a trusted proxy names (`server.middleware.proxy`), else the socket peer."""
     data: dict[str, Any] = {
         "ip": request.client.host if request.client else None,
         "user_agent": request.headers.get("user-agent"),
@@ -155,5 +157,5 @@ def set_link_cookie(response: Response, request: Request, token: str, expires_at
         path="/preferences",
         httponly=True,
         samesite="lax",
-        secure=settings.issuer.startswith("https://"),
+        secure=settings.issuer.startswith("https://") or served_over_https(request.scope),
     )

@@ -25,10 +25,12 @@ from server.consent.stream_workers import PostgresSource, SqliteSource, StreamWo
 from server.console.guard import staff_guard
 from server.console.routes import DESK_ENDPOINTS
 from server.db import connection, tortoise_config, unapplied_migrations
-from server.kernel.endpoints import SCOPE, STAFF, Endpoint, Guard, build_routes, scope_guard
+from server.kernel.endpoints import METRICS, SCOPE, STAFF, Endpoint, Guard, build_routes, scope_guard, token_guard
 from server.kernel.openapi import build_openapi
 from server.kernel.problems import EXCEPTION_HANDLERS
+from server.middleware.headers import SecurityHeadersMiddleware
 from server.middleware.metrics import MetricsMiddleware, Registry
+from server.middleware.proxy import ProxyHeadersMiddleware
 from server.middleware.request_log import RequestLogMiddleware
 from server.migrate import MigrationError
 from server.proof.log import TransparencyLog
@@ -107,10 +109,20 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
             await reader.close()
             await Tortoise.close_connections()
 
-    guards: dict[str, Guard] = {SCOPE: scope_guard(services.tokens.verify), STAFF: staff_guard}
+    guards: dict[str, Guard] = {
+        SCOPE: scope_guard(services.tokens.verify),
+        STAFF: staff_guard,
+        METRICS: token_guard(settings.metrics_token, open_when_unset=settings.environment != "production"),
+    }
     app = Starlette(
         routes=build_routes(endpoints, guards),
-        middleware=[Middleware(RequestLogMiddleware), Middleware(MetricsMiddleware, registry=registry)],
+        # Outermost first: the proxy's client and scheme are in the scope before anything reads them.
+        middleware=[
+            Middleware(ProxyHeadersMiddleware, trusted=settings.forwarded_allow_ips),
+            Middleware(SecurityHeadersMiddleware, hsts_max_age_s=settings.hsts_max_age_s),
+            Middleware(RequestLogMiddleware),
+            Middleware(MetricsMiddleware, registry=registry),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -45,7 +45,6 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     app = create_app(settings)
     tune_gc()
-    # No proxy headers: request.client is the socket peer, the address rate limits and (truncated) evidence use.
     uvicorn.run(
         app,
         host=settings.host,

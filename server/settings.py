@@ -16,6 +16,7 @@ reads no environment, and `dataclasses.replace` and `with_overrides` copy it wit
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -80,11 +81,22 @@ def _upper(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
 
 
+def _proxies(value: tuple[str, ...]) -> tuple[str, ...]:
+    for entry in value:
+        if entry != "*":
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise _refuse(f"names {entry!r}, neither an IP address, a CIDR network nor *") from None
+    return value
+
+
 AbsoluteUrl = Annotated[str, AfterValidator(_absolute_http_url)]
 DatabaseUrl = Annotated[str, AfterValidator(_database_url)]
 OptionalText = Annotated[str | None, BeforeValidator(_blank_is_unset)]
 OptionalUrl = Annotated[AbsoluteUrl | None, BeforeValidator(_blank_is_unset)]
 AbsoluteUrls = Annotated[tuple[AbsoluteUrl, ...], BeforeValidator(_comma_separated)]
+ProxyList = Annotated[tuple[str, ...], BeforeValidator(_comma_separated), AfterValidator(_proxies)]
 LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING"], BeforeValidator(_upper)]
 
 
@@ -192,6 +204,25 @@ class Settings:
         default="development",
         validation_alias="ENVIRONMENT",
         description="development, test or production (SECRET_KEY required, no demo pages, recipients on https only).",
+    )
+    forwarded_allow_ips: ProxyList = Field(
+        default=(),
+        validation_alias="FORWARDED_ALLOW_IPS",
+        description="Proxies whose Forwarded / X-Forwarded-* headers are believed (IPs, CIDRs, *); none by default.",
+    )
+    hsts_max_age_s: int = Field(
+        default=31_536_000,
+        ge=0,
+        le=2 * 31_536_000,
+        validation_alias="HSTS_MAX_AGE_SECONDS",
+        description="Strict-Transport-Security max-age on answers served over https (0: no header).",
+    )
+    metrics_token: OptionalText = Field(
+        default=None,
+        min_length=16,
+        repr=False,
+        validation_alias="METRICS_TOKEN",
+        description="The bearer token /metrics requires; unset: /metrics is open, but refused in production.",
     )
     smtp_host: OptionalText = Field(
         default=None,

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from server.api import checks, oauth, ops, policies, proof, schemas, subjects, wellknown
-from server.kernel.endpoints import PUBLIC, Endpoint, Param
+from server.kernel.endpoints import METRICS, PUBLIC, Endpoint, Param
 from server.middleware.metrics import metrics as metrics_endpoint
 from server.visibility import FEED_OVERLAP
 
@@ -265,10 +265,14 @@ API_ENDPOINTS: list[Endpoint] = [
         "/metrics",
         "GET",
         metrics_endpoint,
-        PUBLIC,
-        "Prometheus metrics of this process",
+        METRICS,
+        "Prometheus metrics of this process (Bearer METRICS_TOKEN; unset: open, 404 in production)",
         "ops",
         response_media_type="text/plain",
+        responses={
+            "401": "METRICS_TOKEN is set and the request does not carry it as a bearer token",
+            "404": "production without METRICS_TOKEN: metrics are not served",
+        },
     ),
     Endpoint("/openapi.json", "GET", ops.openapi, PUBLIC, "This OpenAPI document", "ops"),
 ]

@@ -113,7 +113,8 @@ async def record_cookie_consent(request: Request) -> Response:
         require_origin(origin, site.origins)
         config = await banner.config(site)
         evidence = Evidence(
-            ip=request.client.host if request.client else None,  # the socket peer; X-Forwarded-For is not trusted
+            # The socket peer, or the client a trusted proxy names (FORWARDED_ALLOW_IPS, server.middleware.proxy).
+            ip=request.client.host if request.client else None,
             user_agent=request.headers.get("user-agent"),
             origin=origin,
             gpc_header=request.headers.get("sec-gpc", "").strip() == "1",

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from server.accesslog import log_access
 from server.console.guard import same_origin
-from server.console.web import HEADERS, Staff, current_staff, desk_of, form_of, page, redirect
+from server.console.web import HEADERS, Staff, cookies_for, current_staff, desk_of, form_of, page, redirect
 from server.db import busy_as_domain_error
 from server.errors import ConsentError, DatabaseBusy
 from server.models import StaffAccount
@@ -44,7 +44,7 @@ def _login_page(request: Request, *, error: str | None = None, email: str = "", 
         login_csrf=token,
         oidc=desk.oidc is not None,
     )
-    desk.sessions.set_login(response, cookie)
+    cookies_for(request).set_login(response, cookie)
     if status == 503:
         response.headers["Retry-After"] = "1"
     return response
@@ -61,7 +61,7 @@ async def _sign_in(request: Request, account: StaffAccount, method: str, next_pa
     )
     fresh = await StaffAccount.get(id=account.id)
     response = redirect(safe_next(next_path))
-    desk.sessions.set_session(response, desk.sessions.issue(fresh.id, fresh.role, fresh.session_epoch))
+    cookies_for(request).set_session(response, desk.sessions.issue(fresh.id, fresh.role, fresh.session_epoch))
     response.delete_cookie(LOGIN_COOKIE, path="/console")
     return response
 
@@ -113,7 +113,7 @@ async def oidc_start(request: Request) -> Response:
         return _login_page(request, error=exc.detail, status=502)
     response = redirect(url)
     flow = desk.sessions.issue_flow(state, nonce, verifier, safe_next(request.query_params.get("next")))
-    desk.sessions.set_flow(response, flow)
+    cookies_for(request).set_flow(response, flow)
     return response
 
 
@@ -124,11 +124,11 @@ async def oidc_callback(request: Request) -> Response:
     state = request.query_params.get("state", "")
     if desk.oidc is None or flow is None or not hmac.compare_digest(flow["state"].encode(), state.encode()):
         response = _login_page(request, error="The sign-in expired or was not started here. Try again.", status=400)
-        desk.sessions.clear_flow(response)
+        cookies_for(request).clear_flow(response)
         return response
     if request.query_params.get("error") or not request.query_params.get("code"):
         response = _login_page(request, error="The identity provider did not sign you in.", status=400)
-        desk.sessions.clear_flow(response)
+        cookies_for(request).clear_flow(response)
         return response
     try:
         identity = await desk.oidc.finish(request.query_params["code"], flow["verifier"], flow["nonce"])
@@ -147,7 +147,7 @@ async def oidc_callback(request: Request) -> Response:
     except DatabaseBusy:  # the code is spent: the person starts the sign-in again, to where they were going
         request.state.desk_next = flow["next"]
         response = _login_page(request, error=BUSY, status=503)
-    desk.sessions.clear_flow(response)
+    cookies_for(request).clear_flow(response)
     return response
 
 
@@ -159,7 +159,7 @@ async def logout(request: Request, staff: Staff) -> Response:
         at=desk.now(), actor_type="staff", actor_id=staff.actor_id, action="staff_sign_out", detail={"role": staff.role}
     )
     response = redirect("/console/login", request)
-    desk.sessions.clear_session(response)
+    cookies_for(request).clear_session(response)
     return response
 
 

@@ -17,9 +17,10 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from server.accesslog import log_access
 from server.errors import SEND_AGAIN, ConsentError
 from server.kernel.bodies import read_form
+from server.middleware.headers import served_over_https
 from server.models import StaffAccount
 from server.staff.roles import can
-from server.staff.sessions import SESSION_COOKIE
+from server.staff.sessions import SESSION_COOKIE, SessionCodec
 
 if TYPE_CHECKING:
     from server.console.desk import Desk
@@ -60,6 +61,12 @@ class Staff:
 def desk_of(request: Request) -> Desk:
     desk: Desk = request.app.state.desk
     return desk
+
+
+def cookies_for(request: Request) -> SessionCodec:
+    """The session codec that sets and clears this response's cookies: Secure when PUBLIC_URL is https or the
+    request came over https (directly or through a trusted proxy, `server.middleware.proxy`)."""
+    return desk_of(request).sessions.over(served_over_https(request.scope))
 
 
 async def current_staff(request: Request) -> Staff | None:

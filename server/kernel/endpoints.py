@@ -4,6 +4,7 @@
 - `public`: anyone;
 - `link-token`: a signed link in the URL, checked by the handler (the link is the credential);
 - `staff:<permission>`: a signed-in member of staff whose role has the permission (the console's guard);
+- `metrics-token`: `Authorization: Bearer METRICS_TOKEN` (`token_guard`), the operator's scraper;
 - any other value: an OAuth2 scope the bearer token must carry.
 
 `build_routes` wraps each handler in the guard of its rule's kind, so the rule in the list is the rule enforced.
@@ -12,6 +13,7 @@ The OpenAPI document and the route-coverage tests are built from these declarati
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -21,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.errors import AuthenticationRequired, InsufficientScope
+from server.errors import AuthenticationRequired, InsufficientScope, NotFound
 
 Handler = Callable[[Request], Awaitable[Response]]
 # A guard turns a declared handler into a route handler that enforces `rule` (the part after `kind:`).
@@ -30,6 +32,7 @@ PUBLIC = "public"
 LINK_TOKEN = "link-token"  # noqa: S105 (an auth rule name, not a secret)
 STAFF = "staff"
 SCOPE = "scope"
+METRICS = "metrics-token"
 
 
 def staff(permission: str) -> str:
@@ -38,8 +41,8 @@ def staff(permission: str) -> str:
 
 
 def rule_kind(auth: str) -> str:
-    """`public`, `link-token`, `staff` or `scope` (an OAuth2 scope)."""
-    if auth in (PUBLIC, LINK_TOKEN):
+    """`public`, `link-token`, `metrics-token`, `staff` or `scope` (an OAuth2 scope)."""
+    if auth in (PUBLIC, LINK_TOKEN, METRICS):
         return auth
     if auth.startswith(f"{STAFF}:"):
         return STAFF
@@ -143,6 +146,30 @@ def scope_guard(verify: Callable[[str], Access]) -> Guard:
             if scope not in access.scopes:
                 raise InsufficientScope(f"this endpoint requires the scope {scope!r}", scope=scope)
             request.state.access = access
+            response: Response = await handler(request)
+            return response
+
+        guarded.__name__ = handler.__name__
+        guarded.__doc__ = handler.__doc__
+        return guarded
+
+    return guard
+
+
+def token_guard(secret: str | None, *, open_when_unset: bool) -> Guard:
+    """The guard of a route for one operator's tool (`/metrics`): the bearer token `secret`, compared in constant
+    time. Unset, the route is open when `open_when_unset` (development) and answers 404 otherwise (production):
+    metrics name routes and rates, nothing a stranger should read."""
+
+    def guard(handler: Callable[..., Awaitable[Response]], rule: str) -> Handler:
+        async def guarded(request: Request) -> Response:
+            if secret is None:
+                if not open_when_unset:
+                    raise NotFound(f"{request.url.path} is served only with a token: set METRICS_TOKEN")
+            else:
+                scheme, _, token = request.headers.get("authorization", "").partition(" ")
+                if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), secret.encode()):
+                    raise AuthenticationRequired("this endpoint requires the bearer token METRICS_TOKEN")
             response: Response = await handler(request)
             return response
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from server.kernel.endpoints import LINK_TOKEN, Endpoint, is_oauth
+from server.kernel.endpoints import LINK_TOKEN, METRICS, Endpoint, is_oauth
 from server.settings import SCOPES
 
 PROBLEM = {
@@ -59,7 +59,9 @@ def build_openapi(
             ],
             "responses": _responses(ep, schemas),
         }
-        operation["security"] = [{"oauth2": [ep.auth]}] if is_oauth(ep.auth) else []
+        operation["security"] = (
+            [{"oauth2": [ep.auth]}] if is_oauth(ep.auth) else [{"metricsToken": []}] if ep.auth == METRICS else []
+        )
         if ep.body is not None:
             operation["requestBody"] = {
                 "required": True,
@@ -89,7 +91,12 @@ def build_openapi(
                             "scopes": {s: f"{s} access" for s in SCOPES},
                         }
                     },
-                }
+                },
+                "metricsToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "METRICS_TOKEN, the operator's scraper token (server setting)",
+                },
             },
         },
     }

@@ -3,14 +3,16 @@ so any number of app processes serve the console.
 
 - `desk_session` (salt "staff-session"): staff id, role, CSRF token, issue time and the account's session epoch.
   HttpOnly, SameSite=Lax (Strict would drop the cookie on the redirect back from the identity provider), Secure
-  when PUBLIC_URL is https, path /console, max age SESSION_LIFETIME_SECONDS. The account row is read on every
-  request: a disabled account, a changed role or a sign-out (the epoch moves on) ends the session at once.
+  when PUBLIC_URL is https or the request came over https (`SessionCodec.over`), path /console, max age
+  SESSION_LIFETIME_SECONDS. The account row is read on every request: a disabled account, a changed role or a
+  sign-out (the epoch moves on) ends the session at once.
 - `desk_oidc` (salt "staff-oidc"): state, nonce and PKCE verifier of one sign-in through the provider, 10 minutes.
 - `desk_login` (salt "staff-login"): the CSRF token of the sign-in form, before there is a session.
 """
 
 from __future__ import annotations
 
+import copy
 import hmac
 import secrets
 import time
@@ -43,6 +45,14 @@ class SessionCodec:
         self._session = URLSafeTimedSerializer(secret, salt="staff-session")
         self._flow = URLSafeTimedSerializer(secret, salt="staff-oidc")
         self._login = URLSafeTimedSerializer(secret, salt="staff-login")
+
+    def over(self, https: bool) -> SessionCodec:
+        """This codec for a response to a request served over https (`https`): its cookies are Secure then too."""
+        if not https or self.secure:
+            return self
+        codec = copy.copy(self)
+        codec.secure = True
+        return codec
 
     # --- the session -------------------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from server.app import ENDPOINTS
-from server.kernel.endpoints import LINK_TOKEN, PUBLIC, Endpoint, is_oauth, staff
+from server.kernel.endpoints import LINK_TOKEN, METRICS, PUBLIC, Endpoint, is_oauth, staff
 from server.logs import JsonFormatter
 from server.settings import SCOPES
 from server.staff.roles import PERMISSIONS
@@ -39,7 +39,7 @@ def test_every_auth_rule_is_known() -> None:
     """A misspelt scope would lock every caller out (or, with a lax guard, let every caller in)."""
     assert SCOPED, "no scoped endpoint: the checks below would be vacuous"
     for endpoint in ENDPOINTS:
-        known = {PUBLIC, LINK_TOKEN, *SCOPES, *(staff(permission) for permission in PERMISSIONS)}
+        known = {PUBLIC, LINK_TOKEN, METRICS, *SCOPES, *(staff(permission) for permission in PERMISSIONS)}
         assert endpoint.auth in known, (_label(endpoint), endpoint.auth)
     pairs = [(ep.path, ep.method) for ep in ENDPOINTS]
     assert len(pairs) == len(set(pairs)), "an endpoint is declared twice"
@@ -147,7 +147,9 @@ def test_openapi_is_valid_31_and_describes_every_route(client: TestClient) -> No
     flows = document["components"]["securitySchemes"]["oauth2"]["flows"]["clientCredentials"]
     for endpoint in ENDPOINTS:
         operation = document["paths"][endpoint.path][endpoint.method.lower()]
-        if not is_oauth(endpoint.auth):
+        if endpoint.auth == METRICS:
+            assert operation["security"] == [{"metricsToken": []}], _label(endpoint)
+        elif not is_oauth(endpoint.auth):
             assert operation["security"] == [], _label(endpoint)
         else:
             assert operation["security"] == [{"oauth2": [endpoint.auth]}], _label(endpoint)

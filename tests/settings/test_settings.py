@@ -77,6 +77,9 @@ def test_data_dir_moves_the_embedded_defaults(tmp_path: Path) -> None:
         ("SQLITE_BULK_MMAP_MB", "4096"),
         ("STREAM_WORKERS", "-1"),
         ("STREAM_WORKERS", "many"),
+        ("FORWARDED_ALLOW_IPS", "10.0.0.0/8,proxy.internal"),
+        ("FORWARDED_ALLOW_IPS", "10.0.0.300"),
+        ("HSTS_MAX_AGE_SECONDS", "-1"),
     ],
 )
 def test_bad_value_names_variable_and_value(tmp_path: Path, name: str, value: str) -> None:
@@ -92,6 +95,20 @@ def test_policy_dir_must_be_a_directory(tmp_path: Path) -> None:
         with pytest.raises(SettingsError) as refused:
             Settings.from_env(valid_env(tmp_path, POLICY_DIR=value), env_file=None)
         assert f"POLICY_DIR={value!r}" in str(refused.value)
+
+
+def test_forwarded_allow_ips_are_read_as_uvicorn_writes_them(tmp_path: Path) -> None:
+    read = Settings.from_env(valid_env(tmp_path, FORWARDED_ALLOW_IPS=" 127.0.0.1, 10.0.0.0/8 ,::1,"), env_file=None)
+    assert read.forwarded_allow_ips == ("127.0.0.1", "10.0.0.0/8", "::1")
+    assert Settings.from_env(valid_env(tmp_path, FORWARDED_ALLOW_IPS="*"), env_file=None).forwarded_allow_ips == ("*",)
+    assert Settings.from_env(valid_env(tmp_path), env_file=None).forwarded_allow_ips == ()
+
+
+def test_a_short_metrics_token_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env(valid_env(tmp_path, METRICS_TOKEN="scrape-me"), env_file=None)
+    assert "METRICS_TOKEN is too short (9 characters)" in str(refused.value)
+    assert "scrape-me" not in str(refused.value)
 
 
 def test_short_secret_key_is_refused_without_echoing_it(tmp_path: Path) -> None:
