@@ -18,6 +18,7 @@ from server.consent.stream_workers import Segment
 from server.errors import InvalidRequest, MalformedBody, PayloadTooLarge
 from server.kernel.bodies import read_body
 from server.kernel.params import instant, query_values
+from server.kernel.unstorable import refuse_in_json
 from server.services import services_of
 
 _OPTS = orjson.OPT_UTC_Z
@@ -66,6 +67,7 @@ async def check_batch(request: Request) -> Response:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise MalformedBody(f"the body is not valid JSON: {exc}") from None
+    refuse_in_json(raw, body)
     if not isinstance(body, dict) or set(body) != {"checks"} or not isinstance(body["checks"], list):
         raise InvalidRequest('the body must be {"checks": [{"subject", "purpose", "channel"}, ...]}')
     return Response(await checks.batch(body["checks"]), media_type="application/json")

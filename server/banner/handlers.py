@@ -22,6 +22,7 @@ from server.db import busy_as_domain_error
 from server.errors import ConsentError, InvalidRequest, MalformedBody, NotFound
 from server.kernel.bodies import read_body, validate
 from server.kernel.problems import consent_error
+from server.kernel.unstorable import refuse_in_json
 from server.ledger.evidence import truncate_ip
 from server.services import services_of
 
@@ -152,6 +153,7 @@ async def _read_choice(request: Request) -> CookieConsentIn:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise MalformedBody(f"the body is not valid JSON: {exc}") from None
+    refuse_in_json(raw, data)
     return validate(CookieConsentIn, data)
 
 
