@@ -174,8 +174,12 @@ _UNAVAILABLE_ERRNOS = frozenset(
 
 
 def _is_unavailable(current: BaseException) -> bool:
-    if isinstance(current, _UNAVAILABLE_POSTGRES | DBConnectionError | ConnectionError | TimeoutError):
+    if isinstance(current, (*_UNAVAILABLE_POSTGRES, DBConnectionError, ConnectionError, TimeoutError)):
         return True
+    if isinstance(current, asyncpg.exceptions.InternalClientError):
+        # "cannot switch to state 12; another operation (2) is in progress": the connection's protocol was left
+        # mid-operation when its backend went away, before the socket's close was seen
+        return "another operation" in str(current)
     if isinstance(current, asyncpg.exceptions.InterfaceError):
         return "closed" in str(current) or "closing" in str(current)  # a connection or the pool is
     if isinstance(current, sqlite3.Error):

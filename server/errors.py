@@ -13,7 +13,7 @@ and when it is raised; tests/kernel/test_error_tree.py holds the drawing to the 
     │   │                                  unknown field, nothing to change)
     │   ├── MalformedBody             400  the body is not JSON or form data, or comes with another Content-Type
     │   ├── PayloadTooLarge           413  the body is over MAX_BODY_BYTES, or a batch holds more checks than MAX_BATCH
-    │   ├── UnstorableText            400  a NUL character in a path, query, header, form field or JSON string
+    │   ├── UnstorableText            422  a NUL character in a path, query, header, form field or JSON string
     │   ├── OriginRequired            400  server.banner.errors: a public banner call without an Origin header
     │   ├── UnknownSite               422  server.banner.errors: no site with this id in policy_docs/sites.yaml
     │   │                                  (404 when its banner configuration is asked for)
@@ -141,7 +141,6 @@ class UnstorableText(InvalidRequest):
     database alike, before anything is read or written; `location` says where it was found. (A lone surrogate in
     JSON, `\\ud800`, is not valid JSON: `/problems/malformed-body`.)"""
 
-    status = 400
     slug = "unstorable-text"
     title = "The request holds a character that cannot be stored"
 
@@ -270,11 +269,12 @@ class DatabaseBusy(ConsentError):
 
 
 class ServiceUnavailable(ConsentError):
-    """The service could not reach what it stores to: the database connection was lost or refused, no connection
-    came free in time, or the disk is full. The transaction that met it was rolled back, so nothing was recorded
-    (a write whose commit the server saw fail was not kept; one whose answer was lost on the way back is made safe
-    to send again by an Idempotency-Key). Send the same request again after Retry-After; `/readyz` says when the
-    service is ready again."""
+    """The service could not reach what it stores to: the database connection was lost or refused, the database
+    does not accept connections, or the disk is full. The transaction that met it was rolled back, so as a rule
+    nothing was recorded. One case the server cannot know: a connection lost during the commit itself, when the
+    database may have kept the write. Send the same request again after Retry-After, with the same
+    Idempotency-Key for a write, so that it is recorded once either way; `/readyz` says when the service is ready
+    again."""
 
     status = 503
     slug = "service-unavailable"
@@ -282,7 +282,7 @@ class ServiceUnavailable(ConsentError):
 
     @classmethod
     def now(cls) -> ServiceUnavailable:
-        return cls("The service could not reach its database or disk and nothing was recorded. Send it again.")
+        return cls("The service could not reach its database or disk; the request did not go through. Send it again.")
 
 
 # Nothing was kept and the same request may simply be sent again (503 with Retry-After): every surface that answers

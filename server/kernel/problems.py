@@ -77,6 +77,7 @@ EXCEPTION_HANDLERS = {
     sqlite3.Error: server_error,
     asyncpg.PostgresError: server_error,
     asyncpg.InterfaceError: server_error,
+    asyncpg.exceptions.InternalClientError: server_error,
     OSError: server_error,
     Exception: server_error,
 }

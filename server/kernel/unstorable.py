@@ -2,7 +2,7 @@
 
 PostgreSQL's text columns refuse U+0000 (`invalid byte sequence for encoding "UTF8": 0x00`), a driver error that
 would otherwise surface as a 500 halfway through a request; SQLite would store it. Both databases get the same
-answer, a 400 `/problems/unstorable-text`, before anything is read or written. Lone surrogates (`\\ud800`), which
+answer, a 422 `/problems/unstorable-text`, before anything is read or written. Lone surrogates (`\\ud800`), which
 UTF-8 cannot encode either, never get this far: orjson refuses them as invalid JSON (400 malformed-body), and
 percent-decoding turns invalid UTF-8 into U+FFFD.
 

@@ -48,25 +48,25 @@ def credentials(client: TestClient) -> dict[str, str]:
     return {**token, "X-CSRF-Token": csrf, "Origin": "http://testserver"}
 
 
-def test_a_nul_in_any_path_parameter_is_a_400_on_every_route(client: TestClient, credentials: dict[str, str]) -> None:
+def test_a_nul_in_any_path_parameter_is_a_422_on_every_route(client: TestClient, credentials: dict[str, str]) -> None:
     wrong = []
     with_params = [ep for ep in ENDPOINTS if PARAM.search(ep.path)]
     assert len(with_params) > 20
     for endpoint in with_params:
         answer = _send(client, endpoint, _path(endpoint, "x%00y"), headers=credentials)
-        if answer.status_code != 400 or _problem_type(answer) != UNSTORABLE:
+        if answer.status_code != 422 or _problem_type(answer) != UNSTORABLE:
             wrong.append((endpoint.method, endpoint.path, answer.status_code, answer.text[:120]))
     assert wrong == [], "\n".join(map(str, wrong))
 
 
-def test_a_nul_in_the_query_string_is_a_400_on_every_route(client: TestClient, credentials: dict[str, str]) -> None:
+def test_a_nul_in_the_query_string_is_a_422_on_every_route(client: TestClient, credentials: dict[str, str]) -> None:
     wrong = []
     for endpoint in ENDPOINTS:
         names = [p.name for p in endpoint.params if p.where == "query"] or ["q"]
         for name in names:
             path = f"{_path(endpoint, 'x')}?{name}=a%00b"
             answer = _send(client, endpoint, path, headers=credentials)
-            if answer.status_code != 400 or _problem_type(answer) != UNSTORABLE:
+            if answer.status_code != 422 or _problem_type(answer) != UNSTORABLE:
                 wrong.append((endpoint.method, endpoint.path, name, answer.status_code, answer.text[:120]))
     assert wrong == [], "\n".join(map(str, wrong))
 
@@ -118,7 +118,7 @@ def test_a_nul_in_a_form_field_is_a_4xx_on_every_writing_route(
         # The desk reads every POST's form in its guard, and answers a refusal in its own page (once the role may
         # use the route at all: an admin records no decision for a customer, a 403 before the form is read).
         denied = answer.headers.get("x-desk-denied") == "role"
-        if rule_kind(endpoint.auth) == "staff" and not multipart and not denied and answer.status_code != 400:
+        if rule_kind(endpoint.auth) == "staff" and not multipart and not denied and answer.status_code != 422:
             wrong.append((endpoint.method, endpoint.path, "desk", answer.status_code))
     assert wrong == [], "\n".join(map(str, wrong))
 
