@@ -48,6 +48,9 @@ async def _refusal(request: Request, exc: ConsentError, headers: dict[str, str])
     response.headers.update(headers)
     if isinstance(exc, TooManyRequests):
         response.headers["Retry-After"] = str(exc.retry_after)
+    if "retry-after" in response.headers and "access-control-allow-origin" in response.headers:
+        # Not a CORS-safelisted response header: the banner reads when to send the choice again only if exposed.
+        response.headers["Access-Control-Expose-Headers"] = "Retry-After"
     return response
 
 
@@ -67,8 +70,13 @@ async def banner_config(request: Request) -> Response:
     if not site_id:
         raise InvalidRequest("the query parameter site is required", parameter="site")
     site = banner.site(site_id, status=404)
-    config = await banner.config(site)
-    headers = {"Cache-Control": CONFIG_CACHE, "ETag": config.etag, **cors_headers(origin_of(request), site.origins)}
+    cors = cors_headers(origin_of(request), site.origins)
+    try:
+        with busy_as_domain_error():  # refused with CORS, so that the banner reads why (and asks again later)
+            config = await banner.config(site)
+    except ConsentError as exc:
+        return await _refusal(request, exc, cors)
+    headers = {"Cache-Control": CONFIG_CACHE, "ETag": config.etag, **cors}
     if _not_modified(request, config.etag):
         return Response(status_code=304, headers=headers)
     return _json(config.body, headers)
@@ -112,14 +120,17 @@ async def record_cookie_consent(request: Request) -> Response:
         site = banner.site(choice.site)
         headers = cors_headers(origin, site.origins)
         require_origin(origin, site.origins)
-        config = await banner.config(site)
+        with busy_as_domain_error():
+            config = await banner.config(site)
         evidence = Evidence(
             ip=request.client.host if request.client else None,  # the socket peer; X-Forwarded-For is not trusted
             user_agent=request.headers.get("user-agent"),
             origin=origin,
             gpc_header=request.headers.get("sec-gpc", "").strip() == "1",
         )
-        with busy_as_domain_error():  # a busy database is refused with CORS too, so that the banner reads why
+        # A busy or unreachable database, a full disk: refused with CORS too, so that the banner reads why and
+        # sends the choice again.
+        with busy_as_domain_error():
             recorded = await record_choice(services, banner, site, config, choice, evidence)
     except ConsentError as exc:
         return await _refusal(request, exc, headers)

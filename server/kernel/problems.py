@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -43,8 +44,29 @@ async def consent_error(request: Request, exc: Exception) -> Response:
             f'error_description="{_quote(exc.detail)}"'
         )
     elif isinstance(exc, SEND_AGAIN):
+        page = _own_page(request, exc)
+        if page is not None:
+            return page
         headers["Retry-After"] = "1"
     return problem(exc.status, exc.slug, exc.title, exc.detail, headers, **exc.extensions)
+
+
+# A feature's own page for "send it again" (a 503 the feature did not answer itself, such as a lost database
+# met while reading a page): (path prefixes, renderer) pairs, which the app factory puts in `app.state`.
+SendAgainPages = Sequence[tuple[tuple[str, ...], Callable[[Request, ConsentError], Response]]]
+
+
+def _own_page(request: Request, exc: ConsentError) -> Response | None:
+    """The page of the feature that serves the path, for a browser (HTML asked for, or an htmx request)."""
+    wants_page = "text/html" in request.headers.get("accept", "") or request.headers.get("hx-request") == "true"
+    if not wants_page:
+        return None
+    pages: SendAgainPages = getattr(request.app.state, "send_again_pages", ())
+    path = request.url.path
+    for prefixes, render in pages:
+        if path.startswith(prefixes):
+            return render(request, exc)
+    return None
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

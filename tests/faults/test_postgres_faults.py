@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -239,4 +239,37 @@ def test_a_database_closed_to_connections_is_503_until_it_opens_again(database_u
         _answers_again(server, token)
         _nothing_acknowledged_lost(server, token, load)
     finally:
+        server.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_a_stream_check_that_loses_its_database_midway_ends_with_an_error_line(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The stream's status (200) and first answers went out before the database was lost: the answer cannot become
+    a 503, so its last line is the error, and every line before it is a real answer."""
+    database = urlsplit(database_url).path.lstrip("/")
+    server, token, _ = _served(database_url, tmp_path)
+    line = b'{"subject": "s", "purpose": "offers", "channel": "email"}\n'
+
+    def body() -> Iterator[bytes]:
+        yield line * 1000  # one chunk, answered while the database is up
+        time.sleep(1)
+        _admin(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        _terminate(database)
+        yield line * 1000  # the next one meets the closed database
+
+    try:
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
+        with httpx.Client(base_url=server.base_url, headers=headers, timeout=60) as http:
+            answer = http.post("/v1/consents/check/stream", content=body())
+        assert answer.status_code == 200
+        lines = [json.loads(text) for text in answer.text.splitlines()]
+        assert len(lines) > 1000 and all("allowed" in one for one in lines[:1000]), lines[:2]
+        last = lines[-1]
+        assert set(last) == {"error"} and last["error"]["type"] == "/problems/service-unavailable", last
+        assert all("allowed" in one for one in lines[:-1])
+    finally:
+        _admin(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
         server.stop()
