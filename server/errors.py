@@ -86,8 +86,9 @@ or stops a command or the server's start with its message.
     ├── WorkerReadError                    server.consent.stream_workers: a stream worker could not read a
     │                                      chunk's keys; the server answers that chunk itself
     └── MailNotSent                        server.mail.mailer: the SMTP server refused a mail or could not
-                                           be reached: logged; a page that sent a confirmation says it was not
-                                           sent (the grant stays pending), a link request answers as ever
+                                           be reached, or the outbox's disk is full: logged; a page that sent a
+                                           confirmation says it was not sent (the grant stays pending), a link
+                                           request answers as ever
 """
 
 from __future__ import annotations
