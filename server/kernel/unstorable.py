@@ -28,7 +28,9 @@ NUL = "\x00"
 
 
 def _refuse(location: str) -> UnstorableText:
-    return UnstorableText(f"the {location} holds a NUL character (U+0000), which cannot be stored", location=location)
+    return UnstorableText(
+        f"the {location} holds a NUL character (U+0000), a control character that cannot be stored", location=location
+    )
 
 
 def refuse_in_request(scope: Scope) -> None:
