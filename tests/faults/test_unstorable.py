@@ -71,6 +71,17 @@ def test_a_nul_in_the_query_string_is_a_422_on_every_route(client: TestClient, c
     assert wrong == [], "\n".join(map(str, wrong))
 
 
+def test_a_nul_in_a_header_is_a_422_on_every_route(client: TestClient, credentials: dict[str, str]) -> None:
+    """Headers the service keeps as data (the user agent and origin as evidence, a request id in the logs). A real
+    HTTP server refuses a NUL in a header before the app sees it; the app refuses it too, for any ASGI server."""
+    wrong = []
+    for endpoint in ENDPOINTS:
+        answer = _send(client, endpoint, _path(endpoint, "x"), headers={**credentials, "User-Agent": "a\x00b"})
+        if answer.status_code != 422 or _problem_type(answer) != UNSTORABLE:
+            wrong.append((endpoint.method, endpoint.path, answer.status_code, answer.text[:120]))
+    assert wrong == [], "\n".join(map(str, wrong))
+
+
 def _body_endpoints() -> list[Endpoint]:
     return [ep for ep in ENDPOINTS if ep.method in WRITES]
 
