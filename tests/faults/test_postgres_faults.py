@@ -123,9 +123,9 @@ def _terminate(database: str) -> None:
     _admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'")
 
 
-def _served(database_url: str, tmp_path: Path) -> tuple[Server, str, dict[str, str]]:
+def _served(database_url: str, tmp_path: Path, **extra: str) -> tuple[Server, str, dict[str, str]]:
     port = free_port()
-    env = server_env(database_url, tmp_path, port)
+    env = {**server_env(database_url, tmp_path, port), **extra}
     created = cli(
         env, tmp_path, "clients", "create", "--name", "t", "--scopes", "consent:write consent:read consent:check"
     )
@@ -244,13 +244,15 @@ def test_a_database_closed_to_connections_is_503_until_it_opens_again(database_u
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgres"])
+@pytest.mark.parametrize("workers", ["0", "2"], ids=["in-process", "stream-workers"])
 def test_a_stream_check_that_loses_its_database_midway_ends_with_an_error_line(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, workers: str
 ) -> None:
     """The stream's status (200) and first answers went out before the database was lost: the answer cannot become
-    a 503, so its last line is the error, and every line before it is a real answer."""
+    a 503, so its last line is the error, and every line before it is a real answer. With stream worker processes,
+    a worker that cannot read hands its chunk back to the server, which meets the same closed database."""
     database = urlsplit(database_url).path.lstrip("/")
-    server, token, _ = _served(database_url, tmp_path)
+    server, token, _ = _served(database_url, tmp_path, STREAM_WORKERS=workers)
     line = b'{"subject": "s", "purpose": "offers", "channel": "email"}\n'
 
     def body() -> Iterator[bytes]:
