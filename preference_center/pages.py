@@ -30,6 +30,7 @@ from preference_center.web import (
     set_link_cookie,
 )
 from server.db import busy_as_domain_error
+from server.errors import ConsentError
 from server.i18n import LANGUAGE_NAMES, LANGUAGES, choose_language
 from server.ledger.append import Decision, RecordRequest, RecordResult, Snapshot
 from server.links.tokens import LinkClaims, LinkTokenRefused
@@ -103,6 +104,15 @@ def csrf_error(request: Request, ctx: PageContext) -> Response:
 def erased_page(request: Request, lang: str) -> Response:
     center = center_of(request)
     return html(request, center.render(lang, "erased.html", switcher=None), status=410)
+
+
+def unavailable_page(request: Request, exc: ConsentError) -> Response:
+    """The database or the disk could not be used (503, Retry-After): a page of the center saying so, in the
+    visitor's language. An htmx save that meets it is not swapped in (no X-Preference-Answer): preferences.js
+    shows its generic "not saved" message in the page's status region, and the rows stay as they were."""
+    center = center_of(request)
+    lang = choose_language(request.query_params.get("lang"), None, request.headers.get("accept-language"))
+    return html(request, center.render(lang, "unavailable.html", switcher=None), 503, {"Retry-After": "1"})
 
 
 # --- GET /preferences -----------------------------------------------------------------------------------------------

@@ -18,8 +18,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from preference_center.csrf import form_token
-from server.errors import ConsentError
+from server.errors import ConsentError, UnstorableText
 from server.kernel.bodies import read_form
+from server.kernel.unstorable import refuse_in_form
 from server.ledger.evidence import truncate_ip
 from server.middleware.headers import served_over_https
 from server.services import services_of
@@ -71,7 +72,11 @@ async def form_fields(request: Request) -> dict[str, str]:
             return await read_form(request)
         if content_type == "multipart/form-data":
             form = await request.form(max_files=0, max_fields=50, max_part_size=64 * 1024)
-            return {k: v for k, v in form.items() if not isinstance(v, UploadFile)}
+            fields = {k: v for k, v in form.items() if not isinstance(v, UploadFile)}
+            refuse_in_form(fields)
+            return fields
+    except UnstorableText:  # a 400 problem, as on every other surface
+        raise
     except (ConsentError, HTTPException, ValueError, KeyError):  # Starlette reports multipart errors as 400s
         return {}
     return {}

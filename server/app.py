@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from tortoise import Tortoise
 
+from preference_center.pages import unavailable_page as preference_unavailable
 from preference_center.routes import PREFERENCE_ENDPOINTS
 from server.api.routes import API_ENDPOINTS
 from server.api.webhooks import COMPONENTS, WEBHOOKS
@@ -23,11 +24,13 @@ from server.consent.reader import SqliteStateReader
 from server.consent.service import CheckService
 from server.consent.stream_workers import PostgresSource, SqliteSource, StreamWorkers
 from server.console.guard import staff_guard
+from server.console.public import unavailable_page as public_request_unavailable
 from server.console.routes import DESK_ENDPOINTS
+from server.console.web import unavailable_page as desk_unavailable
 from server.db import connection, tortoise_config, unapplied_migrations
 from server.kernel.endpoints import METRICS, SCOPE, STAFF, Endpoint, Guard, build_routes, scope_guard, token_guard
 from server.kernel.openapi import build_openapi
-from server.kernel.problems import EXCEPTION_HANDLERS
+from server.kernel.problems import EXCEPTION_HANDLERS, SendAgainPages
 from server.middleware.headers import SecurityHeadersMiddleware
 from server.middleware.metrics import MetricsMiddleware, Registry
 from server.middleware.proxy import ProxyHeadersMiddleware
@@ -50,6 +53,14 @@ async def _checkpoint_loop(log: TransparencyLog, interval_s: int) -> None:
 # Every endpoint of the service, each feature's list in turn; nothing is routed that is not listed here. The API's
 # come first: its consent checks are the requests sent most, and Starlette tries routes in order.
 ENDPOINTS: list[Endpoint] = [*API_ENDPOINTS, *PREFERENCE_ENDPOINTS, *BANNER_ENDPOINTS, *DESK_ENDPOINTS]
+
+
+# Each feature's own page for a 503 that reached the app's handler (server.kernel.problems), by path prefix.
+SEND_AGAIN_PAGES: SendAgainPages = [
+    (("/console", "/dsr"), desk_unavailable),
+    (("/requests",), public_request_unavailable),
+    (("/preferences", "/unsubscribe"), preference_unavailable),
+]
 
 
 def routed_endpoints(settings: Settings) -> list[Endpoint]:
@@ -132,5 +143,6 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
     app.state.desk = application.desk
     app.state.metrics = registry
     app.state.max_body_bytes = settings.max_body_bytes
+    app.state.send_again_pages = SEND_AGAIN_PAGES
     app.state.openapi = build_openapi(endpoints, settings.issuer, webhooks=WEBHOOKS, components=COMPONENTS)
     return app

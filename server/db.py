@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import pkgutil
 import sqlite3
@@ -16,10 +17,10 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import asyncpg
 from tortoise import Tortoise, connections
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.exceptions import BaseORMException
+from tortoise.exceptions import BaseORMException, DBConnectionError
 from tortoise.models import Model
 
-from server.errors import ConsentError, DatabaseBusy
+from server.errors import ConsentError, DatabaseBusy, ServiceUnavailable
 
 APP_LABEL = "models"
 MIGRATIONS_MODULE = "migrations"
@@ -145,6 +146,53 @@ _BUSY_POSTGRES = (
 def is_busy_error(exc: BaseException) -> bool:
     """Whether `exc` means "busy, try again": the driver's error itself, raised `from` it, or wrapped by Tortoise
     (which passes the driver's error as its argument). An error raised while handling a busy one is not busy."""
+    for current in _causes(exc):
+        if isinstance(current, sqlite3.OperationalError) and (
+            "database is locked" in str(current) or "database is busy" in str(current)
+        ):
+            return True
+        if isinstance(current, _BUSY_POSTGRES):
+            return True
+    return False
+
+
+# What an unreachable database or a full disk raises: the connection lost (a backend terminated, the server
+# restarted, the network cut), refused, or a database that is gone; PostgreSQL out of disk or memory (SQLSTATE
+# class 53); SQLite's I/O and full-disk errors; the operating system's for a file that cannot be written.
+_UNAVAILABLE_POSTGRES = (
+    asyncpg.exceptions.ConnectionDoesNotExistError,  # "connection was closed in the middle of operation"
+    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.OperatorInterventionError,  # AdminShutdownError (pg_terminate_backend), CrashShutdownError
+    asyncpg.exceptions.InsufficientResourcesError,  # DiskFullError, OutOfMemoryError
+    asyncpg.exceptions.InvalidCatalogNameError,  # the database was dropped
+    asyncpg.exceptions.ObjectNotInPrerequisiteStateError,  # "database is not accepting connections"
+)
+_UNAVAILABLE_SQLITE = ("disk i/o error", "database or disk is full", "unable to open database file", "disk is full")
+_UNAVAILABLE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ECONNREFUSED, errno.ECONNRESET, errno.EPIPE}
+)
+
+
+def _is_unavailable(current: BaseException) -> bool:
+    if isinstance(current, (*_UNAVAILABLE_POSTGRES, DBConnectionError, ConnectionError, TimeoutError)):
+        return True
+    if isinstance(current, asyncpg.exceptions.InternalClientError):
+        # "cannot switch to state 12; another operation (2) is in progress": the connection's protocol was left
+        # mid-operation when its backend went away, before the socket's close was seen
+        return "another operation" in str(current)
+    if isinstance(current, asyncpg.exceptions.InterfaceError):
+        return "closed" in str(current) or "closing" in str(current)  # a connection or the pool is
+    if isinstance(current, sqlite3.Error):
+        return any(text in str(current).lower() for text in _UNAVAILABLE_SQLITE)
+    if isinstance(current, OSError):
+        # asyncpg's connect to several addresses raises a plain OSError("Multiple exceptions: ... Connect call failed")
+        return current.errno in _UNAVAILABLE_ERRNOS or "connect call failed" in str(current).lower()
+    return False
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, the errors it was raised `from`, and those Tortoise wrapped (it passes the driver's error as its
+    argument), each once."""
     seen: set[int] = set()
     pending: list[BaseException] = [exc]
     while pending:
@@ -152,32 +200,46 @@ def is_busy_error(exc: BaseException) -> bool:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, sqlite3.OperationalError) and (
-            "database is locked" in str(current) or "database is busy" in str(current)
-        ):
-            return True
-        if isinstance(current, _BUSY_POSTGRES):
-            return True
+        yield current
         if current.__cause__ is not None:
             pending.append(current.__cause__)
         if isinstance(current, BaseORMException):
             pending.extend(arg for arg in current.args if isinstance(arg, BaseException))
-    return False
+
+
+def is_unavailable_error(exc: BaseException) -> bool:
+    """Whether `exc` means "the database or the disk cannot be used right now": see `_UNAVAILABLE_POSTGRES`."""
+    return any(_is_unavailable(current) for current in _causes(exc))
+
+
+def send_again_error(exc: BaseException) -> ConsentError | None:
+    """The domain error a driver or I/O error stands for when the same request may simply be sent again (nothing
+    was kept): `DatabaseBusy` for a busy database, `ServiceUnavailable` for one that cannot be reached or a full
+    disk; None for any other error (a defect)."""
+    if isinstance(exc, ConsentError):
+        return None
+    if is_busy_error(exc):
+        return DatabaseBusy.now()
+    if is_unavailable_error(exc):
+        return ServiceUnavailable.now()
+    return None
 
 
 @contextlib.contextmanager
 def busy_as_domain_error() -> Iterator[None]:
-    """Driver errors that mean "busy, try again" (`is_busy_error`) raised as `DatabaseBusy`: the domain error that
-    each surface already answers in its own form (the console's page, the banner's refusal with CORS, the
-    preference center's status message); the app's handler answers the rest as problem+json."""
+    """Driver and I/O errors that mean "send it again" (`send_again_error`: a busy database, an unreachable one, a
+    full disk) raised as their domain error, `DatabaseBusy` or `ServiceUnavailable`: each surface already answers
+    those in its own form (the console's page, the banner's refusal with CORS, the preference center's status
+    message); the app's handler answers the rest as problem+json."""
     try:
         yield
     except ConsentError:
         raise
     except Exception as exc:
-        if not is_busy_error(exc):
+        domain = send_again_error(exc)
+        if domain is None:
             raise
-        raise DatabaseBusy.now() from exc
+        raise domain from exc
 
 
 def migration_names() -> list[str]:

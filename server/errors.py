@@ -13,6 +13,7 @@ and when it is raised; tests/kernel/test_error_tree.py holds the drawing to the 
     │   │                                  unknown field, nothing to change)
     │   ├── MalformedBody             400  the body is not JSON or form data, or comes with another Content-Type
     │   ├── PayloadTooLarge           413  the body is over MAX_BODY_BYTES, or a batch holds more checks than MAX_BATCH
+    │   ├── UnstorableText            422  a NUL character in a path, query, header, form field or JSON string
     │   ├── OriginRequired            400  server.banner.errors: a public banner call without an Origin header
     │   ├── UnknownSite               422  server.banner.errors: no site with this id in policy_docs/sites.yaml
     │   │                                  (404 when its banner configuration is asked for)
@@ -52,8 +53,10 @@ and when it is raised; tests/kernel/test_error_tree.py holds the drawing to the 
     │                                      breach; nothing changed
     ├── WriteWindowExceeded           503  a write outlasted `server.visibility.WRITE_WINDOW`; nothing kept
     │                                      (+ Retry-After)
-    └── DatabaseBusy                  503  the database's locks did not come free in time; rolled back
-                                           (+ Retry-After)
+    ├── DatabaseBusy                  503  the database's locks did not come free in time; rolled back
+    │                                      (+ Retry-After)
+    └── ServiceUnavailable            503  the database could not be reached (connection lost, refused, pool
+                                           exhausted) or the disk is full; nothing kept (+ Retry-After)
 
 Errors outside the tree reach no caller as a problem: each is caught where it is raised and told in other words,
 or stops a command or the server's start with its message.
@@ -83,8 +86,9 @@ or stops a command or the server's start with its message.
     ├── WorkerReadError                    server.consent.stream_workers: a stream worker could not read a
     │                                      chunk's keys; the server answers that chunk itself
     └── MailNotSent                        server.mail.mailer: the SMTP server refused a mail or could not
-                                           be reached: logged; a page that sent a confirmation says it was not
-                                           sent (the grant stays pending), a link request answers as ever
+                                           be reached, or the outbox's disk is full: logged; a page that sent a
+                                           confirmation says it was not sent (the grant stays pending), a link
+                                           request answers as ever
 """
 
 from __future__ import annotations
@@ -130,6 +134,16 @@ class PayloadTooLarge(InvalidRequest):
     status = 413
     slug = "payload-too-large"
     title = "The request body is too large"
+
+
+class UnstorableText(InvalidRequest):
+    """The request carries a character that cannot be stored: NUL (U+0000, `%00` in a path, query or form, `\\u0000`
+    in a JSON string, a NUL byte in a header), which PostgreSQL's text columns refuse. It is refused on every
+    database alike, before anything is read or written; `location` says where it was found. (A lone surrogate in
+    JSON, `\\ud800`, is not valid JSON: `/problems/malformed-body`.)"""
+
+    slug = "unstorable-text"
+    title = "The request holds a character that cannot be stored"
 
 
 class UnprocessableDecision(ConsentError):
@@ -255,6 +269,23 @@ class DatabaseBusy(ConsentError):
         return cls("The database stayed busy and the request did not go through. Send it again.")
 
 
+class ServiceUnavailable(ConsentError):
+    """The service could not reach what it stores to: the database connection was lost or refused, the database
+    does not accept connections, or the disk is full. The transaction that met it was rolled back, so as a rule
+    nothing was recorded. One case the server cannot know: a connection lost during the commit itself, when the
+    database may have kept the write. Send the same request again after Retry-After, with the same
+    Idempotency-Key for a write, so that it is recorded once either way; `/readyz` says when the service is ready
+    again."""
+
+    status = 503
+    slug = "service-unavailable"
+    title = "The service is unavailable for a moment; send the request again"
+
+    @classmethod
+    def now(cls) -> ServiceUnavailable:
+        return cls("The service could not reach its database or disk; the request did not go through. Send it again.")
+
+
 # Nothing was kept and the same request may simply be sent again (503 with Retry-After): every surface that answers
 # these in its own form catches both.
-SEND_AGAIN: tuple[type[ConsentError], ...] = (WriteWindowExceeded, DatabaseBusy)
+SEND_AGAIN: tuple[type[ConsentError], ...] = (WriteWindowExceeded, DatabaseBusy, ServiceUnavailable)

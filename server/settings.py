@@ -173,6 +173,13 @@ class Settings:
         validation_alias="TOKEN_CACHE_SIZE",
         description="Verified access tokens kept until they expire (0: verify every time).",
     )
+    ready_min_free_mb: int = Field(
+        default=64,
+        ge=0,
+        validation_alias="READY_MIN_FREE_MB",
+        description="/readyz answers 503 when a data directory (DATA_DIR, the SQLite file's, MAIL_DIR, "
+        "SIGNING_KEYS_DIR) has less free space than this, in MiB, or is not writable.",
+    )
     max_body_bytes: int = Field(
         default=1024 * 1024,
         ge=1024,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -10,17 +11,20 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from server.consent.bulk import MAX_LINE
+from server.consent.bulk import MAX_LINE, problem
 from server.consent.check import MAX_BATCH, validate_question
 from server.consent.decide import Answer
 from server.consent.service import STREAM_CHUNK, CheckService
 from server.consent.stream_workers import Segment
+from server.db import send_again_error
 from server.errors import InvalidRequest, MalformedBody, PayloadTooLarge
 from server.kernel.bodies import read_body
 from server.kernel.params import instant, query_values
+from server.kernel.unstorable import refuse_in_json
 from server.services import services_of
 
 _OPTS = orjson.OPT_UTC_Z
+log = logging.getLogger("server.consent")
 BATCH_BODY_LIMIT = 8 * 1024 * 1024
 
 
@@ -66,6 +70,7 @@ async def check_batch(request: Request) -> Response:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise MalformedBody(f"the body is not valid JSON: {exc}") from None
+    refuse_in_json(raw, body)
     if not isinstance(body, dict) or set(body) != {"checks"} or not isinstance(body["checks"], list):
         raise InvalidRequest('the body must be {"checks": [{"subject", "purpose", "channel"}, ...]}')
     return Response(await checks.batch(body["checks"]), media_type="application/json")
@@ -100,7 +105,25 @@ async def check_stream(request: Request) -> Response:
         if buffer.strip() and not skipping:
             yield number + 1, buffer, 1
 
-    return DuplexStreamingResponse(checks.stream(segments()), media_type="application/x-ndjson")
+    return DuplexStreamingResponse(_ended_by_error_line(checks.stream(segments())), media_type="application/x-ndjson")
+
+
+async def _ended_by_error_line(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`body`, ended by one error line when the database or the disk fails midway (`send_again_error`: a lost
+    connection, a database that refuses them): the status line (200) and the lines before went out already, so
+    the answer cannot become a 503. The last line is then `{"error": {"type": "/problems/service-unavailable",
+    ...}}`, without a `line` number: everything before it stands, what it did not answer is to be sent again.
+    Any other failure aborts the response (the client sees a cut connection, never a short answer taken for a
+    whole one)."""
+    try:
+        async for chunk in body:
+            yield chunk
+    except Exception as exc:
+        domain = send_again_error(exc)
+        if domain is None:
+            raise
+        log.warning("stream ended by %s: %r", domain.slug, exc)
+        yield orjson.dumps({"error": problem(domain)}) + b"\n"
 
 
 def _segments(lines: list[bytes], first: int) -> Iterator[Segment]:
@@ -146,11 +169,12 @@ class DuplexStreamingResponse(Response):
 
 async def audience(request: Request) -> Response:
     """Every subject ref currently allowed (NDJSON); with `?since=`, the changes after that instant. Either way the
-    `X-Next-Since` header is the `since` of the next poll."""
+    `X-Next-Since` header is the `since` of the next poll, unless the answer ends with an error line (the database
+    was lost midway): then poll again with the same `since`."""
     checks = _checks(request)
     catalog = await checks.catalog.get()
     question = validate_question(catalog, "-", request.path_params["purpose"], request.path_params["channel"])
     since = instant(request.query_params.get("since"), "since")
     body, next_since = checks.audience(catalog, question, since)
     headers = {"X-Next-Since": next_since.isoformat().replace("+00:00", "Z")}
-    return StreamingResponse(body, media_type="application/x-ndjson", headers=headers)
+    return StreamingResponse(_ended_by_error_line(body), media_type="application/x-ndjson", headers=headers)

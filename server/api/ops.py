@@ -1,14 +1,15 @@
-"""Operations endpoints: liveness, readiness (the database answers), problem type documentation, the OpenAPI
-document (built once by the app factory from every endpoint it routes)."""
+"""Operations endpoints: liveness, readiness (the database answers, the disk has room), problem type
+documentation, the OpenAPI document (built once by the app factory from every endpoint it routes)."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from server.db import connection
+from server.api.readiness import readiness
 from server.errors import ConsentError
 from server.errors import NotFound as NotFoundError
+from server.services import services_of
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -17,12 +18,11 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> Response:
-    """The database answers a query."""
-    try:
-        await connection().execute_query("SELECT 1")
-    except Exception as exc:  # any driver failure means "not ready"
-        return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
-    return JSONResponse({"status": "ready", "database": "ok"})
+    """Ready when the database answers and every data directory has free space and is writable
+    (`server.api.readiness`); otherwise 503, with what failed under `checks`."""
+    ready, checks = await readiness(services_of(request).settings)
+    status = "ready" if ready else "unavailable"
+    return JSONResponse({"status": status, "checks": checks}, status_code=200 if ready else 503)
 
 
 async def openapi(request: Request) -> JSONResponse:

@@ -250,7 +250,7 @@ API_ENDPOINTS: list[Endpoint] = [
         response_media_type="text/markdown",
     ),
     Endpoint("/healthz", "GET", ops.healthz, PUBLIC, "Liveness", "ops"),
-    Endpoint("/readyz", "GET", ops.readyz, PUBLIC, "Readiness (database reachable)", "ops"),
+    Endpoint("/readyz", "GET", ops.readyz, PUBLIC, "Readiness (database answers, disk has room)", "ops"),
     Endpoint(
         "/problems/{slug}",
         "GET",

@@ -22,6 +22,7 @@ from server.db import busy_as_domain_error
 from server.errors import ConsentError, InvalidRequest, MalformedBody, NotFound
 from server.kernel.bodies import read_body, validate
 from server.kernel.problems import consent_error
+from server.kernel.unstorable import refuse_in_json
 from server.ledger.evidence import truncate_ip
 from server.services import services_of
 
@@ -47,6 +48,9 @@ async def _refusal(request: Request, exc: ConsentError, headers: dict[str, str])
     response.headers.update(headers)
     if isinstance(exc, TooManyRequests):
         response.headers["Retry-After"] = str(exc.retry_after)
+    if "retry-after" in response.headers and "access-control-allow-origin" in response.headers:
+        # Not a CORS-safelisted response header: the banner reads when to send the choice again only if exposed.
+        response.headers["Access-Control-Expose-Headers"] = "Retry-After"
     return response
 
 
@@ -66,8 +70,13 @@ async def banner_config(request: Request) -> Response:
     if not site_id:
         raise InvalidRequest("the query parameter site is required", parameter="site")
     site = banner.site(site_id, status=404)
-    config = await banner.config(site)
-    headers = {"Cache-Control": CONFIG_CACHE, "ETag": config.etag, **cors_headers(origin_of(request), site.origins)}
+    cors = cors_headers(origin_of(request), site.origins)
+    try:
+        with busy_as_domain_error():  # refused with CORS, so that the banner reads why (and asks again later)
+            config = await banner.config(site)
+    except ConsentError as exc:
+        return await _refusal(request, exc, cors)
+    headers = {"Cache-Control": CONFIG_CACHE, "ETag": config.etag, **cors}
     if _not_modified(request, config.etag):
         return Response(status_code=304, headers=headers)
     return _json(config.body, headers)
@@ -111,7 +120,8 @@ async def record_cookie_consent(request: Request) -> Response:
         site = banner.site(choice.site)
         headers = cors_headers(origin, site.origins)
         require_origin(origin, site.origins)
-        config = await banner.config(site)
+        with busy_as_domain_error():
+            config = await banner.config(site)
         evidence = Evidence(
             # The socket peer, or the client a trusted proxy names (FORWARDED_ALLOW_IPS, server.middleware.proxy).
             ip=request.client.host if request.client else None,
@@ -119,7 +129,9 @@ async def record_cookie_consent(request: Request) -> Response:
             origin=origin,
             gpc_header=request.headers.get("sec-gpc", "").strip() == "1",
         )
-        with busy_as_domain_error():  # a busy database is refused with CORS too, so that the banner reads why
+        # A busy or unreachable database, a full disk: refused with CORS too, so that the banner reads why and
+        # sends the choice again.
+        with busy_as_domain_error():
             recorded = await record_choice(services, banner, site, config, choice, evidence)
     except ConsentError as exc:
         return await _refusal(request, exc, headers)
@@ -153,6 +165,7 @@ async def _read_choice(request: Request) -> CookieConsentIn:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise MalformedBody(f"the body is not valid JSON: {exc}") from None
+    refuse_in_json(raw, data)
     return validate(CookieConsentIn, data)
 
 

@@ -19,10 +19,10 @@ import contextlib
 import functools
 import queue
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import orjson
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # imported where a pool is made: the SQLite stream worker pro
     import asyncpg
 
 Key = tuple[str, str, str]  # (ref, purpose, channel)
+T = TypeVar("T")
 # What the bulk path reads per known subject, instants as UTC text (`isoformat(" ")`, as SQLite stores them): erased_at,
 # restricted_at, status, since, valid_until, policy_version_id, event_id. A list on SQLite (decoded from JSON), a tuple
 # on PostgreSQL.
@@ -337,7 +338,10 @@ class PostgresStateReader:
     dialect = "postgres"
 
     def __init__(self, pool: asyncpg.Pool, max_batch: int = 500) -> None:
+        from server.db import is_unavailable_error  # here: server.db imports asyncpg (see the TYPE_CHECKING import)
+
         self._pool = pool
+        self._lost = is_unavailable_error
         self._max_batch = max_batch
         self._pending: list[tuple[Key, asyncio.Future[Lookup]]] = []
         self._flush_scheduled = False
@@ -391,15 +395,33 @@ class PostgresStateReader:
         return results
 
     async def _fetch(self, keys: Sequence[Key]) -> list[Row | None]:
-        async with self._pool.acquire() as conn:
-            return await postgres_rows(conn, keys)
+        return await self._read(lambda conn: postgres_rows(conn, keys))
+
+    async def _read(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """`work` on a pool connection; once more on a fresh one when the connection turned out lost (a backend
+        terminated, PostgreSQL restarted): a read changes nothing, so it is safe to send again. A lost connection
+        is terminated before it goes back, so that the pool opens a new one: this pool's reset sends nothing
+        (`_session_kept`), so a connection whose backend is gone would otherwise be handed out again and again.
+        A second failure is raised (the app answers 503, `server.db.send_again_error`)."""
+        for attempt in (1, 2):
+            async with self._pool.acquire() as conn:
+                try:
+                    return await work(conn)
+                except Exception as exc:
+                    if not self._lost(exc):
+                        raise
+                    # A connection already closed is detached from the pool, and refuses even this.
+                    with contextlib.suppress(Exception):
+                        conn.terminate()
+                    if attempt == 2:
+                        raise
+        raise AssertionError("unreachable")
 
     async def _query(self, keys: Sequence[Key]) -> list[Lookup]:
         return [_lookup(row) for row in await self._fetch(keys)]
 
     async def at(self, key: Key, at: datetime) -> Lookup:
-        async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(_PG_AT, key[0], key[1], key[2], at)
+        row = await self._read(lambda conn: conn.fetchrow(_PG_AT, key[0], key[1], key[2], at))
         if row is None:
             return UNKNOWN
         erased, restricted, status, recorded_at, valid_until, policy_id, event_id = row

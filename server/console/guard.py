@@ -64,7 +64,11 @@ def staff_guard(handler: Callable[..., Awaitable[Response]], permission: str) ->
 
     @wraps(handler)
     async def guarded(request: Request) -> Response:
-        staff = await current_staff(request)
+        try:
+            with busy_as_domain_error():  # the session is read from the database
+                staff = await current_staff(request)
+        except ConsentError as exc:
+            return error_response(request, None, exc)
         if staff is None:
             return to_login(request)
         if not staff.can(permission):

@@ -303,3 +303,10 @@ async def export_download(request: Request) -> Response:
         media_type=media,
         headers={**HEADERS, "Content-Disposition": f'attachment; filename="{name}"'},
     )
+
+
+def unavailable_page(request: Request, exc: ConsentError) -> Response:
+    """A public request page's answer when the database or the disk could not be used (503, Retry-After): the
+    person's page in their language, saying to send it again."""
+    lang = _lang(request, request.query_params.get("lang"))
+    return _html(request, "public_error.html", lang, 503, message=TEXTS[lang]["busy"])

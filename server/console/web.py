@@ -138,6 +138,12 @@ def error_response(request: Request, staff: Staff | None, exc: ConsentError) -> 
     return page(request, "error.html", status=exc.status, headers=retry, me=staff, title=exc.title, message=exc.detail)
 
 
+def unavailable_page(request: Request, exc: ConsentError) -> Response:
+    """The desk's answer when the database or the disk could not be used (503, Retry-After): its error page, or a
+    message in the flash area for htmx, as for any other refusal."""
+    return error_response(request, None, exc)
+
+
 def forbidden(request: Request, staff: Staff, reason: str = "object") -> Response:
     """403. `X-Desk-Denied` says whether the role lacks the route's permission (`role`) or the object is not
     theirs to act on (`object`, e.g. an agent and someone else's request)."""

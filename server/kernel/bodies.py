@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from server.errors import InvalidRequest, MalformedBody, PayloadTooLarge
+from server.kernel.unstorable import refuse_in_form, refuse_in_json
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -43,6 +44,7 @@ async def read_json(request: Request, model: type[Model]) -> Model:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise MalformedBody(f"the body is not valid JSON: {exc}") from None
+    refuse_in_json(raw, data)
     return validate(model, data)
 
 
@@ -67,6 +69,8 @@ async def read_form(request: Request, limit: int = 64 * 1024) -> dict[str, str]:
         raise MalformedBody(f"expected Content-Type application/x-www-form-urlencoded, got {content_type!r}")
     raw = await read_body(request, limit)
     try:
-        return dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
+        fields = dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
     except (UnicodeDecodeError, ValueError) as exc:
         raise MalformedBody(f"the form body is not valid: {exc}") from None
+    refuse_in_form(fields)
+    return fields

@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.errors import AuthenticationRequired, InsufficientScope, NotFound
+from server.kernel.unstorable import refuse_in_request
 
 Handler = Callable[[Request], Awaitable[Response]]
 # A guard turns a declared handler into a route handler that enforces `rule` (the part after `kind:`).
@@ -106,6 +107,23 @@ def build_routes(endpoints: Sequence[Endpoint], guards: Mapping[str, Guard]) -> 
 
 
 def _guarded(endpoint: Endpoint, guards: Mapping[str, Guard]) -> Handler:
+    return _storable_input(_with_guard(endpoint, guards))
+
+
+def _storable_input(handler: Handler) -> Handler:
+    """`handler` behind the refusal of a NUL in the path, query string or headers (server.kernel.unstorable), the
+    same for every route and both databases."""
+
+    async def checked(request: Request) -> Response:
+        refuse_in_request(request.scope)
+        return await handler(request)
+
+    checked.__name__ = handler.__name__
+    checked.__doc__ = handler.__doc__
+    return checked
+
+
+def _with_guard(endpoint: Endpoint, guards: Mapping[str, Guard]) -> Handler:
     kind = rule_kind(endpoint.auth)
     if kind in (PUBLIC, LINK_TOKEN):
         handler: Handler = endpoint.handler

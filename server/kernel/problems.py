@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -13,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from tortoise.exceptions import BaseORMException
 
-from server.db import is_busy_error
-from server.errors import SEND_AGAIN, AuthenticationRequired, ConsentError, DatabaseBusy, InsufficientScope
+from server.db import send_again_error
+from server.errors import SEND_AGAIN, AuthenticationRequired, ConsentError, InsufficientScope
 
 log = logging.getLogger("server.errors")
 MEDIA_TYPE = "application/problem+json"
@@ -43,8 +44,29 @@ async def consent_error(request: Request, exc: Exception) -> Response:
             f'error_description="{_quote(exc.detail)}"'
         )
     elif isinstance(exc, SEND_AGAIN):
+        page = _own_page(request, exc)
+        if page is not None:
+            return page
         headers["Retry-After"] = "1"
     return problem(exc.status, exc.slug, exc.title, exc.detail, headers, **exc.extensions)
+
+
+# A feature's own page for "send it again" (a 503 the feature did not answer itself, such as a lost database
+# met while reading a page): (path prefixes, renderer) pairs, which the app factory puts in `app.state`.
+SendAgainPages = Sequence[tuple[tuple[str, ...], Callable[[Request, ConsentError], Response]]]
+
+
+def _own_page(request: Request, exc: ConsentError) -> Response | None:
+    """The page of the feature that serves the path, for a browser (HTML asked for, or an htmx request)."""
+    wants_page = "text/html" in request.headers.get("accept", "") or request.headers.get("hx-request") == "true"
+    if not wants_page:
+        return None
+    pages: SendAgainPages = getattr(request.app.state, "send_again_pages", ())
+    path = request.url.path
+    for prefixes, render in pages:
+        if path.startswith(prefixes):
+            return render(request, exc)
+    return None
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -54,17 +76,14 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
+    """Any error no other handler took: a 503 the client may send again when it means the database or the disk
+    cannot be used right now (`send_again_error`, whatever wraps it), the 500 of a defect otherwise."""
+    domain = send_again_error(exc)
+    if domain is not None:
+        log.warning("%s: %r", domain.slug, exc, extra={"request_id": getattr(request.state, "request_id", None)})
+        return await consent_error(request, domain)
     log.exception("unhandled error", extra={"request_id": getattr(request.state, "request_id", None)})
     return problem(500, "internal-error", "Internal error", "the server failed; the request id is in the logs")
-
-
-async def database_error(request: Request, exc: Exception) -> Response:
-    """A driver error: a 503 the client may retry when the database was busy (the transaction was rolled back),
-    the 500 of any other failure otherwise."""
-    if not is_busy_error(exc):
-        return await server_error(request, exc)
-    log.warning("database busy: %s", exc, extra={"request_id": getattr(request.state, "request_id", None)})
-    return await consent_error(request, DatabaseBusy.now())
 
 
 def _quote(value: str) -> str:
@@ -74,8 +93,13 @@ def _quote(value: str) -> str:
 EXCEPTION_HANDLERS = {
     ConsentError: consent_error,
     HTTPException: http_error,
-    BaseORMException: database_error,
-    sqlite3.Error: database_error,
-    asyncpg.PostgresError: database_error,
+    # Driver and I/O errors answered here rather than by Starlette's last-resort handler, which logs and raises the
+    # error again after answering: a lost connection or a full disk is an answer (503), not a crash.
+    BaseORMException: server_error,
+    sqlite3.Error: server_error,
+    asyncpg.PostgresError: server_error,
+    asyncpg.InterfaceError: server_error,
+    asyncpg.exceptions.InternalClientError: server_error,
+    OSError: server_error,
     Exception: server_error,
 }

@@ -64,7 +64,11 @@ class Mailer:
 
     async def send(self, message: EmailMessage) -> None:
         if self.uses_outbox:
-            await asyncio.to_thread(self._write_outbox, message)
+            try:
+                await asyncio.to_thread(self._write_outbox, message)
+            except OSError as exc:  # a full disk (ENOSPC, EDQUOT): as an SMTP server that cannot be reached
+                log.warning("mail not written to the outbox", extra={"error": type(exc).__name__})
+                raise MailNotSent(type(exc).__name__) from exc
             return
         settings = self.settings
         try:
@@ -86,8 +90,12 @@ class Mailer:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{time.time_ns():020d}-{secrets.token_hex(4)}.eml"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(message.as_bytes())
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(message.as_bytes())
+        except OSError:
+            path.unlink(missing_ok=True)  # no half-written mail left in the outbox
+            raise
 
     def outbox(self) -> list[Path]:
         """The dev outbox, newest first."""

@@ -154,7 +154,7 @@ def test_check_refuses_bad_questions(client: TestClient, auth: dict[str, str]) -
         ({"subject": "x", "purpose": "offers", "channel": "fax"}, "/problems/unknown-channel"),
         ({"subject": "x", "purpose": "newsletter", "channel": "sms"}, "/problems/channel-not-offered"),
         ({"purpose": "offers", "channel": "email"}, "/problems/invalid-request"),
-        ({"subject": "a\x00b", "purpose": "offers", "channel": "email"}, "/problems/invalid-request"),
+        ({"subject": "a\x00b", "purpose": "offers", "channel": "email"}, "/problems/unstorable-text"),
         ({"subject": "x" * 256, "purpose": "offers", "channel": "email"}, "/problems/invalid-request"),
         ({"subject": "x", "purpose": "offers", "channel": "email", "at": "soon"}, "/problems/invalid-request"),
     ]
