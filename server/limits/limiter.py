@@ -37,8 +37,12 @@ class Limiter:
         self._secret = hashlib.sha256(b"rate-limit-keys\0" + secret.encode()).digest()
 
     def _key(self, hit: Hit) -> str:
-        digest = hashlib.blake2b(hit.key.encode(), key=self._secret, digest_size=16).hexdigest()
-        return f"{hit.rule.name}:{hit.rule.window_s}:{digest}"
+        return self._key_of(hit.rule, hit.key)
+
+    def _key_of(self, rule: Rule, key: str) -> str:
+        """What the store holds for `key`: the rule, its window and a keyed digest."""
+        digest = hashlib.blake2b(key.encode(), key=self._secret, digest_size=16).hexdigest()
+        return f"{rule.name}:{rule.window_s}:{digest}"
 
     async def hit(self, *hits: tuple[Rule, str]) -> int | None:
         """Count one request against each (rule, key); None if every one is within its budget, else the seconds to
