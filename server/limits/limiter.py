@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from server.limits.stores import Count, Store
 
 log = logging.getLogger("server.limits")
+LOG_EVERY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class Limiter:
         self.store = store
         self.now = now
         self._secret = hashlib.sha256(b"rate-limit-keys\0" + secret.encode()).digest()
+        self._logged = -LOG_EVERY_S
+        self._failures = 0
 
     def _key(self, hit: Hit) -> str:
         return self._key_of(hit.rule, hit.key)
@@ -55,8 +58,18 @@ class Limiter:
                 [(self._key(h), h.rule.window_s, int(now // h.rule.window_s)) for h in wanted], now
             )
         except Exception as exc:
-            # The store is down or too slow: logged, and answered by each rule's fail_open.
-            log.warning("rate limit store unavailable (%s): %s", type(exc).__name__, exc)
+            # The store is down or too slow: logged (once every LOG_EVERY_S, with the count since), and answered by
+            # each rule's fail_open.
+            self._failures += 1
+            if time.monotonic() - self._logged >= LOG_EVERY_S:
+                self._logged = time.monotonic()
+                log.warning(
+                    "rate limit store unavailable (%s: %s); %d request(s) not counted since the last warning",
+                    type(exc).__name__,
+                    exc,
+                    self._failures,
+                )
+                self._failures = 0
             shut = [h.rule for h in wanted if not h.rule.fail_open]
             return max((r.window_s for r in shut), default=None)
         waits = [_wait(h.rule, c, now) for h, c in zip(wanted, counts, strict=True)]
