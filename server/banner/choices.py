@@ -85,6 +85,9 @@ async def record_once(
         await conn.execute_query(
             f"UPDATE {TABLE} SET receipt_id = {ph[0]} WHERE key = {ph[1]}", [_receipt_id(recorded.receipt), key]
         )
+    # The ledger woke the recipients' dispatcher before this commit, when its notices were not visible yet: again.
+    if recorded.result.events and services.ledger.on_notices is not None:
+        services.ledger.on_notices()
     return _answer(recorded)
 
 
