@@ -82,3 +82,16 @@ def test_an_unreachable_store_lets_the_banner_through_and_stops_mails(client: Te
         return banner, mail
 
     assert run(client, scenario) == (None, MAIL_RULE.window_s)
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_the_counters_table_is_unlogged_on_postgres(client: TestClient) -> None:
+    """Counters need no WAL: a crash empties the table, which only resets budgets."""
+
+    async def persistence() -> str:
+        rows = await connections.get("default").execute_query_dict(
+            "SELECT relpersistence::text AS p FROM pg_class WHERE relname = 'rate_limits'"
+        )
+        return str(rows[0]["p"])
+
+    assert run(client, persistence) == "u"
