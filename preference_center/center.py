@@ -9,13 +9,16 @@ from typing import Any
 from markupsafe import Markup
 
 from preference_center.texts import Texts
+from server.limits import Limiter, Rule
 from server.links.tokens import LinkTokens
 from server.mail.mailer import Mailer
 from server.models import PolicyVersion
-from server.optin.ratelimit import RateLimiter
 from server.optin.service import OptIn
 from server.settings import Settings
 
+# "Send me a link" requests per network (each mail also counts against the person's limit, `OptIn`); fails closed
+# like the mail limit: the visitor is asked to try again in a few minutes.
+LINK_RULE = Rule("link-network", 5, 15 * 60, fail_open=False)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 EMBED_SCRIPT = files("widgets") / "embed.js"  # package data: found in a checkout and in an installed wheel alike
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
@@ -24,15 +27,16 @@ STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; char
 class PreferenceCenter:
     """What the preference center's handlers share: settings, wording, link tokens, the double opt-in use case."""
 
-    def __init__(self, settings: Settings, texts: Texts, links: LinkTokens, optin: OptIn, mailer: Mailer) -> None:
+    def __init__(
+        self, settings: Settings, texts: Texts, links: LinkTokens, optin: OptIn, mailer: Mailer, limiter: Limiter
+    ) -> None:
         self.settings = settings
         self.texts = texts
         self.links = links
         self.optin = optin
         self.mailer = mailer  # the dev outbox page lists what it wrote
         self.controller = texts.controller
-        # "Send me a link" requests per network (each mail also counts against the person's limit, `OptIn`).
-        self.link_requests = RateLimiter(limit=5, window_s=15 * 60)
+        self.limiter = limiter
         self._texts: dict[int, str] = {}
         self.assets = _assets()
 

@@ -125,7 +125,7 @@ async def resend(request: Request) -> Response:
     if found is None or found[1].reason != "pending_confirmation":
         return await answer(request, p, center.gettext(lang, "There is nothing to confirm here."), status=400)
     row = found[0]
-    if not center.optin.may_mail(p.claims.ref):
+    if not await center.optin.may_mail(p.claims.ref):
         notice = center.gettext(lang, "Too many emails were sent already. Please try again in a few minutes.")
         return await answer(request, p, notice, target=row.code, status=429)
     state = p.data.states[(purpose, channel)]

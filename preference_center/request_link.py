@@ -8,7 +8,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
-from preference_center.center import PreferenceCenter
+from preference_center.center import LINK_RULE, PreferenceCenter
 from preference_center.csrf import cross_site_post, form_token_valid
 from preference_center.web import center_of, client_network, form_fields, html, request_form_token
 from server.i18n import LANGUAGE_NAMES, LANGUAGES, choose_language, supported
@@ -57,7 +57,7 @@ async def request_link(request: Request) -> Response:
     if not _plausible_email(email):
         error = center.gettext(lang, "Please enter an email address, for example name@example.com.")
         return _request_form(request, center, lang, status=400, error=error, typed_email=email)
-    if not center.link_requests.allow(f"link:{network}"):
+    if not await center.limiter.allow(LINK_RULE, network):
         error = center.gettext(lang, "Too many requests from your network. Please try again in a few minutes.")
         return _request_form(request, center, lang, status=429, error=error, typed_email=email)
     body = center.render(lang, "request_link_sent.html", switcher=None)

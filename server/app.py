@@ -118,6 +118,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
             if stream_workers is not None:
                 await asyncio.to_thread(stream_workers.close)
             await reader.close()
+            await services.limiter.aclose()
             await Tortoise.close_connections()
 
     guards: dict[str, Guard] = {

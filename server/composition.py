@@ -13,13 +13,14 @@ from preference_center.center import PreferenceCenter
 from preference_center.texts import Texts
 from server.auth.keys import signing_keys
 from server.auth.tokens import TokenService
-from server.banner.service import BannerService
+from server.banner.service import BannerLimits, BannerService
 from server.banner.sites import DEMO_SITE, with_origin
 from server.console.desk import Desk
 from server.dsr.context import Context
 from server.dsr.export import ExportLinks
 from server.dsr.service import Requests
 from server.ledger.append import Ledger
+from server.limits import Limiter, open_store
 from server.links.tokens import LinkTokens
 from server.mail.mailer import Mailer
 from server.optin.service import MailTexts, OptIn
@@ -65,6 +66,7 @@ def build_services(
     log = TransparencyLog(keys, settings.issuer, clock)
     mailer = Mailer(settings)
     links = LinkTokens(keys, settings.issuer, settings.link_token_lifetime_s)
+    limiter = Limiter(open_store(settings.redis_url), settings.secret_key, now=lambda: clock().timestamp())
     optin = OptIn(
         ledger=ledger,
         catalog=catalog,
@@ -74,6 +76,7 @@ def build_services(
         secret_key=settings.secret_key,
         public_url=settings.issuer,
         link_lifetime_s=settings.link_token_lifetime_s,
+        limiter=limiter,
     )
     requests = Requests(
         Context(
@@ -109,6 +112,7 @@ def build_services(
         links=links,
         optin=optin,
         requests=requests,
+        limiter=limiter,
     )
 
 
@@ -119,7 +123,9 @@ def build(settings: Settings, clock: Callable[[], datetime]) -> Application:
     services = build_services(settings, clock, controller, texts)
     return Application(
         services=services,
-        preferences=PreferenceCenter(settings, texts, services.links, services.optin, services.mailer),
+        preferences=PreferenceCenter(
+            settings, texts, services.links, services.optin, services.mailer, services.limiter
+        ),
         banner=_banner(settings, services),
         desk=Desk(settings, services),
     )
@@ -131,7 +137,11 @@ def _banner(settings: Settings, services: Services) -> BannerService:
     Outside production, the `demo` site also allows the server's own origin (PUBLIC_URL): its demo page at
     /demo/banner is served from there, on whatever port the server runs (sites.yaml can only list the default's)."""
     banner = BannerService.load(
-        settings.policy_dir, settings.cookie_rate_per_minute, services.catalog, settings.issuer, services.clock
+        settings.policy_dir,
+        BannerLimits.of(services.limiter, settings.banner_rate_per_consent, settings.banner_network_limit),
+        services.catalog,
+        settings.issuer,
+        services.clock,
     )
     if settings.environment != "production":
         banner.tree = with_origin(banner.tree, DEMO_SITE, settings.issuer)

@@ -47,8 +47,10 @@ and when it is raised; tests/kernel/test_error_tree.py holds the drawing to the 
     ├── LinkRefused                   403  server.console.public: the preference-center link of a public request page
     │                                      does not verify (the same problem type as LinkTokenRefused)
     ├── OriginNotAllowed              403  server.banner.errors: the Origin is not one of the site's origins
-    ├── TooManyRequests               429  server.banner.errors: over COOKIE_RATE_PER_MINUTE banner records from
-    │                                      one network (+ Retry-After)
+    ├── TooManyRequests               429  server.banner.errors: over BANNER_RATE_PER_CONSENT banner records for
+    │                                      one consent id or BANNER_RATE_PER_NETWORK from one network (+ Retry-After)
+    ├── ChoiceIdReused                409  server.banner.errors: a banner choice id already recorded with other
+    │                                      content
     ├── StaleBreach                   409  server.breaches.register: a breach form made from an older version of the
     │                                      breach; nothing changed
     ├── WriteWindowExceeded           503  a write outlasted `server.visibility.WRITE_WINDOW`; nothing kept

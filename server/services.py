@@ -16,6 +16,7 @@ from server.auth.tokens import TokenService
 from server.consent.service import CheckService
 from server.dsr.service import Requests
 from server.ledger.append import Ledger
+from server.limits import Limiter
 from server.links.tokens import LinkTokens
 from server.mail.mailer import Mailer
 from server.optin.service import OptIn
@@ -43,6 +44,7 @@ class Services:
     links: LinkTokens
     optin: OptIn
     requests: Requests
+    limiter: Limiter  # the rate limits shared by every process (server.limits)
     checks: CheckService | None = None  # opened in the lifespan, with the database
 
 

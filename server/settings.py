@@ -270,12 +270,32 @@ class Settings:
         validation_alias="LINK_TOKEN_LIFETIME_SECONDS",
         description="How long a preference link is valid (unsubscribe links live at least a year).",
     )
-    cookie_rate_per_minute: int = Field(
-        default=30,
+    banner_rate_per_consent: int = Field(
+        default=10,
         ge=1,
         le=100_000,
+        validation_alias="BANNER_RATE_PER_CONSENT",
+        description="Banner records accepted per minute for one consent id (one visitor's browser).",
+    )
+    banner_rate_per_network: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        validation_alias="BANNER_RATE_PER_NETWORK",
+        description="Banner records accepted per minute from one network (/24 or /48), all visitors together; "
+        "unset: COOKIE_RATE_PER_MINUTE, else 600.",
+    )
+    cookie_rate_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
         validation_alias="COOKIE_RATE_PER_MINUTE",
-        description="Banner records accepted per minute from one network (/24 or /48).",
+        description="Former name of BANNER_RATE_PER_NETWORK, read when that is unset.",
+    )
+    redis_url: OptionalText = Field(
+        default=None,
+        validation_alias="REDIS_URL",
+        description="Redis for the shared rate-limit counters (redis://host:6379/0); unset: the database keeps them.",
     )
     oidc_issuer: OptionalUrl = Field(
         default=None,
@@ -347,6 +367,11 @@ class Settings:
     @property
     def issuer(self) -> str:
         return self.public_url.rstrip("/")
+
+    @property
+    def banner_network_limit(self) -> int:
+        """Banner records a minute per network: BANNER_RATE_PER_NETWORK, else COOKIE_RATE_PER_MINUTE, else 600."""
+        return self.banner_rate_per_network or self.cookie_rate_per_minute or 600
 
     @property
     def api_audience(self) -> str:

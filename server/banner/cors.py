@@ -24,6 +24,8 @@ def cors_headers(origin: str | None, allowed: Collection[str]) -> dict[str, str]
     headers = {"Vary": "Origin"}
     if origin is not None and origin in allowed:
         headers["Access-Control-Allow-Origin"] = origin
+        # Not a CORS-safelisted header: exposed so that the banner waits as long as a 429 or 503 asks.
+        headers["Access-Control-Expose-Headers"] = "Retry-After"
     return headers
 
 

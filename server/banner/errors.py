@@ -2,7 +2,8 @@
 
 ConsentError
 ├── OriginNotAllowed          the Origin is not one of the site's origins (403)
-├── TooManyRequests           over COOKIE_RATE_PER_MINUTE for the caller's network (429 + Retry-After)
+├── TooManyRequests           over BANNER_RATE_PER_CONSENT or BANNER_RATE_PER_NETWORK (429 + Retry-After)
+├── ChoiceIdReused            a choice id already recorded with other content (409)
 ├── InvalidRequest
 │   ├── OriginRequired        a public banner call without an Origin header (400)
 │   └── UnknownSite           no site with this id in policy_docs/sites.yaml (404 on the config, 422 in a body)
@@ -34,7 +35,8 @@ class OriginRequired(InvalidRequest):
 
 
 class TooManyRequests(ConsentError):
-    """More banner records than COOKIE_RATE_PER_MINUTE from one network (/24 or /48) in the current minute."""
+    """More banner records in the last minute than BANNER_RATE_PER_CONSENT for the consent id, or than
+    BANNER_RATE_PER_NETWORK from its network (/24 or /48); the banner sends the choice again after Retry-After."""
 
     status = 429
     slug = "too-many-requests"
@@ -43,6 +45,15 @@ class TooManyRequests(ConsentError):
     def __init__(self, detail: str, *, retry_after: int, **extensions: Any) -> None:
         super().__init__(detail, retry_after=retry_after, **extensions)
         self.retry_after = retry_after
+
+
+class ChoiceIdReused(ConsentError):
+    """The banner sends a choice again with the same choice id until it is recorded; the same id with another
+    content is not that choice, and recording it would answer with another choice's receipt."""
+
+    status = 409
+    slug = "choice-id-reused"
+    title = "This choice id was recorded with other content"
 
 
 class UnknownSite(InvalidRequest):
@@ -68,6 +79,7 @@ BANNER_ERRORS: tuple[type[ConsentError], ...] = (
     OriginNotAllowed,
     OriginRequired,
     TooManyRequests,
+    ChoiceIdReused,
     UnknownSite,
     BannerTextMismatch,
 )

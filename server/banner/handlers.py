@@ -13,9 +13,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server.banner.bundle import WIDGET_DIR, Bundle
+from server.banner.choices import record_once
 from server.banner.cors import cors_headers, origin_of, preflight_headers, require_origin
 from server.banner.errors import TooManyRequests
-from server.banner.record import Evidence, record_choice
+from server.banner.record import Evidence
 from server.banner.schemas import CookieConsentIn
 from server.banner.service import BannerService
 from server.db import busy_as_domain_error
@@ -109,14 +110,9 @@ async def record_cookie_consent(request: Request) -> Response:
     origin = origin_of(request)
     headers = cors_headers(origin, banner.origins)
     try:
-        network = truncate_ip(request.client.host if request.client else None)
-        wait = banner.limiter.hit(network or "unknown")
-        if wait is not None:
-            raise TooManyRequests(
-                f"over {banner.limiter.per_minute} records a minute from this network", retry_after=wait
-            )
         origin = require_origin(origin, banner.origins)
         choice = await _read_choice(request)
+        await _within_limits(banner, request, choice)
         site = banner.site(choice.site)
         headers = cors_headers(origin, site.origins)
         require_origin(origin, site.origins)
@@ -132,28 +128,32 @@ async def record_cookie_consent(request: Request) -> Response:
         # A busy or unreachable database, a full disk: refused with CORS too, so that the banner reads why and
         # sends the choice again.
         with busy_as_domain_error():
-            recorded = await record_choice(services, banner, site, config, choice, evidence)
+            answer = await record_once(services, banner, site, config, choice, evidence)
     except ConsentError as exc:
         return await _refusal(request, exc, headers)
     body = {
         "consent_id": choice.consent_id,
-        "policy_version": recorded.policy,
-        "ui_snapshot": recorded.snapshot,
-        "touchpoint": recorded.touchpoint,
-        "events": [
-            {
-                "id": e.id,
-                "purpose": e.purpose,
-                "channel": e.channel,
-                "action": e.action,
-                "status": e.status,
-                "hash": e.hash,
-            }
-            for e in recorded.result.events
-        ],
-        "receipt": recorded.receipt,
+        "policy_version": answer.policy,
+        "ui_snapshot": answer.snapshot,
+        "touchpoint": answer.touchpoint,
+        "events": answer.events,
+        "receipt": answer.receipt,
     }
     return _json(orjson.dumps(body), {**headers, "Cache-Control": "no-store"})
+
+
+async def _within_limits(banner: BannerService, request: Request, choice: CookieConsentIn) -> None:
+    """One count per record for its consent id and one for its network, in one call to the shared store; a
+    refusal says when to send again (the banner keeps the choice and does)."""
+    limits = banner.limits
+    network = truncate_ip(request.client.host if request.client else None) or "unknown"
+    wait = await limits.limiter.hit((limits.per_consent, choice.consent_id), (limits.per_network, network))
+    if wait is not None:
+        raise TooManyRequests(
+            f"over {limits.per_consent.limit} records a minute for this consent id or "
+            f"{limits.per_network.limit} from this network; send it again in {wait} s",
+            retry_after=wait,
+        )
 
 
 async def _read_choice(request: Request) -> CookieConsentIn:

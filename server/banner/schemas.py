@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, StringConstraints
 from server.kernel.schemas import Code, Sha256, Strict
 
 CONSENT_ID = r"^ck_[A-Za-z0-9_\-]{22}$"  # "ck_" + 22 url-safe characters from crypto.getRandomValues (132 bits)
+CHOICE_ID = r"^[A-Za-z0-9_\-]{8,32}$"
 METHODS = ("accept_all", "reject_all", "save", "gpc", "dismiss")
 Category = Literal["necessary", "preferences", "analytics", "marketing"]
 Method = Literal[METHODS]  # type: ignore[valid-type]
@@ -25,6 +26,10 @@ class CookieConsentIn(Strict):
     lang: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")]
     text_sha256: Sha256 = Field(description="SHA-256 of the banner text shown (JSON.stringify of config.texts[lang])")
     gpc: bool = False
+    choice_id: Annotated[str | None, StringConstraints(pattern=CHOICE_ID)] = Field(
+        default=None,
+        description="The banner's id of this choice: sent again with the same id until recorded, recorded once",
+    )
 
 
 class RecordedDecision(BaseModel):

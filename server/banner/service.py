@@ -1,5 +1,5 @@
 """What one app process keeps for the banner: the sites and texts from `policy_docs/`, the built script, the rate
-limiter, and each site's configuration for the catalogue snapshot it was built from."""
+limits, and each site's configuration for the catalogue snapshot it was built from."""
 
 from __future__ import annotations
 
@@ -11,17 +11,31 @@ from pathlib import Path
 from server.banner.bundle import WIDGET_DIR, Bundle, build
 from server.banner.config import SiteConfig, build_config
 from server.banner.errors import UnknownSite
-from server.banner.ratelimit import RateLimiter
 from server.banner.sites import Site, SiteTree, load_sites
+from server.limits import Limiter, Rule
 from server.policies.catalog import Catalog
 from server.policies.snapshot import CatalogSnapshot
+
+
+@dataclass(frozen=True)
+class BannerLimits:
+    """The record's budgets: per consent id (one browser), and a generous ceiling per network (/24 or /48) that
+    the visitors behind one NAT or corporate proxy share. Both fail open: a lost limit is better than a lost proof."""
+
+    limiter: Limiter
+    per_consent: Rule
+    per_network: Rule
+
+    @classmethod
+    def of(cls, limiter: Limiter, per_consent: int, per_network: int) -> BannerLimits:
+        return cls(limiter, Rule("banner-consent", per_consent, 60), Rule("banner-network", per_network, 60))
 
 
 @dataclass
 class BannerService:
     tree: SiteTree
     bundle: Bundle
-    limiter: RateLimiter
+    limits: BannerLimits
     catalog: Catalog
     issuer: str
     clock: Callable[[], datetime]
@@ -31,13 +45,13 @@ class BannerService:
     def load(
         cls,
         policy_dir: Path,
-        per_minute: int,
+        limits: BannerLimits,
         catalog: Catalog,
         issuer: str,
         clock: Callable[[], datetime],
         widget_dir: Path = WIDGET_DIR,
     ) -> BannerService:
-        return cls(load_sites(policy_dir), build(widget_dir), RateLimiter(per_minute), catalog, issuer, clock)
+        return cls(load_sites(policy_dir), build(widget_dir), limits, catalog, issuer, clock)
 
     @property
     def origins(self) -> frozenset[str]:

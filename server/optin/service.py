@@ -16,10 +16,10 @@ from tortoise.transactions import in_transaction
 from server.i18n import choose_language
 from server.ledger.append import Ledger, RecordedEvent, RecordRequest, RecordResult, Snapshot
 from server.ledger.append import store_snapshot as store_ui_snapshot
+from server.limits import Limiter, Rule
 from server.links.tokens import LinkTokens
 from server.mail.mailer import Mailer, MailNotSent
 from server.models import Subject
-from server.optin.ratelimit import RateLimiter
 from server.policies.catalog import Catalog
 from server.policies.snapshot import CatalogSnapshot
 from server.subjects.contact import is_suppressed
@@ -28,6 +28,8 @@ log = logging.getLogger("server.optin")
 LINK_PLACEHOLDER = "<confirmation link>"  # what the stored copy of a mail shows instead of the personal link
 MAILS_PER_PERSON = 5  # confirmation mails to one person in MAIL_WINDOW_S, whoever asks for them
 MAIL_WINDOW_S = 15 * 60
+# Fails closed: with the limits' store down no confirmation mail leaves (the person can ask again), none floods.
+MAIL_RULE = Rule("mail-person", MAILS_PER_PERSON, MAIL_WINDOW_S, fail_open=False)
 
 
 class MailTexts(Protocol):
@@ -61,6 +63,7 @@ class OptIn:
         secret_key: str,
         public_url: str,
         link_lifetime_s: int,
+        limiter: Limiter,
     ) -> None:
         self.ledger = ledger
         self.catalog = catalog
@@ -72,14 +75,14 @@ class OptIn:
         self.link_days = max(1, link_lifetime_s // 86400)
         # One count per person for every confirmation mail, whoever triggers it: a forwarded link, an API client or
         # an agent cannot turn grants into a way to flood the person's inbox.
-        self.mail_limit = RateLimiter(limit=MAILS_PER_PERSON, window_s=MAIL_WINDOW_S)
+        self.limiter = limiter
 
     def url(self, path: str) -> str:
         return f"{self.public_url}{path}"
 
-    def may_mail(self, ref: str) -> bool:
-        """Count one confirmation mail to the person of `ref`; False once over the limit."""
-        return self.mail_limit.allow(f"resend:{ref}")
+    async def may_mail(self, ref: str) -> bool:
+        """Count one confirmation mail to the person of `ref` (shared by every process); False once over the limit."""
+        return await self.limiter.allow(MAIL_RULE, ref)
 
     async def record(self, request: RecordRequest, lang: str | None = None) -> Recorded:
         """`Ledger.record`, then the confirmation mail of each grant it left pending (GDPR 7(1)), in `lang` or
@@ -132,7 +135,7 @@ class OptIn:
         self, catalog: CatalogSnapshot, subject: Subject, lang: str, event: RecordedEvent
     ) -> str:
         assert subject.email is not None  # `_why_no_mail`
-        if not self.may_mail(subject.ref):
+        if not await self.may_mail(subject.ref):
             return "rate_limited"
         purpose = catalog.purposes.get(event.purpose)
         titles = purpose.titles if purpose is not None else {}

@@ -6,13 +6,14 @@ import {safe} from "./core.js";
 
 export const getJSON = (url) => fetch(url, {credentials: "omit"}).then((r) => (r.ok ? r.json() : Promise.reject(r.status)));
 
+/** POST a JSON body; rejects with the Response (its status and Retry-After), or the network error. */
 export const postJSON = (url, body) =>
   fetch(url, {
     method: "POST",
     credentials: "omit",
     headers: {"Content-Type": "application/json"},
     body: JSON.stringify(body),
-  }).then((r) => (r.ok ? r.json() : Promise.reject(r.status)));
+  }).then((r) => (r.ok ? r.json() : Promise.reject(r)));
 
 /** "ck_" + 22 url-safe characters (132 random bits). */
 export const newId = () =>

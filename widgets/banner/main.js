@@ -8,20 +8,21 @@
  * The entry module: each file of this directory is an ES module with one concern, imported explicitly;
  * widgets/build.mjs bundles them from here, with banner.css inlined, into dist/banner.js (npm run build).
  */
-import {getJSON, newId, postJSON, textHash} from "./api.js";
+import {getJSON, newId, textHash} from "./api.js";
 import {consentTypes, gtag} from "./consent-mode.js";
 import {dropCookies} from "./cookies.js";
 import {D, W, now, safe} from "./core.js";
 import {emit, onChange} from "./events.js";
 import {gpcOn} from "./gpc.js";
 import {pickLang} from "./i18n.js";
+import {open, push} from "./outbox.js";
 import {unblock} from "./scripts.js";
 import {readChoice, writeChoice} from "./storage.js";
 import {ACCEPT, GPC, MARKETING, NECESSARY, SAVE} from "./strings.js";
 import {addCSS, closeDialog, mount, openDialog, reopen, status} from "./ui.js";
 
 const me = D.currentScript;
-let C, T, L, hashP, st = null, cur = [], queue = Promise.resolve();
+let C, T, L, hashP, st = null, cur = [];
 
 const ok = (c) => c == NECESSARY || cur.includes(c);
 
@@ -42,11 +43,13 @@ function start(cfg) {
   addCSS();
   mount(T, L, ok, choose);
   const s = (st = readChoice(cfg.cookie));
+  // Choices an earlier page could not get recorded go first, with their own ids (recorded once however often sent).
+  const waiting = open(cfg.record, s && s.id, recorded);
   // CNIL: ask again after the re-prompt interval, and when a material cookie-policy version supersedes the one shown.
   const fresh = s && !cfg.stale.includes(s.v) && now() - s.t < cfg.reprompt_days * 86400;
   if (fresh && s.m != GPC) {
     apply(s.c, s.m);
-    if (s.p && s.v == cfg.policy[L].version) send(s);
+    if (s.p && !waiting && s.v == cfg.policy[L].version) send(s);
     reopen.hidden = false;
   } else {
     cfg.categories.forEach((c) => c.id != NECESSARY && dropCookies(c.cookies));
@@ -80,16 +83,19 @@ function apply(c, m) {
   emit("change", {categories: cur.slice(), method: m});
 }
 
-/** Records go one after another, so the ledger keeps the order of the visitor's choices. */
+/** Hand a choice to the outbox (outbox.js): kept and sent until recorded, in the order chosen. */
 function send(s) {
-  queue = queue
-    .then(() => hashP)
-    .then((h) => postJSON(C.record, {site: C.site, consent_id: s.id, categories: s.c, method: s.m, policy_version: s.v, lang: L, text_sha256: h, gpc: gpcOn()}))
-    .then((r) => {
-      delete s.p;
-      if (st == s) writeChoice(C.cookie, s, C.cookie_days);
-      emit("recorded", {consent_id: s.id, receipt: r.receipt});
-    }, (e) => safe(() => console.warn("[cookie-banner] not recorded", e)));
+  const id = newId().slice(3);
+  hashP.then((h) => push({site: C.site, consent_id: s.id, categories: s.c, method: s.m, policy_version: s.v, lang: L, text_sha256: h, gpc: gpcOn(), choice_id: id}));
+}
+
+/** The server recorded a choice: once none waits, the cookie says so. */
+function recorded(body, r, left) {
+  if (!left && st && st.p) {
+    delete st.p;
+    writeChoice(C.cookie, st, C.cookie_days);
+  }
+  emit("recorded", {consent_id: body.consent_id, receipt: r.receipt});
 }
 
 if (me && me.dataset.site && !W.CookieBanner) safe(boot);
