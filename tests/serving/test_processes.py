@@ -38,6 +38,18 @@ def listening(processes: list[psutil.Process], port: int) -> list[psutil.Process
     ]
 
 
+def header_cut(port: int) -> bool:
+    """Whether a request whose header never ends is answered 408 within 3 s (HTTP_HEADER_TIMEOUT_SECONDS=1)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    opened = time.monotonic()
+    try:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # and nothing more
+        answer = sock.recv(65536)
+    finally:
+        sock.close()
+    return answer.startswith(b"HTTP/1.1 408 ") and time.monotonic() - opened < 3
+
+
 def pids_answering(server: Server, port: int, workers: list[psutil.Process]) -> set[int]:
     """The worker processes that answer requests on connections kept open, until two have (at most 200 tries)."""
     seen: set[int] = set()
@@ -63,7 +75,11 @@ def test_serve_with_two_workers_answers_from_two_processes_and_runs_each_job_onc
     database_url: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    env = {**server_env(database_url, tmp_path, port), "CHECKPOINT_INTERVAL_SECONDS": "1"}
+    env = {
+        **server_env(database_url, tmp_path, port),
+        "CHECKPOINT_INTERVAL_SECONDS": "1",
+        "HTTP_HEADER_TIMEOUT_SECONDS": "1",
+    }
     created = cli(env, tmp_path, "clients", "create", "--name", "t", "--scopes", "consent:write proof:read")
     assert created.returncode == 0, created.stderr
     credentials = json.loads(created.stdout)
@@ -77,6 +93,7 @@ def test_serve_with_two_workers_answers_from_two_processes_and_runs_each_job_onc
             time.sleep(0.1)
         assert len(workers) == 2, [p.cmdline() for p in supervisor.children()]
         assert pids_answering(server, port, workers) == {w.pid for w in workers}
+        assert header_cut(port), "the workers serve with the header time limit"
 
         token = access_token(server.base_url, credentials["client_id"], credentials["client_secret"])
         body = {
@@ -106,6 +123,16 @@ def test_serve_with_two_workers_answers_from_two_processes_and_runs_each_job_onc
                 child.kill()
 
 
+def test_serve_with_two_workers_refuses_an_unmigrated_database_once(tmp_path: Path) -> None:
+    """The supervisor checks the migrations before it starts any worker: exit 3, the reason said once."""
+    env = server_env(f"sqlite://{tmp_path / 'empty.sqlite3'}", tmp_path, free_port())
+    started = time.monotonic()
+    refused = cli(env, tmp_path, "serve", "--workers", "2")
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert refused.stderr.count("run `python -m server migrate` first") == 1, refused.stderr
+    assert time.monotonic() - started < 30
+
+
 def test_the_factory_serves_under_uvicorn_with_the_header_time_limit(sqlite_template: object, tmp_path: Path) -> None:
     url, _ = sqlite_template.new()  # type: ignore[attr-defined]
     port = free_port()
@@ -125,15 +152,7 @@ def test_the_factory_serves_under_uvicorn_with_the_header_time_limit(sqlite_temp
     try:
         wait_ready(server.base_url, server.process, server.output, timeout=60)
         assert httpx.get(f"{server.base_url}/v1/policies", timeout=5).status_code == 200
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        opened = time.monotonic()
-        try:
-            sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # and nothing more
-            answer = sock.recv(65536)
-        finally:
-            sock.close()
-        assert answer.startswith(b"HTTP/1.1 408 "), answer
-        assert time.monotonic() - opened < 3
+        assert header_cut(port)
         assert '"logger":"server.access"' in server.log.read_text(errors="replace"), "the app's JSON logs"
     finally:
         server.stop()
