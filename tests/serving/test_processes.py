@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import socket
 import sys
 import time
@@ -30,12 +32,19 @@ def answering_pid(workers: list[psutil.Process], port: int, client_port: int) ->
 
 
 def listening(processes: list[psutil.Process], port: int) -> list[psutil.Process]:
-    """Those of `processes` that listen on `port`: the server's workers."""
-    return [
-        p
-        for p in processes
-        if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in p.net_connections(kind="tcp"))
-    ]
+    """Those of `processes` that listen on `port`: the server's workers (a dead one, not yet reaped, is not)."""
+    found = []
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in process.net_connections("tcp")):
+                found.append(process)
+    return found
+
+
+def job_pids(server: Server, job: str) -> list[int]:
+    """The pids of the processes that started `job`, in order, from their log lines."""
+    lines = server.log.read_text(errors="replace").splitlines()
+    return [json.loads(line)["pid"] for line in lines if f'"running job {job} ' in line]
 
 
 def header_cut(port: int) -> bool:
@@ -71,7 +80,7 @@ def pids_answering(server: Server, port: int, workers: list[psutil.Process]) -> 
     return seen
 
 
-def test_serve_with_two_workers_answers_from_two_processes_and_runs_each_job_once(
+def test_serve_with_two_workers_answers_from_two_processes_and_runs_each_job_in_one(
     database_url: str, tmp_path: Path
 ) -> None:
     port = free_port()
@@ -79,6 +88,7 @@ def test_serve_with_two_workers_answers_from_two_processes_and_runs_each_job_onc
         **server_env(database_url, tmp_path, port),
         "CHECKPOINT_INTERVAL_SECONDS": "1",
         "HTTP_HEADER_TIMEOUT_SECONDS": "1",
+        "BACKGROUND_LEASE_SECONDS": "2",
     }
     created = cli(env, tmp_path, "clients", "create", "--name", "t", "--scopes", "consent:write proof:read")
     assert created.returncode == 0, created.stderr
@@ -112,9 +122,21 @@ def test_serve_with_two_workers_answers_from_two_processes_and_runs_each_job_onc
         while httpx.get(f"{server.base_url}/v1/ledger/checkpoints/latest", timeout=5).json().get("tree_size") != 4:
             assert time.monotonic() < deadline, server.output()
             time.sleep(0.2)
-        log = server.log.read_text(errors="replace")
-        assert log.count("running job checkpoints ") == 1, server.output()
-        assert log.count("running job recipient-deliveries ") == 1
+        leaders = job_pids(server, "checkpoints")
+        assert len(leaders) == 1 and leaders[0] in {w.pid for w in workers}, server.output()
+        assert job_pids(server, "recipient-deliveries") == leaders
+
+        # The worker running the jobs is killed: the other takes them over, the supervisor starts a new worker.
+        os.kill(leaders[0], signal.SIGKILL)
+        deadline = time.monotonic() + 2 + 2 / 3 + 5  # the lease, a round, and a loaded machine's slack
+        while len(job_pids(server, "checkpoints")) < 2:
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.1)
+        survivor = job_pids(server, "checkpoints")[1]
+        assert survivor != leaders[0] and survivor in {w.pid for w in workers}
+        while len(listening(supervisor.children(), port)) < 2:
+            assert time.monotonic() < deadline + 20, server.output()
+            time.sleep(0.1)
     finally:
         children = psutil.Process(server.process.pid).children() if server.process.poll() is None else []
         server.stop()
