@@ -2,8 +2,9 @@
 hashes grows incrementally, and signed checkpoints state its size and root.
 
 Several app processes may run: on PostgreSQL the sequencer holds a transaction-level advisory lock, so positions
-stay consecutive and no event is sequenced twice; SQLite has a single writer. Events enter `log_queue` in the
-transaction that records them, so an event is either committed and queued, or neither.
+stay consecutive and no event is sequenced twice; SQLite has a single writer, whose lock the sequencer takes before
+it reads. The server signs checkpoints in one process at a time (a background job, server.leases). Events enter
+`log_queue` in the transaction that records them, so an event is either committed and queued, or neither.
 """
 
 from __future__ import annotations
