@@ -20,7 +20,7 @@ async def backward(apps, schema_editor) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("models", "0015_check_ref_hash")]
+    dependencies = [("models", "0017_leases")]
 
     initial = False
 

@@ -28,26 +28,50 @@ from server.console.public import unavailable_page as public_request_unavailable
 from server.console.routes import DESK_ENDPOINTS
 from server.console.web import unavailable_page as desk_unavailable
 from server.db import connection, tortoise_config, unapplied_migrations
+from server.dsr.context import controller_zone
+from server.dsr.reminders import remind
 from server.kernel.endpoints import METRICS, SCOPE, STAFF, Endpoint, Guard, build_routes, scope_guard, token_guard
 from server.kernel.openapi import build_openapi
 from server.kernel.problems import EXCEPTION_HANDLERS, SendAgainPages
+from server.leases import Elector, Job
+from server.middleware.body_timeout import BodyTimeoutMiddleware
 from server.middleware.headers import SecurityHeadersMiddleware
 from server.middleware.metrics import MetricsMiddleware, Registry
 from server.middleware.proxy import ProxyHeadersMiddleware
 from server.middleware.request_log import RequestLogMiddleware
 from server.migrate import MigrationError
 from server.proof.log import TransparencyLog
+from server.services import Services
 from server.settings import Settings
 
 
 async def _checkpoint_loop(log: TransparencyLog, interval_s: int) -> None:
-    """Sequence queued events and sign a checkpoint every `interval_s` (safe with several processes)."""
+    """Sequence queued events and sign a checkpoint every `interval_s`."""
     while True:
         await asyncio.sleep(interval_s)
         try:
             await log.checkpoint()
         except Exception:  # a failed round is logged and retried at the next tick
             logging.getLogger("server.proof").exception("checkpoint round failed")
+
+
+def background_jobs(settings: Settings, services: Services) -> dict[str, Job]:
+    """The periodic work of the service, each job run by one server process at a time (server.leases)."""
+    jobs: dict[str, Job] = {}
+    if settings.checkpoint_interval_s:
+        jobs["checkpoints"] = lambda: _checkpoint_loop(services.log, settings.checkpoint_interval_s)
+    if settings.recipient_poll_s:
+        jobs["recipient-deliveries"] = lambda: services.recipients.run(settings.recipient_poll_s)
+    if settings.dsr_reminder_poll_s:
+        jobs["dsr-reminders"] = lambda: remind(
+            services.mailer,
+            services.clock,
+            controller_zone(services.controller),
+            settings.dsr_reminder_days,
+            settings.issuer,
+            settings.dsr_reminder_poll_s,
+        )
+    return jobs
 
 
 # Every endpoint of the service, each feature's list in turn; nothing is routed that is not listed here. The API's
@@ -95,25 +119,13 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
             stream_workers = StreamWorkers(source, settings.stream_workers)
             stream_workers.start()
         services.checks = CheckService(services.catalog, reader, clock, stream_workers)
-        checkpoints = (
-            asyncio.create_task(_checkpoint_loop(services.log, settings.checkpoint_interval_s))
-            if settings.checkpoint_interval_s
-            else None
-        )
-        deliveries = (
-            asyncio.create_task(services.recipients.run(settings.recipient_poll_s))
-            if settings.recipient_poll_s
-            else None
-        )
+        elector = Elector(background_jobs(settings, services), settings.lease_s)
         try:
             await services.catalog.reload()
+            await elector.start()
             yield
         finally:
-            for task in (checkpoints, deliveries):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            await elector.stop()
             services.checks = None
             if stream_workers is not None:
                 await asyncio.to_thread(stream_workers.close)
@@ -134,6 +146,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
             Middleware(SecurityHeadersMiddleware, hsts_max_age_s=settings.hsts_max_age_s),
             Middleware(RequestLogMiddleware),
             Middleware(MetricsMiddleware, registry=registry),
+            Middleware(BodyTimeoutMiddleware, timeout_s=settings.http_body_timeout_s),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

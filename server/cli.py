@@ -35,24 +35,59 @@ def main(argv: list[str] | None = None) -> int:
     return verb.run(settings, args)
 
 
+def _workers_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workers",
+        type=int,
+        choices=range(1, 65),
+        metavar="N",
+        help="server processes on the one port (default: WEB_CONCURRENCY, 1)",
+    )
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from server.app import create_app
     from server.logs import configure_logging
+    from server.serving import configure, uvicorn_options
+
+    workers = getattr(args, "workers", None) or settings.web_concurrency
+    configure_logging(settings.log_level)
+    if workers > 1:
+        return _serve_processes(settings, workers)
+    from server.app import create_app
     from server.runtime import tune_gc
 
-    configure_logging(settings.log_level)
+    configure(settings)
     app = create_app(settings)
     tune_gc()
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-    )
+    # uvicorn's own proxy headers stay off: server.middleware.proxy believes FORWARDED_ALLOW_IPS' headers.
+    uvicorn.run(app, **uvicorn_options(settings), proxy_headers=False)
+    return 0
+
+
+def _serve_processes(settings: Settings, workers: int) -> int:
+    """`workers` processes, each building the app from the environment (`server.asgi:create`) on the port this one
+    binds, and restarted by it if one dies. The migrations are checked here first: a worker that refused to start
+    would be started again and again."""
+    import os
+
+    import uvicorn
+
+    from server.db import with_database
+    from server.serving import uvicorn_options
+
+    async def migrated() -> int:
+        return 0
+
+    status = asyncio.run(with_database(settings.database_url, migrated))
+    if status:
+        return status
+    # The worker processes read their settings from the environment: the number of processes too, which shares
+    # the stream workers out between them (server.settings).
+    os.environ["WEB_CONCURRENCY"] = str(workers)
+    # uvicorn's own proxy headers stay off: server.middleware.proxy believes FORWARDED_ALLOW_IPS' headers.
+    uvicorn.run("server.asgi:create", factory=True, workers=workers, **uvicorn_options(settings), proxy_headers=False)
     return 0
 
 
@@ -85,10 +120,15 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 ENTRY_VERBS: list[Verb] = [
-    Verb(("serve",), "run the HTTP server", run=cmd_serve),
+    Verb(("serve",), "run the HTTP server", run=cmd_serve, arguments=_workers_argument),
     Verb(("migrate",), "apply database migrations", run=cmd_migrate),
     Verb(("makemigrations",), "write a migration for model changes", run=cmd_makemigrations, arguments=_migration_name),
-    Verb(("demo",), "migrate, sync policies, seed demo data, print URLs and serve", run=cmd_demo),
+    Verb(
+        ("demo",),
+        "migrate, sync policies, seed demo data, print URLs and serve",
+        run=cmd_demo,
+        arguments=_workers_argument,
+    ),
 ]
 
 # Every verb on the command line, in the order `--help` lists them. A package's verbs are here only when its list

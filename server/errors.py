@@ -51,6 +51,9 @@ and when it is raised; tests/kernel/test_error_tree.py holds the drawing to the 
     │                                      one consent id or BANNER_RATE_PER_NETWORK from one network (+ Retry-After)
     ├── ChoiceIdReused                409  server.banner.errors: a banner choice id already recorded with other
     │                                      content
+    ├── RequestTimeout                408  the request's body did not all arrive within HTTP_BODY_TIMEOUT_SECONDS
+    │                                      (server.middleware.body_timeout; its header, server.serving); the
+    │                                      connection is closed
     ├── StaleBreach                   409  server.breaches.register: a breach form made from an older version of the
     │                                      breach; nothing changed
     ├── WriteWindowExceeded           503  a write outlasted `server.visibility.WRITE_WINDOW`; nothing kept
@@ -244,6 +247,16 @@ class InsufficientScope(ConsentError):
     def __init__(self, detail: str, *, scope: str, **extensions: Any) -> None:
         super().__init__(detail, **extensions)
         self.scope = scope
+
+
+class RequestTimeout(ConsentError):
+    """The request did not all arrive in time: its header within HTTP_HEADER_TIMEOUT_SECONDS of the connection's
+    opening (or of the request's first byte), or its body within HTTP_BODY_TIMEOUT_SECONDS of the request's start.
+    Nothing was done and the connection is closed; send the request again, all of it at once."""
+
+    status = 408
+    slug = "request-timeout"
+    title = "The request took too long to arrive"
 
 
 class WriteWindowExceeded(ConsentError):

@@ -115,8 +115,10 @@ def _default_mail_dir(values: dict[str, Any]) -> Path:
 
 def _default_stream_workers(values: dict[str, Any]) -> int:
     # PostgreSQL's workers spend part of each chunk waiting for the database: one more than the 2 cores of the
-    # benchmark machine kept both busy (bench/README.md, "Stream worker processes").
-    return 2 if str(values.get("database_url", "sqlite:")).startswith("sqlite") else 3
+    # benchmark machine kept both busy (bench/README.md, "Stream worker processes"). Each server process has its
+    # own, so that many are shared out between WEB_CONCURRENCY processes (rounded up).
+    machine = 2 if str(values.get("database_url", "sqlite:")).startswith("sqlite") else 3
+    return -(-machine // int(values.get("web_concurrency", 1)))
 
 
 @dataclass(frozen=True, config=ConfigDict(populate_by_name=True, extra="forbid"))
@@ -158,6 +160,41 @@ class Settings:
     host: str = Field(default="127.0.0.1", validation_alias="HOST", description="The address the server listens on.")
     port: int = Field(
         default=8000, ge=1, le=65535, validation_alias="PORT", description="The port the server listens on."
+    )
+    web_concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        validation_alias="WEB_CONCURRENCY",
+        description="Server processes `serve` starts on one port (`serve --workers N` overrides it).",
+    )
+    http_header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        validation_alias="HTTP_HEADER_TIMEOUT_SECONDS",
+        description="A connection that has not sent a request's whole header this long after it began is closed.",
+    )
+    http_body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        validation_alias="HTTP_BODY_TIMEOUT_SECONDS",
+        description="A request whose body has not all arrived this long after the request began is answered 408.",
+    )
+    http_keep_alive_s: int = Field(
+        default=5,
+        ge=1,
+        le=3600,
+        validation_alias="HTTP_KEEP_ALIVE_SECONDS",
+        description="How long an idle connection is kept open for another request.",
+    )
+    http_max_connections: int = Field(
+        default=1000,
+        ge=1,
+        le=1_000_000,
+        validation_alias="HTTP_MAX_CONNECTIONS",
+        description="Connections (or requests in progress) per process beyond which new requests are answered 503.",
     )
     token_lifetime_s: int = Field(
         default=900,
@@ -202,7 +239,8 @@ class Settings:
         ge=0,
         le=64,
         validation_alias="STREAM_WORKERS",
-        description="Processes that answer stream checks (0: in process); 2 on SQLite, 3 on PostgreSQL.",
+        description="Processes that answer stream checks, per server process (0: in process); 2 on SQLite, 3 on "
+        "PostgreSQL, divided between WEB_CONCURRENCY processes.",
     )
     log_level: LogLevel = Field(
         default="INFO", validation_alias="LOG_LEVEL", description="The least severe level logged."
@@ -340,6 +378,20 @@ class Settings:
         le=3600,
         validation_alias="RECIPIENT_POLL_SECONDS",
         description="How often the server looks for notices due (0: none sent, run `recipients deliver`).",
+    )
+    dsr_reminder_poll_s: int = Field(
+        default=3600,
+        ge=0,
+        le=86400,
+        validation_alias="DSR_REMINDER_POLL_SECONDS",
+        description="How often the server mails the requests' reminders due (once a day each; 0: `staff reminders`).",
+    )
+    lease_s: float = Field(
+        default=15.0,
+        ge=0.5,
+        le=600,
+        validation_alias="BACKGROUND_LEASE_SECONDS",
+        description="A background job's lease: a process that dies is replaced at most this long plus a third after.",
     )
     recipient_timeout_s: int = Field(
         default=10,

@@ -1,12 +1,18 @@
 """Reminders before a request's deadline (GDPR 12(3)): every open request due within DSR_REMINDER_DAYS, or
 overdue, is mailed to its owner (unowned ones to every supervisor), at most once a day per request. The mails name
-request numbers, kinds and dates only, never the customer."""
+request numbers, kinds and dates only, never the customer. The server sends them every DSR_REMINDER_POLL_SECONDS
+(`remind`, a background job run by one process: server.leases), or a daily `staff reminders --send`."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from tortoise.expressions import Q
 
 from server.dsr import requests as dsr
 from server.dsr.requests import SYSTEM
@@ -44,13 +50,17 @@ async def send_reminders(
 ) -> list[Reminder]:
     """Mail today's reminders (one mail per recipient) and note each in the request's history; requests already
     reminded today are skipped. Returns the reminders sent."""
-    due = [r for r in await due_reminders(today, reminder_days)]
-    already = set(
-        await DataSubjectRequest.filter(id__in=[r.request_id for r in due], last_reminder_on=today).values_list(
-            "id", flat=True
+    sent = []
+    for reminder in await due_reminders(today, reminder_days):
+        # Claimed before it is mailed, by a conditional update: two runs at once (the server's and a cron's
+        # `staff reminders --send`) remind each request once.
+        claimed = (
+            await DataSubjectRequest.filter(id=reminder.request_id)
+            .filter(Q(last_reminder_on=None) | ~Q(last_reminder_on=today))
+            .update(last_reminder_on=today)
         )
-    )
-    sent = [r for r in due if r.request_id not in already]
+        if claimed:
+            sent.append(reminder)
     by_recipient: dict[str, list[Reminder]] = {}
     for reminder in sent:
         for recipient in reminder.recipients:
@@ -68,8 +78,25 @@ async def send_reminders(
         except Exception as exc:  # one unreachable mailbox must not stop the others
             log.warning("reminder not sent", extra={"error": type(exc).__name__})
     for reminder in sent:
-        await DataSubjectRequest.filter(id=reminder.request_id).update(last_reminder_on=today)
         who = ", ".join(reminder.recipients) or "nobody (no supervisor account)"
         state = "overdue" if reminder.overdue else f"due in {reminder.days_left} day(s)"
         await dsr.history(reminder.request_id, SYSTEM, "reminder", f"{state}; reminded {who}", now)
     return sent
+
+
+async def remind(
+    mailer: Mailer,
+    clock: Callable[[], datetime],
+    zone: ZoneInfo,
+    reminder_days: int,
+    console_url: str,
+    interval_s: int,
+) -> None:
+    """Send the reminders due now, then again every `interval_s` (each request once on the controller's day)."""
+    while True:
+        now = clock()
+        try:
+            await send_reminders(mailer, now.astimezone(zone).date(), reminder_days, console_url, now)
+        except Exception:  # a failed round is logged and tried again at the next one
+            log.exception("reminder round failed")
+        await asyncio.sleep(interval_s)

@@ -2,8 +2,9 @@
 hashes grows incrementally, and signed checkpoints state its size and root.
 
 Several app processes may run: on PostgreSQL the sequencer holds a transaction-level advisory lock, so positions
-stay consecutive and no event is sequenced twice; SQLite has a single writer. Events enter `log_queue` in the
-transaction that records them, so an event is either committed and queued, or neither.
+stay consecutive and no event is sequenced twice; SQLite has a single writer, whose lock the sequencer takes before
+it reads. The server signs checkpoints in one process at a time (a background job, server.leases). Events enter
+`log_queue` in the transaction that records them, so an event is either committed and queued, or neither.
 """
 
 from __future__ import annotations
@@ -72,8 +73,7 @@ class TransparencyLog:
         them). Returns the tree size."""
         while True:
             async with in_transaction() as conn:
-                if is_postgres(conn):
-                    await conn.execute_query(f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})")
+                await _lock_log(conn)
                 size = await _size(conn)
                 rows = await _take_batch(conn)
                 if not rows:
@@ -91,8 +91,7 @@ class TransparencyLog:
         """Sequence what is queued, then sign the tree if it grew since the latest checkpoint."""
         size = await self.sequence()
         async with in_transaction() as conn:
-            if is_postgres(conn):
-                await conn.execute_query(f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})")
+            await _lock_log(conn)
             latest = await Checkpoint.all().using_db(conn).order_by("-tree_size").first()
             if latest is not None and latest.tree_size >= size:
                 return _signed(latest)
@@ -137,6 +136,16 @@ class TransparencyLog:
             return nodes[(level, index)]
 
         return work(node)
+
+
+async def _lock_log(conn: BaseDBAsyncClient) -> None:
+    """Take the log for this transaction before reading it. PostgreSQL: the advisory lock. SQLite: the write lock,
+    by a write that changes nothing: a transaction that reads first and writes after fails at once ("database is
+    locked", no busy wait) when another process wrote in between, as a second server process does."""
+    if is_postgres(conn):
+        await conn.execute_query(f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})")
+    else:
+        await conn.execute_query("DELETE FROM log_queue WHERE 0")
 
 
 async def _size(conn: BaseDBAsyncClient) -> int:

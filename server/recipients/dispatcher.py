@@ -21,9 +21,10 @@ connection, a timeout, 5xx, 408, 429), none of its notices is sent before that n
 tried once per retry, whatever its backlog; those of its notices waiting longer than the retry period are marked
 failed with that error. A notice it refuses (another 4xx) is retried on its own and does not hold the others back.
 
-Several server processes may run a dispatcher each: a notice is claimed just before it is sent, with a conditional
-update that writes a lease (a token and an expiry longer than an attempt can take), and the outcome is written
-only under that lease. One process at a time sends a notice.
+The server runs the dispatcher in one process at a time (a background job, server.leases), and `recipients deliver`
+may run beside it: a notice is claimed just before it is sent, with a conditional update that writes a lease (a
+token and an expiry longer than an attempt can take), and the outcome is written only under that lease. One
+process at a time sends a notice.
 """
 
 from __future__ import annotations

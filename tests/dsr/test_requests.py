@@ -6,6 +6,7 @@ actions in the subject's proof bundle."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import csv
 import io
@@ -350,6 +351,34 @@ def test_overdue_requests_are_flagged_and_reminded_once_a_day(
     again = run(client, send_reminders, desk(client).mailer, today, 7, "http://testserver", datetime.now(UTC))
     assert again == [], "once a day"
     assert any(h["action"] == "reminder" for h in run(client, _history, late))
+
+
+def test_two_reminder_runs_at_once_remind_each_request_once(client: TestClient, auth: dict[str, str]) -> None:
+    """The server's reminder job and a cron's `staff reminders --send` at the same moment: each request is claimed
+    by one of them, and mailed once."""
+    customer(client, auth, "cust-twice")
+    agent = new_staff(client, "agent")
+    csrf = sign_in(client, email=agent.email)
+    today = desk(client).today()
+    late = [
+        open_via_console(client, csrf, "cust-twice", kind, received_on=(today - timedelta(days=40)).isoformat())
+        for kind in ("access", "portability", "rectification")
+    ]
+    mails_before = len(outbox(client))
+    mailer = desk(client).mailer
+
+    async def both() -> list[list[int]]:
+        runs = await asyncio.gather(
+            *(send_reminders(mailer, today, 7, "http://testserver", datetime.now(UTC)) for _ in range(2))
+        )
+        return [[r.request_id for r in run] for run in runs]
+
+    first, second = run(client, both)
+    assert sorted(first + second) == sorted(late), "each request reminded by exactly one run"
+    mailed = outbox(client)[mails_before:]
+    assert sum(body.get_payload(decode=True).decode().count("/console/requests/") for body in mailed) == 3
+    reminders = [h for request in late for h in run(client, _history, request) if h["action"] == "reminder"]
+    assert len(reminders) == 3
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])  # SQLite's one write lock; PostgreSQL waits for the row

@@ -29,6 +29,8 @@ def app_settings(database_url: str, keys_dir: Path) -> Settings:
         checkpoint_interval_s=0,
         # Notices to recipients are sent when a test asks (`services.recipients.deliver_due`).
         recipient_poll_s=0,
+        # Nor are reminders mailed by a background job (`send_reminders` is called by the tests that mean it).
+        dsr_reminder_poll_s=0,
         # No worker processes to spawn for every app a test starts: tests/consent/test_stream_workers.py starts them.
         stream_workers=0,
     )

@@ -67,11 +67,16 @@ class Server:
         self.log_file.close()
 
 
-def start_server(env: dict[str, str], cwd: Path, name: str) -> Server:
+def start_server(env: dict[str, str], cwd: Path, name: str, command: list[str] | None = None) -> Server:
+    """`python -m server serve` (or `command`), its output in `cwd/name.log`."""
     log = cwd / f"{name}.log"
     log_file = log.open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "server", "serve"], env=env, cwd=cwd, stdout=log_file, stderr=subprocess.STDOUT
+        command or [sys.executable, "-m", "server", "serve"],
+        env=env,
+        cwd=cwd,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
     )
     return Server(process, env["PUBLIC_URL"], log, log_file)
 

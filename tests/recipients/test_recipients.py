@@ -11,12 +11,10 @@ import hashlib
 import io
 import json
 import re
-import threading
 import time
 import zipfile
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -39,42 +37,8 @@ from tests.helpers.api import bearer, record
 from tests.helpers.app import run, services_of
 from tests.helpers.clock import Clock
 from tests.helpers.console import desk, fetch, open_via_console, post, set_contact, sign_in
+from tests.helpers.receiver import Receiver
 from tests.helpers.sql import dump_every_table
-
-
-class Receiver:
-    """A recipient's endpoint: keeps every request, answers with the status it is told to."""
-
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-        self.status = 200
-        self.statuses: list[int] = []  # answers for the next requests, before `status`
-        self.answer = b'{"ok": true}'
-        self.delay = 0.0
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                receiver.received.append({"headers": dict(self.headers), "body": body.decode()})
-                time.sleep(receiver.delay)
-                self.send_response(receiver.statuses.pop(0) if receiver.statuses else receiver.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(receiver.answer)))
-                self.end_headers()
-                self.wfile.write(receiver.answer)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/consent-notices"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

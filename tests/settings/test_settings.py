@@ -44,6 +44,14 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         Settings.from_env({"DATABASE_URL": "postgres://u@db/c", "STREAM_WORKERS": "0"}, env_file=None).stream_workers
         == 0
     )
+    # Several server processes share the machine's stream workers out, rounded up.
+    assert Settings.from_env({"WEB_CONCURRENCY": "2"}, env_file=None).stream_workers == 1
+    postgres_two = Settings.from_env({"DATABASE_URL": "postgres://u@db/c", "WEB_CONCURRENCY": "2"}, env_file=None)
+    assert (postgres_two.web_concurrency, postgres_two.stream_workers) == (2, 2)
+    assert settings.web_concurrency == 1
+    assert (settings.http_header_timeout_s, settings.http_body_timeout_s) == (10.0, 30.0)
+    assert (settings.http_keep_alive_s, settings.http_max_connections) == (5, 1000)
+    assert (settings.lease_s, settings.dsr_reminder_poll_s) == (15.0, 3600)
     assert settings.log_level == "INFO"
     assert settings.environment == "development"
     # no SECRET_KEY: one is generated into DATA_DIR (default ./data)
