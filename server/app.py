@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -26,6 +26,7 @@ from server.console.guard import staff_guard
 from server.console.routes import DESK_ENDPOINTS
 from server.db import connection, tortoise_config, unapplied_migrations
 from server.kernel.endpoints import SCOPE, STAFF, Endpoint, Guard, build_routes, scope_guard
+from server.kernel.idempotency import IdempotencyKeys
 from server.kernel.openapi import build_openapi
 from server.kernel.problems import EXCEPTION_HANDLERS
 from server.middleware.metrics import MetricsMiddleware, Registry
@@ -109,7 +110,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
 
     guards: dict[str, Guard] = {SCOPE: scope_guard(services.tokens.verify), STAFF: staff_guard}
     app = Starlette(
-        routes=build_routes(endpoints, guards),
+        routes=build_routes(endpoints, guards, IdempotencyKeys(timedelta(hours=settings.idempotency_key_hours), clock)),
         middleware=[Middleware(RequestLogMiddleware), Middleware(MetricsMiddleware, registry=registry)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

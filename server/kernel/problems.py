@@ -42,7 +42,7 @@ async def consent_error(request: Request, exc: Exception) -> Response:
             f'Bearer realm="consent", error="insufficient_scope", scope="{exc.scope}", '
             f'error_description="{_quote(exc.detail)}"'
         )
-    elif isinstance(exc, SEND_AGAIN):
+    elif isinstance(exc, SEND_AGAIN) or getattr(exc, "retry_after", False):
         headers["Retry-After"] = "1"
     return problem(exc.status, exc.slug, exc.title, exc.detail, headers, **exc.extensions)
 
