@@ -21,6 +21,7 @@ settled answer, which must therefore be true at commit time (a confirmation mail
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import logging
 import re
@@ -160,6 +161,15 @@ class _Keyed:
 
 
 _current: ContextVar[_Keyed | None] = ContextVar("idempotent_write", default=None)
+_before: ContextVar[contextvars.Context | None] = ContextVar("context_before_keyed_write", default=None)
+
+
+def outside_keyed_write() -> contextvars.Context:
+    """The context for a task started now that must not run in a keyed write's transaction (a background reload):
+    a task inherits its creator's context, and with it the transaction's connection, which it would then use
+    concurrently with the request, or after the commit. The request's context as it was before, if one is open."""
+    before = _before.get()
+    return before.copy() if before is not None else contextvars.copy_context()
 
 
 async def settle(answer: Callable[[], Response]) -> None:
@@ -240,8 +250,13 @@ class IdempotencyKeys:
 
     async def _write(self, request: Request, handler: Handler, key_id: str, request_fingerprint: str) -> Response:
         now = self.clock()
+        before = _before.set(contextvars.copy_context())
         context = in_transaction()
-        conn = await context.__aenter__()
+        try:
+            conn = await context.__aenter__()
+        except BaseException:
+            _before.reset(before)
+            raise
         keyed = _Keyed(context, conn, key_id, request_fingerprint, now, now + self.retention)
         token = _current.set(keyed)
         try:
@@ -273,6 +288,7 @@ class IdempotencyKeys:
             raise
         finally:
             _current.reset(token)
+            _before.reset(before)
 
     async def _claim(self, keyed: _Keyed) -> bool:
         """Insert the key (an expired row of the same key goes first); False if another process is carrying it

@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 from server.app import create_app
 from server.settings import Settings
 from tests.helpers.api import bearer
+from tests.helpers.app import run, services_of
 from tests.helpers.clock import Clock
 from tests.helpers.sql import sql
 
@@ -209,3 +210,24 @@ def test_openapi_says_which_writes_take_a_key(client: TestClient) -> None:
     responses = document["paths"]["/v1/subjects/{ref}/consents"]["post"]["responses"]
     assert "Idempotency-Key" in responses["409"]["description"]
     assert "Idempotency-Key" in responses["422"]["description"]
+
+
+def test_a_background_reload_started_by_a_keyed_write_is_not_in_its_transaction(
+    client: TestClient, auth: dict[str, str], database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A task inherits its creator's context: the catalogue's reload, started by a stale read inside a keyed write,
+    would share the write's connection (on PostgreSQL: 'another operation is in progress', or a 500)."""
+    catalog = services_of(client).catalog
+    for n in range(5):
+        catalog._loaded_at = 0.0  # stale: the next read starts a background reload
+        answer = post(client, keyed(auth, f"stale-{n}"), GRANT, ref=f"cust-stale-{n}")
+        assert answer.status_code == 201, answer.text
+        run(client, _reloaded, catalog)
+        assert catalog._loaded_at > 0.0
+    assert [r.getMessage() for r in caplog.records if r.name == "server.catalog"] == []
+
+
+async def _reloaded(catalog: Any) -> None:
+    refresh = catalog._refresh
+    if refresh is not None:
+        await refresh
