@@ -1,6 +1,7 @@
 """What an `Idempotency-Key` costs a write: the real server (`python -m server serve`) on a fresh database takes the
 same API writes (one new subject each, one decision) with and without a key, alternating blocks so that both see the
-same machine, one at a time and at 16 connections; printed: writes a second and milliseconds a write.
+same machine, one at a time and at 16 connections; printed: writes a second, and the server process's CPU
+milliseconds a write (user + system, from /proc: the figure that varies least on a shared machine).
 
     python -m bench.idempotency_bench [--backend sqlite|postgres|both] [--writes 400] \
                                       [--postgres-url postgres://postgres@127.0.0.1:5432/test]
@@ -70,6 +71,12 @@ async def _writes(base: str, token: str, count: int, concurrency: int, keyed: bo
         return time.perf_counter() - started
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _measure(database_url: str, writes: int, label: str) -> None:
     with tempfile.TemporaryDirectory() as data:
         port = _port()
@@ -105,14 +112,18 @@ def _measure(database_url: str, writes: int, label: str) -> None:
             asyncio.run(_writes(base, token, 50, 4, True))  # warm-up
             for concurrency in (1, 16):
                 seconds = {False: 0.0, True: 0.0}
+                cpu = {False: 0.0, True: 0.0}
                 for _ in range(4):  # alternating blocks
                     for keyed in (False, True):
+                        before = _cpu_s(server.pid)
                         seconds[keyed] += asyncio.run(_writes(base, token, writes // 4, concurrency, keyed))
+                        cpu[keyed] += _cpu_s(server.pid) - before
                 plain, keyed_s = (writes / seconds[False], writes / seconds[True])
+                plain_cpu, keyed_cpu = (1000 * cpu[False] / writes, 1000 * cpu[True] / writes)
                 print(
-                    f"{label} c={concurrency:2d}: without key {plain:6.1f}/s ({1000 / plain:5.2f} ms), "
-                    f"with key {keyed_s:6.1f}/s ({1000 / keyed_s:5.2f} ms), "
-                    f"cost {1000 / keyed_s - 1000 / plain:+.2f} ms a write ({keyed_s / plain - 1:+.0%} throughput)"
+                    f"{label} c={concurrency:2d}: without key {plain:6.1f}/s, {plain_cpu:5.2f} ms CPU a write; "
+                    f"with key {keyed_s:6.1f}/s, {keyed_cpu:5.2f} ms CPU a write; "
+                    f"cost {keyed_cpu - plain_cpu:+.2f} ms CPU a write ({keyed_s / plain - 1:+.0%} throughput)"
                 )
         finally:
             server.terminate()

@@ -34,7 +34,6 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from tortoise.backends.base.client import BaseDBAsyncClient, TransactionContext
-from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from server.db import connection, is_postgres, placeholders
@@ -215,9 +214,6 @@ class IdempotencyKeys:
         return keyed
 
     async def run(self, request: Request, handler: Handler, key_id: str, request_fingerprint: str) -> Response:
-        stored = await self.lookup(key_id)
-        if stored is not None:
-            return _answer_again(stored, request_fingerprint)
         if key_id in self._in_flight:
             raise _in_flight()
         self._in_flight.add(key_id)
@@ -260,18 +256,11 @@ class IdempotencyKeys:
         keyed = _Keyed(context, conn, key_id, request_fingerprint, now, now + self.retention)
         token = _current.set(keyed)
         try:
-            try:
-                claimed: bool | None = await self._claim(keyed)
-            except IntegrityError as exc:  # inserted and committed meanwhile
-                keyed.committed = True  # rolled back: nothing but the claim was tried
-                await context.__aexit__(type(exc), exc, exc.__traceback__)
-                claimed = None
-            if not claimed:
-                if claimed is False:  # nothing written: the transaction ends here
-                    await _commit(keyed)
+            if not await _claim(keyed):
+                await _commit(keyed)  # nothing was written: the transaction ends here
                 stored = await self.lookup(key_id)
-                if stored is None:  # another process holds it, not yet committed
-                    raise _in_flight() from None
+                if stored is None:  # another process is carrying it out
+                    raise _in_flight()
                 return _answer_again(stored, request_fingerprint)
             response = await handler(request)
             if not keyed.committed:
@@ -289,30 +278,6 @@ class IdempotencyKeys:
         finally:
             _current.reset(token)
             _before.reset(before)
-
-    async def _claim(self, keyed: _Keyed) -> bool:
-        """Insert the key (an expired row of the same key goes first); False if another process is carrying it
-        out: on PostgreSQL a transaction-scoped advisory lock on the key says so (a 409 rather than a wait on the
-        row)."""
-        conn = keyed.conn
-        if is_postgres(conn):
-            lock = int.from_bytes(bytes.fromhex(keyed.key_id[:8]), "big", signed=True)
-            rows = await conn.execute_query_dict(
-                "SELECT pg_try_advisory_xact_lock($1::int4, $2::int4) AS locked", [_LOCK_CLASS, lock]
-            )
-            if not rows[0]["locked"]:
-                return False
-        ph = placeholders(conn, 2)
-        await conn.execute_query(
-            f"DELETE FROM idempotency_keys WHERE id = {ph[0]} AND expires_at <= {ph[1]}", [keyed.key_id, keyed.now]
-        )
-        ph = placeholders(conn, 7)
-        await conn.execute_query(
-            "INSERT INTO idempotency_keys (id, fingerprint, status, headers, body, created_at, expires_at) "
-            f"VALUES ({', '.join(ph)})",
-            [keyed.key_id, keyed.request_fingerprint, 0, "[]", b"", keyed.now, keyed.expires_at],
-        )
-        return True
 
     async def _sweep_now_and_then(self) -> None:
         """Delete expired keys, at most every SWEEP_EVERY in each process (after a keyed write, never in one)."""
@@ -333,6 +298,30 @@ class IdempotencyKeys:
             log.warning("idempotency keys not swept", exc_info=True)
             return 0
         return int(changed or 0)
+
+
+async def _claim(keyed: _Keyed) -> bool:
+    """Insert the key, or take over an expired row of it, as the transaction's first statement (a write: on SQLite
+    it takes the write lock at once). False when the key is taken: by a committed answer not yet expired, or, on
+    PostgreSQL, by another process carrying it out, which holds the key's transaction-scoped advisory lock (a 409
+    rather than a wait on its row). One statement either way: no failed insert that would abort the transaction."""
+    conn = keyed.conn
+    values: list[object] = [keyed.key_id, keyed.request_fingerprint, keyed.now, keyed.expires_at]
+    if is_postgres(conn):
+        lock = int.from_bytes(bytes.fromhex(keyed.key_id[:8]), "big", signed=True)
+        source = "SELECT $1::varchar, $2::varchar, 0, '[]'::jsonb, ''::bytea, $3::timestamptz, $4::timestamptz "
+        source += "WHERE pg_try_advisory_xact_lock($5::int4, $6::int4)"
+        values += [_LOCK_CLASS, lock]
+    else:
+        source = "VALUES (?, ?, 0, '[]', X'', ?, ?)"
+    rows = await conn.execute_query_dict(
+        "INSERT INTO idempotency_keys (id, fingerprint, status, headers, body, created_at, expires_at) "
+        f"{source} ON CONFLICT (id) DO UPDATE SET fingerprint = excluded.fingerprint, status = 0, "
+        "headers = excluded.headers, body = excluded.body, created_at = excluded.created_at, "
+        "expires_at = excluded.expires_at WHERE idempotency_keys.expires_at <= excluded.created_at RETURNING id",
+        values,
+    )
+    return bool(rows)
 
 
 def _in_flight() -> IdempotencyKeyInFlight:
