@@ -7,14 +7,21 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.testclient import TestClient
 
 from server.app import create_app
+from server.kernel.endpoints import PUBLIC, Endpoint, build_routes
+from server.kernel.idempotency import REQUIRED, IdempotencyKeys
+from server.kernel.problems import EXCEPTION_HANDLERS
 from server.settings import Settings
 from tests.helpers.api import bearer
 from tests.helpers.app import run, services_of
@@ -231,3 +238,18 @@ async def _reloaded(catalog: Any) -> None:
     refresh = catalog._refresh
     if refresh is not None:
         await refresh
+
+
+def test_a_route_that_requires_a_key_refuses_a_request_without_one() -> None:
+    async def write(request: Request) -> Response:
+        return Response(status_code=204)
+
+    declared = Endpoint("/w", "POST", write, PUBLIC, "a write", "test", idempotency=REQUIRED)
+    with pytest.raises(LookupError, match="key store"):
+        build_routes([declared], {})
+    keys = IdempotencyKeys(timedelta(hours=24), Clock())
+    app = Starlette(routes=build_routes([declared], {}, keys), exception_handlers=EXCEPTION_HANDLERS)
+    with TestClient(app) as test_client:
+        refused = test_client.post("/w")
+    assert refused.status_code == 400
+    assert refused.json()["type"] == "/problems/invalid-idempotency-key"
