@@ -157,6 +157,7 @@ class _Keyed:
     expires_at: datetime
     committed: bool = False
     settled: bytes | None = field(default=None, repr=False)
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
 
 
 _current: ContextVar[_Keyed | None] = ContextVar("idempotent_write", default=None)
@@ -169,6 +170,16 @@ def outside_keyed_write() -> contextvars.Context:
     concurrently with the request, or after the commit. The request's context as it was before, if one is open."""
     before = _before.get()
     return before.copy() if before is not None else contextvars.copy_context()
+
+
+def after_commit(effect: Callable[[], None]) -> None:
+    """Run `effect` now, or once the keyed write under way has committed (a wake-up that must find the write, such
+    as the recipients' dispatcher); never if it rolls back."""
+    keyed = _current.get()
+    if keyed is None or keyed.committed:
+        effect()
+    else:
+        keyed.after_commit.append(effect)
 
 
 async def settle(answer: Callable[[], Response]) -> None:
@@ -356,6 +367,8 @@ async def _store(conn: BaseDBAsyncClient, keyed: _Keyed, response: Response) -> 
 async def _commit(keyed: _Keyed) -> None:
     keyed.committed = True
     await keyed.context.__aexit__(None, None, None)
+    for effect in keyed.after_commit:
+        effect()
 
 
 async def _amend(keyed: _Keyed, response: Response) -> None:

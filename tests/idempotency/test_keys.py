@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from server.app import create_app
 from server.kernel.endpoints import PUBLIC, Endpoint, build_routes
 from server.kernel.idempotency import REQUIRED, IdempotencyKeys
 from server.kernel.problems import EXCEPTION_HANDLERS
+from server.recipients import registry
 from server.settings import Settings
 from tests.helpers.api import bearer
 from tests.helpers.app import run, services_of
@@ -253,3 +254,26 @@ def test_a_route_that_requires_a_key_refuses_a_request_without_one() -> None:
         refused = test_client.post("/w")
     assert refused.status_code == 400
     assert refused.json()["type"] == "/problems/invalid-idempotency-key"
+
+
+def test_the_recipients_are_woken_after_a_keyed_write_commits(
+    client: TestClient, auth: dict[str, str], database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A withdrawal queues notices; the dispatcher woken before the commit would find none and wait for its poll."""
+    run(client, _add_recipient)
+    assert post(client, auth, GRANT).status_code == 201
+    seen: list[int] = []
+    dispatcher = services_of(client).recipients
+    monkeypatch.setattr(dispatcher, "wake", lambda: seen.append(_notices(database_url)))
+    withdraw = {**GRANT, "decisions": [{"purpose": "offers", "channel": "email", "action": "withdraw"}]}
+    assert post(client, keyed(auth, "withdraw-1"), withdraw).status_code == 201
+    assert seen == [1]  # woken once, with the notice committed
+
+
+async def _add_recipient() -> None:
+    await registry.add("crm", "https://crm.example/notices", datetime.now(UTC))
+
+
+def _notices(database_url: str) -> int:
+    (row,) = sql(database_url, query="SELECT count(*) FROM recipient_notices")
+    return int(row[0])
