@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from preference_center import api, confirm, dev, forms, pages, request_link, schemas, unsubscribe
 from server.kernel.endpoints import LINK_TOKEN, PUBLIC, Endpoint, Param
+from server.kernel.idempotency import OPTIONAL
 
 FORM = "application/x-www-form-urlencoded"
 HTML = "text/html"
@@ -162,6 +163,7 @@ PREFERENCE_ENDPOINTS: list[Endpoint] = [
         params=[REF],
         body=schemas.PreferenceLinkIn,
         response=schemas.PreferenceLinkOut,
+        idempotency=OPTIONAL,  # it sets the subject's email and locale
     ),
     Endpoint(
         "/v1/subjects/{ref}/unsubscribe-links",

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -31,6 +31,7 @@ from server.db import connection, tortoise_config, unapplied_migrations
 from server.dsr.context import controller_zone
 from server.dsr.reminders import remind
 from server.kernel.endpoints import METRICS, SCOPE, STAFF, Endpoint, Guard, build_routes, scope_guard, token_guard
+from server.kernel.idempotency import IdempotencyKeys
 from server.kernel.openapi import build_openapi
 from server.kernel.problems import EXCEPTION_HANDLERS, SendAgainPages
 from server.leases import Elector, Job
@@ -139,7 +140,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
         METRICS: token_guard(settings.metrics_token, open_when_unset=settings.environment != "production"),
     }
     app = Starlette(
-        routes=build_routes(endpoints, guards),
+        routes=build_routes(endpoints, guards, IdempotencyKeys(timedelta(hours=settings.idempotency_key_hours), clock)),
         # Outermost first: the proxy's client and scheme are in the scope before anything reads them.
         middleware=[
             Middleware(ProxyHeadersMiddleware, trusted=settings.forwarded_allow_ips),

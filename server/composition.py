@@ -19,6 +19,7 @@ from server.console.desk import Desk
 from server.dsr.context import Context
 from server.dsr.export import ExportLinks
 from server.dsr.service import Requests
+from server.kernel.idempotency import after_commit
 from server.ledger.append import Ledger
 from server.limits import Limiter, open_store
 from server.links.tokens import LinkTokens
@@ -61,7 +62,8 @@ def build_services(
         catalog,
         clock,
         ReceiptIssuer(keys, controller, settings.issuer),
-        on_notices=recipients.wake,
+        # Woken after the commit, also when an Idempotency-Key write holds the transaction around the ledger's.
+        on_notices=lambda: after_commit(recipients.wake),
     )
     log = TransparencyLog(keys, settings.issuer, clock)
     mailer = Mailer(settings)

@@ -56,6 +56,12 @@ and when it is raised; tests/kernel/test_error_tree.py holds the drawing to the 
     │                                      connection is closed
     ├── StaleBreach                   409  server.breaches.register: a breach form made from an older version of the
     │                                      breach; nothing changed
+    ├── IdempotencyKeyInvalid         400  server.kernel.idempotency: an Idempotency-Key header that is not a key
+    │                                      (1-255 printable characters), or none where the route requires one
+    ├── IdempotencyKeyReused          422  server.kernel.idempotency: the client's key was used for another
+    │                                      request (path, query or body); nothing done
+    ├── IdempotencyKeyInFlight        409  server.kernel.idempotency: the first request with this key is still
+    │                                      being carried out (+ Retry-After); nothing done
     ├── WriteWindowExceeded           503  a write outlasted `server.visibility.WRITE_WINDOW`; nothing kept
     │                                      (+ Retry-After)
     ├── DatabaseBusy                  503  the database's locks did not come free in time; rolled back

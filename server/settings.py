@@ -372,6 +372,14 @@ class Settings:
         validation_alias="CHECKPOINT_INTERVAL_SECONDS",
         description="How often queued events are sequenced and a checkpoint signed (0: only on demand).",
     )
+    idempotency_key_hours: int = Field(
+        default=24,
+        ge=24,
+        le=24 * 30,
+        validation_alias="IDEMPOTENCY_KEY_HOURS",
+        description="How long the answer of a write sent with an Idempotency-Key is kept and given again to the "
+        "same key (at least 24 h); expired keys are swept.",
+    )
     recipient_poll_s: int = Field(
         default=30,
         ge=0,

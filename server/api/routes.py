@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from server.api import checks, oauth, ops, policies, proof, schemas, subjects, wellknown
 from server.kernel.endpoints import METRICS, PUBLIC, Endpoint, Param
+from server.kernel.idempotency import OPTIONAL
 from server.middleware.metrics import metrics as metrics_endpoint
 from server.visibility import FEED_OVERLAP
 
@@ -85,6 +86,7 @@ API_ENDPOINTS: list[Endpoint] = [
         params=[REF],
         body=schemas.RecordIn,
         response=schemas.RecordOut,
+        idempotency=OPTIONAL,
     ),
     Endpoint(
         "/v1/subjects/{ref}/consents",

@@ -15,10 +15,12 @@ from server.consent.decide import SubjectFlags
 from server.consent.matrix import decide_all, projected_states
 from server.errors import ConfirmationByLinkOnly, InvalidRequest, NotFound
 from server.kernel.bodies import read_json
+from server.kernel.idempotency import settle
 from server.kernel.params import bounded_int, instant, iso, seq_cursor, subject_ref
-from server.ledger.append import Decision, RecordRequest, Snapshot
+from server.ledger.append import Decision, RecordRequest, RecordResult, Snapshot
 from server.ledger.replay import replay
 from server.models import ConsentEvent, Subject
+from server.optin.service import not_sent
 from server.proof.events import exported_event
 from server.services import Services, services_of
 
@@ -51,10 +53,15 @@ async def record_consents(request: Request) -> Response:
             if body.ui_snapshot
             else None,
             snapshot_sha256=body.ui_snapshot_sha256,
-        )
+        ),
+        # With an Idempotency-Key the write commits here with this answer; the mails' outcomes replace it after.
+        recorded=lambda result: settle(lambda: _recorded(ref, result, not_sent(result.events))),
     )
     # Committed before any mail: a mail that fails leaves the grant pending, never unrecorded (`OptIn`).
-    result = recorded.result
+    return _recorded(ref, recorded.result, recorded.confirmations)
+
+
+def _recorded(ref: str, result: RecordResult, confirmations: list[dict[str, str]]) -> Response:
     events = [
         {
             "id": e.id,
@@ -72,7 +79,7 @@ async def record_consents(request: Request) -> Response:
         for e in result.events
     ]
     location = f"/v1/subjects/{quote(ref, safe='')}/events"
-    body_out = {"subject": ref, "events": events, "receipt": result.receipt, "confirmations": recorded.confirmations}
+    body_out = {"subject": ref, "events": events, "receipt": result.receipt, "confirmations": confirmations}
     return _json(body_out, status=201, headers={"Location": location})
 
 

@@ -8,6 +8,8 @@
 - any other value: an OAuth2 scope the bearer token must carry.
 
 `build_routes` wraps each handler in the guard of its rule's kind, so the rule in the list is the rule enforced.
+A write that takes an `Idempotency-Key` header says so (`idempotency`), and `build_routes` wraps its handler, inside
+the guard, in the keyed transaction of `server.kernel.idempotency`.
 The OpenAPI document and the route-coverage tests are built from these declarations.
 """
 
@@ -24,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.errors import AuthenticationRequired, InsufficientScope, NotFound
+from server.kernel.idempotency import OPTIONAL, REQUIRED, IdempotencyKeys
 from server.kernel.unstorable import refuse_in_request
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -82,20 +85,26 @@ class Endpoint:
     responses: Mapping[str, str] = field(default_factory=dict)
     error_media_type: str | None = None  # where errors are not problem+json nor the response's own type (a page)
     development_only: bool = False  # demo and dev pages: not routed when ENVIRONMENT=production
+    # `optional` or `required`: the write takes an `Idempotency-Key` header (server.kernel.idempotency); None: the
+    # header is ignored (a read, or a POST that changes nothing, such as one that only signs a link).
+    idempotency: str | None = None
 
     @property
     def operation_id(self) -> str:
         return f"{self.method.lower()}_{self.path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}"
 
 
-def build_routes(endpoints: Sequence[Endpoint], guards: Mapping[str, Guard]) -> list[Route]:
+def build_routes(
+    endpoints: Sequence[Endpoint], guards: Mapping[str, Guard], keys: IdempotencyKeys | None = None
+) -> list[Route]:
     """One route per path, dispatching on the method, so a 405 lists every method of the resource (RFC 9110).
 
     `guards` holds a guard for each rule kind the endpoints use besides `public` and `link-token` (`scope`,
-    `staff`); an endpoint whose kind has none is refused here, at start-up, rather than routed unguarded."""
+    `staff`); an endpoint whose kind has none is refused here, at start-up, rather than routed unguarded. `keys`
+    stores the answers of writes that take an `Idempotency-Key`; an endpoint declaring one needs it."""
     by_path: dict[str, dict[str, Handler]] = {}
     for endpoint in endpoints:
-        by_path.setdefault(endpoint.path, {})[endpoint.method] = _guarded(endpoint, guards)
+        by_path.setdefault(endpoint.path, {})[endpoint.method] = _guarded(endpoint, guards, keys)
     routes = []
     for path, handlers in by_path.items():
         if len(handlers) == 1:
@@ -106,8 +115,8 @@ def build_routes(endpoints: Sequence[Endpoint], guards: Mapping[str, Guard]) -> 
     return routes
 
 
-def _guarded(endpoint: Endpoint, guards: Mapping[str, Guard]) -> Handler:
-    return _storable_input(_with_guard(endpoint, guards))
+def _guarded(endpoint: Endpoint, guards: Mapping[str, Guard], keys: IdempotencyKeys | None) -> Handler:
+    return _storable_input(_with_guard(endpoint, guards, keys))
 
 
 def _storable_input(handler: Handler) -> Handler:
@@ -123,16 +132,23 @@ def _storable_input(handler: Handler) -> Handler:
     return checked
 
 
-def _with_guard(endpoint: Endpoint, guards: Mapping[str, Guard]) -> Handler:
+def _with_guard(endpoint: Endpoint, guards: Mapping[str, Guard], keys: IdempotencyKeys | None) -> Handler:
+    handler: Handler = endpoint.handler
+    if endpoint.idempotency is not None:
+        if endpoint.idempotency not in (OPTIONAL, REQUIRED) or keys is None:
+            raise LookupError(
+                f"{endpoint.method} {endpoint.path}: idempotency {endpoint.idempotency!r} needs `optional` or "
+                "`required` and a key store"
+            )
+        handler = keys.wrap(handler, endpoint.idempotency)  # inside the guard: the client is known
     kind = rule_kind(endpoint.auth)
     if kind in (PUBLIC, LINK_TOKEN):
-        handler: Handler = endpoint.handler
         return handler
     guard = guards.get(kind)
     if guard is None:
         raise LookupError(f"{endpoint.method} {endpoint.path}: no guard for its auth rule {endpoint.auth!r}")
     rule = endpoint.auth.partition(":")[2] if kind == STAFF else endpoint.auth
-    return guard(endpoint.handler, rule)
+    return guard(handler, rule)
 
 
 def _dispatch(handlers: dict[str, Handler]) -> Handler:

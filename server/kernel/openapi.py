@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from server.kernel.endpoints import LINK_TOKEN, METRICS, Endpoint, is_oauth
+from server.kernel.idempotency import HEADER, MAX_KEY_LENGTH, REPLAYED, REQUIRED
 from server.settings import SCOPES
 
 PROBLEM = {
@@ -21,6 +22,18 @@ PROBLEM = {
     },
 }
 
+IDEMPOTENCY_KEY = {
+    "name": HEADER,
+    "in": "header",
+    "description": (
+        "IETF httpapi draft 'The Idempotency-Key HTTP Header Field': a key unique to this request (a UUID), quoted "
+        f"or plain, 1-{MAX_KEY_LENGTH} printable ASCII characters. The same key with the same request (method, path, "
+        f"query, body) within IDEMPOTENCY_KEY_HOURS (24 h) is answered with the first answer, `{REPLAYED}: true`, "
+        "and nothing is done again; so a write whose answer was lost is sent again with its key. Keys are the "
+        "client's own."
+    ),
+    "schema": {"type": "string", "minLength": 1},
+}
 
 OAUTH_ERROR = {
     "type": "object",
@@ -56,7 +69,8 @@ def build_openapi(
                     "schema": p.schema,
                 }
                 for p in ep.params
-            ],
+            ]
+            + ([IDEMPOTENCY_KEY | {"required": ep.idempotency == REQUIRED}] if ep.idempotency else []),
             "responses": _responses(ep, schemas),
         }
         operation["security"] = (
@@ -133,6 +147,10 @@ def _responses(ep: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
         generic["422"] = "invalid request"
     if ep.method == "POST":
         generic["503"] = "the database stayed busy, nothing was recorded: send it again after Retry-After"
+    if ep.idempotency:
+        generic["400"] = f"{generic.get('400', 'bad request')}; or an {HEADER} header that is not a key"
+        generic["409"] = f"the first request with this {HEADER} is still being carried out: send it again later"
+        generic["422"] = f"{generic.get('422', 'invalid request')}; or an {HEADER} used for another request"
     for status, description in {**generic, **ep.responses}.items():
         if status.startswith("3"):
             responses[status] = {"description": description}

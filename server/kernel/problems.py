@@ -43,10 +43,11 @@ async def consent_error(request: Request, exc: Exception) -> Response:
             f'Bearer realm="consent", error="insufficient_scope", scope="{exc.scope}", '
             f'error_description="{_quote(exc.detail)}"'
         )
-    elif isinstance(exc, SEND_AGAIN):
-        page = _own_page(request, exc)
-        if page is not None:
-            return page
+    elif isinstance(exc, SEND_AGAIN) or getattr(exc, "retry_after", False):
+        if isinstance(exc, SEND_AGAIN):
+            page = _own_page(request, exc)
+            if page is not None:
+                return page
         headers["Retry-After"] = "1"
     return problem(exc.status, exc.slug, exc.title, exc.detail, headers, **exc.extensions)
 

@@ -4,6 +4,7 @@ from server.models.breaches import Breach, BreachEntry
 from server.models.catalog import Channel, PolicyVersion, Purpose, PurposeBasisChange
 from server.models.clients import ApiClient
 from server.models.desk import DataSubjectRequest, DsrHistory, StaffAccount, Suppression
+from server.models.idempotency import IdempotencyKey
 from server.models.leases import Lease
 from server.models.ledger import ConsentEvent, ConsentState, UISnapshot
 from server.models.proof import AccessLog, Checkpoint, LogEntry, LogQueue, MerkleNode, Receipt
@@ -21,6 +22,7 @@ __all__ = [
     "ConsentState",
     "DataSubjectRequest",
     "DsrHistory",
+    "IdempotencyKey",
     "Lease",
     "LogEntry",
     "LogQueue",

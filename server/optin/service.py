@@ -7,7 +7,7 @@ template), the committed grant stays pending and the caller is told, never the r
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -84,10 +84,18 @@ class OptIn:
         """Count one confirmation mail to the person of `ref` (shared by every process); False once over the limit."""
         return await self.limiter.allow(MAIL_RULE, ref)
 
-    async def record(self, request: RecordRequest, lang: str | None = None) -> Recorded:
+    async def record(
+        self,
+        request: RecordRequest,
+        lang: str | None = None,
+        recorded: Callable[[RecordResult], Awaitable[None]] | None = None,
+    ) -> Recorded:
         """`Ledger.record`, then the confirmation mail of each grant it left pending (GDPR 7(1)), in `lang` or
-        else the subject's language."""
+        else the subject's language. `recorded` is awaited between the two: a keyed request commits there
+        (server.kernel.idempotency.settle), so no mail leaves before its grant is committed."""
         result = await self.ledger.record(request)
+        if recorded is not None:
+            await recorded(result)
         confirmations = await self.confirm_pending(await self.catalog.get(), request.ref, result.events, lang)
         return Recorded(result, confirmations)
 
@@ -103,10 +111,7 @@ class OptIn:
         erased person, GDPR 17); `restricted` (processing restricted, GDPR 18); `rate_limited` (more than
         MAILS_PER_PERSON for this person); `not_sent` (the mail could not be sent; the grant stays pending, the
         person can ask again from the preference center). Nothing here fails: the decisions are committed."""
-        latest: dict[tuple[str, str], RecordedEvent] = {}
-        for event in events:
-            if event.status == "pending_confirmation" and event.action == "grant":
-                latest[(event.purpose, event.channel)] = event  # an earlier pending event's link would confirm nothing
+        latest = awaiting_confirmation(events)
         if not latest:
             return []
         try:
@@ -114,11 +119,10 @@ class OptIn:
             blocked = await self._why_no_mail(subject)
         except Exception:
             log.exception("double opt-in mail: the subject could not be read")
-            return [_outcome(event, "not_sent") for event in latest.values()]
+            return [_outcome(event, "not_sent") for event in latest]
         lang = choose_language(lang, subject.locale, None)
         return [
-            _outcome(event, blocked or await self._mail_confirmation(catalog, subject, lang, event))
-            for event in latest.values()
+            _outcome(event, blocked or await self._mail_confirmation(catalog, subject, lang, event)) for event in latest
         ]
 
     async def _why_no_mail(self, subject: Subject) -> str | None:
@@ -216,6 +220,22 @@ async def store_snapshot(snapshot: Snapshot) -> None:
     `confirm` event that its link records cites it by hash). Idempotent: stored once per SHA-256."""
     async with in_transaction() as conn:
         await store_ui_snapshot(conn, snapshot)
+
+
+def awaiting_confirmation(events: Sequence[RecordedEvent]) -> list[RecordedEvent]:
+    """The latest grant left `pending_confirmation` of each purpose x channel: each gets a confirmation mail (an
+    earlier pending event's link would confirm nothing)."""
+    latest: dict[tuple[str, str], RecordedEvent] = {}
+    for event in events:
+        if event.status == "pending_confirmation" and event.action == "grant":
+            latest[(event.purpose, event.channel)] = event
+    return list(latest.values())
+
+
+def not_sent(events: Sequence[RecordedEvent]) -> list[dict[str, str]]:
+    """The confirmations of `events` as they stand at their commit, before any mail: `not_sent` each (the answer a
+    keyed write stores when it commits; the outcomes replace it once the mails are tried)."""
+    return [_outcome(event, "not_sent") for event in awaiting_confirmation(events)]
 
 
 def _outcome(event: RecordedEvent, mail: str) -> dict[str, str]:

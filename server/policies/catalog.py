@@ -11,6 +11,7 @@ import logging
 import time
 from datetime import UTC, datetime
 
+from server.kernel.idempotency import outside_keyed_write
 from server.models import Channel, PolicyVersion, Purpose
 from server.policies.snapshot import CatalogSnapshot, PolicyInfo, PurposeInfo
 
@@ -31,7 +32,10 @@ class Catalog:
         if snapshot is None:
             return await self.reload()
         if time.monotonic() - self._loaded_at > self.ttl_s and self._refresh is None:
-            self._refresh = asyncio.get_running_loop().create_task(self._background_reload())
+            # Not in the caller's transaction, if it holds one (an Idempotency-Key write).
+            self._refresh = asyncio.get_running_loop().create_task(
+                self._background_reload(), context=outside_keyed_write()
+            )
         return snapshot
 
     async def _background_reload(self) -> CatalogSnapshot:
