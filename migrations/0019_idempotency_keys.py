@@ -10,7 +10,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0015_check_ref_hash')]
+    dependencies = [('models', '0018_rate_limits')]
 
     initial = False
 
