@@ -92,11 +92,14 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
             if settings.recipient_poll_s
             else None
         )
+        # The view of revoked clients is loaded before the first request and kept fresh (server.auth.revocation).
+        clients = asyncio.create_task(services.tokens.clients.run(settings.client_refresh_s))
         try:
+            await services.tokens.clients.refresh()
             await services.catalog.reload()
             yield
         finally:
-            for task in (checkpoints, deliveries):
+            for task in (checkpoints, deliveries, clients):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
