@@ -13,6 +13,7 @@ from server.auth.clients import create_client
 from server.models import AccessLog
 from tests.helpers.app import run
 from tests.helpers.clock import Clock
+from tests.helpers.sql import sql
 
 
 def _client(client: TestClient, scopes: str) -> Any:
@@ -154,3 +155,15 @@ def test_a_rotated_secret_keeps_the_old_one_for_the_overlap_then_refuses_it(clie
     entries = _entries(client, "client_rotate_secret")
     assert [e["detail"]["revoke_tokens"] for e in entries] == [False, True]
     assert all(new_secret not in str(e) for e in entries)
+
+
+def test_a_client_row_deleted_by_hand_loses_its_tokens(client: TestClient, settings: Any) -> None:
+    """Deleting the row (instead of `clients revoke`) changes the number of clients, so the view reloads without
+    it and refuses its tokens, instead of honouring them until they expire."""
+    target = _client(client, "consent:check")
+    held = _bearer(client, target.client_id, target.client_secret)
+    assert _check(client, held).status_code == 200
+    time.sleep(1.1)  # the token's issue second is behind every later load of the view
+    sql(settings.database_url, f"DELETE FROM api_clients WHERE client_id = '{target.client_id}'")
+    problem = _refused_within_a_second(client, held)
+    assert "no longer exists" in problem["detail"]
