@@ -8,6 +8,7 @@ import json
 import signal
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -164,15 +165,30 @@ def test_a_rotated_secret_keeps_the_old_one_and_the_tokens_until_asked(
     first, second, env = servers
     client = _create(env, tmp_path, "consent:check")
     token = access_token(first.base_url, client["client_id"], client["client_secret"])
-    done = cli(env, tmp_path, "clients", "rotate-secret", client["client_id"])
+    overlap_s = 4  # the command's setting: it writes when the previous secret stops working
+    done = cli(
+        {**env, "CLIENT_SECRET_OVERLAP_S": str(overlap_s)}, tmp_path, "clients", "rotate-secret", client["client_id"]
+    )
     assert done.returncode == 0, done.stderr
     rotated = json.loads(done.stdout)
-    assert rotated["client_secret"] != client["client_secret"] and rotated["previous_secret_valid_until"]
+    assert rotated["client_secret"] != client["client_secret"]
+    until = datetime.fromisoformat(rotated["previous_secret_valid_until"]).timestamp()
     time.sleep(WITHIN_S)  # both servers have seen the change
     for server in (first, second):
         assert _check(server, token).status_code == 200, "rotation alone revokes no token"
         access_token(server.base_url, client["client_id"], client["client_secret"])  # the overlap
         access_token(server.base_url, client["client_id"], rotated["client_secret"])
+    assert time.time() < until, "too slow to have tested the overlap"
+    time.sleep(max(0.0, until + 0.3 - time.time()))
+    for server in (first, second):
+        past = httpx.post(
+            f"{server.base_url}/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(client["client_id"], client["client_secret"]),
+            timeout=5,
+        )
+        assert past.status_code == 401 and past.json()["error"] == "invalid_client", past.text
+        assert _check(server, token).status_code == 200, "the overlap's end revokes no token either"
     done = cli(env, tmp_path, "clients", "rotate-secret", "--revoke-tokens", client["client_id"])
     assert done.returncode == 0, done.stderr
     newest = json.loads(done.stdout)["client_secret"]
