@@ -100,11 +100,13 @@ class ClientView:
         return reloaded
 
     async def run(self, interval_s: float) -> None:
-        """Refresh every `interval_s` until cancelled; a failed round is logged and retried at the next."""
+        """Refresh every `interval_s` until cancelled; a failed round is logged and retried at the next, and one
+        that hangs (a connection lost without a reset) is given up after `stale_after_s`, when the view goes stale
+        anyway."""
         while True:
             await asyncio.sleep(interval_s)
             try:
-                await self.refresh()
+                await asyncio.wait_for(self.refresh(), self.stale_after_s)
             except asyncio.CancelledError:
                 raise
             except Exception:
