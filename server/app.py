@@ -121,12 +121,18 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
             stream_workers.start()
         services.checks = CheckService(services.catalog, reader, clock, stream_workers)
         elector = Elector(background_jobs(settings, services), settings.lease_s)
+        # The view of revoked clients is loaded before the first request and kept fresh (server.auth.revocation).
+        clients = asyncio.create_task(services.tokens.clients.run(settings.client_refresh_s))
         try:
+            await services.tokens.clients.refresh()
             await services.catalog.reload()
             await elector.start()
             yield
         finally:
             await elector.stop()
+            clients.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await clients
             services.checks = None
             if stream_workers is not None:
                 await asyncio.to_thread(stream_workers.close)

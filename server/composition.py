@@ -12,6 +12,7 @@ from datetime import datetime
 from preference_center.center import PreferenceCenter
 from preference_center.texts import Texts
 from server.auth.keys import signing_keys
+from server.auth.revocation import STALE_AFTER_S, ClientView
 from server.auth.tokens import TokenService
 from server.banner.service import BannerLimits, BannerService
 from server.banner.sites import DEMO_SITE, with_origin
@@ -105,6 +106,7 @@ def build_services(
             audience=settings.api_audience,
             lifetime_s=settings.token_lifetime_s,
             cache_size=settings.token_cache_size,
+            clients=ClientView(stale_after_s=max(STALE_AFTER_S, 10 * settings.client_refresh_s)),
         ),
         ledger=ledger,
         log=log,

@@ -33,6 +33,8 @@ and when it is raised; tests/kernel/test_error_tree.py holds the drawing to the 
     │   └── BannerTextMismatch        422  server.banner.errors: the hash of the banner text the browser showed is
     │                                      not that of the text served for the site, language and version
     ├── NotFound                      404  no subject, request, breach, notice, policy version... with this id
+    │   └── UnknownClient             404  server.auth.lifecycle: no API client with this id (`/v1/clients/...`,
+    │                                      `clients revoke | rotate-secret | set-scopes`, which exit 2)
     ├── AuthenticationRequired        401  missing, malformed, expired or untrusted token (+ WWW-Authenticate)
     ├── InsufficientScope             403  the token lacks the endpoint's scope (+ WWW-Authenticate)
     ├── SignInRefused                 401  server.staff.accounts: a staff sign-in with a wrong email or password,
@@ -62,6 +64,10 @@ and when it is raised; tests/kernel/test_error_tree.py holds the drawing to the 
     │                                      request (path, query or body); nothing done
     ├── IdempotencyKeyInFlight        409  server.kernel.idempotency: the first request with this key is still
     │                                      being carried out (+ Retry-After); nothing done
+    ├── ClientRevoked                 409  server.auth.lifecycle: rotating the secret or setting the scopes of a
+    │                                      revoked API client (revocation is final)
+    ├── OwnClient                     409  server.auth.lifecycle: an admin client revoking itself, or taking
+    │                                      `admin` away from itself, over the API
     ├── WriteWindowExceeded           503  a write outlasted `server.visibility.WRITE_WINDOW`; nothing kept
     │                                      (+ Retry-After)
     ├── DatabaseBusy                  503  the database's locks did not come free in time; rolled back

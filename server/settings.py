@@ -121,6 +121,11 @@ def _default_stream_workers(values: dict[str, Any]) -> int:
     return -(-machine // int(values.get("web_concurrency", 1)))
 
 
+def _default_hash_threads() -> int:
+    # argon2 takes a core for tens of milliseconds a hash: half the cores leave the other half to the event loop.
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
 @dataclass(frozen=True, config=ConfigDict(populate_by_name=True, extra="forbid"))
 class Settings:
     """Validated configuration of one server process: a field per variable (its `validation_alias`), set by name."""
@@ -216,6 +221,55 @@ class Settings:
         validation_alias="READY_MIN_FREE_MB",
         description="/readyz answers 503 when a data directory (DATA_DIR, the SQLite file's, MAIL_DIR, "
         "SIGNING_KEYS_DIR) has less free space than this, in MiB, or is not writable.",
+    )
+    client_secret_overlap_s: int = Field(
+        default=86_400,
+        ge=0,
+        le=30 * 86_400,
+        validation_alias="CLIENT_SECRET_OVERLAP_S",
+        description="After `clients rotate-secret`, how long the previous secret still works (0: not at all).",
+    )
+    client_refresh_s: float = Field(
+        default=0.5,
+        ge=0.05,
+        le=5.0,
+        validation_alias="CLIENT_REFRESH_SECONDS",
+        description="How often each process re-reads revoked API clients and scopes (a revocation's delay).",
+    )
+    signin_max_failures: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        validation_alias="SIGNIN_MAX_FAILURES",
+        description="Failed staff sign-ins on one account within SIGNIN_WINDOW_SECONDS that lock it.",
+    )
+    signin_network_max_failures: int = Field(
+        default=30,
+        ge=1,
+        le=100_000,
+        validation_alias="SIGNIN_NETWORK_MAX_FAILURES",
+        description="Failed staff sign-ins from one network (/24, /48) within the window that lock it out.",
+    )
+    signin_window_s: int = Field(
+        default=900,
+        ge=1,
+        le=86_400,
+        validation_alias="SIGNIN_WINDOW_SECONDS",
+        description="The window in which failed sign-ins are counted, per account and per network.",
+    )
+    signin_lockout_s: int = Field(
+        default=900,
+        ge=1,
+        le=7 * 86_400,
+        validation_alias="SIGNIN_LOCKOUT_SECONDS",
+        description="How long a locked account or network is refused, even with the right password.",
+    )
+    password_hash_threads: int = Field(
+        default_factory=_default_hash_threads,
+        ge=1,
+        le=64,
+        validation_alias="PASSWORD_HASH_THREADS",
+        description="Threads that run argon2 for staff sign-ins (at most this many at once); half the cores.",
     )
     max_body_bytes: int = Field(
         default=1024 * 1024,

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
+import os
+import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -93,6 +96,15 @@ def in_database(settings: Settings, work: Callable[[], Awaitable[int]]) -> int:
     from server.db import with_database  # here: it loads the ORM, which `proof verify` and `--help` do without
 
     return asyncio.run(with_database(settings.database_url, work))
+
+
+def operator_name() -> str:
+    """Who runs an operator command, for the access log: the OS account and the host (`user@host`)."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (a container's arbitrary uid)
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
 
 
 def parse(root: argparse.ArgumentParser, argv: list[str]) -> tuple[Verb, argparse.Namespace]:

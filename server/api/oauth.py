@@ -54,7 +54,7 @@ async def token(request: Request) -> Response:
         client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
     if not client_id or not secret:
         return _error(401, "invalid_client", "client authentication is required", basic=True)
-    client = await authenticate(client_id, secret)
+    client = await authenticate(client_id, secret, services.clock())
     if client is None:
         return _error(401, "invalid_client", "unknown client or wrong secret", basic=basic)
     allowed = client.scopes.split()
@@ -65,7 +65,7 @@ async def token(request: Request) -> Response:
         return _error(400, "invalid_scope", str(exc))
     if not set(requested) <= set(allowed):
         return _error(400, "invalid_scope", f"this client may request only: {' '.join(allowed)}")
-    access_token, expires_in = services.tokens.issue(client.client_id, requested)
+    access_token, expires_in = services.tokens.issue(client.client_id, requested, client.token_generation)
     body = {
         "access_token": access_token,
         "token_type": "Bearer",

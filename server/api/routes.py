@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from server.api import checks, oauth, ops, policies, proof, schemas, subjects, wellknown
+from server.api import checks, clients, oauth, ops, policies, proof, schemas, subjects, wellknown
 from server.kernel.endpoints import METRICS, PUBLIC, Endpoint, Param
 from server.kernel.idempotency import OPTIONAL
 from server.middleware.metrics import metrics as metrics_endpoint
@@ -12,6 +12,11 @@ from server.visibility import FEED_OVERLAP
 
 DATE_TIME = {"type": "string", "format": "date-time"}
 REF = Param("ref", "path", "the company's own id of the subject (1-255 characters)")
+CLIENT_ID = Param("client_id", "path", "the API client's id (cl_...)")
+CLIENT_PROBLEMS = {
+    "404": "unknown-client: no API client has this id",
+    "409": "client-revoked: the client is revoked (final); own-client: a client cannot revoke its own access",
+}
 
 
 API_ENDPOINTS: list[Endpoint] = [
@@ -64,7 +69,8 @@ API_ENDPOINTS: list[Endpoint] = [
         response=schemas.TokenOut,
         responses={
             "400": "invalid_request (not a form, no grant_type), unsupported_grant_type or invalid_scope",
-            "401": "invalid_client: no client authentication, an unknown client or a wrong secret",
+            "401": "invalid_client: no client authentication, an unknown or revoked client, a wrong secret, or a "
+            "previous secret past its overlap",
         },
     ),
     Endpoint("/.well-known/jwks.json", "GET", wellknown.jwks, PUBLIC, "Signing keys (JWKS)", "auth"),
@@ -227,6 +233,51 @@ API_ENDPOINTS: list[Endpoint] = [
             Param("to", "query", "recorded before", schema=DATE_TIME),
         ],
         response_media_type="application/x-ndjson",
+    ),
+    Endpoint(
+        "/v1/clients",
+        "GET",
+        clients.clients_list,
+        "admin",
+        "Every API client, revoked ones included (no secrets)",
+        "clients",
+        response=schemas.ClientsOut,
+    ),
+    Endpoint(
+        "/v1/clients/{client_id}/revoke",
+        "POST",
+        clients.client_revoke,
+        "admin",
+        "Revoke a client: no new token, its tokens refused by every process within a second",
+        "clients",
+        params=[CLIENT_ID],
+        body=None,
+        response=schemas.ClientOut,
+        responses=CLIENT_PROBLEMS,
+    ),
+    Endpoint(
+        "/v1/clients/{client_id}/rotate-secret",
+        "POST",
+        clients.client_rotate_secret,
+        "admin",
+        "A new secret, shown once; the previous one works for CLIENT_SECRET_OVERLAP_S",
+        "clients",
+        params=[CLIENT_ID],
+        body=schemas.RotateIn,
+        response=schemas.RotatedOut,
+        responses=CLIENT_PROBLEMS,
+    ),
+    Endpoint(
+        "/v1/clients/{client_id}/scopes",
+        "PUT",
+        clients.client_scopes,
+        "admin",
+        "Replace a client's scopes; tokens carrying a scope taken away are refused",
+        "clients",
+        params=[CLIENT_ID],
+        body=schemas.ScopesIn,
+        response=schemas.ClientOut,
+        responses=CLIENT_PROBLEMS,
     ),
     Endpoint(
         "/v1/policies",

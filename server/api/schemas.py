@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, StringConstraints
 from server.kernel.schemas import Code, Sha256, Strict
 from server.ledger.append import CLIENT_TOUCHPOINTS
 from server.ledger.transitions import ACTIONS
+from server.settings import SCOPES
 
 Text = Annotated[str, StringConstraints(max_length=1024, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")]
 AgentId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")]
@@ -196,3 +197,33 @@ class BatchResult(CheckOut):
 
 class BatchOut(BaseModel):
     results: list[BatchResult]
+
+
+Scope = Literal[SCOPES]  # type: ignore[valid-type]
+
+
+class ClientOut(BaseModel):
+    client_id: str
+    name: str
+    scopes: list[str]
+    created_at: str | None
+    revoked_at: str | None
+    secret_rotated_at: str | None
+    previous_secret_valid_until: str | None
+    token_generation: int
+
+
+class ClientsOut(BaseModel):
+    clients: list[ClientOut]
+
+
+class RotateIn(Strict):
+    revoke_tokens: bool = False
+
+
+class RotatedOut(ClientOut):
+    client_secret: str
+
+
+class ScopesIn(Strict):
+    scopes: Annotated[list[Scope], Field(min_length=1, max_length=len(SCOPES))]

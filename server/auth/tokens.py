@@ -2,8 +2,10 @@
 
 A verified token is cached until it expires, keyed by the token string itself, so the consent-check hot path
 pays a dictionary lookup instead of an ECDSA verification (~60 us) per request. The cache is per process and
-holds only tokens this process verified; nothing in it can make a token valid that a fresh check would refuse,
-except a client disabled after issuing, which the token lifetime (15 minutes by default) bounds.
+holds only tokens this process verified. Every use, cached or not, is also checked against the process's view of
+the clients (`server.auth.revocation.ClientView`, two more dictionary lookups): a revoked client, a token issued
+under an older token generation, or one carrying a scope taken away, is refused within the view's refresh
+interval, not at the token's expiry.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from joserfc.errors import JoseError
 from joserfc.jwt import JWTClaimsRegistry
 
 from server.auth.keys import ALGORITHM, KeyStore
+from server.auth.revocation import ClientView
 from server.errors import AuthenticationRequired
 
 
@@ -28,6 +31,8 @@ class AccessToken:
     scopes: frozenset[str]
     expires_at: int
     jti: str
+    issued_at: int = 0
+    generation: int = 0  # the client's token generation when it was issued (claim `client_gen`)
 
 
 class TokenService:
@@ -39,6 +44,7 @@ class TokenService:
         lifetime_s: int,
         cache_size: int,
         now: Callable[[], float] = time.time,
+        clients: ClientView | None = None,
     ) -> None:
         self.keys = keys
         self.issuer = issuer
@@ -46,9 +52,10 @@ class TokenService:
         self.lifetime_s = lifetime_s
         self.cache_size = cache_size
         self.now = now
+        self.clients = clients if clients is not None else ClientView()
         self._cache: OrderedDict[str, AccessToken] = OrderedDict()
 
-    def issue(self, client_id: str, scopes: list[str]) -> tuple[str, int]:
+    def issue(self, client_id: str, scopes: list[str], generation: int = 0) -> tuple[str, int]:
         issued = int(self.now())
         claims = {
             "iss": self.issuer,
@@ -59,6 +66,7 @@ class TokenService:
             "iat": issued,
             "exp": issued + self.lifetime_s,
             "jti": secrets.token_urlsafe(16),
+            "client_gen": generation,
         }
         key = self.keys.active
         header = {"alg": ALGORITHM, "kid": key.kid, "typ": "at+jwt"}
@@ -69,10 +77,12 @@ class TokenService:
         if cached is not None:
             if cached.expires_at > self.now():
                 self._cache.move_to_end(token)
+                self.clients.check(cached.client_id, cached.generation, cached.scopes, cached.issued_at)
                 return cached
             del self._cache[token]
             raise AuthenticationRequired("the access token has expired")
         verified = self._verify_signature_and_claims(token)
+        self.clients.check(verified.client_id, verified.generation, verified.scopes, verified.issued_at)
         if self.cache_size:
             self._cache[token] = verified
             while len(self._cache) > self.cache_size:
@@ -107,4 +117,11 @@ class TokenService:
             scopes=frozenset(str(claims.get("scope", "")).split()),
             expires_at=int(claims["exp"]),
             jti=str(claims["jti"]),
+            issued_at=_integer(claims.get("iat")),
+            generation=_integer(claims.get("client_gen")),
         )
+
+
+def _integer(value: object) -> int:
+    """A numeric claim as an int; absent or not a number: 0 (a token issued before the claim existed)."""
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0

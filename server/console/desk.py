@@ -16,8 +16,10 @@ from server.dsr.deadlines import received_on
 from server.dsr.service import Requests
 from server.services import Services
 from server.settings import Settings
+from server.staff import accounts
 from server.staff.oidc import OidcClient
 from server.staff.sessions import SessionCodec
+from server.staff.throttle import Limits
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -39,6 +41,8 @@ class Desk:
         self.export_links = context.export_links
         answers_dir = settings.policy_dir / "answers"
         self.answers = AnswerBook(answers_dir) if answers_dir.is_dir() else AnswerBook.empty(answers_dir)
+        self.signin_limits = Limits.of(settings)
+        accounts.set_hash_threads(settings.password_hash_threads)
         self.sessions = SessionCodec(
             settings.secret_key, settings.session_lifetime_s, secure=settings.issuer.startswith("https://")
         )

@@ -13,6 +13,7 @@ from server.console.guard import same_origin
 from server.console.web import HEADERS, Staff, cookies_for, current_staff, desk_of, form_of, page, redirect
 from server.db import busy_as_domain_error
 from server.errors import ConsentError, DatabaseBusy
+from server.ledger.evidence import truncate_ip
 from server.models import StaffAccount
 from server.staff import accounts
 from server.staff.oidc import OidcError
@@ -74,7 +75,8 @@ async def login_page(request: Request) -> Response:
 
 
 async def login(request: Request) -> Response:
-    """Local account sign-in: one generic message for every failure; five in a row lock the account."""
+    """Local account sign-in: one generic message for every failure; failures are counted per account and per
+    network (the client's address cut to /24 or /48), and too many lock either (`server.staff.throttle`)."""
     desk = desk_of(request)
     try:
         form = await form_of(request)
@@ -86,7 +88,13 @@ async def login(request: Request) -> Response:
     email = form.get("email", "")
     try:
         with busy_as_domain_error():
-            account = await accounts.authenticate(email, form.get("password", ""), desk.now())
+            account = await accounts.authenticate(
+                email,
+                form.get("password", ""),
+                desk.now(),
+                network=truncate_ip(request.client.host if request.client else None),
+                limits=desk.signin_limits,
+            )
             return await _sign_in(request, account, "password", form.get("next", "/console"))
     except accounts.SignInRefused as exc:
         return _login_page(request, error=exc.detail, email=email[:320], status=400)

@@ -2,18 +2,20 @@
 
 from server.models.breaches import Breach, BreachEntry
 from server.models.catalog import Channel, PolicyVersion, Purpose, PurposeBasisChange
-from server.models.clients import ApiClient
+from server.models.clients import ApiClient, ApiClientsVersion
 from server.models.desk import DataSubjectRequest, DsrHistory, StaffAccount, Suppression
 from server.models.idempotency import IdempotencyKey
 from server.models.leases import Lease
 from server.models.ledger import ConsentEvent, ConsentState, UISnapshot
 from server.models.proof import AccessLog, Checkpoint, LogEntry, LogQueue, MerkleNode, Receipt
 from server.models.recipients import Recipient, RecipientNotice
+from server.models.signin import SignInThrottle
 from server.models.subjects import Subject
 
 __all__ = [
     "AccessLog",
     "ApiClient",
+    "ApiClientsVersion",
     "Breach",
     "BreachEntry",
     "Channel",
@@ -33,6 +35,7 @@ __all__ = [
     "Receipt",
     "Recipient",
     "RecipientNotice",
+    "SignInThrottle",
     "StaffAccount",
     "Subject",
     "Suppression",

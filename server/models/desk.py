@@ -22,7 +22,7 @@ class StaffAccount(Model):
 
     Local accounts carry an argon2 password hash, accounts from the company's OpenID Connect provider carry the
     issuer and subject they sign in as. `session_epoch` is part of every session cookie: signing out moves it on,
-    which ends every session of the account at once.
+    which ends every session of the account at once. Failed sign-ins are counted in `sign_in_throttles`.
     """
 
     id = fields.IntField(primary_key=True)
@@ -32,8 +32,6 @@ class StaffAccount(Model):
     password_hash = fields.CharField(max_length=255, null=True)
     oidc_issuer = fields.CharField(max_length=255, null=True)
     oidc_subject = fields.CharField(max_length=255, null=True)
-    failed_logins = fields.IntField(default=0, db_default=0)
-    locked_until = fields.DatetimeField(null=True)
     session_epoch = fields.IntField(default=0, db_default=0)
     created_at = fields.DatetimeField(auto_now_add=True)
     last_login_at = fields.DatetimeField(null=True)

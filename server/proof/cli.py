@@ -8,15 +8,12 @@ also audits the transparency log (`server.proof.audit`) and `ledger checkpoint` 
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-import os
-import socket
 import sys
 from pathlib import Path
 
 from server.settings import Settings
-from server.verbs import Group, Verb, in_database
+from server.verbs import Group, Verb, in_database, operator_name
 
 
 def ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
@@ -51,15 +48,6 @@ def ledger_checkpoint(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     return in_database(settings, work)
-
-
-def operator_name() -> str:
-    """Who runs an operator command, for the access log: the OS account and the host (`user@host`)."""
-    try:
-        user = getpass.getuser()
-    except (OSError, KeyError):  # no login name and no passwd entry (a container's arbitrary uid)
-        user = f"uid {os.getuid()}"
-    return f"{user}@{socket.gethostname()}"
 
 
 def ledger_repair(settings: Settings, args: argparse.Namespace) -> int:

@@ -1,12 +1,17 @@
 """Staff accounts: local accounts with argon2 password hashes, and accounts from the company's OpenID Connect
-provider. Sign-in failures all get the same message; five in a row lock the account for a quarter of an hour."""
+provider. Sign-in failures all get the same message; failures are counted per account and per network
+(`server.staff.throttle`), and too many lock the account, or the network for every account, for a while."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -15,15 +20,21 @@ from tortoise.expressions import F
 
 from server.errors import ConsentError, InvalidRequest
 from server.models import StaffAccount
+from server.staff import throttle
 from server.staff.roles import ROLES
+from server.staff.throttle import Limits
 from server.subjects.contact import normalise_email
 
-MAX_FAILURES = 5
-LOCKOUT = timedelta(minutes=15)
+T = TypeVar("T")
 MIN_PASSWORD = 12
-# Argon2 is deliberately slow (tens of milliseconds of CPU): every hash and verification runs in a worker thread,
-# never on the event loop, and nothing is hashed at import time.
+# Argon2 is deliberately slow (tens of milliseconds of CPU and 64 MiB a hash at the default cost): every hash and
+# verification runs on a pool of its own, never on the event loop, and nothing is hashed at import time. The pool is
+# small (PASSWORD_HASH_THREADS, half the cores) so that a flood of sign-ins waits in its queue instead of taking
+# every core from the event loop (consent checks) and every thread of the default executor; argon2-cffi releases
+# the GIL while it hashes.
 _hasher = PasswordHasher()
+_pool: ThreadPoolExecutor | None = None
+_pool_threads = max(1, (os.cpu_count() or 2) // 2)
 # Verified against when the email is unknown, so a wrong email costs the same time as a wrong password; made on
 # first use, by the hasher in use.
 _dummy: tuple[PasswordHasher, str] | None = None
@@ -46,8 +57,24 @@ class NewAccount:
     password: str | None  # the generated password, shown once; None when the caller chose it
 
 
+def set_hash_threads(threads: int) -> None:
+    """How many argon2 computations run at once in this process (the desk sets PASSWORD_HASH_THREADS)."""
+    global _pool, _pool_threads
+    if threads != _pool_threads and _pool is not None:
+        _pool.shutdown(wait=False)
+        _pool = None
+    _pool_threads = threads
+
+
+async def _hashing(fn: Callable[..., T], *args: object) -> T:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(_pool_threads, thread_name_prefix="argon2")
+    return await asyncio.get_running_loop().run_in_executor(_pool, fn, *args)
+
+
 async def hash_password(password: str) -> str:
-    return await asyncio.to_thread(_hasher.hash, password)
+    return await _hashing(_hasher.hash, password)
 
 
 def _role(role: str) -> str:
@@ -75,33 +102,41 @@ async def create_staff(email: str, name: str, role: str, password: str | None = 
     return NewAccount(account, generated)
 
 
-async def authenticate(email: str, password: str, now: datetime) -> StaffAccount:
-    """The account if the password is right and the account is usable, else `SignInRefused`."""
+async def authenticate(
+    email: str, password: str, now: datetime, *, network: str | None = None, limits: Limits | None = None
+) -> StaffAccount:
+    """The account if the password is right and neither the account nor the client's `network` (its address cut
+    to /24 or /48) is locked, else `SignInRefused`. Every attempt costs one argon2 verification, whatever the
+    reason it is refused, so the time taken tells nothing about the account."""
     try:
         address = normalise_email(email)
     except InvalidRequest:
         address = ""
     account = await StaffAccount.get_or_none(email=address) if address else None
-    if account is None or account.password_hash is None:
-        await _verify(await _dummy_hash(), password)
+    limits = limits or Limits()
+    at = now.timestamp()
+    keys = [(throttle.network_key(network), limits.network_failures)]
+    if account is not None:
+        keys.append((throttle.account_key(account.id), limits.account_failures))
+    allowed = [await throttle.attempt(key, most, at, limits) for key, most in keys]
+    usable = account is not None and account.disabled_at is None and all(allowed)
+    hashed = account.password_hash if usable and account is not None else None
+    matched = await _verify(hashed or await _dummy_hash(), password)
+    if account is None or hashed is None or not matched:
+        for key, most in keys:
+            await throttle.failed(key, most, at, limits)
         raise SignInRefused()
-    if account.disabled_at is not None or (account.locked_until is not None and account.locked_until > now):
-        await _verify(await _dummy_hash(), password)
-        raise SignInRefused()
-    if not await _verify(account.password_hash, password):
-        failures = account.failed_logins + 1
-        locked = now + LOCKOUT if failures >= MAX_FAILURES else None
-        await StaffAccount.filter(id=account.id).update(failed_logins=0 if locked else failures, locked_until=locked)
-        raise SignInRefused()
-    changes: dict[str, object] = {"failed_logins": 0, "locked_until": None, "last_login_at": now}
-    if _hasher.check_needs_rehash(account.password_hash):
+    for key, _ in keys:
+        await throttle.forgive(key, account=key.startswith("account:"))
+    changes: dict[str, object] = {"last_login_at": now}
+    if _hasher.check_needs_rehash(hashed):
         changes["password_hash"] = await hash_password(password)
     await StaffAccount.filter(id=account.id).update(**changes)
     return account
 
 
 async def _verify(hashed: str, password: str) -> bool:
-    return await asyncio.to_thread(_matches, _hasher, hashed, password)
+    return await _hashing(_matches, _hasher, hashed, password)
 
 
 def _matches(hasher: PasswordHasher, hashed: str, password: str) -> bool:
@@ -115,7 +150,7 @@ async def _dummy_hash() -> str:
     global _dummy
     hasher = _hasher
     if _dummy is None or _dummy[0] is not hasher:
-        _dummy = (hasher, await asyncio.to_thread(hasher.hash, secrets.token_urlsafe(16)))
+        _dummy = (hasher, await _hashing(hasher.hash, secrets.token_urlsafe(16)))
     return _dummy[1]
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import base64
+import time
 from pathlib import Path
 
 import pytest
 
 from server.auth.keys import KeyStore
+from server.auth.revocation import ClientState, ClientView
 from server.auth.tokens import AccessToken, TokenService
-from server.errors import AuthenticationRequired
+from server.errors import AuthenticationRequired, DatabaseBusy
 
 
 class Clock:
@@ -71,3 +73,48 @@ def test_a_tampered_token_is_never_served_from_the_cache(tmp_path: Path) -> None
     assert tampered != signature
     with pytest.raises(AuthenticationRequired):
         service.verify(f"{head}.{body}.{tampered}")
+
+
+def _viewed(tmp_path: Path, clock: Clock, states: dict[str, ClientState]) -> TokenService:
+    """A service whose client view was loaded at `clock` time with `states` (as `ClientView.refresh` leaves it)."""
+    view = ClientView(stale_after_s=5.0, wall=clock)
+    view.states, view.loaded_at, view.fresh_at = states, clock(), time.monotonic()
+    keys = KeyStore(tmp_path / "keys").load()
+    return TokenService(
+        keys, "http://issuer", "http://issuer/v1", lifetime_s=900, cache_size=10, now=clock, clients=view
+    )
+
+
+def test_the_client_view_refuses_cached_tokens_it_no_longer_stands_for(tmp_path: Path) -> None:
+    clock = Clock()
+    scopes = frozenset({"consent:check", "consent:read"})
+    service = _viewed(tmp_path, clock, {"cl_1": ClientState(generation=0, scopes=scopes, revoked=False)})
+    token, _ = service.issue("cl_1", ["consent:check"], generation=0)
+    assert service.verify(token).generation == 0  # cached from here on
+    view = service.clients
+    view.states = {"cl_1": ClientState(generation=0, scopes=frozenset({"consent:read"}), revoked=False)}
+    with pytest.raises(AuthenticationRequired, match="scope"):
+        service.verify(token)
+    view.states = {"cl_1": ClientState(generation=1, scopes=scopes, revoked=False)}
+    with pytest.raises(AuthenticationRequired, match="revoked"):
+        service.verify(token)
+    view.states = {"cl_1": ClientState(generation=0, scopes=scopes, revoked=True)}
+    with pytest.raises(AuthenticationRequired, match="revoked"):
+        service.verify(token)
+    view.states = {}  # a view loaded in the token's own second may predate the client: the token stands
+    assert service.verify(token).client_id == "cl_1"
+    view.loaded_at = clock() + 2  # a later load without the client: it was deleted
+    with pytest.raises(AuthenticationRequired, match="no longer exists"):
+        service.verify(token)
+
+
+def test_a_view_that_could_not_be_refreshed_lately_answers_busy(tmp_path: Path) -> None:
+    clock = Clock()
+    service = _viewed(tmp_path, clock, {"cl_1": ClientState(0, frozenset({"consent:check"}), False)})
+    token, _ = service.issue("cl_1", ["consent:check"])
+    service.verify(token)
+    service.clients.fresh_at = time.monotonic() - 6
+    with pytest.raises(DatabaseBusy):
+        service.verify(token)
+    service.clients.fresh_at = time.monotonic()
+    assert service.verify(token).client_id == "cl_1"

@@ -23,6 +23,9 @@ DECLARED_WORDS = {verb.words for verb in VERBS}
 # What a verb requires on its command line besides its words, for the verbs that require something.
 REQUIRED: dict[tuple[str, ...], list[str]] = {
     ("clients", "create"): ["--name", "crm", "--scopes", "consent:check"],
+    ("clients", "revoke"): ["cl_1"],
+    ("clients", "rotate-secret"): ["cl_1"],
+    ("clients", "set-scopes"): ["cl_1", "consent:check"],
     ("recipients", "add"): ["ESP", "https://esp.example/notices"],
     ("recipients", "disable"): ["ESP"],
     ("proof", "verify"): ["bundle.zip"],

@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 
 from server.models import AccessLog, ConsentEvent, StaffAccount, UISnapshot
 from server.settings import Settings
-from server.staff import accounts
+from server.staff import accounts, throttle
 from tests.helpers.app import run, services_of
 from tests.helpers.busy import sqlite_write_lock_held
 from tests.helpers.console import (
@@ -122,10 +122,7 @@ def test_five_failures_lock_the_account(client: TestClient) -> None:
     locked = client.post("/console/login", data={"email": staff.email, "password": PASSWORD, "csrf": token.group(1)})
     assert locked.status_code == 400, "the right password does not open a locked account"
 
-    async def locked_until() -> Any:
-        return (await StaffAccount.get(id=staff.id)).locked_until
-
-    assert run(client, locked_until) is not None
+    assert run(client, throttle.locked, throttle.account_key(staff.id), services_of(client).clock().timestamp())
 
 
 def test_session_cookie_is_signed_http_only_lax_and_scoped_to_the_console(client: TestClient) -> None:

@@ -22,8 +22,8 @@ from starlette.testclient import TestClient
 from server.ledger import repair as repair_module
 from server.ledger import verify as verify_module
 from server.ledger.append import Decision, RecordRequest
-from server.proof.cli import operator_name
 from server.settings import Settings
+from server.verbs import operator_name
 from tests.databases import asyncpg_dsn, run_sync
 from tests.helpers.app import run, services_of
 from tests.helpers.audience import Copy
