@@ -9,7 +9,6 @@ RFC 7239 Forwarded header (both variants run). nginx also listens with TLS, and 
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.helpers.banner import record_over_http
 from tests.helpers.nginx import VARIANTS, Nginx, Ports, start_nginx
 from tests.helpers.processes import Server, access_token, cli, server_env, start_server, wait_ready
 from tests.ports import free_port
@@ -76,28 +76,6 @@ def edge(request: pytest.FixtureRequest, database_url: str, tmp_path: Path) -> I
         service.stop()
 
 
-def _choice(http: httpx.Client, origin: str) -> dict[str, Any]:
-    config = http.get("/v1/banner/config", params={"site": "demo"}, headers={"Origin": origin})
-    assert config.status_code == 200, config.text
-    data = config.json()
-    return {
-        "site": "demo",
-        "consent_id": "ck_" + secrets.token_urlsafe(16)[:22],
-        "categories": ["analytics"],
-        "method": "save",
-        "policy_version": data["policy"]["en"]["version"],
-        "lang": "en",
-        "text_sha256": data["hash"]["en"],
-    }
-
-
-def _record(http: httpx.Client, origin: str, **headers: str) -> str:
-    body = _choice(http, origin)
-    answer = http.post("/v1/cookie-consents", json=body, headers={"Origin": origin, **headers})
-    assert answer.status_code == 200, f"{answer.status_code} {answer.text[:300]}"
-    return str(body["consent_id"])
-
-
 def _networks(edge: Edge, consent_id: str) -> set[object]:
     events = edge.events(consent_id)
     assert events, consent_id
@@ -110,7 +88,7 @@ def test_forty_visitors_on_forty_networks_are_all_recorded_with_their_own_addres
     recorded: dict[int, str] = {}
     for network in range(1, VISITORS + 1):
         with edge.visitor(network) as http:
-            recorded[network] = _record(http, edge.origin)
+            recorded[network] = record_over_http(http, edge.origin)
     for network, consent_id in recorded.items():
         assert _networks(edge, consent_id) == {f"127.0.{network}.0/24"}, (network, edge.nginx.output())
 
@@ -120,7 +98,7 @@ def test_what_a_client_prepends_is_not_believed(edge: Edge) -> None:
     takes the address nginx added) and replaces or clears the second."""
     spoof = {"X-Forwarded-For": "198.51.100.7", "Forwarded": "for=198.51.100.8;proto=https"}
     with edge.visitor(41) as http:
-        consent_id = _record(http, edge.origin, **spoof)
+        consent_id = record_over_http(http, edge.origin, **spoof)
     assert _networks(edge, consent_id) == {"127.0.41.0/24"}
 
 
@@ -132,7 +110,7 @@ def test_forwarded_headers_sent_straight_to_the_service_are_ignored(edge: Edge) 
         "Forwarded": "for=198.51.100.8;proto=https",
     }
     with edge.visitor(42, edge.service.base_url) as http:
-        consent_id = _record(http, edge.origin, **spoof)
+        consent_id = record_over_http(http, edge.origin, **spoof)
         assert "strict-transport-security" not in http.get("/healthz", headers=spoof).headers
     assert _networks(edge, consent_id) == {"127.0.42.0/24"}
 

@@ -3,8 +3,10 @@ leaves."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
+import httpx
 from starlette.testclient import TestClient
 
 from tests.helpers.api import bearer
@@ -45,3 +47,27 @@ def ledger(client: TestClient, ref: str = CONSENT_ID) -> list[dict[str, Any]]:
     assert response.status_code == 200, response.text
     events: list[dict[str, Any]] = response.json()["events"]
     return events
+
+
+def _choice_over_http(http: httpx.Client, origin: str) -> dict[str, Any]:
+    config = http.get("/v1/banner/config", params={"site": "demo"}, headers={"Origin": origin})
+    assert config.status_code == 200, config.text
+    data = config.json()
+    return {
+        "site": "demo",
+        "consent_id": "ck_" + secrets.token_urlsafe(16)[:22],
+        "categories": ["analytics"],
+        "method": "save",
+        "policy_version": data["policy"]["en"]["version"],
+        "lang": "en",
+        "text_sha256": data["hash"]["en"],
+    }
+
+
+def record_over_http(http: httpx.Client, origin: str, **headers: str) -> str:
+    """One banner choice of the demo site sent by a real HTTP client (a server process, or nginx before it); the
+    consent id recorded."""
+    body = _choice_over_http(http, origin)
+    answer = http.post("/v1/cookie-consents", json=body, headers={"Origin": origin, **headers})
+    assert answer.status_code == 200, f"{answer.status_code} {answer.text[:300]}"
+    return str(body["consent_id"])
