@@ -5,7 +5,7 @@ from server.models.catalog import Channel, PolicyVersion, Purpose, PurposeBasisC
 from server.models.clients import ApiClient
 from server.models.desk import DataSubjectRequest, DsrHistory, StaffAccount, Suppression
 from server.models.ledger import ConsentEvent, ConsentState, UISnapshot
-from server.models.proof import AccessLog, Checkpoint, LogEntry, LogQueue, MerkleNode, Receipt
+from server.models.proof import AccessLog, Checkpoint, LogEntry, LogIdentity, LogQueue, MerkleNode, Receipt
 from server.models.recipients import Recipient, RecipientNotice
 from server.models.subjects import Subject
 
@@ -21,6 +21,7 @@ __all__ = [
     "DataSubjectRequest",
     "DsrHistory",
     "LogEntry",
+    "LogIdentity",
     "LogQueue",
     "MerkleNode",
     "PolicyVersion",
