@@ -24,7 +24,8 @@ from server.consent.service import CheckService
 from server.consent.stream_workers import PostgresSource, SqliteSource, StreamWorkers
 from server.console.guard import staff_guard
 from server.console.routes import DESK_ENDPOINTS
-from server.db import connection, tortoise_config, unapplied_migrations
+from server.db import connection, sqlite_path, tortoise_config, unapplied_migrations
+from server.files import tighten_service_files
 from server.kernel.endpoints import SCOPE, STAFF, Endpoint, Guard, build_routes, scope_guard
 from server.kernel.openapi import build_openapi
 from server.kernel.problems import EXCEPTION_HANDLERS
@@ -64,6 +65,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        tighten_service_files(settings, sqlite_path(settings.database_url))  # GDPR 32: personal data, keys
         await Tortoise.init(config=tortoise_config(settings.database_url), _enable_global_fallback=True)
         missing = await unapplied_migrations(connection())
         if missing:  # the code would read and write a schema the database does not have yet
