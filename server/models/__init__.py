@@ -7,7 +7,7 @@ from server.models.desk import DataSubjectRequest, DsrHistory, StaffAccount, Sup
 from server.models.ledger import ConsentEvent, ConsentState, UISnapshot
 from server.models.proof import AccessLog, Checkpoint, LogEntry, LogIdentity, LogQueue, MerkleNode, Receipt
 from server.models.recipients import Recipient, RecipientNotice
-from server.models.subjects import Subject
+from server.models.subjects import FormerContact, Subject
 
 __all__ = [
     "AccessLog",
@@ -20,6 +20,7 @@ __all__ = [
     "ConsentState",
     "DataSubjectRequest",
     "DsrHistory",
+    "FormerContact",
     "LogEntry",
     "LogIdentity",
     "LogQueue",
