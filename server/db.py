@@ -39,9 +39,11 @@ def credentials(database_url: str, *, migrating: bool = False) -> dict[str, Any]
     parts = urlsplit(database_url)
     if parts.scheme == "sqlite":
         path = unquote(parts.netloc + parts.path)
-        if path != ":memory:":
+        if path != ":memory:" and not Path(path).exists():
             # Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the database file's mode.
-            os.close(create_private(Path(path), exclusive=False))
+            # An existing file is left alone here (it may be read-only); the server tightens it at start.
+            with contextlib.suppress(FileExistsError):  # created meanwhile by another process
+                os.close(create_private(Path(path)))
         return {
             "engine": "tortoise.backends.sqlite",
             "credentials": {
