@@ -41,7 +41,8 @@ def credentials(database_url: str, *, migrating: bool = False) -> dict[str, Any]
         path = unquote(parts.netloc + parts.path)
         if path != ":memory:" and not Path(path).exists():
             # Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the database file's mode.
-            # An existing file is left alone here (it may be read-only); the server tightens it at start.
+            # An existing file is never opened here: closing a descriptor on it would drop the POSIX locks SQLite
+            # holds on it for this process's connections (and it may be read-only). The server tightens it at start.
             with contextlib.suppress(FileExistsError):  # created meanwhile by another process
                 os.close(create_private(Path(path)))
         return {
