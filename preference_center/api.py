@@ -14,17 +14,19 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
 
 from preference_center.schemas import PreferenceLinkIn, UnsubscribeLinkIn
 from preference_center.web import center_of
 from server.consent.check import validate_question
+from server.db import lock_row
 from server.errors import InvalidRequest, NotUnsubscribable
 from server.kernel.bodies import read_json
 from server.kernel.params import iso, subject_ref
 from server.ledger.evidence import pseudonym
 from server.models import Subject
 from server.services import services_of
-from server.subjects.contact import normalise_email, refuse_suppressed
+from server.subjects.contact import normalise_email, refuse_suppressed, replace_contact
 
 
 def _json(data: Any) -> Response:
@@ -35,8 +37,11 @@ def _instant(epoch: int) -> str | None:
     return iso(datetime.fromtimestamp(epoch, UTC))
 
 
-async def set_contact(secret: str, ref: str, email: str | None, locale: str | None) -> None:
-    """Contact data live on the subject row, apart from the ledger, so erasure can blank them (GDPR 17)."""
+async def set_contact(
+    secret: str, ref: str, email: str | None, locale: str | None, jurisdiction: str, now: datetime
+) -> None:
+    """Contact data live on the subject row, apart from the ledger, so erasure can blank them (GDPR 17). A replaced
+    address is kept as a keyed hash, for an erasure to suppress too."""
     changes: dict[str, Any] = {k: v for k, v in {"email": email, "locale": locale}.items() if v is not None}
     if email is not None:
         # GDPR 17: an erased person's address is suppressed; it is never re-imported or contacted.
@@ -49,10 +54,13 @@ async def set_contact(secret: str, ref: str, email: str | None, locale: str | No
             return
         except IntegrityError:  # created meanwhile by a concurrent write
             subject = await Subject.get(ref=ref)
-    if subject.erased_at is not None:
-        raise InvalidRequest("this subject's data was erased (GDPR 17); contact data cannot be set again here")
-    if changes:
-        await Subject.filter(id=subject.id).update(**changes)
+    async with in_transaction() as conn:
+        # Under the row lock: an erasure committed meanwhile is seen, and two changes keep both former addresses.
+        await lock_row(conn, "subjects", subject.id)
+        locked = await Subject.get(id=subject.id, using_db=conn)
+        if locked.erased_at is not None:
+            raise InvalidRequest("this subject's data was erased (GDPR 17); contact data cannot be set again here")
+        await replace_contact(conn, secret, locked, changes, now, jurisdiction)
 
 
 async def preference_link(request: Request) -> Response:
@@ -62,7 +70,14 @@ async def preference_link(request: Request) -> Response:
     ref = subject_ref(request.path_params["ref"])
     body = await read_json(request, PreferenceLinkIn)
     if body.email is not None or body.locale is not None:
-        await set_contact(services.settings.secret_key, ref, body.email, body.locale)
+        await set_contact(
+            services.settings.secret_key,
+            ref,
+            body.email,
+            body.locale,
+            services.controller.jurisdiction,
+            services.clock(),
+        )
     token, expires = center.links.issue(ref, "preferences", lang=body.locale)
     return _json({"url": center.url(f"/preferences?token={token}"), "token": token, "expires_at": _instant(expires)})
 

@@ -17,7 +17,7 @@ from preference_center.pages import erased_page, link_error
 from preference_center.view import SubjectData, load_subject
 from preference_center.web import center_of, evidence, form_fields, html
 from server.db import busy_as_domain_error
-from server.errors import SEND_AGAIN, InvalidTransition
+from server.errors import SEND_AGAIN, InvalidTransition, SubjectErased
 from server.i18n import choose_language
 from server.ledger.append import Decision, RecordRequest
 from server.links.tokens import LinkClaims, LinkTokenRefused
@@ -119,6 +119,8 @@ async def confirm(request: Request) -> Response:
                     snapshot_sha256=claims.mail_snapshot if stored else None,
                 )
             )
+    except SubjectErased:  # erased since the check above (GDPR 17): nothing recorded
+        return erased_page(request, choose_language(None, None, request.headers.get("accept-language")))
     except InvalidTransition:  # confirmed by a concurrent click: the same answer as a replay
         return await _render(request, claims, await load_subject(claims.ref), "already", token)
     except SEND_AGAIN:  # nothing recorded: the page again, with its button

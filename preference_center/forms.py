@@ -8,10 +8,18 @@ from starlette.responses import Response
 
 from preference_center import actions
 from preference_center.center import PreferenceCenter
-from preference_center.pages import Posted, answer, posted, reconsent_fragment, record, record_and_confirm
+from preference_center.pages import (
+    Posted,
+    answer,
+    erased_page,
+    posted,
+    reconsent_fragment,
+    record,
+    record_and_confirm,
+)
 from preference_center.view import PRIMARY_DOCUMENT, Row, build_rows, find_control
 from preference_center.web import center_of
-from server.errors import SEND_AGAIN, InvalidTransition
+from server.errors import SEND_AGAIN, InvalidTransition, SubjectErased
 from server.ledger.append import Decision
 from server.services import services_of
 
@@ -65,6 +73,8 @@ async def toggle(request: Request) -> Response:
     shown = center.fragment(lang, "_row.html", row=row)
     try:
         recorded = await record_and_confirm(request, p, row.policy.label, [decision], "toggle", shown)
+    except SubjectErased:  # erased since the page was checked (GDPR 17): the erased page, nothing recorded
+        return erased_page(request, lang)
     except InvalidTransition:
         notice = center.gettext(lang, "Your choices changed in the meantime; here they are as they stand now.")
         return await answer(request, p, notice, status=409)
@@ -194,6 +204,8 @@ async def reconsent(request: Request) -> Response:
     decisions = [Decision(purpose, channel, action) for channel in row.reconsent.channels]
     try:
         await record(request, p, row.reconsent.current.label, decisions, "reconsent", shown)
+    except SubjectErased:
+        return erased_page(request, lang)
     except InvalidTransition:
         notice = center.gettext(lang, "Your choices changed in the meantime; here they are as they stand now.")
         return await answer(request, p, notice, status=409)

@@ -27,9 +27,10 @@ from server.console.guard import staff_guard
 from server.console.public import unavailable_page as public_request_unavailable
 from server.console.routes import DESK_ENDPOINTS
 from server.console.web import unavailable_page as desk_unavailable
-from server.db import connection, tortoise_config, unapplied_migrations
+from server.db import connection, sqlite_path, tortoise_config, unapplied_migrations
 from server.dsr.context import controller_zone
 from server.dsr.reminders import remind
+from server.files import tighten_service_files
 from server.kernel.endpoints import METRICS, SCOPE, STAFF, Endpoint, Guard, build_routes, scope_guard, token_guard
 from server.kernel.idempotency import IdempotencyKeys
 from server.kernel.openapi import build_openapi
@@ -102,6 +103,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        tighten_service_files(settings, sqlite_path(settings.database_url))  # GDPR 32: personal data, keys
         await Tortoise.init(config=tortoise_config(settings.database_url), _enable_global_fallback=True)
         missing = await unapplied_migrations(connection())
         if missing:  # the code would read and write a schema the database does not have yet
@@ -109,6 +111,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
             raise MigrationError(
                 f"the database has not applied {', '.join(missing)}: run `python -m server migrate` before serving"
             )
+        await services.log.identity()  # a new log's id is fixed now, whatever PUBLIC_URL becomes later
         reader = await open_reader(settings.database_url, settings.sqlite_bulk_mmap_mb)
         stream_workers = None
         if settings.stream_workers:

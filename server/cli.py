@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import sys
 
+from server import backup
 from server.auth import cli as auth
 from server.dsr import cli as dsr
 from server.policies import cli as policies
@@ -142,4 +143,5 @@ DECLARED: list[Group | Verb] = [
     *record.VERBS,
     *staff.VERBS,
     *dsr.VERBS,
+    *backup.VERBS,
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import importlib
+import os
 import pkgutil
 import sqlite3
 import sys
@@ -21,6 +22,7 @@ from tortoise.exceptions import BaseORMException, DBConnectionError
 from tortoise.models import Model
 
 from server.errors import ConsentError, DatabaseBusy, ServiceUnavailable
+from server.files import create_private
 
 APP_LABEL = "models"
 MIGRATIONS_MODULE = "migrations"
@@ -38,8 +40,12 @@ def credentials(database_url: str, *, migrating: bool = False) -> dict[str, Any]
     parts = urlsplit(database_url)
     if parts.scheme == "sqlite":
         path = unquote(parts.netloc + parts.path)
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if path != ":memory:" and not Path(path).exists():
+            # Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the database file's mode.
+            # An existing file is never opened here: closing a descriptor on it would drop the POSIX locks SQLite
+            # holds on it for this process's connections (and it may be read-only). The server tightens it at start.
+            with contextlib.suppress(FileExistsError):  # created meanwhile by another process
+                os.close(create_private(Path(path)))
         return {
             "engine": "tortoise.backends.sqlite",
             "credentials": {
@@ -50,6 +56,9 @@ def credentials(database_url: str, *, migrating: bool = False) -> dict[str, Any]
                 # 64 MiB page cache instead of SQLite's 2 MiB default: large ledgers are read and indexed at random.
                 "cache_size": -65536,
                 "foreign_keys": "OFF" if migrating else "ON",
+                # Deleted and overwritten content is zeroed, not left in free pages: an erased address must not
+                # be readable in the file (GDPR 17). Costs a write of the freed bytes.
+                "secure_delete": "ON",
             },
         }
     query = dict(parse_qsl(parts.query))
@@ -66,6 +75,15 @@ def credentials(database_url: str, *, migrating: bool = False) -> dict[str, Any]
             **({"schema": query["schema"]} if "schema" in query else {}),
         },
     }
+
+
+def sqlite_path(database_url: str) -> Path | None:
+    """The database file of a `sqlite://` URL; None for PostgreSQL or an in-memory database."""
+    parts = urlsplit(database_url)
+    if parts.scheme != "sqlite":
+        return None
+    path = unquote(parts.netloc + parts.path)
+    return None if path == ":memory:" else Path(path)
 
 
 def tortoise_config(database_url: str, *, migrating: bool = False) -> dict[str, Any]:
@@ -240,6 +258,19 @@ def busy_as_domain_error() -> Iterator[None]:
         if domain is None:
             raise
         raise domain from exc
+
+
+async def truncate_wal() -> bool:
+    """SQLite: copy the write-ahead log into the database and truncate it to zero bytes, so that page images written
+    before an erasure (the erased values among them) are gone from the `-wal` file too; secure_delete has zeroed
+    them in the database. Waits for readers under the busy timeout; False if one still held the log (SQLite then
+    reuses it from the start, its size capped by journal_size_limit). PostgreSQL: nothing to do here (VACUUM
+    reclaims dead rows; docs/operations.md)."""
+    conn = connection()
+    if is_postgres(conn):
+        return True
+    rows = await conn.execute_query_dict("PRAGMA wal_checkpoint(TRUNCATE)")
+    return not rows or not rows[0].get("busy")
 
 
 def migration_names() -> list[str]:

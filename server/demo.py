@@ -11,6 +11,7 @@ from server.auth.clients import create_client
 from server.clock import utc_now
 from server.composition import build_services
 from server.db import tortoise_config
+from server.files import write_private
 from server.ledger.append import Decision, RecordRequest
 from server.migrate import apply_migrations
 from server.models import Subject
@@ -54,17 +55,14 @@ async def prepare_demo(settings: Settings) -> str:
                 "client_secret": client.client_secret,
                 "scopes": client.scopes,
             }
-            creds_path.parent.mkdir(parents=True, exist_ok=True)
-            creds_path.write_text(json.dumps(creds))
-            creds_path.chmod(0o600)
+            write_private(creds_path, json.dumps(creds).encode())
         staff_path = settings.signing_keys_dir.parent / "demo-staff.json"
         if staff_path.is_file():
             staff = json.loads(staff_path.read_text())
         else:
             new = await create_staff("supervisor@demo-shop.example", "Demo Supervisor", "supervisor")
             staff = {"email": new.account.email, "password": new.password}
-            staff_path.write_text(json.dumps(staff))
-            staff_path.chmod(0o600)
+            write_private(staff_path, json.dumps(staff).encode())
         ledger = build_services(settings, utc_now).ledger
         for ref, policy, decisions in DEMO_SUBJECTS:
             if await Subject.exists(ref=ref):

@@ -68,6 +68,7 @@ and when it is raised; tests/kernel/test_error_tree.py holds the drawing to the 
     │                                      revoked API client (revocation is final)
     ├── OwnClient                     409  server.auth.lifecycle: an admin client revoking itself, or taking
     │                                      `admin` away from itself, over the API
+    ├── SubjectErased                 409  a grant or a confirmation for a subject whose data were erased
     ├── WriteWindowExceeded           503  a write outlasted `server.visibility.WRITE_WINDOW`; nothing kept
     │                                      (+ Retry-After)
     ├── DatabaseBusy                  503  the database's locks did not come free in time; rolled back
@@ -128,7 +129,13 @@ class ConsentError(Exception):
 
 class InvalidRequest(ConsentError):
     """A parameter, a field or a query value is refused: its type, its range, an unknown field, or nothing to
-    change. `detail` says what is wrong; `parameter`, when present, names it."""
+    change. `detail` says what is wrong; `parameter`, when present, names it.
+
+    A subject ref (`parameter` `ref`) is 1-255 characters, compared in Unicode NFC (a ref sent in another
+    normalisation form is the same ref), without `/` and without characters that cannot be seen or told apart:
+    control characters (Unicode category Cc), format characters such as zero-width spaces or direction marks (Cf),
+    line and paragraph separators (Zl, Zp), spaces other than U+0020 (Zs) and lone surrogates (Cs); `value` shows
+    the refused ref escaped."""
 
     status = 422
     slug = "invalid-request"
@@ -269,6 +276,17 @@ class RequestTimeout(ConsentError):
     status = 408
     slug = "request-timeout"
     title = "The request took too long to arrive"
+
+
+class SubjectErased(ConsentError):
+    """The subject's data were erased at their request (GDPR 17): a decision that would allow processing again (a
+    grant, a confirmation, a soft opt-in) is not recorded, whatever touchpoint sends it. The ledger keeps the
+    subject's earlier events as proof; a refusal, a withdrawal or an objection may still be recorded. A person who
+    comes back is a new subject, with a new ref."""
+
+    status = 409
+    slug = "subject-erased"
+    title = "The subject's data were erased; nothing can be granted for them"
 
 
 class WriteWindowExceeded(ConsentError):

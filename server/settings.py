@@ -39,6 +39,8 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from server.files import create_private
+
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable and the value."""
@@ -548,10 +550,8 @@ def _stored_secret_key(data_dir: Path) -> str:
     path = data_dir / "secret.key"
     if path.is_file():
         return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
+    with os.fdopen(create_private(path), "w") as handle:  # 0600, in a folder created 0700
         handle.write(key + "\n")
     return key
 

@@ -32,7 +32,7 @@ async def latest_checkpoint(request: Request) -> Response:
     """The newest signed checkpoint (sequencing what is queued first)."""
     services = services_of(request)
     checkpoint = await services.log.checkpoint()
-    return _json({"log_id": services.log.log_id, **checkpoint.as_json()}, {"Cache-Control": "no-cache"})
+    return _json(checkpoint.as_json(), {"Cache-Control": "no-cache"})
 
 
 async def checkpoint_at(request: Request) -> Response:
@@ -43,7 +43,7 @@ async def checkpoint_at(request: Request) -> Response:
     if checkpoint is None:
         raise NotFound(f"no checkpoint of size {size}")
     headers = {"Cache-Control": "public, max-age=31536000, immutable"}
-    return _json({"log_id": services.log.log_id, **checkpoint.as_json()}, headers)
+    return _json(checkpoint.as_json(), headers)
 
 
 async def inclusion_proof(request: Request) -> Response:

@@ -19,6 +19,7 @@ from typing import Any
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
 
+from server.files import create_private
 from server.settings import Settings
 
 ALGORITHM = "ES256"
@@ -75,13 +76,11 @@ class KeyStore:
         key = ECKey.generate_key("P-256", parameters={"use": "sig", "alg": ALGORITHM}, private=True)
         kid = key.thumbprint()
         key = ECKey.import_key(key.as_dict(private=True), parameters={"kid": kid, "use": "sig", "alg": ALGORITHM})
-        self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{time.time_ns():020d}-{kid}.jwk.json"
         # Written whole under a name no reader looks for, then renamed: a server reading the directory meanwhile
-        # sees no key or the whole key, never a half-written file.
+        # sees no key or the whole key, never a half-written file. 0600, in a folder created 0700.
         partial = self.directory / f".{path.name}.partial"
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
+        with os.fdopen(create_private(partial), "w") as handle:
             json.dump(key.as_dict(private=True), handle)
             handle.flush()
             os.fsync(handle.fileno())

@@ -4,6 +4,13 @@ Every web purpose of every offered category is decided (ePrivacy / CNIL: a refus
 `grant` for the accepted categories, `deny` for the refused ones, or `withdraw` when the current status is a grant
 (`deny` is not a transition from `granted`). The necessary category is exempt from consent and recorded nothing.
 A GPC record decides the marketing purposes only: the signal says nothing about the other categories.
+
+Under GPC (the `Sec-GPC: 1` header or the page's `navigator.globalPrivacyControl`), marketing is granted only by the
+visitor's own switch for it (method `save`): an "accept all" that lists marketing is recorded without it, as a
+refusal, whatever the browser sent. The signal is a valid opt-out of sale, sharing and targeted advertising, to be
+honoured over a general setting (CCPA regulations, 11 CCR § 7025(c)(1) and (c)(3)); consent after it must be a
+specific, affirmative choice (Colorado Privacy Act Rules, 4 CCR 904-3, Rule 5.09 with Rule 7.05), which a bundled
+"accept all" is not. Recording the rest of the choice keeps what the visitor did choose (a refusal would lose it).
 """
 
 from __future__ import annotations
@@ -125,6 +132,9 @@ def _accepted(config: SiteConfig, choice: CookieConsentIn, gpc: bool) -> set[str
         expected = offered - {MARKETING} if gpc else offered
         if not expected <= accepted:
             raise InvalidRequest(f"method 'accept_all' must accept {sorted(expected)}, got {sorted(accepted)}")
+    if gpc and choice.method != "save":
+        # 11 CCR § 7025(c)(3), 4 CCR 904-3 Rule 5.09: the signal prevails over anything but the marketing switch.
+        accepted.discard(MARKETING)
     return accepted
 
 

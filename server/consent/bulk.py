@@ -184,6 +184,7 @@ class BulkRule:
                 and type(subject) is str
                 and (purpose, channel) in self._pairs
                 and 0 < len(subject) <= 255
+                and subject.isascii()  # else normalised to NFC by the full rule below
                 and subject.isprintable()  # no control character; a false one goes on to the full rule below
             ):
                 return (subject, purpose, channel)

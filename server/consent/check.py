@@ -5,6 +5,7 @@ Imported by the stream worker processes, which load no ORM."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any, NamedTuple
 
 from server.errors import ChannelNotOffered, InvalidRequest, UnknownChannel, UnknownPurpose
@@ -21,7 +22,10 @@ class Question(NamedTuple):
 
 
 def validate_question(catalog: CatalogSnapshot, subject: Any, purpose: Any, channel: Any) -> Question:
-    """A well-formed question about a known purpose offered on a known channel, or a domain error."""
+    """A well-formed question about a known purpose offered on a known channel, or a domain error. The subject is
+    compared in NFC, as refs are stored (`server.kernel.params.subject_ref`)."""
+    if isinstance(subject, str) and not subject.isascii():
+        subject = unicodedata.normalize("NFC", subject)
     if not isinstance(subject, str) or not 0 < len(subject) <= 255 or CONTROL_CHARACTERS.search(subject):
         raise InvalidRequest("subject must be a string of 1-255 characters without control characters")
     if not isinstance(purpose, str) or purpose not in catalog.purposes:

@@ -18,7 +18,8 @@ from server.console.pages_notices import notices_of
 from server.console.web import Staff, audit, desk_of, form_of, is_htmx, page, redirect
 from server.dsr import requests as dsr
 from server.dsr.deadlines import STATUSES
-from server.errors import InvalidRequest, NotFound
+from server.errors import InvalidRequest, NotFound, SubjectErased
+from server.kernel.params import subject_ref
 from server.ledger.append import Decision, RecordRequest, Snapshot
 from server.models import ConsentEvent, StaffAccount, Subject, UISnapshot
 from server.policies.snapshot import FALLBACK_LANGUAGE, PRIVACY_POLICY
@@ -39,10 +40,7 @@ PENDING_NOTES = {
 
 
 def _ref(request: Request) -> str:
-    ref = request.path_params["ref"]
-    if not 0 < len(ref) <= 255 or any(ord(ch) < 32 for ch in ref):
-        raise InvalidRequest("a customer ref is 1-255 characters without control characters", parameter="ref")
-    return str(ref)
+    return subject_ref(request.path_params["ref"])  # in NFC, as every surface stores and finds refs
 
 
 async def home(request: Request, staff: Staff) -> Response:
@@ -173,7 +171,7 @@ async def record(request: Request, staff: Staff) -> Response:
     form = await form_of(request)
     subject = await Subject.get_or_none(ref=ref)
     if subject is not None and subject.erased_at is not None:
-        raise InvalidRequest("this customer's data was erased (GDPR 17): nothing can be recorded for them")
+        raise SubjectErased("this customer's data was erased (GDPR 17): nothing can be recorded for them")
     reference = form.get("reference", "").strip()
     if not reference or len(reference) > 128:
         raise InvalidRequest("give the call or ticket reference (1-128 characters)", parameter="reference")

@@ -14,12 +14,13 @@ transaction (`server.recipients`); an objection does so through the ledger.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
-from server.db import lock_row
+from server.db import lock_row, truncate_wal
 from server.dsr import requests as dsr
 from server.dsr.context import Context
 from server.dsr.deadlines import received_on
@@ -34,11 +35,15 @@ from server.subjects.contact import (
     normalise_email,
     normalise_locale,
     normalise_phone,
+    normalised_contact,
     refuse_suppressed,
+    replace_contact,
     suppress,
+    suppress_former,
 )
 
 ERASED = "[erased]"
+log = logging.getLogger("server.dsr")
 
 
 async def _subject(request: DataSubjectRequest) -> Subject:
@@ -94,7 +99,8 @@ async def rectify(
         locked, now = await _lock(desk, conn, subject)
         if locked.erased_at is not None:
             raise InvalidRequest("this subject's data was erased (GDPR 17); nothing more can be done for them")
-        await Subject.filter(id=subject.id).using_db(conn).update(**changes)
+        # The replaced address is kept as a keyed hash, for an erasure to suppress (GDPR 17).
+        await replace_contact(conn, secret, locked, changes, now, desk.controller.jurisdiction)
         # GDPR 16 and 5(2): the change is logged by field name; the values stay only on the subject row.
         told = await notices.queue(conn, subject.id, "rectification", now, field_names=fields)
         outcome = f"corrected: {', '.join(fields)}{_told(told)}"
@@ -104,15 +110,6 @@ async def rectify(
     return fields
 
 
-def _erasable(value: str | None, kind: str, jurisdiction: str) -> str | None:
-    if not value:
-        return None
-    try:
-        return normalise_email(value) if kind == "email" else normalise_phone(value, jurisdiction)
-    except InvalidRequest:
-        return value.strip().lower()
-
-
 def _erasure_targets(desk: Context, rows: list[Subject]) -> tuple[list[str], list[str], list[str]]:
     """The emails and phones to put on the suppression list, and every written form of them to scrub from free text."""
     jurisdiction = desk.controller.jurisdiction
@@ -120,8 +117,8 @@ def _erasure_targets(desk: Context, rows: list[Subject]) -> tuple[list[str], lis
     phones: list[str] = []
     raw: list[str] = []
     for row in rows:
-        email = _erasable(row.email, "email", jurisdiction)
-        phone = _erasable(row.phone, "phone", jurisdiction)
+        email = normalised_contact(row.email, "email", jurisdiction)
+        phone = normalised_contact(row.phone, "phone", jurisdiction)
         if email and email not in emails:
             emails.append(email)
         if phone and phone not in phones:
@@ -160,6 +157,8 @@ async def erase(desk: Context, request: DataSubjectRequest, actor: Actor) -> Non
         for kind, values in (("email", email), ("phone", phone)):
             for value in values:
                 await suppress(conn, desk.secret_key, kind, value, now)
+        # Every address the person had before these, too: an erased person is never contacted again at any.
+        former = await suppress_former(conn, subject.id, now)
         await Subject.filter(id=subject.id).using_db(conn).update(email=None, phone=None, locale=None, erased_at=now)
         # Free text typed by the person or an agent may repeat the address: scrub it everywhere it could be.
         for row in await DataSubjectRequest.filter(subject_id=subject.id).using_db(conn):
@@ -172,6 +171,8 @@ async def erase(desk: Context, request: DataSubjectRequest, actor: Actor) -> Non
                     await DsrHistory.filter(id=step.id).using_db(conn).update(note=note)
         told = await notices.queue(conn, subject.id, "erasure", now)
         kept = ", ".join(k for k, v in (("email", email), ("phone", phone)) if v) or "none"
+        if former:
+            kept += f" and {former} former address(es)"
         await dsr.complete(
             request,
             f"contact data erased; suppression entries: {kept}; ledger kept as proof (GDPR 17(3)(e)){_told(told)}",
@@ -183,6 +184,9 @@ async def erase(desk: Context, request: DataSubjectRequest, actor: Actor) -> Non
         # the two, not for the mail sent above (server.visibility).
         await Subject.filter(id=subject.id).using_db(conn).update(flags_changed_at=desk.now())
     _wake(desk, told)
+    # GDPR 17: what the erasure blanked is zeroed in the database file (secure_delete); empty the WAL as well.
+    if not await truncate_wal():
+        log.warning("the write-ahead log was busy after an erasure: it is reused from the start, not truncated")
 
 
 async def restrict(desk: Context, request: DataSubjectRequest, actor: Actor) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import UTC, datetime
 from urllib.parse import unquote_plus
 
 from server.errors import InvalidRequest
 
 _REF = re.compile(r"^[^\x00-\x1f\x7f]{1,255}$")
+# Control, format (zero-width, direction marks), line and paragraph separators, surrogates; Zs is handled apart.
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 
 
 def query_values(query_string: bytes) -> dict[str, str]:
@@ -28,15 +31,26 @@ def query_values(query_string: bytes) -> dict[str, str]:
 
 
 def subject_ref(value: str, name: str = "ref") -> str:
-    """A subject ref: 1-255 characters, no control characters, not blank."""
-    if not _REF.fullmatch(value) or not value.strip():
+    """A subject ref in NFC: 1-255 characters, not blank, without `/` or characters one cannot see or tell apart
+    (listed in `InvalidRequest`'s documentation, /problems/invalid-request)."""
+    ref = value if value.isascii() else unicodedata.normalize("NFC", value)
+    if not _REF.fullmatch(ref) or not ref.strip() or "/" in ref or not (ref.isascii() or _visible(ref)):
         shown = value[:40] + ("..." if len(value) > 40 else "")
         raise InvalidRequest(
-            f"{name} must be 1-255 characters without control characters (got {len(value)} characters)",
+            f"{name} must be 1-255 characters without '/', control, format or unusual space characters "
+            f"(got {len(value)} characters)",
             parameter=name,
             value=shown.encode("unicode_escape").decode(),
         )
-    return value
+    return ref
+
+
+def _visible(ref: str) -> bool:
+    for ch in ref:
+        category = unicodedata.category(ch)
+        if category in _INVISIBLE or (category == "Zs" and ch != " "):
+            return False
+    return True
 
 
 def instant(value: str | None, name: str) -> datetime | None:

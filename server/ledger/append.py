@@ -22,6 +22,7 @@ from server.db import is_postgres, placeholders
 from server.errors import (
     ChannelNotOffered,
     InvalidRequest,
+    SubjectErased,
     UnknownChannel,
     UnknownPolicyVersion,
     UnknownPurpose,
@@ -44,6 +45,8 @@ TOUCHPOINTS = ("preference_center", "banner", "api", "agent", "import", "unsubsc
 # import of records kept elsewhere. The others are the service's own surfaces, which record their decisions
 # themselves: a client naming one would put in the record a provenance the service cannot vouch for.
 CLIENT_TOUCHPOINTS = ("api", "agent", "import")
+# The actions that can lead to an allowing status: refused for an erased subject (`SubjectErased`).
+GRANTING_ACTIONS = frozenset({"grant", "confirm", "soft_opt_in"})
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,10 @@ class Ledger:
             # The window runs from here: a new subject's `created_at` is this instant, and waiting for a writer of the
             # same subject counts too (server.visibility).
             started = self.clock()
-            subject_id, subject_pseudonym, seq, head, created = await self._lock_subject(conn, request.ref, started)
+            granting = any(d.action in GRANTING_ACTIONS for d in request.decisions)
+            subject_id, subject_pseudonym, seq, head, created = await self._lock_subject(
+                conn, request.ref, started, refuse_erased=granting
+            )
             # Read after the subject's write, not before: on SQLite a transaction must write before it reads.
             cited = request.snapshot is None and snapshot_sha is not None
             if cited and not await UISnapshot.exists(sha256=snapshot_sha, using_db=conn):
@@ -267,16 +273,23 @@ class Ledger:
             catalog = await self.catalog.reload()
         return catalog
 
-    async def _lock_subject(self, conn: BaseDBAsyncClient, ref: str, now: datetime) -> tuple[str, str, int, str, bool]:
+    async def _lock_subject(
+        self, conn: BaseDBAsyncClient, ref: str, now: datetime, *, refuse_erased: bool = False
+    ) -> tuple[str, str, int, str, bool]:
         """Create the subject if new (created `now`), then lock its row; returns (id, pseudonym, last_seq,
-        head_hash, created)."""
+        head_hash, created). `refuse_erased`: raise `SubjectErased` for an erased subject, read under the lock
+        an erasure takes too, so a grant and an erasure at the same instant cannot both pass."""
         inserted = await _insert_subject(conn, str(uuid.uuid4()), ref, pseudonym(self.secret_key, ref), now)
         lock = " FOR UPDATE" if is_postgres(conn) else ""
         rows = await conn.execute_query_dict(
-            f"SELECT id, pseudonym, last_seq, head_hash FROM subjects WHERE ref = {placeholders(conn, 1)[0]}{lock}",
+            "SELECT id, pseudonym, last_seq, head_hash, erased_at FROM subjects "
+            f"WHERE ref = {placeholders(conn, 1)[0]}{lock}",
             [ref],
         )
         row = rows[0]
+        if refuse_erased and row["erased_at"] is not None:
+            # GDPR 17: nothing that allows processing again is recorded for an erased person.
+            raise SubjectErased("this subject's data were erased (GDPR 17): a grant cannot be recorded for them")
         return str(row["id"]), row["pseudonym"], int(row["last_seq"]), row["head_hash"], bool(inserted)
 
 

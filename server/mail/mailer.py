@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
 import time
 from email.message import EmailMessage
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import aiosmtplib
 
+from server.files import write_private
 from server.settings import Settings
 
 log = logging.getLogger("server.mail")
@@ -86,16 +86,8 @@ class Mailer:
             raise MailNotSent(type(exc).__name__) from exc
 
     def _write_outbox(self, message: EmailMessage) -> None:
-        directory = self.settings.mail_dir
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{time.time_ns():020d}-{secrets.token_hex(4)}.eml"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(message.as_bytes())
-        except OSError:
-            path.unlink(missing_ok=True)  # no half-written mail left in the outbox
-            raise
+        path = self.settings.mail_dir / f"{time.time_ns():020d}-{secrets.token_hex(4)}.eml"
+        write_private(path, message.as_bytes())  # 0600, in a folder created 0700: mails name people
 
     def outbox(self) -> list[Path]:
         """The dev outbox, newest first."""

@@ -7,10 +7,10 @@ from server.models.desk import DataSubjectRequest, DsrHistory, StaffAccount, Sup
 from server.models.idempotency import IdempotencyKey
 from server.models.leases import Lease
 from server.models.ledger import ConsentEvent, ConsentState, UISnapshot
-from server.models.proof import AccessLog, Checkpoint, LogEntry, LogQueue, MerkleNode, Receipt
+from server.models.proof import AccessLog, Checkpoint, LogEntry, LogIdentity, LogQueue, MerkleNode, Receipt
 from server.models.recipients import Recipient, RecipientNotice
 from server.models.signin import SignInThrottle
-from server.models.subjects import Subject
+from server.models.subjects import FormerContact, Subject
 
 __all__ = [
     "AccessLog",
@@ -24,9 +24,11 @@ __all__ = [
     "ConsentState",
     "DataSubjectRequest",
     "DsrHistory",
+    "FormerContact",
     "IdempotencyKey",
     "Lease",
     "LogEntry",
+    "LogIdentity",
     "LogQueue",
     "MerkleNode",
     "PolicyVersion",

@@ -104,6 +104,26 @@ class Checkpoint(Model):
         table = "checkpoints"
 
 
+class LogIdentity(Model):
+    """The transparency log's id, the `log_id` every checkpoint signs, fixed when the log is created.
+
+    Stored at the first start of a database and never derived again, so a later change of `PUBLIC_URL` leaves every
+    checkpoint and proof valid (`server.proof.log.TransparencyLog.identity`). One row, `id` 1.
+
+    `source` says where the id came from: `public_url` (a new log: the PUBLIC_URL of its first start) or
+    `checkpoints` (a log that had signed checkpoints before the id was stored: the id of its first checkpoint).
+    `adopted_at` is when it was stored; `ledger verify` reads checkpoints signed before then for another id as
+    the history of an older release, which derived the id from PUBLIC_URL at run time."""
+
+    id = fields.SmallIntField(primary_key=True, generated=False)
+    log_id = fields.CharField(max_length=2048)
+    source = fields.CharField(max_length=16)
+    adopted_at = fields.DatetimeField()
+
+    class Meta:
+        table = "log_identity"
+
+
 class AccessLog(Model):
     """Who read or exported what, when (GDPR 5(2), 32): proofs, exports and history reads by staff or clients."""
 

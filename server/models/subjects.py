@@ -53,3 +53,24 @@ class Subject(Model):
             Index(fields=("flags_changed_at",), name=FLAGS_CHANGED_INDEX),
             Index(fields=("created_at",), name=CREATED_INDEX),
         )
+
+
+class FormerContact(Model):
+    """A keyed hash of an email address or phone number a subject had before it was replaced.
+
+    HMAC-SHA256 under the server secret, as a `Suppression`; the address itself is not kept. Written when a
+    rectification or the contact API replaces an address, so that an erasure suppresses every address the person
+    ever had, not only the last one (GDPR 17, 21(3)): at erasure the digests go to the suppression list, unlinked
+    from the subject, and these rows are deleted."""
+
+    id = fields.IntField(primary_key=True)
+    subject: fields.ForeignKeyRelation[Subject] = fields.ForeignKeyField(
+        "models.Subject", related_name="former_contacts", on_delete=fields.RESTRICT
+    )
+    kind = fields.CharField(max_length=8)
+    digest = fields.CharField(max_length=64)
+    replaced_at = fields.DatetimeField()
+
+    class Meta:
+        table = "former_contacts"
+        unique_together = (("subject_id", "digest"),)

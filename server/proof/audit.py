@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from joserfc import jws
 from joserfc.errors import JoseError
@@ -33,13 +34,19 @@ class LogReport:
     entries: int = 0
     checkpoints: int = 0
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # facts a reader must know that break nothing
 
 
-async def audit_log(keys: KeyStore, log_id: str) -> LogReport:
+async def audit_log(keys: KeyStore, log_id: str, stored_at: datetime | None = None) -> LogReport:
+    """`log_id`: the log's stored id; `stored_at`: when it was stored (None: not yet, or unknown). A checkpoint
+    signed for another id is a problem, except one signed before the id was stored whose fields and root match: an
+    older release derived the id from PUBLIC_URL at run time, and such a checkpoint says only that PUBLIC_URL
+    changed then (a note)."""
     report = LogReport()
     checkpoints = {c.tree_size: c for c in await Checkpoint.all()}
     report.checkpoints = len(checkpoints)
     other_logs: dict[str, list[int]] = {}  # checkpoints signed, and stored as signed, for another log id
+    earlier_ids: dict[str, list[int]] = {}  # the same, signed before the log's id was stored
     for checkpoint in checkpoints.values():
         try:
             payload = jws.deserialize_compact(checkpoint.jws, keys.key_set, algorithms=[ALGORITHM]).payload
@@ -50,13 +57,20 @@ async def audit_log(keys: KeyStore, log_id: str) -> LogReport:
         if payload != checkpoint_payload(log_id, *fields):
             signed_for = _signed_log_id(payload)
             if signed_for is not None and payload == checkpoint_payload(signed_for, *fields):
-                other_logs.setdefault(signed_for, []).append(checkpoint.tree_size)  # the fields match: not tampering
+                # The fields match: not tampering.
+                legacy = stored_at is None or checkpoint.timestamp < stored_at
+                (earlier_ids if legacy else other_logs).setdefault(signed_for, []).append(checkpoint.tree_size)
             else:
                 report.problems.append(f"checkpoint {checkpoint.tree_size}: stored fields differ from the signed ones")
     for signed_for, sizes in other_logs.items():
         report.problems.append(
             f"checkpoints {', '.join(map(str, sorted(sizes)))}: signed for the log {signed_for!r}, not for "
-            f"{log_id!r}; verify with the PUBLIC_URL the server signs with (the log id is derived from it)"
+            f"{log_id!r}, the log's stored id"
+        )
+    for signed_for, sizes in earlier_ids.items():
+        report.notes.append(
+            f"checkpoints {', '.join(map(str, sorted(sizes)))}: signed for the log id {signed_for!r} before the log's "
+            f"id {log_id!r} was stored (PUBLIC_URL changed under an older release); their roots are checked below"
         )
 
     frontier: list[tuple[int, bytes]] = []  # (size of perfect subtree, hash), left to right

@@ -128,7 +128,7 @@ async def build_bundle(sources: BundleSources, ref: str, scope: Scope, actor: tu
         events.append({**exported_event(row, subject.pseudonym, catalog), "log_position": position})
     files["chain.json"] = _json([{"seq": r["seq"], "prev_hash": r["prev_hash"], "hash": r["hash"]} for r in rows])
     files["events.json"] = _json(events)
-    files["checkpoint.json"] = _json({"log_id": log.log_id, **checkpoint.as_json()})
+    files["checkpoint.json"] = _json(checkpoint.as_json())
     files["proofs/inclusion.json"] = _json(
         {
             "tree_size": checkpoint.tree_size,

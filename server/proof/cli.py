@@ -20,6 +20,7 @@ def ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
     from server.auth.keys import signing_keys
     from server.ledger.verify import verify_ledger
     from server.proof.audit import audit_log
+    from server.proof.log import read_identity
 
     async def work() -> int:
         report = await verify_ledger()
@@ -27,10 +28,14 @@ def ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
             print(f"BROKEN {broken}")
         verdict = "OK" if report.ok else f"FAILED ({len(report.breaks)} subject(s) broken)"
         print(f"ledger verify: {report.subjects} subjects, {report.events} events: {verdict}")
-        log = await audit_log(signing_keys(settings), settings.issuer)
+        identity = await read_identity(settings.issuer)  # the stored id, whatever PUBLIC_URL is now
+        log = await audit_log(signing_keys(settings), identity.log_id, identity.adopted_at)
         for problem in log.problems:
             print(f"BROKEN {problem}")
+        for note in log.notes:
+            print(f"NOTE {note}")
         log_verdict = "OK" if not log.problems else f"FAILED ({len(log.problems)} problem(s))"
+        print(f"transparency log id: {identity.log_id}")
         print(f"transparency log: {log.entries} entries, {log.checkpoints} checkpoints: {log_verdict}")
         return 0 if report.ok and not log.problems else 1
 

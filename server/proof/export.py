@@ -53,4 +53,4 @@ async def export_lines(
             out.append(orjson.dumps(event))
         yield b"\n".join(out) + b"\n"
         last = (rows[-1]["recorded_at"], str(rows[-1]["id"]))
-    yield orjson.dumps({"checkpoint": {"log_id": log.log_id, **checkpoint.as_json()}}) + b"\n"
+    yield orjson.dumps({"checkpoint": checkpoint.as_json()}) + b"\n"

@@ -9,7 +9,10 @@ it reads. The server signs checkpoints in one process at a time (a background jo
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +27,7 @@ from tortoise.transactions import in_transaction
 
 from server.auth.keys import ALGORITHM, KeyStore
 from server.db import connection, is_postgres, placeholders
-from server.models import Checkpoint, MerkleNode
+from server.models import Checkpoint, LogIdentity, MerkleNode
 from server.proof import merkle
 
 ADVISORY_LOCK_KEY = 0x636F6E73  # "cons"
@@ -33,10 +36,13 @@ BATCH = 50_000
 # when a proof needs it: storing levels 1-3 would add 7 rows per 8 events to the sequencer's writes.
 STORED_FROM_LEVEL = 4
 CHECKPOINT_TYP = "consent-checkpoint+json"
+IDENTITY_ROW = 1
+log = logging.getLogger("server.proof")
 
 
 @dataclass(frozen=True)
 class SignedCheckpoint:
+    log_id: str  # as signed in the checkpoint's payload
     tree_size: int
     root_hash: str
     timestamp: datetime
@@ -44,6 +50,7 @@ class SignedCheckpoint:
 
     def as_json(self) -> dict[str, Any]:
         return {
+            "log_id": self.log_id,
             "tree_size": self.tree_size,
             "root_hash": self.root_hash,
             "timestamp": checkpoint_time(self.timestamp),
@@ -62,11 +69,57 @@ def checkpoint_payload(log_id: str, tree_size: int, root_hash: str, timestamp: d
     )
 
 
+def signed_log_id(token: str) -> str | None:
+    """The `log_id` a checkpoint's compact JWS states, read without checking the signature (`ledger verify` checks
+    it); None when the token has no such payload."""
+    try:
+        payload = token.split(".")[1]
+        value = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))).get("log_id")
+    except (IndexError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The log's stored id (`server.models.LogIdentity`), or the one it would adopt when none is stored yet."""
+
+    log_id: str
+    source: str  # "public_url" or "checkpoints"
+    adopted_at: datetime | None  # None: not stored yet
+
+
+async def read_identity(default_id: str) -> Identity:
+    """The stored id; without one, the id of the first signed checkpoint, or `default_id` (PUBLIC_URL) for a log
+    that never signed one. Writes nothing (`ledger verify` may run on a copy)."""
+    row = await LogIdentity.get_or_none(id=IDENTITY_ROW)
+    if row is not None:
+        return Identity(row.log_id, row.source, row.adopted_at)
+    first = await Checkpoint.all().order_by("tree_size").first()
+    signed = signed_log_id(first.jws) if first is not None else None
+    return Identity(signed, "checkpoints", None) if signed else Identity(default_id, "public_url", None)
+
+
 class TransparencyLog:
-    def __init__(self, keys: KeyStore, log_id: str, clock: Callable[[], datetime]) -> None:
+    def __init__(self, keys: KeyStore, default_id: str, clock: Callable[[], datetime]) -> None:
+        """`default_id`: the id a new log takes (PUBLIC_URL); an existing log keeps the one it stored."""
         self.keys = keys
-        self.log_id = log_id
+        self.default_id = default_id
         self.clock = clock
+        self._log_id: str | None = None
+
+    async def identity(self) -> str:
+        """The log's id, fixed when the log was created: read from the database once a process (the server's start
+        calls it), stored there by the first process that finds none. A database whose checkpoints were signed
+        before the id was stored keeps the id they carry, so a PUBLIC_URL changed since leaves them valid."""
+        if self._log_id is None:
+            found = await read_identity(self.default_id)
+            if found.adopted_at is None:
+                found = await _store_identity(found, self.clock())
+            elif found.log_id != self.default_id:
+                log.info("transparency log id %r kept (PUBLIC_URL is now %r)", found.log_id, self.default_id)
+            self._log_id = found.log_id
+        return self._log_id
 
     async def sequence(self) -> int:
         """Give every queued event a log position, in queue order (the order the recording transactions queued
@@ -90,6 +143,7 @@ class TransparencyLog:
     async def checkpoint(self) -> SignedCheckpoint:
         """Sequence what is queued, then sign the tree if it grew since the latest checkpoint."""
         size = await self.sequence()
+        log_id = await self.identity()  # before the transaction: it may store the id, on its own connection
         async with in_transaction() as conn:
             await _lock_log(conn)
             latest = await Checkpoint.all().using_db(conn).order_by("-tree_size").first()
@@ -100,7 +154,7 @@ class TransparencyLog:
             key = self.keys.active
             token = jws.serialize_compact(
                 {"alg": ALGORITHM, "kid": key.kid, "typ": CHECKPOINT_TYP},
-                checkpoint_payload(self.log_id, size, root_hash, timestamp),
+                checkpoint_payload(log_id, size, root_hash, timestamp),
                 key,
                 algorithms=[ALGORITHM],
             )
@@ -300,5 +354,20 @@ async def _fetch_leaves(conn: BaseDBAsyncClient | None, positions: list[int]) ->
     return leaves
 
 
+async def _store_identity(found: Identity, now: datetime) -> Identity:
+    """Store the id the log adopts; a process that stored one meanwhile wins, and its id is the one returned."""
+    conn = connection()
+    ph = placeholders(conn, 4)
+    await conn.execute_query(
+        f"INSERT INTO log_identity (id, log_id, source, adopted_at) VALUES ({', '.join(ph)}) "
+        "ON CONFLICT (id) DO NOTHING",
+        [IDENTITY_ROW, found.log_id, found.source, now],
+    )
+    row = await LogIdentity.get(id=IDENTITY_ROW)
+    if (row.log_id, row.source) == (found.log_id, found.source):
+        log.info("transparency log id stored: %r (from %s)", row.log_id, row.source.replace("_", " "))
+    return Identity(row.log_id, row.source, row.adopted_at)
+
+
 def _signed(row: Checkpoint) -> SignedCheckpoint:
-    return SignedCheckpoint(row.tree_size, row.root_hash, row.timestamp, row.jws)
+    return SignedCheckpoint(signed_log_id(row.jws) or "", row.tree_size, row.root_hash, row.timestamp, row.jws)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -67,7 +68,15 @@ def verify_bundle(path: Path, jwks: dict[str, Any] | None = None) -> Verdict:
         if folders_with_data:
             verdict.fail(f"bundle: {', '.join(folders_with_data)} named as folder(s) but hold(s) data")
             return verdict
-        files = {name: archive.read(name) for name in names if not name.endswith("/")}
+        files = {}
+        for name in names:
+            if name.endswith("/"):
+                continue
+            try:
+                files[name] = archive.read(name)
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError) as exc:
+                # A bad CRC, a truncated or corrupt member: that member is reported and left out, the rest checked.
+                verdict.fail(f"{name}: damaged in the zip, cannot be read ({type(exc).__name__}: {exc})")
     _Checker(files, verdict, jwks).run()
     return verdict
 

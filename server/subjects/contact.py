@@ -1,7 +1,9 @@
 """Contact data on the subject row: normalising, validating, and the suppression list of erased addresses.
 
 A suppression entry is HMAC-SHA256(server secret, normalised email or E.164 phone): kept after erasure
-(GDPR 17 and 21(3)) so the person is never re-imported or contacted, without keeping the address itself.
+(GDPR 17 and 21(3)) so the person is never re-imported or contacted, without keeping the address itself. An address
+or number replaced by another is kept the same way, linked to its subject, until an erasure suppresses it with the
+current ones (`replace_contact`, `suppress_former`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from server.db import placeholders
 from server.errors import InvalidRequest
-from server.models import Suppression
+from server.models import FormerContact, Subject, Suppression
 
 _EMAIL = re.compile(r"^[^@\s<>\"',;]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$")
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -59,6 +61,17 @@ def normalise_locale(value: str) -> str:
     return locale
 
 
+def normalised_contact(value: str | None, kind: str, jurisdiction: str) -> str | None:
+    """A stored email or phone in its normalised form (as it is hashed), or lower-cased when it is not valid any more
+    (a value stored before a stricter rule); None for none."""
+    if not value:
+        return None
+    try:
+        return normalise_email(value) if kind == "email" else normalise_phone(value, jurisdiction)
+    except InvalidRequest:
+        return value.strip().lower()
+
+
 def digest(secret: str, normalised: str) -> str:
     return hmac.new(secret.encode(), normalised.encode(), hashlib.sha256).hexdigest()
 
@@ -80,9 +93,46 @@ async def refuse_suppressed(secret: str, *, email: str | None = None, phone: str
 
 async def suppress(conn: BaseDBAsyncClient, secret: str, kind: str, normalised: str, at: datetime) -> None:
     """Add one entry (idempotent, safe inside a transaction on both backends)."""
+    await _suppress_digest(conn, kind, digest(secret, normalised), at)
+
+
+async def _suppress_digest(conn: BaseDBAsyncClient, kind: str, keyed: str, at: datetime) -> None:
     ph = placeholders(conn, 3)
     await conn.execute_query(
         f"INSERT INTO suppressions (kind, digest, created_at) VALUES ({ph[0]}, {ph[1]}, {ph[2]}) "
         "ON CONFLICT (digest) DO NOTHING",
-        [kind, digest(secret, normalised), at],
+        [kind, keyed, at],
     )
+
+
+async def replace_contact(
+    conn: BaseDBAsyncClient,
+    secret: str,
+    subject: Subject,
+    changes: dict[str, str],
+    at: datetime,
+    jurisdiction: str,
+) -> None:
+    """Set `changes` (normalised `email`, `phone`, `locale`) on `subject`, read under the caller's lock of its row,
+    keeping a keyed hash of each address or number it replaces (`FormerContact`)."""
+    for kind in ("email", "phone"):
+        old = normalised_contact(getattr(subject, kind), kind, jurisdiction)
+        if kind in changes and old is not None and old != changes[kind]:
+            ph = placeholders(conn, 4)
+            await conn.execute_query(
+                f"INSERT INTO former_contacts (subject_id, kind, digest, replaced_at) VALUES ({', '.join(ph)}) "
+                "ON CONFLICT (subject_id, digest) DO NOTHING",
+                [str(subject.id), kind, digest(secret, old), at],
+            )
+    if changes:
+        await Subject.filter(id=subject.id).using_db(conn).update(**changes)
+
+
+async def suppress_former(conn: BaseDBAsyncClient, subject_id: object, at: datetime) -> int:
+    """At erasure: every address and number the subject had before its current ones goes to the suppression list,
+    and its link to the subject is deleted. Returns how many there were."""
+    rows = await FormerContact.filter(subject_id=subject_id).using_db(conn).values("kind", "digest")
+    for row in rows:
+        await _suppress_digest(conn, row["kind"], row["digest"], at)
+    await FormerContact.filter(subject_id=subject_id).using_db(conn).delete()
+    return len(rows)

@@ -30,9 +30,11 @@ REQUIRED: dict[tuple[str, ...], list[str]] = {
     ("recipients", "disable"): ["ESP"],
     ("proof", "verify"): ["bundle.zip"],
     ("staff", "create"): ["--email", "eve@staff.example", "--name", "Eve", "--role", "agent"],
+    ("backup",): ["consent.backup"],
 }
-# The verbs that do not refuse an unmigrated database: those that migrate first, and one that touches no database.
-NO_REFUSAL = {("serve",), ("migrate",), ("makemigrations",), ("demo",), ("keys", "rotate")}
+# The verbs that do not refuse an unmigrated database: those that migrate first, one that touches no database, and
+# `backup`, which copies a database of any release (the copy to take before migrating it).
+NO_REFUSAL = {("serve",), ("migrate",), ("makemigrations",), ("demo",), ("keys", "rotate"), ("backup",)}
 
 
 def _name(verb: Verb) -> str:

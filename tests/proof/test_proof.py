@@ -332,7 +332,7 @@ def test_log_audit_detects_deleted_or_inserted_events(client: TestClient, auth: 
         record(client, auth, f"a{i}", [("offers", "email", "grant")])
     log = services_of(client).log
     run(client, log.checkpoint)
-    report = run(client, audit_log, services_of(client).keys, log.log_id)
+    report = run(client, audit_log, services_of(client).keys, run(client, log.identity))
     assert report.problems == [] and report.entries == 5
 
     async def delete_event() -> None:
@@ -368,7 +368,7 @@ def test_log_audit_detects_deleted_or_inserted_events(client: TestClient, auth: 
         )
 
     run(client, delete_event if tamper == "delete" else insert_event)
-    report = run(client, audit_log, services_of(client).keys, log.log_id)
+    report = run(client, audit_log, services_of(client).keys, run(client, log.identity))
     assert report.problems, tamper
     if tamper == "delete":
         assert any("checkpoint 5" in p or "position 2" in p for p in report.problems), report.problems
