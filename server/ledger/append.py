@@ -1,8 +1,9 @@
 """Appending decisions to the ledger: one transaction per call, serialised per subject.
 
-The subject row is the lock: on PostgreSQL `SELECT ... FOR UPDATE` after an idempotent insert; on SQLite the
-transaction starts with that insert, which takes the database write lock (single writer). Events, the state
-projection and the chain head are written in the same transaction (invariants 3 and 5, docs/design.md).
+The subject row is the lock: on PostgreSQL an idempotent insert, then `SELECT ... FOR UPDATE` unless the insert
+created the row (which locks it); on SQLite the transaction starts with that insert, which takes the database write
+lock (single writer). Events, the state projection, the log queue, the receipt and the chain head are written in the
+same transaction (invariants 3 and 5, docs/design.md), as a few multi-row statements (`server.ledger.rows`).
 """
 
 from __future__ import annotations
