@@ -22,9 +22,9 @@ from server.banner.config import DOCUMENT, NECESSARY, WEB, SiteConfig, shown_tex
 from server.banner.errors import BannerTextMismatch
 from server.banner.schemas import CookieConsentIn
 from server.banner.sites import Site
+from server.db import connection, placeholders
 from server.errors import InvalidRequest, UnknownPolicyVersion
 from server.ledger.append import Decision, RecordRequest, RecordResult, Snapshot
-from server.models import ConsentState, Subject
 
 if TYPE_CHECKING:
     from server.banner.service import BannerService
@@ -150,10 +150,14 @@ async def _web_states(ref: str) -> dict[str, str]:
     """Current status per web purpose, to end a grant with `withdraw` and anything else with `deny`.
 
     Read outside the ledger's transaction: a concurrent choice for the same id that changes a status in between
-    makes the ledger refuse the transition (422), never record a wrong one.
+    makes the ledger refuse the transition (422), never record a wrong one. One query joining the subject by its
+    ref (a new visitor, the usual case, finds no row).
     """
-    subject = await Subject.get_or_none(ref=ref).only("id")
-    if subject is None:
-        return {}
-    rows = await ConsentState.filter(subject_id=subject.id, channel_id=WEB).values("purpose_id", "status")
+    conn = connection()
+    ref_mark, channel_mark = placeholders(conn, 2)
+    rows = await conn.execute_query_dict(
+        "SELECT c.purpose_id, c.status FROM subjects s JOIN consent_states c ON c.subject_id = s.id "
+        f"WHERE s.ref = {ref_mark} AND c.channel_id = {channel_mark}",
+        [ref, WEB],
+    )
     return {str(r["purpose_id"]): str(r["status"]) for r in rows}

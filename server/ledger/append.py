@@ -1,8 +1,9 @@
 """Appending decisions to the ledger: one transaction per call, serialised per subject.
 
-The subject row is the lock: on PostgreSQL `SELECT ... FOR UPDATE` after an idempotent insert; on SQLite the
-transaction starts with that insert, which takes the database write lock (single writer). Events, the state
-projection and the chain head are written in the same transaction (invariants 3 and 5, docs/design.md).
+The subject row is the lock: on PostgreSQL an idempotent insert, then `SELECT ... FOR UPDATE` unless the insert
+created the row (which locks it); on SQLite the transaction starts with that insert, which takes the database write
+lock (single writer). Events, the state projection, the log queue, the receipt and the chain head are written in the
+same transaction (invariants 3 and 5, docs/design.md), as a few multi-row statements (`server.ledger.rows`).
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ from server.errors import (
     WriteWindowExceeded,
 )
 from server.ids import uuid7
-from server.ledger.chain import body_hash, event_body
+from server.ledger.chain import GENESIS, body_hash, event_body
 from server.ledger.evidence import minimise, pseudonym
-from server.ledger.projection import write_state
+from server.ledger.projection import state_row
+from server.ledger.rows import Statements, events_sql, queue_sql, receipt_sql, states_sql, write_all
 from server.ledger.transitions import keeps_validity, next_status
-from server.models import ConsentEvent, ConsentState, LogQueue, Receipt, UISnapshot
+from server.models import UISnapshot
 from server.policies.catalog import Catalog
 from server.policies.snapshot import CatalogSnapshot, PolicyInfo
 from server.recipients.outbox import EventChange
@@ -169,19 +171,16 @@ class Ledger:
             cited = request.snapshot is None and snapshot_sha is not None
             if cited and not await UISnapshot.exists(sha256=snapshot_sha, using_db=conn):
                 raise InvalidRequest(f"UI snapshot {snapshot_sha} is not stored", ui_snapshot=snapshot_sha)
-            current = {
-                (s["purpose_id"], s["channel_id"]): s
-                for s in await ConsentState.filter(subject_id=subject_id)
-                .using_db(conn)
-                .values("id", "purpose_id", "channel_id", "status")
-            }
+            # A subject created by this call has no state yet: nothing to read.
+            current = {} if created else await _current_states(conn, subject_id)
             now = self.clock()
             recorded: list[RecordedEvent] = []
+            event_rows: list[tuple[Any, ...]] = []
+            states: dict[tuple[str, str], tuple[Any, ...]] = {}
             for decision in request.decisions:
                 purpose = catalog.purposes[decision.purpose]
                 key = (decision.purpose, decision.channel)
-                state = current.get(key)
-                status = next_status(decision.action, state["status"] if state else None, purpose, decision.channel)
+                status = next_status(decision.action, current.get(key), purpose, decision.channel)
                 valid_until = (
                     now + timedelta(days=purpose.validity_days)
                     if purpose.validity_days and keeps_validity(status)
@@ -201,41 +200,43 @@ class Ledger:
                     snapshot_sha,
                     evidence,
                 )
-                await ConsentEvent.create(
-                    using_db=conn,
-                    id=event.id,
-                    subject_id=subject_id,
-                    seq=seq,
-                    purpose_id=decision.purpose,
-                    channel_id=decision.channel,
-                    action=decision.action,
-                    status=status,
-                    policy_version_id=policy.id,
-                    touchpoint=request.touchpoint,
-                    method=request.method,
-                    actor_type=request.actor_type,
-                    actor_id=request.actor_id,
-                    ui_snapshot_sha256=snapshot_sha,
-                    evidence=evidence,
-                    recorded_at=now,
-                    valid_until=valid_until,
-                    prev_hash=head,
-                    hash=event.hash,
+                event_rows.append(
+                    (
+                        event.id,
+                        subject_id,
+                        seq,
+                        decision.purpose,
+                        decision.channel,
+                        decision.action,
+                        status,
+                        policy.id,
+                        request.touchpoint,
+                        request.method,
+                        request.actor_type,
+                        request.actor_id,
+                        snapshot_sha,
+                        evidence,
+                        now,
+                        valid_until,
+                        head,
+                        event.hash,
+                    )
                 )
+                # A later decision of the call on the same key overwrites the earlier one's state (one row a key).
                 view = StateView(status, now, valid_until, policy.id, event.id)
-                row_id = await write_state(
-                    conn, subject_id, decision.purpose, decision.channel, view, state["id"] if state else None
-                )
-                current[key] = {"id": row_id, "status": status}
+                states[key] = state_row(subject_id, decision.purpose, decision.channel, view)
+                current[key] = status
                 head = event.hash
                 recorded.append(event)
-            await _move_head(conn, subject_id, seq, head)
-            # GDPR 7(3), 19, 21(3): recipients are told of withdrawals and objections, queued in this transaction.
-            notices = await queue_notices(
-                conn, subject_id, [EventChange(e.id, e.purpose, e.channel, e.status) for e in recorded], now
-            )
+            # Events, states, the log queue and the receipt: one statement on PostgreSQL (server.ledger.rows).
+            writes = Statements(conn)
+            params = writes.params()
+            writes.add(events_sql(params, event_rows), params)
+            params = writes.params()
+            writes.add(states_sql(params, list(states.values())), params)
+            params = writes.params()
             # The transparency log's sequencer picks these up after commit (server.proof.log).
-            await LogQueue.bulk_create([LogQueue(event_id=e.id, event_hash=e.hash) for e in recorded], using_db=conn)
+            writes.add(queue_sql(params, [(e.id, e.hash) for e in recorded]), params)
             receipt = None
             if self.receipts is not None:
                 receipt_id, receipt = self.receipts.issue(
@@ -248,14 +249,16 @@ class Ledger:
                     ui_snapshot=snapshot_sha,
                     extra=request.receipt_claims,
                 )
-                await Receipt.create(
-                    using_db=conn,
-                    id=receipt_id,
-                    subject_id=subject_id,
-                    event_ids=[e.id for e in recorded],
-                    jws=receipt,
-                    created_at=now,
-                )
+                params = writes.params()
+                writes.add(receipt_sql(params, receipt_id, subject_id, [e.id for e in recorded], receipt, now), params)
+            await write_all(conn, writes.parts)
+            # After the states: on PostgreSQL the head's move recomputes the read model from them (server.consent.
+            # read_model).
+            await _move_head(conn, subject_id, seq, head)
+            # GDPR 7(3), 19, 21(3): recipients are told of withdrawals and objections, queued in this transaction.
+            notices = await queue_notices(
+                conn, subject_id, [EventChange(e.id, e.purpose, e.channel, e.status) for e in recorded], now
+            )
             # The change feed reads again only the last FEED_OVERLAP: a decision must be committed within
             # WRITE_WINDOW of its `since` (and a new subject of its `created_at`), or it is not kept at all.
             if self.clock() - started > WRITE_WINDOW:
@@ -278,8 +281,13 @@ class Ledger:
     ) -> tuple[str, str, int, str, bool]:
         """Create the subject if new (created `now`), then lock its row; returns (id, pseudonym, last_seq,
         head_hash, created). `refuse_erased`: raise `SubjectErased` for an erased subject, read under the lock
-        an erasure takes too, so a grant and an erasure at the same instant cannot both pass."""
-        inserted = await _insert_subject(conn, str(uuid.uuid4()), ref, pseudonym(self.secret_key, ref), now)
+        an erasure takes too, so a grant and an erasure at the same instant cannot both pass.
+
+        A subject this call inserts is already locked by the insert (no other writer sees it before the commit,
+        and one inserting the same ref waits for it): it is not read again, and it cannot be erased."""
+        subject_id, subject_pseudonym = str(uuid.uuid4()), pseudonym(self.secret_key, ref)
+        if await _insert_subject(conn, subject_id, ref, subject_pseudonym, now):
+            return subject_id, subject_pseudonym, 0, GENESIS, True
         lock = " FOR UPDATE" if is_postgres(conn) else ""
         rows = await conn.execute_query_dict(
             "SELECT id, pseudonym, last_seq, head_hash, erased_at FROM subjects "
@@ -290,17 +298,27 @@ class Ledger:
         if refuse_erased and row["erased_at"] is not None:
             # GDPR 17: nothing that allows processing again is recorded for an erased person.
             raise SubjectErased("this subject's data were erased (GDPR 17): a grant cannot be recorded for them")
-        return str(row["id"]), row["pseudonym"], int(row["last_seq"]), row["head_hash"], bool(inserted)
+        return str(row["id"]), row["pseudonym"], int(row["last_seq"]), row["head_hash"], False
 
 
 async def _insert_subject(conn: BaseDBAsyncClient, subject_id: str, ref: str, pseudo: str, now: datetime) -> bool:
+    """True if the row was inserted, False if the ref was there already."""
     ph = placeholders(conn, 5)
-    changed, _ = await conn.execute_query(
+    rows = await conn.execute_query_dict(
         "INSERT INTO subjects (id, ref, pseudonym, last_seq, head_hash, created_at) "
-        f"VALUES ({ph[0]}, {ph[1]}, {ph[2]}, 0, {ph[3]}, {ph[4]}) ON CONFLICT (ref) DO NOTHING",
-        [subject_id, ref, pseudo, "0" * 64, now],
+        f"VALUES ({ph[0]}, {ph[1]}, {ph[2]}, 0, {ph[3]}, {ph[4]}) ON CONFLICT (ref) DO NOTHING RETURNING last_seq",
+        [subject_id, ref, pseudo, GENESIS, now],
     )
-    return bool(changed)
+    return bool(rows)
+
+
+async def _current_states(conn: BaseDBAsyncClient, subject_id: str) -> dict[tuple[str, str], str]:
+    """The subject's status per (purpose, channel), read under its lock."""
+    rows = await conn.execute_query_dict(
+        f"SELECT purpose_id, channel_id, status FROM consent_states WHERE subject_id = {placeholders(conn, 1)[0]}",
+        [subject_id],
+    )
+    return {(row["purpose_id"], row["channel_id"]): row["status"] for row in rows}
 
 
 async def _move_head(conn: BaseDBAsyncClient, subject_id: str, seq: int, head: str) -> None:

@@ -116,7 +116,7 @@ async def repair_subject(
             row = actual.get((purpose, channel))
             if row is not None and state_matches(row, view):
                 continue
-            await write_state(conn, subject_id, purpose, channel, view, row["id"] if row is not None else None)
+            await write_state(conn, subject_id, purpose, channel, view)
             written += 1
         recomputed = False
         if is_postgres(conn):
