@@ -4,7 +4,7 @@ its network), one call after another, on each store.
     python -m bench.limits_cost [--database-url URL] [--redis-url URL] [--calls N]
 
 Without `--database-url` a fresh SQLite file (WAL, synchronous=FULL: the service's settings) is used. The table is
-created if missing (migration 0018's statement). Prints the median and 99th percentile per call, in microseconds.
+created if missing (migration 0017's statement). Prints the median and 99th percentile per call, in microseconds.
 """
 
 from __future__ import annotations

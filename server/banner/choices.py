@@ -48,7 +48,7 @@ class Answer:
 
 
 def table_sql() -> list[str]:
-    """The claims' table (migration 0018): kept as long as the receipt it points to, one row per choice."""
+    """The claims' table (migration 0017): kept as long as the receipt it points to, one row per choice."""
     return [
         f"CREATE TABLE IF NOT EXISTS {TABLE} (key CHAR(64) NOT NULL PRIMARY KEY, content_sha256 CHAR(64) NOT NULL, "
         "receipt_id VARCHAR(36), created_at BIGINT NOT NULL)"

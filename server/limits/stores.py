@@ -2,7 +2,7 @@
 
 Both count with one atomic operation per request, so every process behind a load balancer shares one budget:
 
-- SQL: table `rate_limits` (migration 0018; UNLOGGED on PostgreSQL: counters need no WAL, crash recovery empties
+- SQL: table `rate_limits` (migration 0017; UNLOGGED on PostgreSQL: counters need no WAL, crash recovery empties
   it, which only resets budgets). One `INSERT ... ON CONFLICT DO UPDATE SET hits = hits + 1 RETURNING` per request,
   for every key of the request at once, whose RETURNING also reads each key's previous window. PostgreSQL locks the
   row (keys are written in sorted order, so two requests never wait on each other in a cycle); SQLite runs it under
@@ -120,7 +120,7 @@ def open_store(redis_url: str | None) -> Store:
 
 
 def table_sql(postgres: bool) -> list[str]:
-    """The counters' table (migration 0018)."""
+    """The counters' table (migration 0017)."""
     unlogged = "UNLOGGED " if postgres else ""
     suffix = "" if postgres else " WITHOUT ROWID"
     return [

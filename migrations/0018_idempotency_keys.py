@@ -10,7 +10,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0018_rate_limits')]
+    dependencies = [('models', '0017_rate_limits')]
 
     initial = False
 

@@ -20,7 +20,7 @@ async def backward(apps, schema_editor) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("models", "0017_leases")]
+    dependencies = [("models", "0016_leases")]
 
     initial = False
 

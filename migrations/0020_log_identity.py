@@ -10,7 +10,7 @@ from tortoise.migrations import operations as ops
 from tortoise import fields
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0020_client_lifecycle_and_sign_in_throttles')]
+    dependencies = [('models', '0019_client_lifecycle_and_sign_in_throttles')]
 
     initial = False
 

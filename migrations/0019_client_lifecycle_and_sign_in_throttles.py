@@ -31,7 +31,7 @@ async def backward(apps, schema_editor) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("models", "0019_idempotency_keys")]
+    dependencies = [("models", "0018_idempotency_keys")]
 
     initial = False
 

@@ -7,7 +7,7 @@ from tortoise.fields.base import OnDelete
 from tortoise import fields
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0022_log_identity')]
+    dependencies = [('models', '0020_log_identity')]
 
     initial = False
 
