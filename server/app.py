@@ -14,6 +14,7 @@ from tortoise import Tortoise
 
 from preference_center.pages import unavailable_page as preference_unavailable
 from preference_center.routes import PREFERENCE_ENDPOINTS
+from server.api.gauges import Gauges
 from server.api.routes import API_ENDPOINTS
 from server.api.webhooks import COMPONENTS, WEBHOOKS
 from server.banner.routes import BANNER_ENDPOINTS
@@ -166,6 +167,8 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
     app.state.banner = application.banner
     app.state.desk = application.desk
     app.state.metrics = registry
+    zone = controller_zone(services.controller)
+    app.state.gauges = Gauges(clock, lambda: clock().astimezone(zone).date())
     app.state.max_body_bytes = settings.max_body_bytes
     app.state.send_again_pages = SEND_AGAIN_PAGES
     app.state.openapi = build_openapi(endpoints, settings.issuer, webhooks=WEBHOOKS, components=COMPONENTS)

@@ -6,9 +6,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from server.api.gauges import Gauges
 from server.api.readiness import readiness
 from server.errors import ConsentError
 from server.errors import NotFound as NotFoundError
+from server.middleware.metrics import Registry
 from server.services import services_of
 
 
@@ -23,6 +25,14 @@ async def readyz(request: Request) -> Response:
     ready, checks = await readiness(services_of(request).settings)
     status = "ready" if ready else "unavailable"
     return JSONResponse({"status": status, "checks": checks}, status_code=200 if ready else 503)
+
+
+async def metrics(request: Request) -> PlainTextResponse:
+    """Prometheus text exposition: this process's request counts and latencies, then the installation's gauges
+    (`server.api.gauges`)."""
+    registry: Registry = request.app.state.metrics
+    gauges: Gauges = request.app.state.gauges
+    return PlainTextResponse(registry.render() + await gauges.render(), media_type="text/plain; version=0.0.4")
 
 
 async def openapi(request: Request) -> JSONResponse:

@@ -7,7 +7,6 @@ from __future__ import annotations
 from server.api import checks, clients, oauth, ops, policies, proof, schemas, subjects, wellknown
 from server.kernel.endpoints import METRICS, PUBLIC, Endpoint, Param
 from server.kernel.idempotency import OPTIONAL
-from server.middleware.metrics import metrics as metrics_endpoint
 from server.visibility import FEED_OVERLAP
 
 DATE_TIME = {"type": "string", "format": "date-time"}
@@ -317,7 +316,7 @@ API_ENDPOINTS: list[Endpoint] = [
     Endpoint(
         "/metrics",
         "GET",
-        metrics_endpoint,
+        ops.metrics,
         METRICS,
         "Prometheus metrics of this process (Bearer METRICS_TOKEN; unset: open, 404 in production)",
         "ops",

@@ -1,4 +1,5 @@
-"""Prometheus metrics: request counts and latency per route template and status, served at `/metrics`.
+"""Prometheus metrics: request counts and latency per route template and status, served at `/metrics`
+(server.api.ops, with the service's gauges of server.api.gauges).
 
 Per process (each app process is scraped separately, as Prometheus expects); labels are route templates, never raw
 paths, so no subject ref reaches the metrics either.
@@ -10,8 +11,6 @@ import bisect
 import time
 from collections import defaultdict
 
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -74,9 +73,3 @@ class MetricsMiddleware:
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             self.registry.observe(scope["method"], route, status, time.perf_counter() - started)
-
-
-async def metrics(request: Request) -> PlainTextResponse:
-    """Prometheus text exposition of this process's request metrics."""
-    registry: Registry = request.app.state.metrics
-    return PlainTextResponse(registry.render(), media_type="text/plain; version=0.0.4")
