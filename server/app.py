@@ -111,7 +111,9 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
             raise MigrationError(
                 f"the database has not applied {', '.join(missing)}: run `python -m server migrate` before serving"
             )
-        await services.log.identity()  # a new log's id is fixed now, whatever PUBLIC_URL becomes later
+        # A new log's id is fixed now, whatever PUBLIC_URL becomes later; links are signed for it, so they outlast
+        # a PUBLIC_URL change too.
+        services.links.adopt(await services.log.identity())
         reader = await open_reader(settings.database_url, settings.sqlite_bulk_mmap_mb)
         stream_workers = None
         if settings.stream_workers:
