@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
+from functools import partial
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -36,6 +37,7 @@ from server.kernel.idempotency import IdempotencyKeys
 from server.kernel.openapi import build_openapi
 from server.kernel.problems import EXCEPTION_HANDLERS, SendAgainPages
 from server.leases import Elector, Job
+from server.ledger.evidence import pseudonym
 from server.middleware.body_timeout import BodyTimeoutMiddleware
 from server.middleware.headers import SecurityHeadersMiddleware
 from server.middleware.metrics import MetricsMiddleware, Registry
@@ -95,6 +97,13 @@ def routed_endpoints(settings: Settings) -> list[Endpoint]:
     return [ep for ep in ENDPOINTS if not (production and ep.development_only)]
 
 
+def _idempotency_keys(settings: Settings, clock: Callable[[], datetime]) -> IdempotencyKeys:
+    """Keyed writes' answers, each kept with the pseudonym of the subject it names so an erasure deletes it."""
+    return IdempotencyKeys(
+        timedelta(hours=settings.idempotency_key_hours), clock, partial(pseudonym, settings.secret_key)
+    )
+
+
 def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Starlette:
     application = build(settings, clock)
     services = application.services
@@ -151,7 +160,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
         METRICS: token_guard(settings.metrics_token, open_when_unset=settings.environment != "production"),
     }
     app = Starlette(
-        routes=build_routes(endpoints, guards, IdempotencyKeys(timedelta(hours=settings.idempotency_key_hours), clock)),
+        routes=build_routes(endpoints, guards, _idempotency_keys(settings, clock)),
         # Outermost first: the proxy's client and scheme are in the scope before anything reads them.
         middleware=[
             Middleware(ProxyHeadersMiddleware, trusted=settings.forwarded_allow_ips),
