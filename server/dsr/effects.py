@@ -21,7 +21,7 @@ from datetime import datetime
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
-from server.db import lock_row, truncate_wal
+from server.db import lock_row, truncate_wal, vacuum_after_erasure
 from server.dsr import requests as dsr
 from server.dsr.context import Context
 from server.dsr.deadlines import received_on
@@ -191,6 +191,8 @@ async def erase(desk: Context, request: DataSubjectRequest, actor: Actor) -> Non
     # GDPR 17: what the erasure blanked is zeroed in the database file (secure_delete); empty the WAL as well.
     if not await truncate_wal():
         log.warning("the write-ahead log was busy after an erasure: it is reused from the start, not truncated")
+    # PostgreSQL: the row versions the erasure replaced or deleted are pruned now, not at autovacuum's next pass.
+    await vacuum_after_erasure()
 
 
 async def restrict(desk: Context, request: DataSubjectRequest, actor: Actor) -> None:
