@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
+from functools import partial
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -37,6 +38,7 @@ from server.kernel.idempotency import IdempotencyKeys
 from server.kernel.openapi import build_openapi
 from server.kernel.problems import EXCEPTION_HANDLERS, SendAgainPages
 from server.leases import Elector, Job
+from server.ledger.evidence import pseudonym
 from server.middleware.body_timeout import BodyTimeoutMiddleware
 from server.middleware.headers import SecurityHeadersMiddleware
 from server.middleware.metrics import MetricsMiddleware, Registry
@@ -96,6 +98,13 @@ def routed_endpoints(settings: Settings) -> list[Endpoint]:
     return [ep for ep in ENDPOINTS if not (production and ep.development_only)]
 
 
+def _idempotency_keys(settings: Settings, clock: Callable[[], datetime]) -> IdempotencyKeys:
+    """Keyed writes' answers, each kept with the pseudonym of the subject it names so an erasure deletes it."""
+    return IdempotencyKeys(
+        timedelta(hours=settings.idempotency_key_hours), clock, partial(pseudonym, settings.secret_key)
+    )
+
+
 def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Starlette:
     application = build(settings, clock)
     services = application.services
@@ -112,7 +121,9 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
             raise MigrationError(
                 f"the database has not applied {', '.join(missing)}: run `python -m server migrate` before serving"
             )
-        await services.log.identity()  # a new log's id is fixed now, whatever PUBLIC_URL becomes later
+        # A new log's id is fixed now, whatever PUBLIC_URL becomes later; links are signed for it, so they outlast
+        # a PUBLIC_URL change too.
+        services.links.adopt(await services.log.identity())
         reader = await open_reader(settings.database_url, settings.sqlite_bulk_mmap_mb)
         stream_workers = None
         if settings.stream_workers:
@@ -150,7 +161,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
         METRICS: token_guard(settings.metrics_token, open_when_unset=settings.environment != "production"),
     }
     app = Starlette(
-        routes=build_routes(endpoints, guards, IdempotencyKeys(timedelta(hours=settings.idempotency_key_hours), clock)),
+        routes=build_routes(endpoints, guards, _idempotency_keys(settings, clock)),
         # Outermost first: the proxy's client and scheme are in the scope before anything reads them.
         middleware=[
             Middleware(ProxyHeadersMiddleware, trusted=settings.forwarded_allow_ips),

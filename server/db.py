@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import importlib
+import logging
 import os
 import pkgutil
 import sqlite3
@@ -271,6 +272,30 @@ async def truncate_wal() -> bool:
         return True
     rows = await conn.execute_query_dict("PRAGMA wal_checkpoint(TRUNCATE)")
     return not rows or not rows[0].get("busy")
+
+
+# What an erasure updates or deletes (server.dsr.effects.erase): their old row versions hold the erased values.
+ERASURE_TABLES = ("subjects", "dsr_requests", "dsr_history", "former_contacts", "idempotency_keys")
+
+
+async def vacuum_after_erasure() -> bool:
+    """PostgreSQL: VACUUM the tables an erasure changes, after its commit (VACUUM cannot run in a transaction), so
+    the dead row versions that still hold the erased values are pruned from the heap now instead of at
+    autovacuum's next pass. Pruning needs no snapshot older than the erasure to be open: a long transaction, a
+    running pg_dump or a replication slot holding one keeps them until a later VACUUM. Takes only the lock that
+    lets reads and writes go on. False if it failed (the erasure is committed either way). SQLite: nothing to do
+    (`secure_delete` zeroes them; `truncate_wal`)."""
+    conn = connection()
+    if not is_postgres(conn):
+        return True
+    try:
+        await conn.execute_script(f"VACUUM {', '.join(ERASURE_TABLES)}")
+    except Exception:
+        logging.getLogger("server.db").warning(
+            "VACUUM after an erasure failed: autovacuum removes the old row versions later", exc_info=True
+        )
+        return False
+    return True
 
 
 def migration_names() -> list[str]:

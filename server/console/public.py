@@ -128,7 +128,7 @@ def verify_preference_token(request: Request, token: str | None) -> str:
     exp, ref = claims.get("exp"), claims.get("sub")
     if (
         claims.get("aud") != AUDIENCE
-        or claims.get("iss") != services.settings.issuer
+        or claims.get("iss") not in services.links.accepted
         or claims.get("use") != "preferences"
         or not isinstance(exp, int)
         or exp <= time.time()

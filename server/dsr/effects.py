@@ -2,8 +2,9 @@
 
 - access / portability (GDPR 15, 20): a signed, expiring download link (JSON and CSV) mailed to the person.
 - rectification (16): contact data corrected on the subject row; the history names the fields, not the values.
-- erasure (17): contact data blanked, a suppression entry per address (keyed hash), the ledger kept as proof
-  (17(3)(e); invariant 1, docs/design.md); the check API answers `erased` from then on.
+- erasure (17): contact data blanked, a suppression entry per address (keyed hash), the stored answers of keyed
+  writes that named the subject deleted, the ledger kept as proof (17(3)(e); invariant 1, docs/design.md); the
+  check API answers `erased` from then on.
 - restriction (18): `subjects.restricted_at` set, so the check API answers `restricted`; lifted only after the
   person was told (18(3)).
 - objection to direct marketing (21(3)): every marketing purpose on every channel objected to, in one record call.
@@ -20,13 +21,14 @@ from datetime import datetime
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
-from server.db import lock_row, truncate_wal
+from server.db import lock_row, truncate_wal, vacuum_after_erasure
 from server.dsr import requests as dsr
 from server.dsr.context import Context
 from server.dsr.deadlines import received_on
 from server.dsr.notices import send_notice
 from server.dsr.requests import Actor
 from server.errors import InvalidRequest, NotFound
+from server.kernel.idempotency import forget_subject
 from server.ledger.append import Decision, RecordRequest, RecordResult, Snapshot
 from server.models import ConsentState, DataSubjectRequest, DsrHistory, Subject
 from server.policies.snapshot import FALLBACK_LANGUAGE, PRIVACY_POLICY
@@ -160,6 +162,8 @@ async def erase(desk: Context, request: DataSubjectRequest, actor: Actor) -> Non
         # Every address the person had before these, too: an erased person is never contacted again at any.
         former = await suppress_former(conn, subject.id, now)
         await Subject.filter(id=subject.id).using_db(conn).update(email=None, phone=None, locale=None, erased_at=now)
+        # Stored answers of keyed writes name the person (ref, links, receipts): gone with the contact data.
+        await forget_subject(conn, locked.pseudonym)
         # Free text typed by the person or an agent may repeat the address: scrub it everywhere it could be.
         for row in await DataSubjectRequest.filter(subject_id=subject.id).using_db(conn):
             scrubbed = {name: _scrub(getattr(row, name), raw) for name in ("details", "outcome", "extension_reason")}
@@ -187,6 +191,8 @@ async def erase(desk: Context, request: DataSubjectRequest, actor: Actor) -> Non
     # GDPR 17: what the erasure blanked is zeroed in the database file (secure_delete); empty the WAL as well.
     if not await truncate_wal():
         log.warning("the write-ahead log was busy after an erasure: it is reused from the start, not truncated")
+    # PostgreSQL: the row versions the erasure replaced or deleted are pruned now, not at autovacuum's next pass.
+    await vacuum_after_erasure()
 
 
 async def restrict(desk: Context, request: DataSubjectRequest, actor: Actor) -> None:

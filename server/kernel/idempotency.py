@@ -17,6 +17,11 @@ A handler with effects outside the database (a mail) calls `settle(answer)` once
 `answer` and commits there, so the effects run after the commit as they do without a key; what the handler
 returns afterwards replaces the stored answer (a second, small transaction). A crash between the two leaves the
 settled answer, which must therefore be true at commit time (a confirmation mail: `not_sent`).
+
+A write on a route with a `{ref}` path parameter is stored with the pseudonym of that subject (`subject_of`), so
+that an erasure deletes the answers that name the person in its own transaction (GDPR 17,
+`server.dsr.effects.erase`); the same request sent again after the erasure is carried out anew, and a grant in it
+is refused as any grant for an erased subject is.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from tortoise.transactions import in_transaction
 from server.db import connection, is_postgres, placeholders
 from server.errors import ConsentError
 from server.kernel.bodies import body_limit, read_body
+from server.kernel.params import subject_ref
 
 log = logging.getLogger("server.idempotency")
 
@@ -155,6 +161,7 @@ class _Keyed:
     request_fingerprint: str
     now: datetime
     expires_at: datetime
+    subject: str | None = None
     committed: bool = False
     settled: bytes | None = field(default=None, repr=False)
     after_commit: list[Callable[[], None]] = field(default_factory=list)
@@ -197,9 +204,17 @@ async def settle(answer: Callable[[], Response]) -> None:
 class IdempotencyKeys:
     """The keys' store and the wrapper of keyed routes (`server.kernel.endpoints.build_routes`)."""
 
-    def __init__(self, retention: timedelta, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        retention: timedelta,
+        clock: Callable[[], datetime],
+        subject_of: Callable[[str], str] | None = None,
+    ) -> None:
+        """`subject_of`: the pseudonym a subject ref is stored under (`subjects.pseudonym`), kept with the answer of
+        a write on a route with a `{ref}` path parameter so that an erasure can delete it."""
         self.retention = retention
         self.clock = clock
+        self.subject_of = subject_of
         self._in_flight: set[str] = set()  # keys being carried out in this process
         self._last_sweep: datetime | None = None
 
@@ -218,18 +233,30 @@ class IdempotencyKeys:
             request._body = body  # what Starlette's `Request.stream` hands the handler once the body is read
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             key_id = hashlib.sha256(f"{scope_of(request)}\n{key}".encode()).hexdigest()
-            return await self.run(request, handler, key_id, fingerprint(request.method, target, body))
+            subject = self._subject(request.path_params.get("ref"))
+            return await self.run(request, handler, key_id, fingerprint(request.method, target, body), subject)
 
         keyed.__name__ = handler.__name__
         keyed.__doc__ = handler.__doc__
         return keyed
 
-    async def run(self, request: Request, handler: Handler, key_id: str, request_fingerprint: str) -> Response:
+    def _subject(self, ref: object) -> str | None:
+        """The stored form of the subject a route's `ref` names; None for a ref the handler will refuse anyway."""
+        if self.subject_of is None or not isinstance(ref, str):
+            return None
+        try:
+            return self.subject_of(subject_ref(ref))
+        except ConsentError:
+            return None
+
+    async def run(
+        self, request: Request, handler: Handler, key_id: str, request_fingerprint: str, subject: str | None = None
+    ) -> Response:
         if key_id in self._in_flight:
             raise _in_flight()
         self._in_flight.add(key_id)
         try:
-            response = await self._write(request, handler, key_id, request_fingerprint)
+            response = await self._write(request, handler, key_id, request_fingerprint, subject)
         finally:
             self._in_flight.discard(key_id)
         await self._sweep_now_and_then()
@@ -255,7 +282,9 @@ class IdempotencyKeys:
             bytes(row["body"]),
         )
 
-    async def _write(self, request: Request, handler: Handler, key_id: str, request_fingerprint: str) -> Response:
+    async def _write(
+        self, request: Request, handler: Handler, key_id: str, request_fingerprint: str, subject: str | None
+    ) -> Response:
         now = self.clock()
         before = _before.set(contextvars.copy_context())
         context = in_transaction()
@@ -264,7 +293,7 @@ class IdempotencyKeys:
         except BaseException:
             _before.reset(before)
             raise
-        keyed = _Keyed(context, conn, key_id, request_fingerprint, now, now + self.retention)
+        keyed = _Keyed(context, conn, key_id, request_fingerprint, now, now + self.retention, subject)
         token = _current.set(keyed)
         try:
             if not await _claim(keyed):
@@ -311,25 +340,35 @@ class IdempotencyKeys:
         return int(changed or 0)
 
 
+async def forget_subject(conn: BaseDBAsyncClient, subject: str) -> int:
+    """Delete the stored answers of the writes that named `subject` (its pseudonym), in the caller's transaction
+    (an erasure's: GDPR 17); how many. Their keys are then unknown: the same request is carried out anew."""
+    changed, _ = await conn.execute_query(
+        f"DELETE FROM idempotency_keys WHERE subject = {placeholders(conn, 1)[0]}", [subject]
+    )
+    return int(changed or 0)
+
+
 async def _claim(keyed: _Keyed) -> bool:
     """Insert the key, or take over an expired row of it, as the transaction's first statement (a write: on SQLite
     it takes the write lock at once). False when the key is taken: by a committed answer not yet expired, or, on
     PostgreSQL, by another process carrying it out, which holds the key's transaction-scoped advisory lock (a 409
     rather than a wait on its row). One statement either way: no failed insert that would abort the transaction."""
     conn = keyed.conn
-    values: list[object] = [keyed.key_id, keyed.request_fingerprint, keyed.now, keyed.expires_at]
+    values: list[object] = [keyed.key_id, keyed.request_fingerprint, keyed.now, keyed.expires_at, keyed.subject]
     if is_postgres(conn):
         lock = int.from_bytes(bytes.fromhex(keyed.key_id[:8]), "big", signed=True)
-        source = "SELECT $1::varchar, $2::varchar, 0, '[]'::jsonb, ''::bytea, $3::timestamptz, $4::timestamptz "
-        source += "WHERE pg_try_advisory_xact_lock($5::int4, $6::int4)"
+        source = "SELECT $1::varchar, $2::varchar, 0, '[]'::jsonb, ''::bytea, $3::timestamptz, $4::timestamptz, "
+        source += "$5::varchar WHERE pg_try_advisory_xact_lock($6::int4, $7::int4)"
         values += [_LOCK_CLASS, lock]
     else:
-        source = "VALUES (?, ?, 0, '[]', X'', ?, ?)"
+        source = "VALUES (?, ?, 0, '[]', X'', ?, ?, ?)"
     rows = await conn.execute_query_dict(
-        "INSERT INTO idempotency_keys (id, fingerprint, status, headers, body, created_at, expires_at) "
+        "INSERT INTO idempotency_keys (id, fingerprint, status, headers, body, created_at, expires_at, subject) "
         f"{source} ON CONFLICT (id) DO UPDATE SET fingerprint = excluded.fingerprint, status = 0, "
         "headers = excluded.headers, body = excluded.body, created_at = excluded.created_at, "
-        "expires_at = excluded.expires_at WHERE idempotency_keys.expires_at <= excluded.created_at RETURNING id",
+        "expires_at = excluded.expires_at, subject = excluded.subject "
+        "WHERE idempotency_keys.expires_at <= excluded.created_at RETURNING id",
         values,
     )
     return bool(rows)

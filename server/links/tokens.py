@@ -1,7 +1,8 @@
 """Link tokens: signed, expiring, single-purpose links that open the preference center without a password.
 
 A link token is a compact JWS (ES256, signed with the server's active key, `kid` in the header) whose claims are
-`iss` (the server), `aud` = "preference-center", `sub` (the subject ref), `iat`, `exp`, `jti` and `use`:
+`iss` (the installation: the transparency log's stored id, see `LinkTokens.adopt`), `aud` = "preference-center",
+`sub` (the subject ref), `iat`, `exp`, `jti` and `use`:
 
 - `preferences`: opens `GET /preferences` (and the forms on it);
 - `confirm`: confirms one pending double opt-in (`purpose`, `channel`, the pending grant's event id `evt`, the
@@ -67,13 +68,24 @@ class LinkClaims:
 
 
 class LinkTokens:
-    """Issues and verifies link tokens with the server's ES256 key store (old keys keep verifying)."""
+    """Issues and verifies link tokens with the server's ES256 key store (old keys keep verifying).
+
+    The issuer is PUBLIC_URL until the server's start calls `adopt` with the installation's stored identity; from
+    then on links are signed for that identity, which a later PUBLIC_URL change does not move, so a link mailed
+    before the change still opens (an unsubscribe link lives a year: GDPR 7(3), 21(3), RFC 8058). The current
+    PUBLIC_URL stays accepted too: links mailed by a release that signed for it keep working."""
 
     def __init__(self, keys: KeyStore, issuer: str, lifetime_s: int, now: Callable[[], float] = time.time) -> None:
         self.keys = keys
         self.issuer = issuer
+        self.accepted = frozenset({issuer})
         self.lifetime_s = lifetime_s
         self.now = now
+
+    def adopt(self, identity: str) -> None:
+        """Sign for `identity` (the transparency log's stored id, `TransparencyLog.identity`) and accept it."""
+        self.issuer = identity
+        self.accepted = self.accepted | {identity}
 
     def issue(
         self,
@@ -131,7 +143,7 @@ class LinkTokens:
         claims = decoded.claims
         if claims.get("aud") != AUDIENCE:
             raise LinkTokenRefused("the token is not a preference-center link", reason="audience")
-        if claims.get("iss") != self.issuer:
+        if claims.get("iss") not in self.accepted:
             raise LinkTokenRefused("the token was issued by another server", reason="issuer")
         exp = claims.get("exp")
         if not isinstance(exp, int) or exp <= self.now():

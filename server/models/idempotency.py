@@ -23,8 +23,14 @@ class IdempotencyKey(Model):
     body = fields.BinaryField()
     created_at = fields.DatetimeField()
     expires_at = fields.DatetimeField()
+    # The pseudonym (`subjects.pseudonym`) of the subject the write named, so an erasure deletes the answers that
+    # name the person (GDPR 17); the ledger keeps the pseudonym after erasure, so it tells nothing more.
+    subject = fields.CharField(max_length=64, null=True)
 
     class Meta:
         table = "idempotency_keys"
-        # The sweep deletes by expiry.
-        indexes = (Index(fields=("expires_at",), name="idempotency_keys_expiry"),)
+        # The sweep deletes by expiry, an erasure by subject.
+        indexes = (
+            Index(fields=("expires_at",), name="idempotency_keys_expiry"),
+            Index(fields=("subject",), name="idempotency_keys_by_subject"),
+        )
