@@ -93,6 +93,7 @@ def test_an_exhausted_pool_answers_503_within_the_timeout_and_recovers(database_
             assert answer.json()["type"] == "/problems/service-unavailable", answer.text
             assert int(answer.headers["retry-after"]) >= 1
             assert TIMEOUT_S * 0.9 <= elapsed <= TIMEOUT_S + MARGIN_S, elapsed
+            print(f"write {n} with the pool exhausted: 503 after {elapsed:.2f} s")
         assert held == [], "the held writes were answered before the lock was released"
     finally:
         lock.release()
@@ -126,6 +127,7 @@ def test_a_postgres_that_goes_mute_makes_readyz_503_within_the_timeout(database_
             assert ready.status_code == 503, ready.text
             assert ready.json()["checks"]["database"].startswith("TimeoutError"), ready.text
             assert elapsed <= 2 * TIMEOUT_S + MARGIN_S, elapsed
+            print(f"/readyz while mute: 503 after {elapsed:.2f} s")
         started = time.monotonic()
         check = httpx.get(
             f"{server.base_url}/v1/consents/check?subject=s&purpose=offers&channel=email",
@@ -138,6 +140,7 @@ def test_a_postgres_that_goes_mute_makes_readyz_503_within_the_timeout(database_
         assert check.json()["type"] == "/problems/service-unavailable", check.text
         assert "retry-after" in check.headers
         assert elapsed <= 2 * TIMEOUT_S + MARGIN_S, elapsed
+        print(f"check while mute: 503 after {elapsed:.2f} s")
         assert server.process.poll() is None
     finally:
         server.stop()
