@@ -114,7 +114,8 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         tighten_service_files(settings, sqlite_path(settings.database_url))  # GDPR 32: personal data, keys
-        await Tortoise.init(config=tortoise_config(settings.database_url), _enable_global_fallback=True)
+        config = tortoise_config(settings.database_url, acquire_timeout_s=settings.database_acquire_timeout_s)
+        await Tortoise.init(config=config, _enable_global_fallback=True)
         missing = await unapplied_migrations(connection())
         if missing:  # the code would read and write a schema the database does not have yet
             await Tortoise.close_connections()
@@ -124,7 +125,9 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
         # A new log's id is fixed now, whatever PUBLIC_URL becomes later; links are signed for it, so they outlast
         # a PUBLIC_URL change too.
         services.links.adopt(await services.log.identity())
-        reader = await open_reader(settings.database_url, settings.sqlite_bulk_mmap_mb)
+        reader = await open_reader(
+            settings.database_url, settings.sqlite_bulk_mmap_mb, acquire_timeout_s=settings.database_acquire_timeout_s
+        )
         stream_workers = None
         if settings.stream_workers:
             source = (

@@ -1,7 +1,7 @@
 """`server.asgi:create`: the app for an ASGI server started by the operator, one call per worker process.
 
-    uvicorn server.asgi:create --factory --http server.serving:HeaderTimeoutProtocol --workers 2
-    gunicorn 'server.asgi:create()' -k uvicorn_worker.UvicornWorker -w 2
+    uvicorn server.asgi:create --factory --http server.serving:HeaderTimeoutProtocol --no-proxy-headers --workers 2
+    gunicorn 'server.asgi:create()' -k server.gunicorn_worker.GunicornWorker -w 2
 
 It does what `python -m server serve` does in each of its processes: settings from the environment (and `.env`),
 JSON logs, this process's header time limit (`server.serving`), the app, then the garbage collector's tuning

@@ -24,19 +24,23 @@ from tortoise.models import Model
 
 from server.errors import ConsentError, DatabaseBusy, ServiceUnavailable
 from server.files import create_private
+from server.pgpool import DEFAULT_ACQUIRE_TIMEOUT_S
 
 APP_LABEL = "models"
 MIGRATIONS_MODULE = "migrations"
 NOT_MIGRATED = 3  # exit status of a command run on a database that lacks a migration of this code
 
 
-def credentials(database_url: str, *, migrating: bool = False) -> dict[str, Any]:
+def credentials(
+    database_url: str, *, migrating: bool = False, acquire_timeout_s: float = DEFAULT_ACQUIRE_TIMEOUT_S
+) -> dict[str, Any]:
     """Tortoise connection dict for `database_url`.
 
     SQLite runs in WAL mode with `synchronous=FULL` so an acknowledged commit survives a crash (invariant 5,
     docs/design.md), and a busy timeout so a CLI command and the server can share the file. While migrating, foreign
     keys are off: a table rebuild would otherwise cascade into child rows (checked afterwards with
-    `PRAGMA foreign_key_check`).
+    `PRAGMA foreign_key_check`). On PostgreSQL, waiting for a pool connection (or for a new one's handshake) lasts
+    at most `acquire_timeout_s` (`server.pgpool`), then the request answers 503.
     """
     parts = urlsplit(database_url)
     if parts.scheme == "sqlite":
@@ -64,7 +68,7 @@ def credentials(database_url: str, *, migrating: bool = False) -> dict[str, Any]
         }
     query = dict(parse_qsl(parts.query))
     return {
-        "engine": "tortoise.backends.asyncpg",
+        "engine": "server.pgpool",
         "credentials": {
             "host": parts.hostname or "127.0.0.1",
             "port": parts.port or 5432,
@@ -73,6 +77,7 @@ def credentials(database_url: str, *, migrating: bool = False) -> dict[str, Any]
             "database": parts.path.lstrip("/") or "postgres",
             "minsize": int(query.get("minsize", "1")),
             "maxsize": int(query.get("maxsize", "10")),
+            "acquire_timeout": acquire_timeout_s,
             **({"schema": query["schema"]} if "schema" in query else {}),
         },
     }
@@ -87,9 +92,11 @@ def sqlite_path(database_url: str) -> Path | None:
     return None if path == ":memory:" else Path(path)
 
 
-def tortoise_config(database_url: str, *, migrating: bool = False) -> dict[str, Any]:
+def tortoise_config(
+    database_url: str, *, migrating: bool = False, acquire_timeout_s: float = DEFAULT_ACQUIRE_TIMEOUT_S
+) -> dict[str, Any]:
     return {
-        "connections": {"default": credentials(database_url, migrating=migrating)},
+        "connections": {"default": credentials(database_url, migrating=migrating, acquire_timeout_s=acquire_timeout_s)},
         "apps": {
             APP_LABEL: {
                 "models": ["server.models"],

@@ -217,6 +217,13 @@ class Settings:
         validation_alias="TOKEN_CACHE_SIZE",
         description="Verified access tokens kept until they expire (0: verify every time).",
     )
+    database_acquire_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        validation_alias="DATABASE_ACQUIRE_TIMEOUT_SECONDS",
+        description="PostgreSQL: the longest a request waits for a pool connection (or a new one's handshake), "
+        "and /readyz for its query; past it, 503 /problems/service-unavailable with Retry-After.",
+    )
     ready_min_free_mb: int = Field(
         default=64,
         ge=0,

@@ -57,9 +57,13 @@ def disk_problems(directories: list[Path], min_free_bytes: int) -> list[str]:
 async def readiness(settings: Settings) -> tuple[bool, dict[str, object]]:
     """Whether the service is ready, and each check's result ("ok" or what failed)."""
     checks: dict[str, object] = {}
+    timeout_s = settings.database_acquire_timeout_s
     try:
-        await connection().execute_query("SELECT 1")
+        # Bounded: a PostgreSQL that accepts a connection and then says nothing must not hold the probe for ever.
+        await asyncio.wait_for(connection().execute_query("SELECT 1"), timeout_s)
         checks["database"] = "ok"
+    except TimeoutError:
+        checks["database"] = f"TimeoutError: no answer within DATABASE_ACQUIRE_TIMEOUT_SECONDS={timeout_s:g}"
     except Exception as exc:  # any driver failure means "not ready"
         checks["database"] = f"{type(exc).__name__}: {str(exc)[:200]}"
     problems = await asyncio.to_thread(disk_problems, data_directories(settings), settings.ready_min_free_mb * MIB)

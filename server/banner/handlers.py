@@ -55,6 +55,15 @@ async def _refusal(request: Request, exc: ConsentError, headers: dict[str, str])
     return response
 
 
+async def refused_before(request: Request, exc: ConsentError) -> Response:
+    """A refusal made before a CORS route's handler runs (a NUL in its path, query or a header: the kernel's check,
+    `Endpoint.refusal`), with the CORS headers its handler would give, so that the banner reads it too: the
+    site's origins when the query names a site, else every site's."""
+    banner = _banner(request)
+    site = banner.tree.sites.get(request.query_params.get("site") or "")
+    return await _refusal(request, exc, cors_headers(origin_of(request), site.origins if site else banner.origins))
+
+
 def _json(body: bytes, headers: dict[str, str], status: int = 200) -> Response:
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 

@@ -17,6 +17,7 @@ BANNER_ENDPOINTS: list[Endpoint] = [
         PUBLIC,
         "Cookie-banner configuration of a site (cacheable; CORS for the site's origins)",
         "banner",
+        refusal=handlers.refused_before,
         params=[SITE],
     ),
     Endpoint(
@@ -26,6 +27,7 @@ BANNER_ENDPOINTS: list[Endpoint] = [
         PUBLIC,
         "CORS preflight",
         "banner",
+        refusal=handlers.refused_before,
     ),
     Endpoint(
         "/v1/cookie-consents",
@@ -34,6 +36,7 @@ BANNER_ENDPOINTS: list[Endpoint] = [
         PUBLIC,
         "Record a cookie-banner choice (CORS, 4 KB, rate-limited, once per choice_id); returns a signed receipt",
         "banner",
+        refusal=handlers.refused_before,
         body=CookieConsentIn,
         response=CookieConsentOut,
         responses={
@@ -51,6 +54,7 @@ BANNER_ENDPOINTS: list[Endpoint] = [
         PUBLIC,
         "CORS preflight",
         "banner",
+        refusal=handlers.refused_before,
     ),
     Endpoint(
         "/widgets/banner.js",

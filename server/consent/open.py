@@ -6,15 +6,20 @@ from urllib.parse import urlsplit, urlunsplit
 
 from server.consent.reader import BULK_MMAP_MB, PostgresStateReader, SqliteStateReader, StateReader
 from server.db import credentials
+from server.pgpool import DEFAULT_ACQUIRE_TIMEOUT_S
 
 
-async def open_reader(database_url: str, sqlite_bulk_mmap_mb: int = BULK_MMAP_MB) -> StateReader:
-    """`sqlite_bulk_mmap_mb`: the `SQLITE_BULK_MMAP_MB` setting (`SqliteStateReader`); PostgreSQL ignores it."""
+async def open_reader(
+    database_url: str, sqlite_bulk_mmap_mb: int = BULK_MMAP_MB, *, acquire_timeout_s: float = DEFAULT_ACQUIRE_TIMEOUT_S
+) -> StateReader:
+    """`sqlite_bulk_mmap_mb`: the `SQLITE_BULK_MMAP_MB` setting (`SqliteStateReader`); PostgreSQL ignores it.
+    `acquire_timeout_s`: the `DATABASE_ACQUIRE_TIMEOUT_SECONDS` setting (`PostgresStateReader`); SQLite's reader
+    has no pool (its connections wait for a lock under their busy timeout)."""
     if urlsplit(database_url).scheme == "sqlite":
         path = credentials(database_url)["credentials"]["file_path"]
         return SqliteStateReader(path, bulk_mmap_mb=sqlite_bulk_mmap_mb)
     dsn, schema = postgres_target(database_url)
-    return await PostgresStateReader.connect(dsn, search_path=schema)
+    return await PostgresStateReader.connect(dsn, search_path=schema, acquire_timeout_s=acquire_timeout_s)
 
 
 def postgres_target(database_url: str) -> tuple[str, str | None]:

@@ -33,6 +33,8 @@ from server.indexes import CHECK_STATE_INDEX, CHECK_SUBJECT_INDEX
 if TYPE_CHECKING:  # imported where a pool is made: the SQLite stream worker processes never need it (~14 MB)
     import asyncpg
 
+    from server.pgpool import BoundedPool
+
 Key = tuple[str, str, str]  # (ref, purpose, channel)
 T = TypeVar("T")
 # What the bulk path reads per known subject, instants as UTC text (`isoformat(" ")`, as SQLite stores them): erased_at,
@@ -337,24 +339,38 @@ class PostgresStateReader:
 
     dialect = "postgres"
 
-    def __init__(self, pool: asyncpg.Pool, max_batch: int = 500) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool | BoundedPool, max_batch: int = 500, answer_timeout_s: float | None = None
+    ) -> None:
+        """`answer_timeout_s`: the longest a single check's read (coalesced or `at`) waits for PostgreSQL's answer,
+        on each of its two attempts (`_read`); None: no limit. Bulk reads (batches, streams) have none."""
         from server.db import is_unavailable_error  # here: server.db imports asyncpg (see the TYPE_CHECKING import)
 
         self._pool = pool
         self._lost = is_unavailable_error
         self._max_batch = max_batch
+        self._answer_timeout_s = answer_timeout_s
         self._pending: list[tuple[Key, asyncio.Future[Lookup]]] = []
         self._flush_scheduled = False
 
     @classmethod
-    async def connect(cls, dsn: str, max_size: int = 8, search_path: str | None = None) -> PostgresStateReader:
-        import asyncpg  # here, not at the top: see the TYPE_CHECKING import
+    async def connect(
+        cls, dsn: str, max_size: int = 8, search_path: str | None = None, acquire_timeout_s: float = 5.0
+    ) -> PostgresStateReader:
+        """A pool whose wait for a connection (and a new one's handshake) lasts at most `acquire_timeout_s`
+        (`server.pgpool`): a hung or exhausted PostgreSQL is then a 503, not a check that waits for ever."""
+        from server.pgpool import bounded_pool  # here, not at the top: see the TYPE_CHECKING import
 
         settings = {"search_path": search_path} if search_path else None
-        pool = await asyncpg.create_pool(
-            dsn, min_size=1, max_size=max_size, server_settings=settings, reset=_session_kept
+        pool = await bounded_pool(
+            dsn,
+            acquire_timeout=acquire_timeout_s,
+            min_size=1,
+            max_size=max_size,
+            server_settings=settings,
+            reset=_session_kept,
         )
-        return cls(pool)
+        return cls(pool, answer_timeout_s=acquire_timeout_s)
 
     async def current(self, keys: Sequence[Key]) -> list[Lookup]:
         if len(keys) != 1:
@@ -374,7 +390,9 @@ class PostgresStateReader:
 
     async def _resolve(self, batch: list[tuple[Key, asyncio.Future[Lookup]]]) -> None:
         try:
-            results = await self._query([key for key, _ in batch])
+            keys = [key for key, _ in batch]
+            rows = await self._read(lambda conn: postgres_rows(conn, keys), self._answer_timeout_s)
+            results = [_lookup(row) for row in rows]
         except Exception as exc:  # every waiter gets the failure, none is left hanging
             for _, future in batch:
                 if not future.done():
@@ -397,16 +415,18 @@ class PostgresStateReader:
     async def _fetch(self, keys: Sequence[Key]) -> list[Row | None]:
         return await self._read(lambda conn: postgres_rows(conn, keys))
 
-    async def _read(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    async def _read(self, work: Callable[[asyncpg.Connection], Awaitable[T]], timeout_s: float | None = None) -> T:
         """`work` on a pool connection; once more on a fresh one when the connection turned out lost (a backend
         terminated, PostgreSQL restarted): a read changes nothing, so it is safe to send again. A lost connection
         is terminated before it goes back, so that the pool opens a new one: this pool's reset sends nothing
         (`_session_kept`), so a connection whose backend is gone would otherwise be handed out again and again.
-        A second failure is raised (the app answers 503, `server.db.send_again_error`)."""
+        A second failure is raised (the app answers 503, `server.db.send_again_error`). Past `timeout_s` without an
+        answer (a PostgreSQL or a network that went mute: the socket stays open, nothing comes back) the connection
+        counts as lost (`TimeoutError`)."""
         for attempt in (1, 2):
             async with self._pool.acquire() as conn:
                 try:
-                    return await work(conn)
+                    return await asyncio.wait_for(work(conn), timeout_s)
                 except Exception as exc:
                     if not self._lost(exc):
                         raise
@@ -421,7 +441,7 @@ class PostgresStateReader:
         return [_lookup(row) for row in await self._fetch(keys)]
 
     async def at(self, key: Key, at: datetime) -> Lookup:
-        row = await self._read(lambda conn: conn.fetchrow(_PG_AT, key[0], key[1], key[2], at))
+        row = await self._read(lambda conn: conn.fetchrow(_PG_AT, key[0], key[1], key[2], at), self._answer_timeout_s)
         if row is None:
             return UNKNOWN
         erased, restricted, status, recorded_at, valid_until, policy_id, event_id = row

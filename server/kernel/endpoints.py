@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.errors import AuthenticationRequired, InsufficientScope, NotFound
+from server.errors import AuthenticationRequired, ConsentError, InsufficientScope, NotFound, UnstorableText
 from server.kernel.idempotency import OPTIONAL, REQUIRED, IdempotencyKeys
 from server.kernel.unstorable import refuse_in_request
 
@@ -88,6 +88,9 @@ class Endpoint:
     # `optional` or `required`: the write takes an `Idempotency-Key` header (server.kernel.idempotency); None: the
     # header is ignored (a read, or a POST that changes nothing, such as one that only signs a link).
     idempotency: str | None = None
+    # How a refusal made before the handler runs (a NUL in the path, query string or a header) is answered, for
+    # routes whose refusals carry headers of their own (the banner's CORS headers); None: the kernel's problem+json.
+    refusal: Callable[[Request, ConsentError], Awaitable[Response]] | None = None
 
     @property
     def operation_id(self) -> str:
@@ -116,15 +119,22 @@ def build_routes(
 
 
 def _guarded(endpoint: Endpoint, guards: Mapping[str, Guard], keys: IdempotencyKeys | None) -> Handler:
-    return _storable_input(_with_guard(endpoint, guards, keys))
+    return _storable_input(_with_guard(endpoint, guards, keys), endpoint.refusal)
 
 
-def _storable_input(handler: Handler) -> Handler:
+def _storable_input(
+    handler: Handler, refusal: Callable[[Request, ConsentError], Awaitable[Response]] | None = None
+) -> Handler:
     """`handler` behind the refusal of a NUL in the path, query string or headers (server.kernel.unstorable), the
-    same for every route and both databases."""
+    same for every route and both databases; answered by `refusal` when the endpoint has one."""
 
     async def checked(request: Request) -> Response:
-        refuse_in_request(request.scope)
+        try:
+            refuse_in_request(request.scope)
+        except UnstorableText as exc:
+            if refusal is None:
+                raise
+            return await refusal(request, exc)
         return await handler(request)
 
     checked.__name__ = handler.__name__

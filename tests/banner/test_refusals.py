@@ -182,3 +182,34 @@ def test_a_choice_met_by_a_busy_database_is_a_503_the_banner_can_read(visitor: T
     assert response.headers["access-control-allow-origin"] == ORIGIN and response.headers["retry-after"] == "1"
     assert run(visitor, _written) == before
     assert post(visitor, body).status_code == 200
+
+
+def test_a_nul_refused_before_the_handler_carries_the_banner_cors_headers(visitor: TestClient) -> None:
+    """A NUL in the path, query or a header is refused by the kernel before the banner's handler runs: the answer
+    still carries the CORS headers the handler would give, so the banner can read it; nothing is written."""
+    before = run(visitor, _written)
+    body = json.dumps(choice(visitor, "save", []))
+    sent = [
+        ("record, query", visitor.post("/v1/cookie-consents?x=%00", content=body, headers={**JSON, "Origin": ORIGIN})),
+        (
+            "record, header",
+            visitor.post("/v1/cookie-consents", content=body, headers={**JSON, "Origin": ORIGIN, "X-A": "\x00"}),
+        ),
+        ("config, query", visitor.get("/v1/banner/config?site=demo&lang=%00", headers={"Origin": ORIGIN})),
+        ("config preflight", visitor.options("/v1/banner/config?site=demo%00", headers={"Origin": ORIGIN})),
+        ("record preflight", visitor.options("/v1/cookie-consents?x=%00", headers={"Origin": ORIGIN})),
+    ]
+    wrong = []
+    for what, response in sent:
+        problems = _refusal(response, 422, "unstorable-text")
+        if response.headers.get("access-control-allow-origin") != ORIGIN or "Origin" not in response.headers["vary"]:
+            problems.append(f"CORS headers {dict(response.headers)}")
+        if problems:
+            wrong.append((what, problems))
+    assert wrong == []
+    foreign = visitor.post(
+        "/v1/cookie-consents?x=%00", content=body, headers={**JSON, "Origin": "https://evil.example"}
+    )
+    assert _refusal(foreign, 422, "unstorable-text") == []
+    assert "access-control-allow-origin" not in foreign.headers
+    assert run(visitor, _written) == before
