@@ -79,8 +79,21 @@ def credentials(
             "maxsize": int(query.get("maxsize", "10")),
             "acquire_timeout": acquire_timeout_s,
             **({"schema": query["schema"]} if "schema" in query else {}),
+            **({} if migrating else {"reset": keep_session}),
         },
     }
+
+
+async def keep_session(connection: asyncpg.Connection) -> None:
+    """The ORM pool's reset of a connection given back: nothing to send. asyncpg's default sends
+    `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` at every release: a round trip, and
+    PostgreSQL's CPU, on each request that touched the database. Nothing on this pool leaves session state: the
+    advisory locks taken (`server.proof.log`, `server.kernel.idempotency`) are `pg_*_xact_lock`, released at the
+    transaction's end; no cursor outlives its transaction, nothing LISTENs, nothing SETs after connecting (the
+    `search_path` of `?schema=` is a connection setting, kept). Code that needs session state must not take it
+    on this pool. asyncpg still rolls back a transaction left open, before calling this. Passed to
+    `asyncpg.create_pool(reset=...)` through Tortoise's credentials; not while migrating (the migrator's
+    connections keep asyncpg's reset)."""
 
 
 def sqlite_path(database_url: str) -> Path | None:

@@ -6,12 +6,17 @@ ledger event (id, seq, hash) so a receipt can be matched with the chain.
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from joserfc import jwt
+from cryptography.hazmat.primitives.asymmetric.ec import ECDSA, EllipticCurvePrivateKey
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.hashes import SHA256
+from joserfc.jwk import ECKey
 
 from server.auth.keys import ALGORITHM, KeyStore
 from server.policies.controller import Controller
@@ -118,10 +123,38 @@ def receipt_payload(
     }
 
 
+def _b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+class _Signer:
+    """One signing key's ready parts: the JWS header segment (the same for every receipt it signs) and the
+    `cryptography` private key (joserfc's `get_op_key("sign")`, which also checks the key may sign)."""
+
+    __slots__ = ("header", "key", "private")
+
+    def __init__(self, key: ECKey) -> None:
+        # The header as joserfc's `jwt.encode` writes it: its default `typ` first (then overwritten), ASCII JSON.
+        header = {"typ": RECEIPT_TYP, "alg": ALGORITHM, "kid": key.kid}
+        self.header = _b64url(json.dumps(header, ensure_ascii=True, separators=(",", ":")).encode("ascii"))
+        self.key = key
+        private = key.get_op_key("sign")
+        if not isinstance(private, EllipticCurvePrivateKey) or private.curve.key_size != 256:
+            raise TypeError(f"signing key {key.kid} is not a P-256 private key")
+        self.private = private
+
+    def sign(self, payload: dict[str, Any]) -> str:
+        """The compact JWS of `payload` (RFC 7515 7.1), ES256 (RFC 7518 3.4: the signature is r || s, 32 bytes
+        each, not DER). The payload is joserfc's JWT claims encoding: compact JSON, non-ASCII kept, UTF-8."""
+        body = _b64url(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+        signing_input = self.header + b"." + body
+        r, s = decode_dss_signature(self.private.sign(signing_input, ECDSA(SHA256())))
+        return (signing_input + b"." + _b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))).decode("ascii")
+
+
 def sign_receipt(keys: KeyStore, payload: dict[str, Any]) -> str:
-    key = keys.active
-    header = {"alg": ALGORITHM, "kid": key.kid, "typ": RECEIPT_TYP}
-    return jwt.encode(header, payload, key, algorithms=[ALGORITHM])
+    """The receipt's compact JWS under the active key; `ReceiptIssuer` keeps the key's `_Signer` between calls."""
+    return _Signer(keys.active).sign(payload)
 
 
 class ReceiptIssuer:
@@ -131,8 +164,18 @@ class ReceiptIssuer:
         self.keys = keys
         self.controller = controller
         self.public_url = public_url
+        self._cached: _Signer | None = None
 
     def issue(self, **fields: Any) -> tuple[str, str]:
         """Returns (receipt id, compact JWS)."""
         payload = receipt_payload(controller=self.controller, public_url=self.public_url, **fields)
-        return payload["consentReceiptID"], sign_receipt(self.keys, payload)
+        return payload["consentReceiptID"], self._signer().sign(payload)
+
+    def _signer(self) -> _Signer:
+        """The active key's signer, made again when the active key changes (a rotation, here or in another
+        process: `KeyStore.active` reads the directory again when it changed)."""
+        key = self.keys.active
+        signer = self._cached
+        if signer is None or signer.key is not key:
+            signer = self._cached = _Signer(key)
+        return signer
