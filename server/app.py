@@ -141,6 +141,9 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
         elector = Elector(background_jobs(settings, services), settings.lease_s)
         # The view of revoked clients is loaded before the first request and kept fresh (server.auth.revocation).
         clients = asyncio.create_task(services.tokens.clients.run(settings.client_refresh_s))
+        # Expired rate-limit counters, in the lifespan's context: a task started by a request would inherit its
+        # transaction's connection.
+        sweeps = asyncio.create_task(services.limiter.run_sweeps())
         try:
             await services.tokens.clients.refresh()
             await services.catalog.reload()
@@ -148,9 +151,10 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
             yield
         finally:
             await elector.stop()
-            clients.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await clients
+            for task in (clients, sweeps):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             services.checks = None
             if stream_workers is not None:
                 await asyncio.to_thread(stream_workers.close)

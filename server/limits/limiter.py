@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
@@ -9,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from server.limits.stores import Count, Store
+from server.limits.stores import SWEEP_EVERY_S, Count, Store
 
 log = logging.getLogger("server.limits")
 LOG_EVERY_S = 10.0
@@ -78,6 +79,19 @@ class Limiter:
 
     async def allow(self, rule: Rule, key: str) -> bool:
         return await self.hit((rule, key)) is None
+
+    async def sweep(self) -> None:
+        await self.store.sweep(self.now())
+
+    async def run_sweeps(self, every_s: float = SWEEP_EVERY_S) -> None:
+        """Sweep the counters every `every_s` until cancelled (each server process runs one: a sweep is a DELETE of
+        what has expired, harmless twice); a store that fails is tried again at the next round."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.sweep()
+            except Exception:  # a busy or lost database: the next sweep deletes them
+                log.debug("rate limit sweep failed", exc_info=True)
 
     async def aclose(self) -> None:
         await self.store.aclose()

@@ -6,14 +6,15 @@ Both count with one atomic operation per request, so every process behind a load
   it, which only resets budgets). One `INSERT ... ON CONFLICT DO UPDATE SET hits = hits + 1 RETURNING` per request,
   for every key of the request at once, whose RETURNING also reads each key's previous window. PostgreSQL locks the
   row (keys are written in sorted order, so two requests never wait on each other in a cycle); SQLite runs it under
-  its write lock. Rows whose two windows have passed are swept by the process at most once a minute.
+  its write lock. Rows whose two windows have passed are swept once a minute by each server process, in a task of
+  its own started with the app (`Limiter.run_sweeps`): never from a request, whose transaction's connection a
+  task started there would inherit.
 - Redis (redis-py's asyncio client): one MULTI per request of INCR + EXPIRE of each current window and GET of the
   previous one. Connection and socket timeouts are short: a hung Redis costs a request at most that long.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -42,15 +43,15 @@ class Store(Protocol):
         """Count one hit in each slot at `now` (the limiter's clock, seconds); the counts in the order given."""
         ...
 
+    async def sweep(self, now: float) -> None:
+        """Drop counters that can no longer weigh in at `now`."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
 class SqlStore:
     """Counters in the service's own database, through Tortoise's connection (`server.db`)."""
-
-    def __init__(self) -> None:
-        self._swept = 0.0
-        self._sweeping: asyncio.Task[None] | None = None
 
     async def incr(self, slots: Sequence[Slot], now: float) -> list[Count]:
         conn = connections.get("default")
@@ -69,25 +70,14 @@ class SqlStore:
             args,
         )
         found = {(r["key"], int(r["slot"])): Count(int(r["hits"]), int(r["previous"] or 0)) for r in rows}
-        self._maybe_sweep(now)
         return [found[(key, slot)] for key, _, slot in slots]
 
-    def _maybe_sweep(self, now: float) -> None:
-        if abs(now - self._swept) < SWEEP_EVERY_S or (self._sweeping is not None and not self._sweeping.done()):
-            return
-        self._swept = now
-        self._sweeping = asyncio.create_task(self._sweep(int(now)))
-
-    async def _sweep(self, now: int) -> None:
+    async def sweep(self, now: float) -> None:
         conn = connections.get("default")
-        try:
-            await conn.execute_query(f"DELETE FROM {TABLE} WHERE expires_at < {placeholders(conn, 1)[0]}", [now])
-        except Exception:  # a busy or lost database: the next sweep deletes them
-            return
+        await conn.execute_query(f"DELETE FROM {TABLE} WHERE expires_at < {placeholders(conn, 1)[0]}", [int(now)])
 
     async def aclose(self) -> None:
-        if self._sweeping is not None:
-            await asyncio.gather(self._sweeping, return_exceptions=True)
+        return None
 
 
 class RedisStore:
@@ -109,6 +99,9 @@ class RedisStore:
                 pipe.get(f"rl:{key}:{slot - 1}")
             replies = await pipe.execute()
         return [Count(int(replies[3 * i]), int(replies[3 * i + 2] or 0)) for i in range(len(slots))]
+
+    async def sweep(self, now: float) -> None:
+        return None  # Redis expires the counters itself (EXPIRE)
 
     async def aclose(self) -> None:
         await self.redis.aclose()
