@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -79,6 +79,26 @@ def background_jobs(settings: Settings, services: Services) -> dict[str, Job]:
     return jobs
 
 
+SHUTDOWN_STEP_S = 10.0
+
+
+async def _shutdown_step(name: str, step: Awaitable[object]) -> None:
+    """One step of the app's shutdown, cut after SHUTDOWN_STEP_S and logged: a step that waits for ever (a
+    connection never given back, a task that does not end) must not keep the process from exiting, nor the
+    steps after it from running."""
+    try:
+        async with asyncio.timeout(SHUTDOWN_STEP_S):
+            await step
+    except TimeoutError:
+        logging.getLogger("server.app").error("shutdown: %s did not end within %s s; going on", name, SHUTDOWN_STEP_S)
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 # Every endpoint of the service, each feature's list in turn; nothing is routed that is not listed here. The API's
 # come first: its consent checks are the requests sent most, and Starlette tries routes in order.
 ENDPOINTS: list[Endpoint] = [*API_ENDPOINTS, *PREFERENCE_ENDPOINTS, *BANNER_ENDPOINTS, *DESK_ENDPOINTS]
@@ -150,17 +170,15 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
             await elector.start()
             yield
         finally:
-            await elector.stop()
-            for task in (clients, sweeps):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await _shutdown_step("the background jobs", elector.stop())
+            for name, task in (("the clients' view", clients), ("the rate-limit sweeps", sweeps)):
+                await _shutdown_step(name, _cancelled(task))
             services.checks = None
             if stream_workers is not None:
-                await asyncio.to_thread(stream_workers.close)
-            await reader.close()
-            await services.limiter.aclose()
-            await Tortoise.close_connections()
+                await _shutdown_step("the stream workers", asyncio.to_thread(stream_workers.close))
+            await _shutdown_step("the check reader", reader.close())
+            await _shutdown_step("the rate-limit store", services.limiter.aclose())
+            await _shutdown_step("the database connections", Tortoise.close_connections())
 
     guards: dict[str, Guard] = {
         SCOPE: scope_guard(services.tokens.verify),

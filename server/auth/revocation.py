@@ -106,7 +106,10 @@ class ClientView:
         while True:
             await asyncio.sleep(interval_s)
             try:
-                await asyncio.wait_for(self.refresh(), self.stale_after_s)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the task's own cancellation
+                # when the refresh ends at that moment, and the app's shutdown would then wait for it for ever.
+                async with asyncio.timeout(self.stale_after_s):
+                    await self.refresh()
             except asyncio.CancelledError:
                 raise
             except Exception:
