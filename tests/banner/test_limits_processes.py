@@ -3,6 +3,7 @@ a process, so a load balancer spreading a flood over them hands it no more than 
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +37,13 @@ def _post(server: Server, body: dict[str, Any]) -> int:
 @pytest.mark.parametrize("store", ["database", "redis"])
 def test_two_processes_share_one_budget(database_url: str, tmp_path: Path, store: str) -> None:
     servers = []
+    secret = secrets.token_hex(24)  # both processes', and no other run's
     try:
         for name in ("a", "b"):
             port = free_port()
             env = {**server_env(database_url, tmp_path, port), "BANNER_RATE_PER_CONSENT": "3"}
-            if store == "redis":  # a fresh secret: this test's keys are its own in a shared Redis
-                env |= {"REDIS_URL": "redis://127.0.0.1:6379/0", "SECRET_KEY": f"{tmp_path.name}-" * 4}
+            if store == "redis":  # a fresh secret: this run's keys are its own in a Redis other runs share
+                env |= {"REDIS_URL": "redis://127.0.0.1:6379/0", "SECRET_KEY": secret}
             servers.append(start_server(env, tmp_path, name))
         for server in servers:
             wait_ready(server.base_url, server.process, server.output)
