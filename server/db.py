@@ -220,7 +220,11 @@ def _is_unavailable(current: BaseException) -> bool:
         # mid-operation when its backend went away, before the socket's close was seen
         return "another operation" in str(current)
     if isinstance(current, asyncpg.exceptions.InterfaceError):
-        return "closed" in str(current) or "closing" in str(current)  # a connection or the pool is
+        # A connection or the pool is closed; or the connection closed while acquired (its backend killed), which
+        # detaches it from the pool: "cannot call Connection.fetchrow(): connection has been released back to the
+        # pool"
+        message = str(current)
+        return "closed" in message or "closing" in message or "released back to the pool" in message
     if isinstance(current, sqlite3.Error):
         return any(text in str(current).lower() for text in _UNAVAILABLE_SQLITE)
     if isinstance(current, OSError):

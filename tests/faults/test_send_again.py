@@ -20,6 +20,9 @@ UNAVAILABLE = [
     asyncpg.exceptions.InvalidCatalogNameError('database "x" does not exist'),
     asyncpg.exceptions.DiskFullError("could not extend file"),
     asyncpg.exceptions.InterfaceError("cannot call Transaction.rollback(): the underlying connection is closed"),
+    asyncpg.exceptions.InterfaceError(
+        "cannot call Connection.fetchrow(): connection has been released back to the pool"
+    ),
     asyncpg.exceptions.InternalClientError("cannot switch to state 12; another operation (2) is in progress"),
     OperationalError(asyncpg.exceptions.AdminShutdownError("terminating connection")),
     DBConnectionError("Can't establish connection to database x"),
