@@ -218,7 +218,9 @@ def _is_unavailable(current: BaseException) -> bool:
     if isinstance(current, asyncpg.exceptions.InternalClientError):
         # "cannot switch to state 12; another operation (2) is in progress": the connection's protocol was left
         # mid-operation when its backend went away, before the socket's close was seen
-        return "another operation" in str(current)
+        # "PoolConnectionHolder.release() called on a free connection holder": the pool had already taken back a
+        # connection whose socket closed while it was acquired
+        return "another operation" in str(current) or "free connection holder" in str(current)
     if isinstance(current, asyncpg.exceptions.InterfaceError):
         # A connection or the pool is closed; or the connection closed while acquired (its backend killed), which
         # detaches it from the pool: "cannot call Connection.fetchrow(): connection has been released back to the

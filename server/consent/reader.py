@@ -424,17 +424,21 @@ class PostgresStateReader:
         answer (a PostgreSQL or a network that went mute: the socket stays open, nothing comes back) the connection
         counts as lost (`TimeoutError`)."""
         for attempt in (1, 2):
-            async with self._pool.acquire() as conn:
-                try:
-                    return await asyncio.wait_for(work(conn), timeout_s)
-                except Exception as exc:
-                    if not self._lost(exc):
+            try:
+                async with self._pool.acquire() as conn:
+                    try:
+                        return await asyncio.wait_for(work(conn), timeout_s)
+                    except Exception as exc:
+                        if self._lost(exc):
+                            # A connection already closed is detached from the pool, and refuses even this.
+                            with contextlib.suppress(Exception):
+                                conn.terminate()
                         raise
-                    # A connection already closed is detached from the pool, and refuses even this.
-                    with contextlib.suppress(Exception):
-                        conn.terminate()
-                    if attempt == 2:
-                        raise
+            except Exception as exc:
+                # Lost in the read, or in giving the connection back: asyncpg releases a connection itself when its
+                # socket closes, and the release that follows is then refused ("a free connection holder").
+                if attempt == 2 or not self._lost(exc):
+                    raise
         raise AssertionError("unreachable")
 
     async def _query(self, keys: Sequence[Key]) -> list[Lookup]:

@@ -24,6 +24,7 @@ UNAVAILABLE = [
         "cannot call Connection.fetchrow(): connection has been released back to the pool"
     ),
     asyncpg.exceptions.InternalClientError("cannot switch to state 12; another operation (2) is in progress"),
+    asyncpg.exceptions.InternalClientError("PoolConnectionHolder.release() called on a free connection holder"),
     OperationalError(asyncpg.exceptions.AdminShutdownError("terminating connection")),
     DBConnectionError("Can't establish connection to database x"),
     ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed ('127.0.0.1', 5432)"),
