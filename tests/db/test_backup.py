@@ -3,7 +3,6 @@ SQLite, pg_restore into a fresh database on PostgreSQL) and passes `python -m se
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import stat
@@ -17,7 +16,7 @@ import httpx
 import pytest
 
 from tests.databases import asyncpg_dsn
-from tests.helpers.processes import access_token, cli, server_env, start_server, wait_ready
+from tests.helpers.processes import access_token, cli, new_client, server_env, start_server, wait_ready
 from tests.helpers.sql import is_sqlite
 from tests.ports import free_port
 
@@ -66,9 +65,7 @@ def test_a_backup_taken_during_writes_restores_and_verifies(
     database_url: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     env = server_env(database_url, tmp_path, free_port())
-    created = cli(env, tmp_path, "clients", "create", "--name", "b", "--scopes", "consent:write")
-    assert created.returncode == 0, created.stderr
-    credentials = json.loads(created.stdout)
+    credentials = new_client(env, tmp_path, "consent:write", name="b")
     server = start_server(env, tmp_path, "server")
     stop = threading.Event()
     acknowledged: list[int] = []

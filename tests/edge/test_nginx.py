@@ -8,7 +8,6 @@ RFC 7239 Forwarded header (both variants run). nginx also listens with TLS, and 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 
 from tests.helpers.banner import record_over_http
 from tests.helpers.nginx import VARIANTS, Nginx, Ports, start_nginx
-from tests.helpers.processes import Server, access_token, cli, server_env, start_server, wait_ready
+from tests.helpers.processes import Server, access_token, new_client, server_env, start_server, wait_ready
 from tests.ports import free_port
 
 VISITORS = 40
@@ -59,9 +58,7 @@ def edge(request: pytest.FixtureRequest, database_url: str, tmp_path: Path) -> I
         "PUBLIC_URL": origin,
         "FORWARDED_ALLOW_IPS": "127.0.0.1",
     }
-    created = cli(env, tmp_path, "clients", "create", "--name", "edge-test", "--scopes", "consent:read")
-    assert created.returncode == 0, created.stderr
-    credentials = json.loads(created.stdout)
+    credentials = new_client(env, tmp_path, "consent:read", name="edge-test")
     service = start_server(env, tmp_path, "service")
     service.base_url = f"http://127.0.0.1:{ports.service}"
     nginx = None

@@ -30,11 +30,10 @@ import httpx
 import psutil
 import pytest
 
-from tests.faults.test_postgres_faults import _terminate
 from tests.helpers.banner import record_over_http
 from tests.helpers.nginx import Nginx, Ports, start_nginx
 from tests.helpers.processes import Server, access_token, cli, server_env, start_server, wait_ready
-from tests.helpers.sql import sql
+from tests.helpers.sql import sql, terminate_backends
 from tests.ports import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend", ["postgres"])]
@@ -193,7 +192,7 @@ def test_backends_killed_under_keyed_writes_lose_and_double_nothing(production: 
         thread.start()
     time.sleep(0.3)
     for _ in range(6):
-        _terminate(database)
+        terminate_backends(database)
         time.sleep(0.3)
     for thread in threads:
         thread.join(timeout=120)

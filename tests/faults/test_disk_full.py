@@ -7,7 +7,6 @@ written.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import subprocess
@@ -19,7 +18,7 @@ import httpx
 import pytest
 
 from tests.databases import SqliteTemplate
-from tests.helpers.processes import access_token, cli, server_env, start_server, wait_ready
+from tests.helpers.processes import access_token, cli, new_client, server_env, start_server, wait_ready
 from tests.ports import free_port
 
 DISK_MB = 24
@@ -86,11 +85,7 @@ def test_a_full_disk_is_503_not_ready_and_recovers_without_corruption(
             "READY_MIN_FREE_MB": str(READY_MIN_FREE_MB),
             "CHECKPOINT_INTERVAL_SECONDS": "0",
         }
-        created = cli(
-            env, tmp_path, "clients", "create", "--name", "t", "--scopes", "consent:write consent:read consent:check"
-        )
-        assert created.returncode == 0, created.stdout + created.stderr
-        credentials = json.loads(created.stdout)
+        credentials = new_client(env, tmp_path, "consent:write consent:read consent:check")
         server = start_server(env, tmp_path, "server")
         try:
             wait_ready(server.base_url, server.process, server.output)

@@ -7,47 +7,31 @@ terminated) is the outage; afterwards the same app answers again.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-import asyncpg
 import pytest
 from starlette.testclient import TestClient
 
-from tests.databases import asyncpg_dsn, postgres_admin_url
 from tests.helpers.api import bearer
 from tests.helpers.app import services_of
 from tests.helpers.banner import ORIGIN, choice
 from tests.helpers.console import sign_in
+from tests.helpers.sql import admin_sql, terminate_backends
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
-
-
-def _admin(sql: str) -> None:
-    admin = postgres_admin_url()
-    assert admin is not None
-
-    async def work() -> None:
-        conn = await asyncpg.connect(asyncpg_dsn(admin))
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(work())
 
 
 @contextlib.contextmanager
 def database_closed(database_url: str) -> Iterator[None]:
     database = urlsplit(database_url).path.lstrip("/")
-    _admin(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
-    _admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'")
+    admin_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+    terminate_backends(database)
     try:
         yield
     finally:
-        _admin(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        admin_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
 
 
 def _unavailable(answer: object) -> None:

@@ -6,7 +6,6 @@ reset connection); the server answers 2xx again without a restart; every write i
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -16,12 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import asyncpg
 import httpx
 import pytest
 
-from tests.databases import asyncpg_dsn, postgres_admin_url
-from tests.helpers.processes import Server, access_token, cli, server_env, start_server, wait_ready
+from tests.helpers.processes import Server, access_token, new_client, server_env, start_server, wait_ready
+from tests.helpers.sql import admin_sql, terminate_backends
 from tests.ledger.test_crash_safety import all_events
 from tests.ports import free_port
 
@@ -105,32 +103,10 @@ def _checker(load: Load, base_url: str, token: str, refs: list[str]) -> None:
             load.saw(f"check {ref}", response)
 
 
-def _admin(sql: str) -> None:
-    admin = postgres_admin_url()
-    assert admin is not None
-
-    async def work() -> None:
-        conn = await asyncpg.connect(asyncpg_dsn(admin))
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(work())
-
-
-def _terminate(database: str) -> None:
-    _admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'")
-
-
 def _served(database_url: str, tmp_path: Path, **extra: str) -> tuple[Server, str, dict[str, str]]:
     port = free_port()
     env = {**server_env(database_url, tmp_path, port), **extra}
-    created = cli(
-        env, tmp_path, "clients", "create", "--name", "t", "--scopes", "consent:write consent:read consent:check"
-    )
-    assert created.returncode == 0, created.stdout + created.stderr
-    credentials = json.loads(created.stdout)
+    credentials = new_client(env, tmp_path, "consent:write consent:read consent:check")
     server = start_server(env, tmp_path, "server")
     wait_ready(server.base_url, server.process, server.output)
     token = access_token(server.base_url, credentials["client_id"], credentials["client_secret"])
@@ -196,7 +172,7 @@ def test_backends_killed_under_load_answer_503_and_the_server_recovers(database_
 
         def kill_again_and_again() -> None:
             for _ in range(KILLS):
-                _terminate(database)
+                terminate_backends(database)
                 time.sleep(0.3)
 
         load = _under_load(server, token, kill_again_and_again)
@@ -219,19 +195,19 @@ def test_a_database_closed_to_connections_is_503_until_it_opens_again(database_u
     try:
 
         def closed_for_two_seconds() -> None:
-            _admin(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
-            _terminate(database)
+            admin_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+            terminate_backends(database)
             time.sleep(2)
             with httpx.Client(base_url=server.base_url, timeout=30) as http:
                 ready = http.get("/readyz")
                 assert ready.status_code == 503, ready.text
                 assert ready.json()["checks"]["database"] != "ok", ready.text
-            _admin(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+            admin_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
 
         try:
             load = _under_load(server, token, closed_for_two_seconds)
         finally:
-            _admin(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+            admin_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
         log = server.output()
         assert load.unanswered == [], (load.unanswered[:5], log)
         assert load.wrong == [], (load.wrong[:5], log)
@@ -258,8 +234,8 @@ def test_a_stream_check_that_loses_its_database_midway_ends_with_an_error_line(
     def body() -> Iterator[bytes]:
         yield line * 1000  # one chunk, answered while the database is up
         time.sleep(1)
-        _admin(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
-        _terminate(database)
+        admin_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        terminate_backends(database)
         yield line * 1000  # the next one meets the closed database
 
     try:
@@ -273,5 +249,5 @@ def test_a_stream_check_that_loses_its_database_midway_ends_with_an_error_line(
         assert set(last) == {"error"} and last["error"]["type"] == "/problems/service-unavailable", last
         assert all("allowed" in one for one in lines[:-1])
     finally:
-        _admin(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        admin_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
         server.stop()

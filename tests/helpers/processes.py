@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -111,3 +112,11 @@ def access_token(base_url: str, client_id: str, client_secret: str) -> str:
     )
     assert response.status_code == 200, response.text
     return str(response.json()["access_token"])
+
+
+def new_client(env: dict[str, str], cwd: Path, scopes: str, name: str = "t") -> dict[str, str]:
+    """`python -m server clients create` on the server's database: the new client's id and secret."""
+    created = cli(env, cwd, "clients", "create", "--name", name, "--scopes", scopes)
+    assert created.returncode == 0, created.stdout + created.stderr
+    credentials: dict[str, str] = json.loads(created.stdout)
+    return credentials

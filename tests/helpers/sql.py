@@ -11,7 +11,7 @@ import asyncpg
 from tortoise import connections
 
 from server.db import is_postgres
-from tests.databases import asyncpg_dsn, run_sync
+from tests.databases import asyncpg_dsn, postgres_admin_url, run_sync
 
 
 def is_sqlite(database_url: str) -> bool:
@@ -59,3 +59,16 @@ async def dump_every_table() -> str:
         rows = await conn.execute_query_dict(f'SELECT * FROM "{row["name"]}"')
         dump.append(f"{row['name']}: {rows!r}")
     return "\n".join(dump)
+
+
+def admin_sql(*statements: str) -> None:
+    """Statements on the PostgreSQL server as its administrator (TEST_POSTGRES_URL's database), outside any test
+    database: closing one to connections, terminating its backends."""
+    admin = postgres_admin_url()
+    assert admin is not None, "PostgreSQL tests need TEST_POSTGRES_URL"
+    sql(admin, *statements)
+
+
+def terminate_backends(database: str) -> None:
+    """Kill every connection to `database`, as an operator's `pg_terminate_backend` (or a crashed backend) would."""
+    admin_sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'")

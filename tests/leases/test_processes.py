@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers.processes import Server, access_token, cli, server_env, start_server, wait_ready
+from tests.helpers.processes import Server, access_token, cli, new_client, server_env, start_server, wait_ready
 from tests.helpers.receiver import Receiver
 from tests.ports import free_port
 
@@ -80,9 +80,7 @@ def test_background_jobs_run_in_one_process_and_move_when_it_is_killed(database_
         "BACKGROUND_LEASE_SECONDS": str(LEASE),
         "DSR_REMINDER_POLL_SECONDS": "60",
     }
-    created = cli(env, tmp_path, "clients", "create", "--name", "t", "--scopes", "consent:write proof:read")
-    assert created.returncode == 0, created.stderr
-    credentials = json.loads(created.stdout)
+    credentials = new_client(env, tmp_path, "consent:write proof:read")
     added = cli(env, tmp_path, "recipients", "add", "esp", receiver.url)
     assert added.returncode == 0, added.stderr
     servers: list[Server] = []

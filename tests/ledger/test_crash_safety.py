@@ -7,7 +7,6 @@ and `python -m server ledger verify` finds every chain and the state projection 
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import threading
@@ -19,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers.processes import access_token, cli, server_env, start_server, wait_ready
+from tests.helpers.processes import access_token, cli, new_client, server_env, start_server, wait_ready
 from tests.ports import free_port
 
 WRITERS = 4
@@ -106,9 +105,7 @@ def writer(stream: Stream, base_url: str, token: str, refs: list[str]) -> None:
 def test_acknowledged_writes_survive_sigkill(database_url: str, tmp_path: Path) -> None:
     port = free_port()
     env = server_env(database_url, tmp_path, port)
-    created = cli(env, tmp_path, "clients", "create", "--name", "t", "--scopes", "consent:write consent:read")
-    assert created.returncode == 0, created.stdout + created.stderr
-    credentials = json.loads(created.stdout)
+    credentials = new_client(env, tmp_path, "consent:write consent:read")
 
     stream = Stream()
     refs = [f"crash-{i:02d}" for i in range(SUBJECTS)]

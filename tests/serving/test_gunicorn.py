@@ -6,7 +6,6 @@ that is not a trusted proxy is ignored (uvicorn's own proxy headers are off: `se
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import shlex
 import signal
@@ -18,7 +17,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.helpers.processes import access_token, cli, server_env, start_server, wait_ready
+from tests.helpers.processes import access_token, new_client, server_env, start_server, wait_ready
 from tests.ports import free_port
 from tests.serving.test_processes import header_cut, job_pids, listening, pids_answering
 
@@ -52,9 +51,7 @@ def test_gunicorn_as_documented_serves_with_two_workers_and_runs_each_job_in_one
         "HTTP_HEADER_TIMEOUT_SECONDS": "1",
         "BACKGROUND_LEASE_SECONDS": "2",
     }
-    created = cli(env, tmp_path, "clients", "create", "--name", "t", "--scopes", "consent:write proof:read")
-    assert created.returncode == 0, created.stderr
-    credentials = json.loads(created.stdout)
+    credentials = new_client(env, tmp_path, "consent:write proof:read")
     command = documented_command()
     command[0] = str(Path(sys.executable).parent / "gunicorn")
     command[command.index(DOCUMENTED_BIND)] = f"127.0.0.1:{port}"

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers.processes import Server, access_token, cli, server_env, start_server, wait_ready
+from tests.helpers.processes import Server, access_token, new_client, server_env, start_server, wait_ready
 from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
@@ -33,9 +33,7 @@ def server(sqlite_template: object, tmp_path: Path) -> Iterator[tuple[Server, st
         "HTTP_KEEP_ALIVE_SECONDS": "1",
         "HTTP_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
     }
-    created = cli(env, tmp_path, "clients", "create", "--name", "t", "--scopes", "consent:write consent:read")
-    assert created.returncode == 0, created.stderr
-    credentials = json.loads(created.stdout)
+    credentials = new_client(env, tmp_path, "consent:write consent:read")
     started = start_server(env, tmp_path, "server")
     try:
         wait_ready(started.base_url, started.process, started.output)

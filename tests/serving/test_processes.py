@@ -16,7 +16,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.helpers.processes import Server, access_token, cli, server_env, start_server, wait_ready
+from tests.helpers.processes import Server, access_token, cli, new_client, server_env, start_server, wait_ready
 from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
@@ -90,9 +90,7 @@ def test_serve_with_two_workers_answers_from_two_processes_and_runs_each_job_in_
         "HTTP_HEADER_TIMEOUT_SECONDS": "1",
         "BACKGROUND_LEASE_SECONDS": "2",
     }
-    created = cli(env, tmp_path, "clients", "create", "--name", "t", "--scopes", "consent:write proof:read")
-    assert created.returncode == 0, created.stderr
-    credentials = json.loads(created.stdout)
+    credentials = new_client(env, tmp_path, "consent:write proof:read")
     server = start_server(env, tmp_path, "workers", [sys.executable, "-m", "server", "serve", "--workers", "2"])
     try:
         wait_ready(server.base_url, server.process, server.output, timeout=60)
